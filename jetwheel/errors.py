@@ -1,0 +1,45 @@
+"""One exception hierarchy. Only the edges (cli, HTTP handlers) turn these into messages."""
+
+
+class JetwheelError(Exception):
+    """Base of every error jetwheel reports as one clean line."""
+
+
+class RecipeError(JetwheelError):
+    """A recipe or profile file is wrong; the message names file, key and fix."""
+
+
+class PlanError(JetwheelError):
+    """The requested build cannot be planned (unknown package, cycle, ...)."""
+
+
+class BuildError(JetwheelError):
+    """A build step failed; nothing was published."""
+
+
+class RepairError(BuildError):
+    """auditwheel could not repair the wheel."""
+
+
+class VerifyFailed(BuildError):
+    """A wheel failed verification and was not published."""
+
+
+class StoreError(JetwheelError):
+    """The index store refused or could not complete an operation."""
+
+
+class UploadRejected(StoreError):
+    """An upload failed validation; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PublishError(JetwheelError):
+    """Handing a wheel to the index failed."""
+
+
+class RunnerError(JetwheelError):
+    """A runner could not start (no container engine, missing image, ...)."""

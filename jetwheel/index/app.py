@@ -1,0 +1,328 @@
+"""The index's HTTP face (aiohttp): simple API reads, twine uploads, yank/delete, upstream fallback.
+
+This is an edge: typed errors become one-line HTTP answers here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from packaging.utils import canonicalize_name
+from passlib.apache import HtpasswdFile
+
+from ..errors import JetwheelError, StoreError, UploadRejected
+from . import pages
+from .store import Hashes, Store
+
+log = logging.getLogger("jetwheel.index")
+CHUNK = 1 << 16
+
+
+@dataclass
+class Settings:
+    htpasswd: Path | None = None
+    auth_reads: bool = False  # reads need a login too (private LAN index)
+    upstream: str = ""  # e.g. https://pypi.org/simple ; empty: air-gapped, no fallback
+    owned: frozenset[str] = frozenset()  # names recipes build: never taken from upstream
+    admins: frozenset[str] = frozenset()  # may delete; empty: every htpasswd user may
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Pages:
+    """Rendered pages with their ETags, rebuilt only when the store's generation changes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.gen: tuple[int, int] | None = None
+        self.pages: dict[tuple[str, str], tuple[bytes, str]] = {}
+
+    def get(self, project: str, form: str) -> tuple[bytes, str] | None:
+        gen = self.store.generation()
+        if gen != self.gen:
+            rendered = pages.render_all(self.store.projects())
+            self.pages = {k: (v, '"' + hashlib.sha256(v).hexdigest()[:32] + '"') for k, v in rendered.items()}
+            self.gen = gen
+        return self.pages.get((project, form))
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())[:500]
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=_one_line(message) + "\n")
+
+
+class IndexApp:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.pages = _Pages(store)
+        self._htpasswd: HtpasswdFile | None = None
+        if settings.htpasswd:
+            if not settings.htpasswd.is_file():
+                raise StoreError(f"htpasswd file {settings.htpasswd} does not exist")
+            self._htpasswd = HtpasswdFile(str(settings.htpasswd))
+
+    # -- auth --------------------------------------------------------------------------------------
+    def _user(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic ") or self._htpasswd is None:
+            return None
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        self._htpasswd.load_if_changed()
+        return user if self._htpasswd.check_password(user, password) else None
+
+    def _require(self, request: web.Request, write: bool, admin: bool = False) -> web.Response | None:
+        if not write and not self.settings.auth_reads:
+            return None
+        if self._htpasswd is None:
+            if write:
+                return error(403, "uploads are disabled: start the index with --htpasswd FILE")
+            return None
+        user = self._user(request)
+        if user is None:
+            return web.Response(status=401, text="authentication required\n",
+                                headers={"WWW-Authenticate": 'Basic realm="jetwheel"'})
+        if admin and self.settings.admins and user not in self.settings.admins:
+            return error(403, f"user {user!r} is not an admin of this index")
+        return None
+
+    # -- reads -------------------------------------------------------------------------------------
+    async def simple_root(self, request: web.Request) -> web.StreamResponse:
+        return self._page(request, "")
+
+    async def simple_project(self, request: web.Request) -> web.StreamResponse:
+        raw = request.match_info["project"]
+        name = canonicalize_name(raw)
+        if raw != name or not request.path.endswith("/"):
+            raise web.HTTPMovedPermanently(f"/simple/{name}/")
+        if self.pages.get(name, "html") is not None:
+            return self._page(request, name)
+        if name in self.settings.owned:
+            # Ours even though nothing is published yet: falling back would hand out PyPI's build
+            # (for torch on aarch64: a CPU-only wheel) in place of the one jetwheel must build.
+            return error(404, f"{name}: built by jetwheel and not published here yet; never taken from upstream")
+        if self.settings.upstream:
+            raise web.HTTPFound(f"{self.settings.upstream.rstrip('/')}/{name}/")
+        return error(404, f"{name}: not found on this index")
+
+    def _page(self, request: web.Request, project: str) -> web.StreamResponse:
+        denied = self._require(request, write=False)
+        if denied:
+            return denied
+        kind = pages.negotiate(request.headers.get("Accept", ""))
+        if kind is None:
+            return error(406, f"acceptable types: {pages.JSON_V1}, {pages.HTML_V1}, text/html")
+        found = self.pages.get(project, "json" if kind == pages.JSON_V1 else "html")
+        if found is None:
+            return error(404, "not found")
+        body, etag = found
+        headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "max-age=60"}
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, headers=headers, content_type=kind)
+
+    async def package(self, request: web.Request) -> web.StreamResponse:
+        denied = self._require(request, write=False)
+        if denied:
+            return denied
+        filename = request.match_info["filename"]
+        try:
+            if filename.endswith(".metadata"):
+                path = self.store.metadata_path(filename[: -len(".metadata")])
+            else:
+                path = self.store.path(filename)
+        except UploadRejected as e:
+            return error(400, str(e))
+        if not path.is_file():
+            return error(404, f"{filename}: no such file")
+        # FileResponse: sendfile(2) (zero-copy), Range, ETag / If-None-Match, Last-Modified
+        return web.FileResponse(path, chunk_size=1 << 20, headers={"Content-Type": "application/octet-stream"})
+
+    async def file_info(self, request: web.Request) -> web.StreamResponse:
+        denied = self._require(request, write=False)
+        if denied:
+            return denied
+        f = self.store.files().get(request.match_info["filename"])
+        if f is None:
+            return error(404, "no such file")
+        return web.json_response({
+            "filename": f.filename, "project": f.project, "version": f.version, "size": f.size,
+            "sha256": f.sha256, "upload_time": f.upload_time, "yanked": f.yanked,
+            "provenance": f.provenance, "verify": f.verify,
+        })
+
+    async def cache_lookup(self, request: web.Request) -> web.StreamResponse:
+        denied = self._require(request, write=False)
+        if denied:
+            return denied
+        f = self.store.find_cache_key(request.match_info["key"])
+        if f is None:
+            return error(404, "no wheel with this cache key")
+        return web.json_response({"filename": f.filename, "sha256": f.sha256})
+
+    async def health(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"ok": True, "files": len(self.store.files())})
+
+    # -- writes ------------------------------------------------------------------------------------
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        denied = self._require(request, write=True)
+        if denied:
+            return denied
+        length = request.content_length
+        if length is not None and length > self.store.max_upload + (1 << 20):
+            return error(413, f"upload too large: {length} bytes > limit {self.store.max_upload}")
+        try:
+            return await self._upload(request)
+        except UploadRejected as e:
+            return error(e.status, str(e))
+        except (ValueError, AssertionError, asyncio.IncompleteReadError, ConnectionError) as e:
+            return error(400, f"malformed upload body: {e}")
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        if not request.content_type.startswith("multipart/"):
+            raise UploadRejected("upload must be multipart/form-data (the legacy API twine uses)", 400)
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        filename = ""
+        hashes = Hashes()
+        with self.store.staging() as (out, tmp):
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                if not isinstance(part, BodyPartReader):
+                    raise UploadRejected("nested multipart is not supported", 400)
+                if part.name == "content":
+                    if filename:
+                        raise UploadRejected("more than one file in the upload", 400)
+                    filename = part.filename or ""
+                    if not filename:
+                        raise UploadRejected("the content part has no filename", 400)
+                    while chunk := await part.read_chunk(CHUNK):
+                        hashes.update(chunk)
+                        if hashes.size > self.store.max_upload:
+                            raise UploadRejected(f"file too large: over the limit of {self.store.max_upload} bytes", 413)
+                        out.write(chunk)
+                elif part.name:
+                    value = await part.read(decode=False)
+                    if len(value) > 8 << 20:
+                        raise UploadRejected(f"form field {part.name!r} is too large", 400)
+                    fields[part.name] = value.decode("utf-8", errors="replace")
+            out.flush()
+            os.fsync(out.fileno())
+            if fields.get(":action", "file_upload") != "file_upload":
+                raise UploadRejected(f"unsupported :action {fields.get(':action')!r}", 400)
+            if not filename:
+                raise UploadRejected("no file in the upload (a 'content' part is required)", 400)
+            artifact = fields.get("jetwheel_artifact") == "1"
+            if not artifact and fields.get("name") and "-" in filename:
+                claimed = canonicalize_name(fields["name"])
+                if claimed != canonicalize_name(filename.split("-", 1)[0]):
+                    raise UploadRejected(f"form name {fields['name']!r} does not match file {filename!r}", 400)
+            extras = {k: _json_field(fields, f"jetwheel_{k}") for k in ("provenance", "verify")}
+            info = await asyncio.to_thread(
+                self.store.add, tmp, filename, hashes, sha256_digest=fields.get("sha256_digest", ""),
+                md5_digest=fields.get("md5_digest", ""), artifact=artifact, **extras)
+        log.info("stored %s (%d bytes)", info.filename, info.size)
+        return web.Response(status=200, text=f"stored {info.filename}\n")
+
+    async def yank(self, request: web.Request) -> web.StreamResponse:
+        return await self._change(request, lambda f, body: self.store.yank(f, str(body.get("reason", ""))))
+
+    async def unyank(self, request: web.Request) -> web.StreamResponse:
+        return await self._change(request, lambda f, body: self.store.unyank(f))
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        return await self._change(request, lambda f, body: self.store.delete(f), admin=True)
+
+    async def _change(self, request: web.Request, action: Callable[[str, dict[str, Any]], Any],
+                      admin: bool = False) -> web.StreamResponse:
+        denied = self._require(request, write=True, admin=admin)
+        if denied:
+            return denied
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            await asyncio.to_thread(action, request.match_info["filename"], body)
+        except ValueError as e:
+            return error(400, f"bad request body: {e}")
+        except UploadRejected as e:
+            return error(e.status, str(e))
+        except StoreError as e:
+            return error(404, str(e))
+        return web.json_response({"ok": True})
+
+
+def _json_field(fields: dict[str, str], key: str) -> dict[str, Any]:
+    if key not in fields:
+        return {}
+    try:
+        value = json.loads(fields[key])
+    except ValueError:
+        raise UploadRejected(f"form field {key!r} is not valid JSON", 400) from None
+    if not isinstance(value, dict):
+        raise UploadRejected(f"form field {key!r} must be a JSON object", 400)
+    return value
+
+
+@web.middleware
+async def _clean_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                        ) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except JetwheelError as e:
+        return error(400, str(e))
+
+
+def make_app(store: Store, settings: Settings) -> web.Application:
+    index = IndexApp(store, settings)
+    app = web.Application(middlewares=[_clean_errors], client_max_size=1 << 20)
+    app["index"] = index
+    r = app.router
+    r.add_get("/health", index.health)
+    r.add_get("/simple/", index.simple_root)
+    r.add_get("/simple", lambda req: _redirect("/simple/"))
+    r.add_get("/simple/{project}/", index.simple_project)
+    r.add_get("/simple/{project}", index.simple_project)
+    r.add_get("/packages/{filename}", index.package)
+    r.add_post("/", index.upload)
+    r.add_post("/legacy/", index.upload)
+    r.add_get("/api/files/{filename}", index.file_info)
+    r.add_delete("/api/files/{filename}", index.delete)
+    r.add_post("/api/files/{filename}/yank", index.yank)
+    r.add_post("/api/files/{filename}/unyank", index.unyank)
+    r.add_get("/api/cache/{key}", index.cache_lookup)
+    return app
+
+
+async def _redirect(location: str) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently(location)
+
+
+def serve(root: Path, host: str, port: int, settings: Settings, allow_overwrite: bool = False,
+          max_upload: int = 8 << 30) -> None:
+    """Run the index until interrupted. Cleans staging leftovers of a killed predecessor first."""
+    store = Store(root, allow_overwrite=allow_overwrite, max_upload=max_upload)
+    store.clean_tmp()
+    with contextlib.suppress(KeyboardInterrupt):
+        web.run_app(make_app(store, settings), host=host, port=port, access_log=None, print=None,
+                    reuse_port=True)

@@ -1,0 +1,97 @@
+"""Upload validation: everything an uploaded distribution must satisfy before it may become visible."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, NormalizedName, canonicalize_name,
+                             parse_sdist_filename, parse_wheel_filename)
+from packaging.version import Version
+
+from ..errors import UploadRejected
+
+# Files that are not Python distributions but that Triton's Dockerfile fetches by URL (the NVPL slim
+# tarball behind NVPL_SLIM_URL): stored and served, never listed as a project.
+ARTIFACT_SUFFIXES = (".tar.gz", ".tar.xz", ".tgz", ".zip")
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    filename: str
+    project: NormalizedName
+    version: Version
+    kind: str  # "wheel" | "sdist"
+    metadata: bytes | None  # the wheel's METADATA (PEP 658 serves it), None for an sdist
+    requires_python: str
+
+
+def check_filename(filename: str) -> str:
+    """Refuse names that could escape the store or confuse a client; return the name unchanged."""
+    if not filename or filename in (".", "..") or ".." in filename or _BAD_NAME.search(filename) \
+            or filename.startswith(".") or len(filename) > 255:
+        raise UploadRejected(f"invalid filename {filename!r}: no path separators, '..', control characters "
+                             "or leading dot", 400)
+    return filename
+
+
+def parse_filename(filename: str) -> tuple[NormalizedName, Version, str]:
+    check_filename(filename)
+    try:
+        if filename.endswith(".whl"):
+            name, version, _build, _tags = parse_wheel_filename(filename)
+            return name, version, "wheel"
+        if filename.endswith((".tar.gz", ".zip")):
+            name, version = parse_sdist_filename(filename)
+            return name, version, "sdist"
+    except (InvalidWheelFilename, InvalidSdistFilename) as e:
+        raise UploadRejected(f"invalid distribution filename {filename!r}: {e}", 400) from None
+    raise UploadRejected(f"unsupported file type {filename!r}: upload a .whl or an sdist (.tar.gz)", 400)
+
+
+def _parse_metadata(raw: bytes, where: str) -> tuple[str, str, str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UploadRejected(f"{where} is not valid UTF-8 (core metadata must be UTF-8)", 400) from None
+    msg = email.parser.Parser(policy=email.policy.compat32).parsestr(text)
+    name, version = msg.get("Name"), msg.get("Version")
+    if not name or not version:
+        raise UploadRejected(f"{where} lacks Name or Version", 400)
+    return str(name), str(version), str(msg.get("Requires-Python") or "")
+
+
+def inspect_wheel(path: Path, filename: str) -> Distribution:
+    """Open the uploaded file as a wheel and check that its METADATA agrees with its filename."""
+    name, version, kind = parse_filename(filename)
+    if kind != "wheel":
+        return Distribution(filename, name, version, kind, None, "")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise UploadRejected(f"corrupt wheel: member {bad!r} fails its CRC check", 400)
+            dist_info = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            for member in zf.namelist():
+                if member.startswith("/") or ".." in member.split("/"):
+                    raise UploadRejected(f"wheel member {member!r} escapes the install directory", 400)
+            if len(dist_info) != 1:
+                raise UploadRejected("wheel must contain exactly one *.dist-info/METADATA", 400)
+            raw = zf.read(dist_info[0])
+    except zipfile.BadZipFile:
+        raise UploadRejected("not a valid zip archive (corrupt or truncated wheel)", 400) from None
+    meta_name, meta_version, requires_python = _parse_metadata(raw, dist_info[0])
+    if canonicalize_name(meta_name) != name:
+        raise UploadRejected(f"METADATA Name {meta_name!r} does not match filename project {name!r}", 400)
+    try:
+        same_version = Version(meta_version) == version
+    except ValueError:
+        same_version = False
+    if not same_version:
+        raise UploadRejected(f"METADATA Version {meta_version!r} does not match filename version {version}", 400)
+    return Distribution(filename, name, version, kind, raw, requires_python)

@@ -1,0 +1,207 @@
+"""Turn "build vllm for profile triton-25.04" into ordered, fully specified build steps.
+
+A step is everything a runner needs and nothing it has to decide: the image, the environment, the
+shell commands (which refer only to $JW_WORK, $JW_SRC and $JW_INDEX, so the same text runs on the
+host or in a container), the wheel it must produce and a cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from .errors import PlanError
+from .machine import Machine
+from .recipe import Profile, Recipe
+
+RUNNERS = ("local", "docker")
+# Tools every build env needs: the frontends and the repairer run inside the env, next to the build.
+BUILD_TOOLS = ("build", "wheel", "auditwheel")
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    name: str
+    version: str  # the version the wheel will carry, local label included
+    pin: str  # the profile's pin (what other wheels require)
+    recipe: str  # path of the recipe file
+    runner: str
+    image: str  # container image, or "host"
+    env: Mapping[str, str]
+    commands: tuple[str, ...]
+    deps: tuple[str, ...]  # canonical names of the recipes installed from the index first
+    patches: tuple[str, ...]
+    source: Mapping[str, Any]
+    wheel: str  # the expected repaired wheel filename
+    cache_key: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: str
+    target: str
+    python: str
+    platform: str
+    steps: tuple[BuildStep, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"profile": self.profile, "target": self.target, "python": self.python,
+                "platform": self.platform, "steps": [s.to_json() for s in self.steps]}
+
+
+def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
+    """Dependencies first, each once; ties broken by name so plans are reproducible."""
+    key = canonicalize_name(target)
+    if key not in recipes:
+        raise PlanError(f"unknown package {target!r}; recipes exist for: {', '.join(sorted(recipes))}")
+    order: list[Recipe] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for d in sorted(recipes[name].deps):
+            visit(d)
+        order.append(recipes[name])
+
+    visit(key)
+    return order
+
+
+def wheel_version(recipe: Recipe, profile: Profile) -> str:
+    pin = profile.pin(recipe.name)
+    label = {"profile": profile.local_version, "none": ""}.get(recipe.local_version, recipe.local_version)
+    return str(Version(f"{pin}+{label}" if label else pin))
+
+
+def wheel_name(recipe: Recipe, profile: Profile, version: str) -> str:
+    dist = canonicalize_name(recipe.name).replace("-", "_")
+    if recipe.abi3:
+        tag = f"{recipe.abi3}-abi3"
+    else:
+        py = "cp" + profile.python_version.replace(".", "")
+        tag = f"{py}-{py}"
+    plat = profile.platform_tag if not recipe.manylinux else f"manylinux_*_{profile.arch}"
+    return f"{dist}-{version}-{tag}-{plat}.whl"
+
+
+def tree_digest(root: Path) -> str:
+    """Digest of a local source tree: relative paths and contents, build outputs excluded."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and not {"__pycache__", "build", "dist", ".git"} & set(rel.parts) \
+                and ".egg-info" not in str(rel):
+            h.update(str(rel).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _source(recipe: Recipe, version: str, pin: str) -> dict[str, Any]:
+    s = recipe.source
+    fill = {"version": version, "pin": pin}
+    if s.kind == "git":
+        return {"kind": "git", "url": s.location, "ref": s.ref.format(**fill), "submodules": s.submodules}
+    if s.kind == "url":
+        return {"kind": "url", "url": s.location.format(**fill), "sha256": s.sha256}
+    return {"kind": "path", "path": s.location, "digest": tree_digest(Path(s.location))}
+
+
+def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str]) -> tuple[str, ...]:
+    env_py = '"$JW_WORK/env/bin/python"'
+    installs = [*BUILD_TOOLS, *recipe.requires, *dep_pins]
+    cmds = [
+        f"{profile.python_exe} -m venv --clear \"$JW_WORK/env\"",
+        f"{env_py} -m pip install --disable-pip-version-check --index-url \"$JW_INDEX\" "
+        + " ".join(shlex.quote(r) for r in installs),
+    ]
+    cmds += [f"patch -p1 --forward -d \"$JW_SRC\" -i \"$JW_WORK/patches/{p.name}\"" for p in recipe.patches]
+    cmds += [f"cd \"$JW_SRC\" && {c}" for c in recipe.pre]
+    if recipe.frontend == "build":
+        cmds.append(f"{env_py} -m build --wheel --no-isolation --outdir \"$JW_WORK/raw\" \"$JW_SRC\"")
+    else:
+        cmds.append(f"{env_py} -m pip wheel --no-build-isolation --no-deps --wheel-dir \"$JW_WORK/raw\" \"$JW_SRC\"")
+    plat = "" if recipe.manylinux else f" --plat {profile.platform_tag}"
+    excludes = "".join(f" --exclude {shlex.quote(e)}" for e in recipe.exclude)
+    cmds.append(f"{env_py} -m auditwheel repair{plat}{excludes} --wheel-dir \"$JW_WORK/out\" \"$JW_WORK\"/raw/*.whl")
+    return tuple(cmds)
+
+
+def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: str) -> dict[str, str]:
+    jobs = machine.max_jobs(recipe.job_memory_gb)
+    fill = {"version": version, "pin": pin, "arch_list": profile.cuda_arch, "python": profile.python_version,
+            "max_jobs": str(jobs), "cuda": profile.cuda, "cuda_nodot": profile.cuda.replace(".", "")}
+    env = {"MAX_JOBS": str(jobs), "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)}
+    if profile.cuda_arch:
+        env["TORCH_CUDA_ARCH_LIST"] = profile.cuda_arch
+    for source in (profile.env, recipe.env):
+        for k, v in source.items():
+            try:
+                env[k] = v.format(**fill)
+            except (KeyError, IndexError) as e:
+                raise PlanError(f"{recipe.path}: env {k} uses unknown placeholder {e}; "
+                                f"known: {', '.join('{' + f + '}' for f in fill)}") from None
+    return env
+
+
+def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runner: str,
+              machine: Machine) -> Plan:
+    if runner not in RUNNERS:
+        raise PlanError(f"unknown runner {runner!r}; use one of: {', '.join(RUNNERS)}")
+    steps: list[BuildStep] = []
+    keys: dict[str, str] = {}
+    for recipe in build_order(recipes, target):
+        pin = profile.pin(recipe.name)
+        version = wheel_version(recipe, profile)
+        dep_pins = [f"{recipes[d].name}=={profile.pin(d)}" for d in sorted(recipe.deps)]
+        image = profile.image if runner == "docker" else "host"
+        env = _env(recipe, profile, machine, version, pin)
+        commands = _commands(recipe, profile, dep_pins)
+        source = _source(recipe, version, pin)
+        key_input = {
+            "recipe": recipe.digest, "source": source, "deps": {d: keys[d] for d in sorted(recipe.deps)},
+            "image": image, "python": profile.python_version, "platform": profile.platform_tag,
+            # MAX_JOBS changes speed, not the wheel: keep it out so a bigger machine reuses the cache
+            "env": {k: v for k, v in env.items() if k not in ("MAX_JOBS", "CMAKE_BUILD_PARALLEL_LEVEL")},
+            "commands": commands,
+        }
+        key = hashlib.sha256(json.dumps(key_input, sort_keys=True).encode()).hexdigest()
+        keys[recipe.key] = key
+        steps.append(BuildStep(
+            name=recipe.name, version=version, pin=pin, recipe=str(recipe.path), runner=runner, image=image,
+            env=env, commands=commands, deps=tuple(sorted(recipe.deps)),
+            patches=tuple(str(p) for p in recipe.patches), source=source,
+            wheel=wheel_name(recipe, profile, version), cache_key=key,
+        ))
+    return Plan(profile=profile.name, target=canonicalize_name(target), python=profile.python_version,
+                platform=profile.platform_tag, steps=tuple(steps))
+
+
+def render_plan(plan: Plan) -> str:
+    """The human form of a plan: what --dry-run prints."""
+    lines = [f"plan: {plan.target} for profile {plan.profile} (cp{plan.python.replace('.', '')}, "
+             f"{plan.platform}), {len(plan.steps)} steps"]
+    for i, s in enumerate(plan.steps, 1):
+        lines.append(f"\n[{i}/{len(plan.steps)}] {s.name} {s.version}  ->  {s.wheel}")
+        lines.append(f"  runner: {s.runner}   image: {s.image}")
+        lines.append(f"  cache key: {s.cache_key}")
+        src = dict(s.source)
+        lines.append("  source: " + " ".join(f"{k}={v}" for k, v in src.items() if k != "kind"))
+        if s.deps:
+            lines.append(f"  installs from the index first: {', '.join(s.deps)}")
+        lines.append("  env:")
+        lines += [f"    {k}={shlex.quote(v)}" for k, v in sorted(s.env.items())]
+        lines.append("  commands:")
+        lines += [f"    $ {c}" for c in s.commands]
+    return "\n".join(lines)

@@ -1,0 +1,356 @@
+"""Recipes and profiles: the data model, loaded from TOML and validated.
+
+A recipe says how to build one package; a profile pins the versions of a set of recipes that must
+agree (one Triton release). Every error names the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .errors import RecipeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a recipe's source comes from: a git ref, an sdist with its hash, or a local tree."""
+
+    kind: str  # "git" | "url" | "path"
+    location: str  # git URL, sdist URL or absolute path; may hold {version}
+    ref: str = ""  # git ref (tag or commit); may hold {version}
+    sha256: str = ""  # for kind == "url"
+    submodules: bool = False
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build one wheel. Versions come from the profile, never from here."""
+
+    name: str
+    path: Path
+    summary: str
+    source: Source
+    deps: tuple[str, ...]  # other recipes, installed from our index at the profile's pin
+    requires: tuple[str, ...]  # build tools installed into the build env (pip requirement strings)
+    frontend: str  # "build" (pypa/build, no isolation) or "pip" (pip wheel, no build isolation)
+    env: Mapping[str, str]
+    pre: tuple[str, ...]  # shell commands run in the source tree before the build
+    patches: tuple[Path, ...]
+    job_memory_gb: float  # peak memory of one compile job; MAX_JOBS is derived from it
+    exclude: tuple[str, ...]  # sonames auditwheel must not graft (JetPack or a dependency wheel has them)
+    manylinux: bool  # False: keep linux_<arch>, see manylinux_reason
+    manylinux_reason: str
+    extensions: tuple[str, ...]  # modules the wheel must contain, e.g. vllm._C
+    cuda: bool  # the wheel must carry device code for the profile's GPU
+    abi3: str  # "" or the limited-API floor, e.g. "cp38" for vLLM
+    local_version: str  # "profile" (use the profile's label), "none", or a literal label such as cu126
+    notes: str
+    digest: str  # sha256 of the recipe file and its patches: part of every cache key
+
+    @property
+    def key(self) -> str:
+        return canonicalize_name(self.name)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A set of pinned versions that must agree, and the target they are built for."""
+
+    name: str
+    path: Path
+    python: str  # "3.12", or "current" for the interpreter running jetwheel
+    python_exe: str  # the interpreter to build with inside the runner
+    platform: str  # wheel platform tag, e.g. linux_aarch64; "current" for this machine
+    cuda_arch: str  # TORCH_CUDA_ARCH_LIST value, e.g. "8.7"
+    cuda: str  # CUDA toolkit of the target, e.g. "12.6"; "" when the stack has no device code
+    jetpack: str
+    l4t: str
+    base_image: str
+    image: str  # the builder image the docker runner uses
+    local_version: str  # PEP 440 local label appended to built versions, e.g. jp62.cu126
+    top: str  # the requirement the whole profile exists for, e.g. vllm==0.8.1
+    versions: Mapping[str, str]  # canonical name -> version
+    env: Mapping[str, str]
+    system_libs: Mapping[str, tuple[str, ...]]  # soname -> symbol patterns the target OS provides
+    glibc: str  # newest GLIBC_ symbol version the target provides
+    notes: Mapping[str, str]  # name -> why the pin differs from upstream's, or evidence
+
+    @property
+    def python_version(self) -> str:
+        if self.python == "current":
+            return f"{sys.version_info.major}.{sys.version_info.minor}"
+        return self.python
+
+    @property
+    def platform_tag(self) -> str:
+        if self.platform == "current":
+            return f"linux_{platform.machine()}"
+        return self.platform
+
+    @property
+    def arch(self) -> str:
+        """The machine part of the platform tag: aarch64, x86_64."""
+        return self.platform_tag.split("_", 1)[1]
+
+    def pin(self, name: str) -> str:
+        try:
+            return self.versions[canonicalize_name(name)]
+        except KeyError:
+            raise RecipeError(
+                f"{self.path}: [versions] has no pin for {name!r}; add `{name} = \"X.Y.Z\"`"
+            ) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: malformed TOML ({e}); fix the syntax") from None
+
+
+class _Table:
+    """Reads one TOML table, remembering which keys were used so unknown keys can be named."""
+
+    def __init__(self, path: Path, name: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: [{name}] must be a table")
+        self.path, self.name, self.data = path, name, data
+        self.used: set[str] = set()
+
+    def _where(self, key: str) -> str:
+        return f"{self.path}: {self.name}.{key}" if self.name else f"{self.path}: {key}"
+
+    def get(self, key: str, kind: type, default: Any = None, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                raise RecipeError(f"{self._where(key)} is missing; add it ({kind.__name__})")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            raise RecipeError(f"{self._where(key)} must be a {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, list, [])
+        if not all(isinstance(v, str) for v in value):
+            raise RecipeError(f"{self._where(key)} must be a list of strings")
+        return tuple(value)
+
+    def mapping(self, key: str) -> dict[str, str]:
+        value = self.get(key, dict, {})
+        if not all(isinstance(v, str) for v in value.values()):
+            raise RecipeError(f"{self._where(key)} values must be strings (quote numbers: \"1\")")
+        return dict(value)
+
+    def table(self, key: str) -> _Table:
+        self.used.add(key)
+        return _Table(self.path, f"{self.name}.{key}" if self.name else key, self.data.get(key, {}))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            known = ", ".join(sorted(self.used))
+            raise RecipeError(f"{self._where(unknown[0])}: unknown key; known keys here: {known}")
+
+
+def _file_digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Load one recipe file; raise RecipeError naming file, key and fix."""
+    path = path.resolve()
+    top = _Table(path, "", _read_toml(path))
+    pkg = top.table("package")
+    name = pkg.get("name", str, required=True)
+    summary = pkg.get("summary", str, "")
+    notes = pkg.get("notes", str, "")
+    local_version = pkg.get("local_version", str, "profile")
+    pkg.done()
+
+    src = top.table("source")
+    git, url, local = src.get("git", str), src.get("url", str), src.get("path", str)
+    given = [k for k, v in (("git", git), ("url", url), ("path", local)) if v]
+    if len(given) != 1:
+        raise RecipeError(f"{path}: source needs exactly one of git, url or path (found {given or 'none'})")
+    ref = src.get("ref", str, "")
+    sha256 = src.get("sha256", str, "")
+    submodules = src.get("submodules", bool, False)
+    src.done()
+    if git:
+        if not ref:
+            raise RecipeError(f"{path}: source.ref is missing; pin a tag or commit, e.g. ref = \"v{{version}}\"")
+        source = Source("git", git, ref=ref, submodules=submodules)
+    elif url:
+        if len(sha256) != 64:
+            raise RecipeError(
+                f"{path}: source.sha256 is missing or not 64 hex digits; an sdist URL must be pinned "
+                "by its hash (sha256sum the file)"
+            )
+        source = Source("url", url, sha256=sha256)
+    else:
+        tree = (path.parent / local).resolve()
+        if not tree.is_dir():
+            raise RecipeError(f"{path}: source.path {local!r} is not a directory next to the recipe")
+        source = Source("path", str(tree))
+
+    build = top.table("build")
+    deps = tuple(canonicalize_name(d) for d in build.strings("deps"))
+    requires = build.strings("requires")
+    frontend = build.get("frontend", str, "build")
+    if frontend not in ("build", "pip"):
+        raise RecipeError(f"{path}: build.frontend must be \"build\" or \"pip\", not {frontend!r}")
+    env = build.mapping("env")
+    pre = build.strings("pre")
+    patch_names = build.strings("patches")
+    job_memory_gb = build.get("job_memory_gb", float, 2.0)
+    abi3 = build.get("abi3", str, "")
+    build.done()
+    patches = []
+    for p in patch_names:
+        # patches live in recipes/patches/ beside the top-level recipes; examples may keep their own
+        pp = next((c for c in (path.parent / "patches" / p, DEFAULT_RECIPES / "patches" / p) if c.is_file()),
+                  DEFAULT_RECIPES / "patches" / p)
+        if not pp.is_file():
+            raise RecipeError(f"{path}: build.patches names {p!r}, but recipes/patches/{p} does not exist")
+        patches.append(pp.resolve())
+
+    rep = top.table("repair")
+    exclude = rep.strings("exclude")
+    manylinux = rep.get("manylinux", bool, True)
+    reason = rep.get("reason", str, "")
+    rep.done()
+    if not manylinux and not reason:
+        raise RecipeError(f"{path}: repair.reason is missing; say why this wheel cannot be manylinux")
+
+    ver = top.table("verify")
+    extensions = ver.strings("extensions")
+    cuda = ver.get("cuda", bool, False)
+    ver.done()
+    top.done()
+
+    return Recipe(
+        name=name, path=path, summary=summary, source=source, deps=deps, requires=requires,
+        frontend=frontend, env=env, pre=pre, patches=tuple(patches), job_memory_gb=job_memory_gb,
+        exclude=exclude, manylinux=manylinux, manylinux_reason=reason, extensions=extensions,
+        cuda=cuda, abi3=abi3, local_version=local_version, notes=notes, digest=_file_digest([path, *patches]),
+    )
+
+
+def load_recipes(root: Path = DEFAULT_RECIPES) -> dict[str, Recipe]:
+    """All recipes under root (profiles/ and patches/ excluded), keyed by canonical name.
+
+    Validates the graph: every dependency has a recipe and there is no cycle.
+    """
+    recipes: dict[str, Recipe] = {}
+    for path in sorted(root.rglob("*.toml")):
+        if {"profiles", "patches"} & set(path.relative_to(root).parts):
+            continue
+        recipe = load_recipe(path)
+        if recipe.key in recipes:
+            raise RecipeError(f"{path}: package {recipe.name!r} is also defined in {recipes[recipe.key].path}")
+        recipes[recipe.key] = recipe
+    for r in recipes.values():
+        for d in r.deps:
+            if d not in recipes:
+                raise RecipeError(
+                    f"{r.path}: build.deps names {d!r}, which has no recipe; add recipes/{d}.toml or remove it")
+    _check_acyclic(recipes)
+    return recipes
+
+
+def _check_acyclic(recipes: Mapping[str, Recipe]) -> None:
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join(trail[trail.index(name):] + [name])
+            raise RecipeError(f"{recipes[name].path}: dependency cycle {cycle}; remove one of these build.deps")
+        state[name] = 1
+        for d in recipes[name].deps:
+            visit(d, trail + [name])
+        state[name] = 2
+
+    for n in sorted(recipes):
+        visit(n, [])
+
+
+def load_profile(name: str, root: Path = DEFAULT_RECIPES) -> Profile:
+    """Load recipes/profiles/<name>.toml (or a path to a profile file)."""
+    path = Path(name) if name.endswith(".toml") else root / "profiles" / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (root / "profiles").glob("*.toml"))
+        raise RecipeError(f"unknown profile {name!r}; known profiles: {', '.join(known) or 'none'}")
+    path = path.resolve()
+    top = _Table(path, "", _read_toml(path))
+    prof = top.table("profile")
+    data = {k: prof.get(k, str, "") for k in (
+        "python_exe", "cuda", "jetpack", "l4t", "base_image", "image", "local_version", "glibc")}
+    pname = prof.get("name", str, path.stem)
+    python = prof.get("python", str, required=True)
+    plat = prof.get("platform", str, required=True)
+    arch = prof.get("cuda_arch", str, "")
+    top_req = prof.get("top", str, required=True)
+    prof.done()
+    versions = {canonicalize_name(k): v for k, v in _versions(top).items()}
+    for k, v in versions.items():
+        try:
+            Version(v)
+        except InvalidVersion:
+            raise RecipeError(f"{path}: versions.{k} = {v!r} is not a PEP 440 version") from None
+    env = top.table("env")
+    env_map = {k: env.get(k, str) for k in env.data}
+    env.done()
+    system = top.table("system")
+    libs = system.get("libs", dict, {})
+    system_libs = {}
+    for soname, pats in libs.items():
+        if not isinstance(pats, list) or not all(isinstance(x, str) for x in pats):
+            raise RecipeError(f"{path}: system.libs.{soname} must be a list of symbol patterns")
+        system_libs[soname] = tuple(pats)
+    system.done()
+    notes = top.table("notes")
+    notes_map = {k: notes.get(k, str) for k in notes.data}
+    notes.done()
+    top.done()
+    return Profile(
+        name=pname, path=path, python=python, python_exe=data["python_exe"] or f"python{python}",
+        platform=plat, cuda_arch=arch, cuda=data["cuda"], jetpack=data["jetpack"], l4t=data["l4t"],
+        base_image=data["base_image"], image=data["image"], local_version=data["local_version"],
+        top=top_req, versions=versions, env=env_map, system_libs=system_libs,
+        glibc=data["glibc"] or "2.35", notes=notes_map,
+    )
+
+
+def _versions(top: _Table) -> dict[str, str]:
+    t = top.table("versions")
+    out = {k: t.get(k, str) for k in t.data}
+    t.done()
+    return out

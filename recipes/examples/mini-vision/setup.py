@@ -1,0 +1,21 @@
+"""Compiles against the mini-torch installed in the build env and pins it exactly, as torchvision
+pins the torch it was built with."""
+
+import os
+from importlib.metadata import version
+
+import mini_torch
+from setuptools import Extension, setup
+
+TORCH_VERSION = version("mini-torch")
+
+setup(
+    version=os.environ.get("MINI_VISION_BUILD_VERSION", "0.1.0"),
+    packages=["mini_vision"],
+    install_requires=[f"mini-torch=={TORCH_VERSION}"],
+    ext_modules=[Extension(
+        "mini_vision._C", ["csrc/vision.cpp"], include_dirs=[mini_torch.get_include()],
+        libraries=["minitorch"], library_dirs=[mini_torch.get_lib_dir()],
+        runtime_library_dirs=["$ORIGIN/../mini_torch/lib"], language="c++",
+    )],
+)
