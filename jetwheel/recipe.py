@@ -87,8 +87,8 @@ class Profile:
     top: str  # the requirement the whole profile exists for, e.g. vllm==0.8.1
     versions: Mapping[str, str]  # canonical name -> version
     env: Mapping[str, str]
-    system_libs: Mapping[str, tuple[str, ...]]  # soname -> symbol patterns the target OS provides
-    glibc: str  # newest GLIBC_ symbol version the target provides
+    system_libs: Mapping[str, tuple[str, ...]]  # soname glob -> symbol patterns the target provides
+    system_versions: Mapping[str, str]  # symbol version family (GLIBC, GLIBCXX, ...) -> newest provided
     notes: Mapping[str, str]  # name -> why the pin differs from upstream's, or evidence
 
     @property
@@ -263,13 +263,15 @@ def load_recipe(path: Path) -> Recipe:
 
 
 def load_recipes(root: Path = DEFAULT_RECIPES) -> dict[str, Recipe]:
-    """All recipes under root (profiles/ and patches/ excluded), keyed by canonical name.
+    """All recipes under root, keyed by canonical name.
 
     Validates the graph: every dependency has a recipe and there is no cycle.
     """
     recipes: dict[str, Recipe] = {}
-    for path in sorted(root.rglob("*.toml")):
-        if {"profiles", "patches"} & set(path.relative_to(root).parts):
+    # recipes/<name>.toml and one level of grouping (recipes/examples/<name>.toml); deeper files are
+    # the example sources' own pyproject.toml files
+    for path in sorted([*root.glob("*.toml"), *root.glob("*/*.toml")]):
+        if path.parent.name in ("profiles", "patches"):
             continue
         recipe = load_recipe(path)
         if recipe.key in recipes:
@@ -312,7 +314,7 @@ def load_profile(name: str, root: Path = DEFAULT_RECIPES) -> Profile:
     top = _Table(path, "", _read_toml(path))
     prof = top.table("profile")
     data = {k: prof.get(k, str, "") for k in (
-        "python_exe", "cuda", "jetpack", "l4t", "base_image", "image", "local_version", "glibc")}
+        "python_exe", "cuda", "jetpack", "l4t", "base_image", "image", "local_version")}
     pname = prof.get("name", str, path.stem)
     python = prof.get("python", str, required=True)
     plat = prof.get("platform", str, required=True)
@@ -335,6 +337,9 @@ def load_profile(name: str, root: Path = DEFAULT_RECIPES) -> Profile:
         if not isinstance(pats, list) or not all(isinstance(x, str) for x in pats):
             raise RecipeError(f"{path}: system.libs.{soname} must be a list of symbol patterns")
         system_libs[soname] = tuple(pats)
+    system_versions = system.mapping("versions")
+    if "GLIBC" not in system_versions:
+        raise RecipeError(f"{path}: system.versions.GLIBC is missing; give the target's glibc, e.g. \"2.35\"")
     system.done()
     notes = top.table("notes")
     notes_map = {k: notes.get(k, str) for k in notes.data}
@@ -345,7 +350,7 @@ def load_profile(name: str, root: Path = DEFAULT_RECIPES) -> Profile:
         platform=plat, cuda_arch=arch, cuda=data["cuda"], jetpack=data["jetpack"], l4t=data["l4t"],
         base_image=data["base_image"], image=data["image"], local_version=data["local_version"],
         top=top_req, versions=versions, env=env_map, system_libs=system_libs,
-        glibc=data["glibc"] or "2.35", notes=notes_map,
+        system_versions=system_versions, notes=notes_map,
     )
 
 

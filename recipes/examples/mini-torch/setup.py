@@ -1,6 +1,7 @@
 """Builds libminitorch.so first (as torch builds libc10/libtorch with CMake), then the extension."""
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,10 @@ class BuildWithLibrary(build_ext):
             cxx, "-shared", "-fPIC", "-O2", f"-DMINITORCH_ABI={ABI}", "-I", str(HERE / "mini_torch" / "include"),
             "-Wl,-soname,libminitorch.so", "-o", str(lib_dir / "libminitorch.so"), str(HERE / "csrc" / "minitorch.cpp"),
         ])
+        # build_py ran before this library existed: put it into the wheel's tree ourselves
+        staged = Path(self.build_lib) / "mini_torch" / "lib"
+        staged.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(lib_dir / "libminitorch.so", staged / "libminitorch.so")
         super().run()
 
 

@@ -1,0 +1,178 @@
+"""The door: Invoke tasks (also the `jetwheel` console script). Each task parses its arguments,
+calls one function, and turns typed errors into one clean line and an exit code. No logic here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Collection, Context, Exit, Program, task
+
+from . import __version__
+from .errors import JetwheelError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def clean_errors(fn: F) -> F:
+    """Typed errors and Ctrl-C become one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except JetwheelError as e:
+            raise Exit(f"jetwheel: error: {' '.join(str(e).split())}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("jetwheel: interrupted", code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _client(index: str, user: str = "", password: str = "") -> Any:
+    from .index.client import IndexClient
+    from .index.config import load_config
+
+    cfg = load_config()
+    if not user and not os.environ.get("JETWHEEL_INDEX_USER"):
+        cred = cfg.home / ".state" / "credentials"
+        if cred.is_file() and not index:
+            user, _, password = cred.read_text().strip().partition(":")
+    return IndexClient(index or cfg.url, user or os.environ.get("JETWHEEL_INDEX_USER", ""),
+                       password or os.environ.get("JETWHEEL_INDEX_PASSWORD", ""))
+
+
+@task(help={
+    "name": "package to build (its build-time dependencies are built first)",
+    "profile": "version set to build (default: the profile pinning NAME, triton-25.04 first)",
+    "runner": "local (this host / already in a JetPack container) or docker (docker or podman)",
+    "dry_run": "print the plan (steps, env, commands, wheel names, cache keys) and build nothing",
+    "json": "with --dry-run: the plan as JSON",
+    "force": "rebuild steps whose cache key is already published",
+    "index": "index URL (default: index/config.toml's)",
+    "publish_failing": "publish a wheel that failed verify, marked failing on the index (loudly)",
+    "engine": "container engine for --runner docker (podman or docker)",
+    "connection": "remote engine: podman connection or docker context",
+    "arch": "container architecture for --runner docker (e.g. aarch64)",
+    "gpu": "give the container the GPU (--runtime nvidia on a Jetson)",
+    "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
+    "cores": "build host cores (default: this machine's)",
+})
+@clean_errors
+def build_wheel(c: Context, name: str, profile: str = "", runner: str = "local", dry_run: bool = False,
+                json: bool = False, force: bool = False, index: str = "", publish_failing: bool = False,
+                engine: str = "", connection: str = "", arch: str = "", gpu: bool = False,
+                memory_gb: float = 0.0, cores: int = 0) -> None:
+    """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
+    from .machine import Machine, this_machine
+    from .plan import make_plan, render_plan
+    from .recipe import load_recipes
+    from .workflow import profile_for
+
+    recipes = load_recipes()
+    prof = profile_for(name, profile)
+    here = this_machine()
+    machine = Machine(cores or here.cores, memory_gb or here.memory_gb)
+    plan = make_plan(recipes, prof, name, runner, machine)
+    if dry_run:
+        print(_dumps(plan.to_json()) if json else render_plan(plan))
+        return
+    from .engine import Options, run_plan
+    from .progress import make_listener
+    from .runners import make_runner
+
+    if publish_failing:
+        print("jetwheel: WARNING: --publish-failing: wheels that fail verify will be published, marked failing",
+              file=sys.stderr)
+    results = run_plan(plan, recipes, prof, make_runner(runner, engine, connection, gpu, arch), _client(index),
+                       Options(force=force, publish_failing=publish_failing), make_listener())
+    for r in results:
+        print(f"{r.status:>9}  {r.wheel}")
+
+
+@task(help={
+    "paths": "wheel files to verify (repeat: -p a.whl -p b.whl), or names to fetch from the index",
+    "profile": "profile giving the target (python, platform, GPU arch, system policy)",
+    "index": "index URL: dependency wheels are fetched from it, and --resolve runs against it",
+    "with_": "extra wheels pip would install with them (repeatable)",
+    "arch": "GPU compute capability to check fatbins for (default: the profile's, e.g. 8.7)",
+    "resolve": "also check that the profile's top requirement resolves from the index",
+    "json": "print the reports as JSON",
+}, iterable=["paths", "with_"])
+@clean_errors
+def verify(c: Context, paths: list[str], profile: str = "triton-25.04", index: str = "", with_: list[str] = [],
+           arch: str = "", resolve: bool = False, json: bool = False) -> None:  # noqa: B006 - invoke's iterable
+    """Check wheels for missing sm_87 code, missing extensions, unresolved symbols, pins, resolution."""
+    from .verify.report import render
+    from .workflow import verify_paths
+
+    reports = verify_paths(paths, profile, _client(index) if index or resolve else None, with_, arch, resolve)
+    print(_dumps([r.to_json() for r in reports]) if json else render(reports))
+    if not all(r.passed for r in reports):
+        raise Exit(code=1)
+
+
+@task(help={"no_serve": "stop the index at the end instead of serving until Ctrl-C",
+            "runner": "local or docker"})
+@clean_errors
+def demo(c: Context, no_serve: bool = False, runner: str = "local") -> None:
+    """Start the index under index/, build the mini stack into it, install it from the index in a
+    fresh venv, and print the pip install line."""
+    from .workflow import run_demo
+
+    for line in run_demo(serve_after=not no_serve, runner=runner):
+        print(line, flush=True)
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False)
+
+
+# --- index -----------------------------------------------------------------------------------------
+@task(help={"root": "directory of distribution files (default: index/packages)", "host": "address to bind",
+            "port": "port", "htpasswd": "htpasswd file for uploads (bcrypt; pypiserver's format)",
+            "upstream": "simple index for names no recipe builds ('' = air-gapped)",
+            "auth_reads": "require a login for reads too", "allow_overwrite": "let uploads replace files",
+            "max_upload_mb": "largest accepted upload"})
+@clean_errors
+def serve(c: Context, root: str = "", host: str = "", port: int = 0, htpasswd: str = "", upstream: str | None = None,
+          auth_reads: bool = False, allow_overwrite: bool = False, max_upload_mb: int = 8192) -> None:
+    """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
+    from .workflow import serve_index
+
+    serve_index(root, host, port, htpasswd, upstream, auth_reads, allow_overwrite, max_upload_mb)
+
+
+@task(help={"filename": "file on the index", "reason": "why (PEP 592: shown by pip)", "undo": "unyank",
+            "index": "index URL"})
+@clean_errors
+def yank(c: Context, filename: str, reason: str = "", undo: bool = False, index: str = "") -> None:
+    """Yank (or unyank) a file: pip skips it unless pinned exactly."""
+    _client(index).yank(filename, reason, undo)
+    print(f"{'unyanked' if undo else 'yanked'} {filename}")
+
+
+@task(help={"user": "user name", "password": "password", "htpasswd": "file (default: index/htpasswd)"})
+@clean_errors
+def adduser(c: Context, user: str, password: str, htpasswd: str = "") -> None:
+    """Add or change an upload user in the htpasswd file."""
+    from .index.config import add_user, load_config
+
+    path = Path(htpasswd) if htpasswd else load_config().htpasswd
+    if path is None:
+        raise Exit("jetwheel: error: index/config.toml sets no htpasswd; pass --htpasswd", code=1)
+    add_user(path, user, password)
+    print(f"user {user} written to {path}")
+
+
+index_ns = Collection("index", serve, yank, adduser)
+namespace = Collection(build_wheel, verify, demo, index_ns)
+
+
+def main() -> None:
+    Program(namespace=namespace, version=__version__, name="jetwheel", binary="jetwheel").run()

@@ -1,0 +1,169 @@
+"""Talk to a jetwheel index over HTTP: publish (the legacy upload API, as twine does), look up the
+build cache, read the PEP 691 JSON pages and download files. Standard library HTTP only."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.tags import Tag
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from ..errors import PublishError
+from .pages import JSON_V1
+
+
+class IndexClient:
+    def __init__(self, url: str, user: str = "", password: str = "") -> None:
+        self.url = url.rstrip("/")
+        if self.url.endswith("/simple"):
+            self.url = self.url[: -len("/simple")]
+        self._auth = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()) if user else ""
+
+    @property
+    def simple_url(self) -> str:
+        return f"{self.url}/simple/"
+
+    def _open(self, req: urllib.request.Request, timeout: float = 60) -> Any:
+        if self._auth:
+            req.add_header("Authorization", self._auth)
+        return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - the URL is the index's
+
+    def _get_json(self, path: str, accept: str = "application/json") -> dict[str, Any] | None:
+        try:
+            with self._open(urllib.request.Request(self.url + path, headers={"Accept": accept})) as r:
+                return dict(json.load(r))
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise PublishError(f"{self.url}{path}: HTTP {e.code} {_reason(e)}") from None
+        except OSError as e:
+            raise PublishError(f"index {self.url} unreachable: {e}") from None
+
+    def cached(self, cache_key: str) -> str | None:
+        """The filename already published for this cache key, if any."""
+        doc = self._get_json(f"/api/cache/{cache_key}")
+        return str(doc["filename"]) if doc else None
+
+    def file_info(self, filename: str) -> dict[str, Any] | None:
+        return self._get_json(f"/api/files/{filename}")
+
+    def project(self, name: str) -> dict[str, Any] | None:
+        return self._get_json(f"/simple/{canonicalize_name(name)}/", accept=JSON_V1)
+
+    def upload(self, path: Path, *, provenance: dict[str, Any] | None = None,
+               verify: dict[str, Any] | None = None, artifact: bool = False) -> None:
+        """Publish one file. The body streams from disk; nothing is held whole in memory."""
+        sha = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                sha.update(chunk)
+        fields = {":action": "file_upload", "protocol_version": "1", "sha256_digest": sha.hexdigest()}
+        if not artifact:
+            name, version = path.name.split("-")[:2]
+            fields.update(name=name, version=version, filetype="bdist_wheel")
+        if artifact:
+            fields["jetwheel_artifact"] = "1"
+        if provenance:
+            fields["jetwheel_provenance"] = json.dumps(provenance)
+        if verify:
+            fields["jetwheel_verify"] = json.dumps(verify)
+        boundary = secrets.token_hex(16)
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in fields.items())
+        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        size = len(head) + os.path.getsize(path) + len(tail)
+
+        def body() -> Iterator[bytes]:
+            yield head
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+            yield tail
+
+        req = urllib.request.Request(self.url + "/", data=body(), method="POST", headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)})
+        try:
+            with self._open(req, timeout=600):
+                pass
+        except urllib.error.HTTPError as e:
+            raise PublishError(f"index refused {path.name}: HTTP {e.code} {_reason(e)}") from None
+        except OSError as e:
+            raise PublishError(f"index {self.url} unreachable while uploading {path.name}: {e}") from None
+
+    def yank(self, filename: str, reason: str = "", undo: bool = False) -> None:
+        _post_json(self, f"/api/files/{filename}/{'unyank' if undo else 'yank'}", {"reason": reason})
+
+    def delete(self, filename: str) -> None:
+        _post_json(self, f"/api/files/{filename}", {}, method="DELETE")
+
+    def download(self, filename: str, dest: Path) -> Path:
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / filename
+        tmp = dest / f".{filename}.part"
+        try:
+            with self._open(urllib.request.Request(f"{self.url}/packages/{filename}")) as r, open(tmp, "wb") as f:
+                while chunk := r.read(1 << 20):
+                    f.write(chunk)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise PublishError(f"could not download {filename} from {self.url}: {e}") from None
+        os.replace(tmp, target)
+        return target
+
+    def find_wheel(self, requirement: str, tags: Iterable[Tag]) -> str | None:
+        """The best wheel on the index for a requirement and a target's tags (newest version first,
+        then the most specific tag), ignoring yanked files unless pinned with ==."""
+        req = Requirement(requirement)
+        doc = self.project(req.name)
+        if not doc:
+            return None
+        priority = {t: i for i, t in enumerate(tags)}
+        pinned = any(s.operator in ("==", "===") for s in req.specifier)
+        best: tuple[Version, int, str] | None = None
+        for f in doc.get("files", []):
+            fn = f["filename"]
+            if not fn.endswith(".whl") or (f.get("yanked") and not pinned):
+                continue
+            _, version, _, ftags = parse_wheel_filename(fn)
+            if not req.specifier.contains(version, prereleases=True):
+                continue
+            rank = min((priority[t] for t in ftags if t in priority), default=None)
+            if rank is None:
+                continue
+            cand = (version, -rank, fn)
+            if best is None or cand > best:
+                best = cand
+        return best[2] if best else None
+
+
+def _reason(e: urllib.error.HTTPError) -> str:
+    try:
+        return e.read().decode("utf-8", "replace").strip().splitlines()[0]
+    except (OSError, IndexError):
+        return str(e.reason)
+
+
+def _post_json(client: IndexClient, path: str, body: dict[str, Any], method: str = "POST") -> None:
+    req = urllib.request.Request(client.url + path, data=json.dumps(body).encode(), method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with client._open(req):
+            pass
+    except urllib.error.HTTPError as e:
+        raise PublishError(f"{client.url}{path}: HTTP {e.code} {_reason(e)}") from None
+    except OSError as e:
+        raise PublishError(f"index {client.url} unreachable: {e}") from None

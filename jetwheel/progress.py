@@ -1,0 +1,79 @@
+"""Show a build's progress: a live view on a terminal, one plain line per event otherwise (CI, logs)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from typing import TextIO
+
+from .engine import Event, Listener
+
+
+class PlainProgress:
+    """One line per step event; build output stays in the per-step log file."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+        self.started: dict[str, float] = {}
+
+    def __call__(self, e: Event) -> None:
+        if e.kind == "line":
+            return
+        if e.kind == "start":
+            self.started[e.step] = time.monotonic()
+        took = f" ({time.monotonic() - self.started[e.step]:.1f}s)" if e.step in self.started and e.kind in (
+            "published", "failed") else ""
+        where = f"[{e.index}/{e.total}] {e.step} " if e.step else ""
+        print(f"jetwheel: {where}{e.kind}: {e.message}{took}", file=self.out, flush=True)
+
+
+class LiveProgress:
+    """A rich live view: every step with its state and time, and the running step's last lines."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self.steps: dict[str, list[str]] = {}
+        self.order: list[str] = []
+        self.started: dict[str, float] = {}
+        self.lines: deque[str] = deque(maxlen=6)
+        self.total = 0
+
+    def _render(self) -> object:
+        from rich.table import Table
+
+        t = Table.grid(padding=(0, 2))
+        for name in self.order:
+            state, detail = self.steps[name]
+            secs = f"{time.monotonic() - self.started[name]:.0f}s" if name in self.started and state == "running" else ""
+            t.add_row(f"[bold]{name}[/]", state, secs, detail)
+        for line in self.lines:
+            t.add_row("", "[dim]" + line.replace("[", r"\[")[:120] + "[/]", "", "")
+        return t
+
+    def __call__(self, e: Event) -> None:
+        if e.kind == "plan":
+            self.total = e.total
+            self.live.start()
+        if e.step and e.step not in self.steps:
+            self.order.append(e.step)
+            self.steps[e.step] = ["waiting", ""]
+        if e.kind == "line":
+            self.lines.append(e.message)
+        elif e.kind == "start":
+            self.started[e.step] = time.monotonic()
+            self.steps[e.step] = ["running", e.message]
+            self.lines.clear()
+        elif e.kind in ("cached", "published", "failed", "verified"):
+            self.steps[e.step] = [e.kind, e.message]
+        self.live.update(self._render())
+        if e.kind == "failed" or (e.kind in ("published", "cached") and e.index == self.total):
+            self.live.stop()
+
+
+def make_listener(stream: TextIO = sys.stderr) -> Listener:
+    return LiveProgress() if stream.isatty() else PlainProgress(stream)

@@ -1,0 +1,16 @@
+"""Runners execute one build step's commands: on this host (`local`) or in a container (`docker`)."""
+
+from __future__ import annotations
+
+from .base import Runner, StepLog, step_script
+from .docker import DockerRunner
+from .local import LocalRunner
+
+__all__ = ["Runner", "StepLog", "LocalRunner", "DockerRunner", "step_script", "make_runner"]
+
+
+def make_runner(name: str, engine: str = "", connection: str = "", gpu: bool = False,
+                arch: str = "") -> Runner:
+    if name == "local":
+        return LocalRunner()
+    return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch)

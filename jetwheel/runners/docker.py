@@ -1,0 +1,80 @@
+"""Run a step in a container through any docker-CLI engine (docker or podman), local or remote.
+
+The work directory is copied in and the wheel copied out (`cp`), never bind-mounted, so the same
+code works when the engine is another machine (DOCKER_HOST=ssh://jetson2, docker contexts,
+`podman --connection`): that is how several Jetsons build a plan's independent steps.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import RunnerError
+from ..plan import BuildStep
+from .base import StepLog, failed, step_script, stream
+
+WORK = "/jw"
+
+
+def find_engine(preferred: str = "") -> str:
+    for cand in ([preferred] if preferred else ["podman", "docker"]):
+        if shutil.which(cand):
+            return cand
+    raise RunnerError(f"no container engine found ({preferred or 'podman or docker'}); install one or use "
+                      "--runner local")
+
+
+class DockerRunner:
+    name = "docker"
+
+    def __init__(self, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "") -> None:
+        self.engine = find_engine(engine or os.environ.get("JETWHEEL_ENGINE", ""))
+        self.connection = connection
+        self.gpu = gpu
+        self.arch = arch
+
+    def base(self) -> list[str]:
+        cmd = [self.engine]
+        if self.connection:
+            cmd += ["--connection", self.connection] if "podman" in self.engine else ["--context", self.connection]
+        return cmd
+
+    def create_args(self, step: BuildStep, index_url: str, name: str) -> list[str]:
+        """The `create` command line (shown by --dry-run too)."""
+        args = [*self.base(), "create", "--name", name, "--network=host", "--workdir", WORK]
+        if self.arch:
+            args += ["--arch", self.arch] if "podman" in self.engine else ["--platform", f"linux/{self.arch}"]
+        if self.gpu:
+            # JetPack's container runtime exposes the iGPU and mounts CUDA from the host (csv mode)
+            args += ["--runtime", "nvidia"] if "docker" in self.engine else ["--device", "nvidia.com/gpu=all"]
+        env = dict(step.env, JW_WORK=WORK, JW_SRC=f"{WORK}/src", JW_INDEX=index_url, PIP_INDEX_URL=index_url)
+        for k, v in sorted(env.items()):
+            args += ["--env", f"{k}={v}"]
+        return [*args, step.image, "bash", "-c", step_script(step)]
+
+    def _quiet(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.base(), *args], capture_output=True, text=True)
+
+    def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
+        name = f"jetwheel-{step.name}-{secrets.token_hex(4)}"
+        made = subprocess.run(self.create_args(step, index_url, name), capture_output=True, text=True)
+        if made.returncode != 0:
+            raise RunnerError(f"{self.engine} could not create a container from {step.image}: "
+                              f"{(made.stderr.strip().splitlines() or ['?'])[-1]}")
+        try:
+            copied = self._quiet("cp", f"{workdir}/.", f"{name}:{WORK}")
+            if copied.returncode != 0:
+                raise RunnerError(f"{self.engine} cp into the container failed: {copied.stderr.strip()}")
+            code = stream([*self.base(), "start", "--attach", name], log)
+            if code != 0:
+                raise failed(step, code, log)
+            (workdir / "out").mkdir(exist_ok=True)
+            back = self._quiet("cp", f"{name}:{WORK}/out/.", str(workdir / "out"))
+            if back.returncode != 0:
+                raise RunnerError(f"{self.engine} cp out of the container failed: {back.stderr.strip()}")
+        finally:
+            self._quiet("rm", "--force", name)

@@ -1,0 +1,22 @@
+"""Run a step on this host: inside a JetPack container already, or for the mini stack anywhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..plan import BuildStep
+from .base import StepLog, failed, step_script, stream
+
+
+class LocalRunner:
+    name = "local"
+
+    def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
+        env.update(step.env)
+        env.update(JW_WORK=str(workdir), JW_SRC=str(workdir / "src"), JW_INDEX=index_url,
+                   PIP_INDEX_URL=index_url)
+        code = stream(["bash", "-c", step_script(step)], log, cwd=workdir, env=env, start_new_session=False)
+        if code != 0:
+            raise failed(step, code, log)

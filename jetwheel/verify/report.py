@@ -1,0 +1,60 @@
+"""Findings and reports: what every check returns, and what the index keeps beside each wheel."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str  # fatbin | extensions | abi | pins | resolve
+    severity: str  # error | warning | info
+    file: str  # the wheel, or the wheel member, the finding is about
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    wheel: str
+    checks: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # e.g. {"fatbin": {"lib/x.so": ["sm_87"]}}
+
+    @property
+    def passed(self) -> bool:
+        return not any(f.severity == ERROR for f in self.findings)
+
+    def failing_checks(self) -> list[str]:
+        return sorted({f.check for f in self.findings if f.severity == ERROR})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"wheel": self.wheel, "passed": self.passed, "checks": self.checks,
+                "failing": self.failing_checks(), "findings": [asdict(f) for f in self.findings],
+                "facts": self.facts}
+
+
+def render(reports: list[Report]) -> str:
+    """The human report: per wheel, grouped by check, each finding with its fix."""
+    out = []
+    for r in reports:
+        out.append(f"{'PASS' if r.passed else 'FAIL'}  {r.wheel}")
+        for check in r.checks:
+            found = [f for f in r.findings if f.check == check]
+            errors = [f for f in found if f.severity == ERROR]
+            out.append(f"  {check:<10} {'fail' if errors else 'ok'}" + (
+                f"  ({_fact_summary(r.facts.get(check))})" if r.facts.get(check) else ""))
+            for f in found:
+                out.append(f"    {f.severity}: {f.file}: {f.detail}")
+                if f.fix:
+                    out.append(f"      fix: {f.fix}")
+    return "\n".join(out)
+
+
+def _fact_summary(facts: Any) -> str:
+    if isinstance(facts, dict):
+        return "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in facts.items())
+    return str(facts)

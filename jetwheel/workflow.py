@@ -1,0 +1,157 @@
+"""The use cases behind the tasks, composed from the modules that do the work. Returns values or
+yields lines; the tasks print them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from .errors import BuildError, JetwheelError, PlanError, RecipeError
+from .index.client import IndexClient
+from .recipe import DEFAULT_RECIPES, Profile, load_profile, load_recipes
+from .verify import Target, resolve_report, verify_wheel
+from .verify.report import Report
+from .verify.wheel import open_wheel
+
+PREFERRED_PROFILE = "triton-25.04"
+
+
+def profile_for(name: str, profile: str = "") -> Profile:
+    """The named profile, or the one that pins `name` (triton-25.04 first)."""
+    if profile:
+        return load_profile(profile)
+    names = sorted(p.stem for p in (DEFAULT_RECIPES / "profiles").glob("*.toml"))
+    names.sort(key=lambda n: n != PREFERRED_PROFILE)
+    for n in names:
+        prof = load_profile(n)
+        if canonicalize_name(name) in prof.versions:
+            return prof
+    raise PlanError(f"no profile pins {name!r}; pass --profile (known: {', '.join(names)})")
+
+
+def verify_paths(paths: list[str], profile: str, client: IndexClient | None, with_: list[str], arch: str,
+                 resolve: bool) -> list[Report]:
+    prof = load_profile(profile)
+    if not paths and not resolve:
+        raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
+    recipes = load_recipes()
+    target = Target.of(prof, arch)
+    with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
+        files: list[Path] = []
+        for p in paths:
+            if Path(p).is_file():
+                files.append(Path(p))
+            elif client is not None:
+                filename = client.find_wheel(f"{p}=={prof.pin(p)}" if canonicalize_name(p) in prof.versions else p,
+                                             target.tags())
+                if filename is None:
+                    raise JetwheelError(f"{p}: no such file, and no wheel for it on {client.url}")
+                files.append(client.download(filename, Path(tmp)))
+            else:
+                raise JetwheelError(f"{p}: no such file (pass --index to verify a name on the index)")
+        given = [open_wheel(Path(w)) for w in [*with_, *map(str, files)]]
+        reports = []
+        for f in files:
+            recipe = recipes.get(open_wheel(f).name)
+            reports.append(verify_wheel(f, target, recipe, given, client, Path(tmp) / "deps"))
+        if resolve and client is not None:
+            reports.append(resolve_report(prof.top, client.simple_url, target))
+    return reports
+
+
+def serve_index(root: str, host: str, port: int, htpasswd: str, upstream: str | None, auth_reads: bool,
+                allow_overwrite: bool, max_upload_mb: int) -> None:
+    from .index.app import Settings, serve
+    from .index.config import load_config
+
+    cfg = load_config()
+    try:
+        owned = frozenset(load_recipes())
+    except RecipeError:
+        owned = frozenset()
+    settings = Settings(
+        htpasswd=Path(htpasswd) if htpasswd else cfg.htpasswd if cfg.htpasswd and cfg.htpasswd.is_file() else None,
+        auth_reads=auth_reads, upstream=cfg.upstream if upstream is None else upstream, owned=owned)
+    serve(Path(root) if root else cfg.root, host or cfg.host, port or cfg.port, settings,
+          allow_overwrite=allow_overwrite or cfg.allow_overwrite, max_upload=max_upload_mb << 20)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise JetwheelError(f"the index exited at start-up (code {proc.returncode})")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/health", timeout=2):  # noqa: S310
+                return
+        time.sleep(0.1)
+    raise JetwheelError(f"the index at {url} did not become ready in {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def running_index(args: list[str], url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `jetwheel index.serve ARGS` as a child process for the duration of the block."""
+    proc = subprocess.Popen([sys.executable, "-m", "jetwheel", "index.serve", *args])
+    try:
+        wait_ready(url, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def run_demo(serve_after: bool = True, runner: str = "local") -> Iterator[str]:
+    from .engine import Options, run_plan
+    from .index.config import ensure_user, load_config
+    from .machine import this_machine
+    from .plan import make_plan
+    from .progress import make_listener
+    from .runners import make_runner
+
+    cfg = load_config()
+    assert cfg.htpasswd is not None
+    cfg.root.mkdir(parents=True, exist_ok=True)
+    user, password = ensure_user(cfg.htpasswd, cfg.home / ".state" / "credentials")
+    yield f"index: {cfg.url}/simple/  (storage {cfg.root}, uploads as {user!r}, password in index/.state/credentials)"
+    with running_index([], cfg.url) as proc:
+        client = IndexClient(cfg.url, user, password)
+        recipes, profile = load_recipes(), load_profile("mini")
+        top = canonicalize_name(profile.top.split("==")[0])
+        plan = make_plan(recipes, profile, top, runner, this_machine())
+        started = time.monotonic()
+        for r in run_plan(plan, recipes, profile, make_runner(runner), client, Options(), make_listener()):
+            yield f"{r.status:>9}  {r.wheel}"
+        yield f"built the mini stack in {time.monotonic() - started:.1f}s"
+        with tempfile.TemporaryDirectory(prefix="jetwheel-demo-venv-") as venv:
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+            py = os.path.join(venv, "bin", "python")
+            install = [py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                       "--index-url", client.simple_url, profile.top]
+            env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
+            done = subprocess.run(install, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise BuildError(f"installing {profile.top} from the index failed: {done.stderr.strip()[-300:]}")
+            probe = ("import mini_torch, mini_vision, mini_cuda; "
+                     "print('mini_vision.boxes(3) =', mini_vision.boxes(3), '| torchvision-like op registered:', "
+                     "mini_torch.has_op('mini_vision::nms'), '| mini_cuda links', mini_cuda.torch_version())")
+            out = subprocess.run([py, "-c", probe], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise BuildError(f"the installed mini stack failed to import: {out.stderr.strip()[-300:]}")
+            yield f"fresh venv: {out.stdout.strip()}"
+        yield f"install it anywhere on the LAN:  pip install --index-url {client.simple_url} {profile.top}"
+        if serve_after:
+            yield "serving; Ctrl-C to stop"
+            with contextlib.suppress(KeyboardInterrupt):
+                proc.wait()
