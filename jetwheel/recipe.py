@@ -36,6 +36,7 @@ class Source:
     ref: str = ""  # git ref (tag or commit); may hold {version}
     sha256: str = ""  # for kind == "url"
     submodules: bool = False
+    subdir: str = ""  # where the build's pyproject/setup.py is, inside the source tree
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class Recipe:
     @property
     def key(self) -> str:
         return canonicalize_name(self.name)
+
+    @property
+    def subdir(self) -> str:
+        return self.source.subdir
 
 
 @dataclass(frozen=True)
@@ -201,23 +206,24 @@ def load_recipe(path: Path) -> Recipe:
     ref = src.get("ref", str, "")
     sha256 = src.get("sha256", str, "")
     submodules = src.get("submodules", bool, False)
+    subdir = src.get("subdir", str, "")
     src.done()
     if git:
         if not ref:
             raise RecipeError(f"{path}: source.ref is missing; pin a tag or commit, e.g. ref = \"v{{version}}\"")
-        source = Source("git", git, ref=ref, submodules=submodules)
+        source = Source("git", git, ref=ref, submodules=submodules, subdir=subdir)
     elif url:
         if len(sha256) != 64:
             raise RecipeError(
                 f"{path}: source.sha256 is missing or not 64 hex digits; an sdist URL must be pinned "
                 "by its hash (sha256sum the file)"
             )
-        source = Source("url", url, sha256=sha256)
+        source = Source("url", url, sha256=sha256, subdir=subdir)
     else:
         tree = (path.parent / local).resolve()
         if not tree.is_dir():
             raise RecipeError(f"{path}: source.path {local!r} is not a directory next to the recipe")
-        source = Source("path", str(tree))
+        source = Source("path", str(tree), subdir=subdir)
 
     build = top.table("build")
     deps = tuple(canonicalize_name(d) for d in build.strings("deps"))

