@@ -170,8 +170,19 @@ def adduser(c: Context, user: str, password: str, htpasswd: str = "") -> None:
     print(f"user {user} written to {path}")
 
 
+@task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
+@clean_errors
+def base_image(c: Context, name: str = "localhost/jetwheel-base:bookworm", arch: str = "",
+               engine: str = "podman") -> None:
+    """Build the local debootstrap base image the docker runner uses where no registry is reachable."""
+    from .runners.baseimage import ensure_base_image
+
+    print(ensure_base_image(name, arch, engine))
+
+
 index_ns = Collection("index", serve, yank, adduser)
-namespace = Collection(build_wheel, verify, demo, index_ns)
+podman_ns = Collection("podman", base_image)
+namespace = Collection(build_wheel, verify, demo, index_ns, podman_ns)
 
 
 def main() -> None:

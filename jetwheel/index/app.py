@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
 from passlib.apache import HtpasswdFile
 
@@ -191,7 +192,8 @@ class IndexApp:
             return await self._upload(request)
         except UploadRejected as e:
             return error(e.status, str(e))
-        except (ValueError, AssertionError, asyncio.IncompleteReadError, ConnectionError) as e:
+        except (ValueError, AssertionError, asyncio.IncompleteReadError, ConnectionError,
+                HttpProcessingError) as e:
             return error(400, f"malformed upload body: {e}")
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,45 @@
+"""A local base image for the docker runner where no registry is reachable: a Debian root
+filesystem made by debootstrap and imported into the engine. Cached: the rootfs on disk, the image
+in the engine's store."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import RunnerError
+
+PACKAGES = "python3,python3-venv,python3-pip,python3-dev,g++,patch,ca-certificates"
+CACHE = Path("/var/cache/jetwheel")
+
+
+def image_exists(engine: str, name: str) -> bool:
+    return subprocess.run([engine, "image", "exists", name], capture_output=True).returncode == 0
+
+
+def ensure_base_image(name: str = "localhost/jetwheel-base:bookworm", arch: str = "", engine: str = "podman",
+                      suite: str = "bookworm", cache: Path = CACHE) -> str:
+    """Make sure `name` exists in the engine; build it with debootstrap if not. Returns the name."""
+    if image_exists(engine, name):
+        return name
+    if shutil.which("debootstrap") is None:
+        raise RunnerError("debootstrap is not installed (apt-get install debootstrap)")
+    rootfs = cache / f"rootfs-{suite}-{arch or 'native'}"
+    if not (rootfs / "usr" / "bin" / "python3").exists():
+        shutil.rmtree(rootfs, ignore_errors=True)
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}"]
+        if arch:
+            cmd.append(f"--arch={'arm64' if arch == 'aarch64' else arch}")
+        done = subprocess.run([*cmd, suite, str(rootfs), "http://deb.debian.org/debian"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RunnerError(f"debootstrap failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    imp = [engine, "import"] + (["--arch", "arm64" if arch == "aarch64" else arch] if arch else []) + ["-", name]
+    done = subprocess.run(imp, stdin=tar.stdout, capture_output=True, text=True)
+    tar.wait()
+    if done.returncode != 0:
+        raise RunnerError(f"{engine} import failed: {done.stderr.strip()}")
+    return name

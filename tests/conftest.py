@@ -1,0 +1,109 @@
+"""Shared fixtures: a real index server on 127.0.0.1 and the mini stack built by the real engine."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import venv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from jetwheel.engine import Options, run_plan
+from jetwheel.index.client import IndexClient
+from jetwheel.index.config import add_user
+from jetwheel.machine import this_machine
+from jetwheel.plan import make_plan
+from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.runners import LocalRunner
+from jetwheel.workflow import wait_ready
+
+USER, PASSWORD = "ci", "s3cret-pass"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    root: Path
+    proc: subprocess.Popen[bytes]
+    htpasswd: Path
+
+    @property
+    def simple(self) -> str:
+        return f"{self.url}/simple/"
+
+    def client(self, user: str = USER, password: str = PASSWORD) -> IndexClient:
+        return IndexClient(self.url, user, password)
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every visible file in the store and its bytes: 'byte-identical' is compared on this."""
+        return {p.name: p.read_bytes() for p in sorted(self.root.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+
+def start_server(root: Path, *extra: str, upstream: str = "https://pypi.org/simple") -> Server:
+    root.mkdir(parents=True, exist_ok=True)
+    htpasswd = root.parent / f"{root.name}.htpasswd"
+    if not htpasswd.exists():
+        add_user(htpasswd, USER, PASSWORD)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "jetwheel", "index.serve", "--root", str(root), "--host",
+                             "127.0.0.1", "--port", str(port), "--htpasswd", str(htpasswd), "--upstream", upstream,
+                             *extra])
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc)
+    return Server(url, root, proc, htpasswd)
+
+
+def stop_server(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = start_server(tmp_path / "packages")
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="session")
+def stack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One index for the session, holding the mini stack built by the engine with the local runner."""
+    s = start_server(tmp_path_factory.mktemp("stack") / "packages")
+    recipes, profile = load_recipes(), load_profile("mini")
+    plan = make_plan(recipes, profile, "mini-cuda", "local", this_machine())
+    work = tmp_path_factory.mktemp("work")
+    run_plan(plan, recipes, profile, LocalRunner(), s.client(), Options(work_root=work / "w", log_root=work / "logs"))
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="session")
+def stack_wheels(stack_server: Server) -> dict[str, Path]:
+    return {p.name.split("-")[0]: p for p in stack_server.root.glob("*.whl")}
+
+
+def make_venv(path: Path) -> Path:
+    venv.EnvBuilder(with_pip=True).create(path)
+    return path / "bin" / "python"
+
+
+def pip_env() -> dict[str, str]:
+    """pip as a user runs it, without this machine's pip.conf constraints."""
+    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    for k in ("PIP_CONSTRAINT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        env.pop(k, None)
+    return env

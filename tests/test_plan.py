@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from jetwheel.machine import Machine
+from jetwheel.plan import make_plan
+from jetwheel.recipe import load_profile, load_recipes
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+ORIN = Machine(cores=12, memory_gb=64)
+
+
+def vllm_plan(machine: Machine = ORIN, runner: str = "docker"):  # type: ignore[no-untyped-def]
+    return make_plan(load_recipes(RECIPES), load_profile("triton-25.04", RECIPES), "vllm", runner, machine)
+
+
+def test_vllm_chain_is_ordered_torch_first_vllm_last() -> None:
+    names = [s.name for s in vllm_plan().steps]
+    assert names[0] == "torch" and names[-1] == "vllm"
+    assert set(names) == {"torch", "torchvision", "torchaudio", "pytorch-triton", "xgrammar", "vllm"}
+
+
+def test_every_step_targets_sm_87_cp312_aarch64_in_the_jetpack_builder() -> None:
+    plan = vllm_plan()
+    for s in plan.steps:
+        assert s.env["TORCH_CUDA_ARCH_LIST"] == "8.7"
+        assert s.image == "jetwheel/builder:r36.4.0-py3.12"
+        assert s.commands[0].startswith("python3.12 -m venv")
+    wheels = {s.name: s.wheel for s in plan.steps}
+    assert wheels["torch"] == "torch-2.6.0+jp62.cu126-cp312-cp312-linux_aarch64.whl"
+    assert wheels["torchvision"] == "torchvision-0.21.0+jp62.cu126-cp312-cp312-linux_aarch64.whl"
+    assert wheels["vllm"] == "vllm-0.8.1+cu126-cp38-abi3-linux_aarch64.whl"
+
+
+def test_vllm_step_installs_our_torch_family_from_the_index_and_builds_cuda() -> None:
+    step = vllm_plan().steps[-1]
+    install = step.commands[2]
+    assert '--index-url "$JW_INDEX"' in install
+    for pin in ("torch==2.6.0", "torchvision==0.21.0", "torchaudio==2.6.0", "pytorch-triton==3.2.0"):
+        assert pin in install
+    assert step.env["VLLM_TARGET_DEVICE"] == "cuda"
+    assert any("use_existing_torch.py" in c for c in step.commands)
+
+
+def test_max_jobs_follows_memory_not_cores() -> None:
+    vllm = vllm_plan(Machine(cores=12, memory_gb=32)).steps[-1]  # 8 GB a vLLM nvcc job
+    assert vllm.env["MAX_JOBS"] == "3"
+    assert vllm_plan(Machine(cores=12, memory_gb=64)).steps[-1].env["MAX_JOBS"] == "6"
+
+
+def test_cache_key_is_stable_and_changes_with_the_recipe(tmp_path: Path) -> None:
+    assert [s.cache_key for s in vllm_plan().steps] == [s.cache_key for s in vllm_plan().steps]
+    # MAX_JOBS is speed, not content: another machine reuses the cache
+    assert vllm_plan(Machine(4, 16)).steps[0].cache_key == vllm_plan().steps[0].cache_key
+    copy = tmp_path / "recipes"
+    shutil.copytree(RECIPES, copy, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    (copy / "torch.toml").write_text((copy / "torch.toml").read_text().replace('USE_NCCL = "0"', 'USE_NCCL = "1"'))
+    changed = make_plan(load_recipes(copy), load_profile("triton-25.04", copy), "vllm", "docker", ORIN)
+    old, new = vllm_plan().steps, changed.steps
+    assert old[0].cache_key != new[0].cache_key  # torch changed
+    assert old[-1].cache_key != new[-1].cache_key  # and so did everything built on it
+    assert {s.name: s.cache_key for s in old}["pytorch-triton"] == {s.name: s.cache_key for s in new}["pytorch-triton"]
+
+
+def test_dry_run_cli_prints_the_chain_and_json() -> None:
+    text = subprocess.run([sys.executable, "-m", "jetwheel", "build-wheel", "vllm", "--profile", "triton-25.04",
+                           "--dry-run"], capture_output=True, text=True, check=True).stdout
+    assert "TORCH_CUDA_ARCH_LIST=8.7" in text and "cp312-cp312-linux_aarch64.whl" in text
+    assert text.index("] torch ") < text.index("] torchvision ") < text.index("] vllm ")
+    doc = json.loads(subprocess.run([sys.executable, "-m", "jetwheel", "build-wheel", "vllm", "--dry-run", "--json"],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert doc["python"] == "3.12" and doc["platform"] == "linux_aarch64" and len(doc["steps"]) == 6
+
+
+def test_bad_input_gives_one_line_and_no_traceback() -> None:
+    for args, message in ((["build-wheel", "nothing"], "no profile pins 'nothing'"),
+                          (["build-wheel", "vllm", "--profile", "nope"], "unknown profile 'nope'"),
+                          (["build-wheel", "vllm", "--runner", "ssh"], "unknown runner 'ssh'")):
+        r = subprocess.run([sys.executable, "-m", "jetwheel", *args, "--dry-run"], capture_output=True, text=True)
+        assert r.returncode == 1
+        assert "Traceback" not in r.stderr and message in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1

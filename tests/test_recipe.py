@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jetwheel.errors import RecipeError
+from jetwheel.recipe import load_profile, load_recipes
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    p = root / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+def test_real_recipes_load_and_name_every_package_of_the_stack() -> None:
+    recipes = load_recipes(RECIPES)
+    assert {"torch", "torchvision", "torchaudio", "pytorch-triton", "vllm", "xgrammar"} <= set(recipes)
+    assert recipes["vllm"].extensions == ("vllm._C", "vllm._moe_C")
+    assert "libtorch*.so" in recipes["torchvision"].exclude
+    assert recipes["torch"].env["USE_CUDA"] == "1" and recipes["torch"].env["USE_NCCL"] == "0"
+
+
+def test_profile_pins_agree_with_vllm_0_8_1_wheel_metadata() -> None:
+    p = load_profile("triton-25.04", RECIPES)
+    assert (p.python, p.platform, p.cuda_arch, p.cuda) == ("3.12", "linux_aarch64", "8.7", "12.6")
+    assert p.base_image == "nvcr.io/nvidia/l4t-jetpack:r36.4.0"
+    assert {k: p.versions[k] for k in ("vllm", "torch", "torchvision", "torchaudio", "pytorch-triton")} == {
+        "vllm": "0.8.1", "torch": "2.6.0", "torchvision": "0.21.0", "torchaudio": "2.6.0", "pytorch-triton": "3.2.0"}
+
+
+BASE = '[package]\nname = "a"\n[source]\npath = "."\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    (BASE + '[build]\nfrobnicate = 1\n', "build.frobnicate: unknown key"),
+    ('[package]\nname = "a"\n[source]\nurl = "https://x/a-1.tar.gz"\n', "source.sha256 is missing"),
+    (BASE + '[build]\ndeps = ["nothere"]\n', "'nothere', which has no recipe"),
+    ('[package]\nname = "a"\n[source\n', "malformed TOML"),
+    ('[package]\n[source]\npath = "."\n', "package.name is missing"),
+    (BASE + '[repair]\nmanylinux = false\n', "repair.reason is missing"),
+    ('[package]\nname = "a"\n[source]\ngit = "https://x/a"\n', "source.ref is missing"),
+    (BASE + '[build]\nenv = { X = 1 }\n', "values must be strings"),
+])
+def test_recipe_errors_name_file_key_and_fix(tmp_path: Path, text: str, message: str) -> None:
+    p = write(tmp_path, "a.toml", text)
+    with pytest.raises(RecipeError) as e:
+        load_recipes(tmp_path)
+    assert str(p) in str(e.value) and message in str(e.value)
+
+
+def test_dependency_cycle_is_named(tmp_path: Path) -> None:
+    write(tmp_path, "a.toml", '[package]\nname = "a"\n[source]\npath = "."\n[build]\ndeps = ["b"]\n')
+    write(tmp_path, "b.toml", '[package]\nname = "b"\n[source]\npath = "."\n[build]\ndeps = ["a"]\n')
+    with pytest.raises(RecipeError, match="dependency cycle a -> b -> a"):
+        load_recipes(tmp_path)
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(RecipeError, match="unknown profile 'nope'; known profiles: .*triton-25.04"):
+        load_profile("nope", RECIPES)
