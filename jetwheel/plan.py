@@ -182,7 +182,8 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         commands = _commands(recipe, profile, dep_pins, runner)
         source = _source(recipe, version, pin)
         key_input = {
-            "recipe": recipe.digest, "source": source, "deps": {d: keys[d] for d in sorted(recipe.deps)},
+            # the tree's digest, not where it lies, identifies a local source
+            "recipe": recipe.digest, "source": {k: v for k, v in source.items() if k != "path"}, "deps": {d: keys[d] for d in sorted(recipe.deps)},
             "image": image, "python": profile.python_version, "platform": profile.platform_tag,
             # MAX_JOBS changes speed, not the wheel: keep it out so a bigger machine reuses the cache
             "env": {k: v for k, v in env.items() if k not in ("MAX_JOBS", "CMAKE_BUILD_PARALLEL_LEVEL")},

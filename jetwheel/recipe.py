@@ -7,6 +7,7 @@ agree (one Triton release). Every error names the file, the key and the fix.
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import sys
 from collections.abc import Mapping
@@ -25,6 +26,11 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def recipes_root() -> Path:
+    """recipes/ beside the package, or the directory JETWHEEL_RECIPES names (a site's own recipes)."""
+    return Path(os.environ.get("JETWHEEL_RECIPES", DEFAULT_RECIPES))
 
 
 @dataclass(frozen=True)
@@ -268,11 +274,12 @@ def load_recipe(path: Path) -> Recipe:
     )
 
 
-def load_recipes(root: Path = DEFAULT_RECIPES) -> dict[str, Recipe]:
+def load_recipes(root: Path | None = None) -> dict[str, Recipe]:
     """All recipes under root, keyed by canonical name.
 
     Validates the graph: every dependency has a recipe and there is no cycle.
     """
+    root = root or recipes_root()
     recipes: dict[str, Recipe] = {}
     # recipes/<name>.toml and one level of grouping (recipes/examples/<name>.toml); deeper files are
     # the example sources' own pyproject.toml files
@@ -310,8 +317,9 @@ def _check_acyclic(recipes: Mapping[str, Recipe]) -> None:
         visit(n, [])
 
 
-def load_profile(name: str, root: Path = DEFAULT_RECIPES) -> Profile:
+def load_profile(name: str, root: Path | None = None) -> Profile:
     """Load recipes/profiles/<name>.toml (or a path to a profile file)."""
+    root = root or recipes_root()
     path = Path(name) if name.endswith(".toml") else root / "profiles" / f"{name}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in (root / "profiles").glob("*.toml"))

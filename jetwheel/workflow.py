@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 
 from .errors import BuildError, JetwheelError, PlanError, RecipeError
 from .index.client import IndexClient
-from .recipe import DEFAULT_RECIPES, Profile, load_profile, load_recipes
+from .recipe import Profile, load_profile, load_recipes, recipes_root
 from .verify import Target, resolve_report, verify_wheel
 from .verify.report import Report
 from .verify.wheel import open_wheel
@@ -29,7 +29,7 @@ def profile_for(name: str, profile: str = "") -> Profile:
     """The named profile, or the one that pins `name` (triton-25.04 first)."""
     if profile:
         return load_profile(profile)
-    names = sorted(p.stem for p in (DEFAULT_RECIPES / "profiles").glob("*.toml"))
+    names = sorted(p.stem for p in (recipes_root() / "profiles").glob("*.toml"))
     names.sort(key=lambda n: n != PREFERRED_PROFILE)
     for n in names:
         prof = load_profile(n)

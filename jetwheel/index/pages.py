@@ -79,8 +79,9 @@ def project_json(project: str, files: Sequence[StoredFile], prefix: str = "../..
             "yanked": (f.yanked or True) if f.yanked is not None else False,
         }
         if f.metadata_sha256:
+            # PEP 714: only the new key. pip 22.3-23.0 (Debian bookworm's is 23.0.1) crashes on a dict
+            # under the old "dist-info-metadata" key, which is why the key was renamed.
             e["core-metadata"] = {"sha256": f.metadata_sha256}
-            e["dist-info-metadata"] = e["core-metadata"]
         entries.append(e)
     doc = {"meta": {"api-version": API_VERSION}, "name": project, "files": entries,
            "versions": [str(v) for v in sorted(versions)]}

@@ -31,16 +31,23 @@ def find_engine(preferred: str = "") -> str:
 class DockerRunner:
     name = "docker"
 
-    def __init__(self, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "") -> None:
+    def __init__(self, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "",
+                 ca_bundle: str = "") -> None:
         self.engine = find_engine(engine or os.environ.get("JETWHEEL_ENGINE", ""))
         self.connection = connection
         self.gpu = gpu
         self.arch = arch
+        # A LAN behind a TLS-inspecting proxy: the container must trust the same CA as the host
+        # for pip's upstream fallback to work
+        self.ca_bundle = ca_bundle or os.environ.get("JETWHEEL_CA_BUNDLE", "")
 
     def base(self) -> list[str]:
         cmd = [self.engine]
-        if self.connection:
-            cmd += ["--connection", self.connection] if "podman" in self.engine else ["--context", self.connection]
+        podman = "podman" in self.engine
+        if "://" in self.connection:  # an engine URL: unix:///run/podman.sock, ssh://builder@jetson2
+            cmd += ["--remote", "--url", self.connection] if podman else ["--host", self.connection]
+        elif self.connection:  # a named connection / context
+            cmd += ["--connection", self.connection] if podman else ["--context", self.connection]
         return cmd
 
     def create_args(self, step: BuildStep, index_url: str, name: str) -> list[str]:
@@ -52,6 +59,8 @@ class DockerRunner:
             # JetPack's container runtime exposes the iGPU and mounts CUDA from the host (csv mode)
             args += ["--runtime", "nvidia"] if "docker" in self.engine else ["--device", "nvidia.com/gpu=all"]
         env = dict(step.env, JW_WORK=WORK, JW_SRC=f"{WORK}/src", JW_INDEX=index_url, PIP_INDEX_URL=index_url)
+        if self.ca_bundle:
+            env.update(PIP_CERT=f"{WORK}/ca.crt", SSL_CERT_FILE=f"{WORK}/ca.crt")
         for k, v in sorted(env.items()):
             args += ["--env", f"{k}={v}"]
         return [*args, step.image, "bash", "-c", step_script(step)]
@@ -65,6 +74,8 @@ class DockerRunner:
         if made.returncode != 0:
             raise RunnerError(f"{self.engine} could not create a container from {step.image}: "
                               f"{(made.stderr.strip().splitlines() or ['?'])[-1]}")
+        if self.ca_bundle:
+            shutil.copyfile(self.ca_bundle, workdir / "ca.crt")
         try:
             copied = self._quiet("cp", f"{workdir}/.", f"{name}:{WORK}")
             if copied.returncode != 0:

@@ -1,0 +1,86 @@
+"""The engine end to end on the mini stack: build, publish, install from the index in a fresh venv,
+cache, and failures that must publish nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Server, make_venv, pip_env
+from jetwheel.engine import Options, run_plan
+from jetwheel.errors import BuildError
+from jetwheel.machine import this_machine
+from jetwheel.plan import make_plan
+from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.runners import LocalRunner
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_mini_stack_installs_from_the_index_and_calls_across_the_library(stack_server: Server, tmp_path: Path) -> None:
+    py = make_venv(tmp_path / "venv")
+    subprocess.run([str(py), "-m", "pip", "install", "--index-url", stack_server.simple, "mini-cuda==0.1.0"],
+                   check=True, env=pip_env(), capture_output=True)
+    out = subprocess.run([str(py), "-c", "import mini_torch, mini_vision, mini_cuda; print(mini_vision.boxes(4), "
+                          "mini_torch.has_op('mini_vision::nms'), mini_cuda.torch_version())"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["4.0", "True"] and out[2:] == ["mini-torch", "abi", "1"]
+
+
+def test_published_wheels_carry_provenance_and_verify_report(stack_server: Server) -> None:
+    info = stack_server.client().file_info(next(p.name for p in stack_server.root.glob("mini_cuda-*.whl")))
+    assert info is not None
+    assert info["provenance"]["recipe"] == "mini-cuda" and info["provenance"]["env"]["TORCH_CUDA_ARCH_LIST"] == "8.7"
+    assert info["verify"]["passed"] is True and info["verify"]["facts"]["fatbin"]
+
+
+def test_everything_cached_rebuilds_nothing(stack_server: Server, tmp_path: Path) -> None:
+    recipes, profile = load_recipes(), load_profile("mini")
+    plan = make_plan(recipes, profile, "mini-cuda", "local", this_machine())
+    started = time.monotonic()
+    results = run_plan(plan, recipes, profile, LocalRunner(), stack_server.client(), Options(work_root=tmp_path))
+    assert [r.status for r in results] == ["cached"] * 3
+    assert time.monotonic() - started < 5
+
+
+def _broken_recipes(tmp_path: Path, pre: str) -> Path:
+    root = tmp_path / "recipes"
+    shutil.copytree(RECIPES, root, ignore=shutil.ignore_patterns("build", "*.egg-info", "*.so"))
+    recipe = root / "examples" / "mini-vision.toml"
+    recipe.write_text(recipe.read_text().replace('env = {', f'pre = [{pre!r}]\nenv = {{'))
+    return root
+
+
+def test_failing_build_publishes_nothing_and_leaves_no_temp_files(stack_server: Server, tmp_path: Path) -> None:
+    root = _broken_recipes(tmp_path, "echo half-way; exit 3")
+    recipes, profile = load_recipes(root), load_profile("mini", root)
+    plan = make_plan(recipes, profile, "mini-vision", "local", this_machine())
+    before = stack_server.snapshot()
+    work = tmp_path / "work"
+    with pytest.raises(BuildError, match=r"mini-vision: command 4/\d+: .*exit 3"):
+        run_plan(plan, recipes, profile, LocalRunner(), stack_server.client(), Options(work_root=work,
+                                                                                       log_root=tmp_path / "logs"))
+    assert stack_server.snapshot() == before
+    assert list(work.iterdir()) == []  # the step's work directory is gone
+    assert "half-way" in next((tmp_path / "logs").glob("mini-vision-*.log")).read_text()
+
+
+def test_ctrl_c_during_a_build_is_one_line_and_publishes_nothing(stack_server: Server, tmp_path: Path) -> None:
+    root = _broken_recipes(tmp_path, "sleep 30")
+    before = stack_server.snapshot()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jetwheel", "build-wheel", "mini-vision", "--profile", "mini", "--index", stack_server.url],
+        stderr=subprocess.PIPE, text=True, start_new_session=True, env=dict(os.environ, JETWHEEL_RECIPES=str(root)))
+    time.sleep(8)
+    os.killpg(proc.pid, signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert "interrupted" in err.strip().splitlines()[-1]
+    assert stack_server.snapshot() == before

@@ -1,0 +1,141 @@
+"""verify on real binaries: nvcc-compiled fatbins and mini-stack wheels built by the real engine,
+good and broken."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Server
+from jetwheel.machine import this_machine
+from jetwheel.plan import make_plan
+from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.runners import LocalRunner, StepLog
+from jetwheel.verify import Target, resolve_report, verify_wheel
+from jetwheel.verify.fatbin import runs_on, scan
+from jetwheel.verify.wheel import open_wheel
+
+KERNEL = "__global__ void k(float* x) { x[threadIdx.x] += 1.0f; }\n"
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+
+
+def nvcc(tmp: Path, *gencode: str) -> Path:
+    src = tmp / "k.cu"
+    src.write_text(KERNEL)
+    out = tmp / f"k-{abs(hash(gencode))}.so"
+    subprocess.run(["nvcc", "-shared", "-Xcompiler", "-fPIC", *gencode, "-o", str(out), str(src)], check=True)
+    return out
+
+
+@needs_nvcc
+def test_fatbin_lists_sass_and_ptx_and_predicts_where_kernels_run(tmp_path: Path) -> None:
+    sm87 = nvcc(tmp_path, "-gencode", "arch=compute_87,code=sm_87")
+    ptx87 = nvcc(tmp_path, "-gencode", "arch=compute_87,code=compute_87")
+    sm80 = nvcc(tmp_path, "-gencode", "arch=compute_80,code=sm_80")
+    with open(sm87, "rb") as f:
+        e87 = scan(f)
+    with open(ptx87, "rb") as f:
+        p87 = scan(f)
+    with open(sm80, "rb") as f:
+        e80 = scan(f)
+    assert {x.label() for x in e87} == {"sm_87"}
+    assert [(x.kind, x.arch) for x in p87] == [("ptx", 87)]
+    assert runs_on(e87, 87)[0] and not runs_on(e87, 90)[0]  # SASS is not forward compatible across majors
+    assert runs_on(p87, 90) == (True, "PTX compute_87 (JIT)")  # PTX is JIT-compiled
+    assert not runs_on(p87, 86)[0]
+    # sm_80 SASS runs on 8.7 (same major, lower minor) ...
+    assert runs_on(e80, 87) == (True, "SASS sm_80")
+    # ... but PTX from CUDA 13 (ISA 9.0) cannot be JIT-ed by JetPack 6.2's CUDA 12.6 driver
+    ok, why = runs_on(p87, 87 + 3, "12.6")
+    assert not ok and "PTX ISA 9.0" in why
+
+
+def test_the_built_mini_stack_passes(stack_wheels: dict[str, Path]) -> None:
+    target = Target.of(load_profile("mini"))
+    recipes = load_recipes()
+    wheels = [open_wheel(p) for p in stack_wheels.values()]
+    for name, path in stack_wheels.items():
+        report = verify_wheel(path, target, recipes[name.replace("_", "-")], wheels)
+        assert report.passed, report.to_json()
+    cuda = verify_wheel(stack_wheels["mini_cuda"], target, recipes["mini-cuda"], wheels)
+    assert cuda.facts["fatbin"] == {"mini_cuda/_C.cpython-%d%d-x86_64-linux-gnu.so" % sys.version_info[:2]: ["sm_87"]} \
+        or list(cuda.facts["fatbin"].values()) == [["sm_87"]]
+
+
+def build_variant(tmp: Path, server: Server, name: str, **env: str) -> Path:
+    """Build one mini recipe for real with the local runner, with env overrides, not publishing it."""
+    recipes, profile = load_recipes(), load_profile("mini")
+    step = next(s for s in make_plan(recipes, profile, name, "local", this_machine()).steps if s.name == name)
+    step = dataclasses.replace(step, env={**step.env, **env})
+    work = tmp / f"{name}-{len(list(tmp.iterdir()))}"
+    shutil.copytree(step.source["path"], work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "*.so"))
+    log = StepLog(work / "log")
+    LocalRunner().run(step, work, server.simple, log)
+    log.close()
+    return next((work / "out").glob("*.whl"))
+
+
+@needs_nvcc
+def test_mini_cuda_built_for_sm80_only_fails_fatbin(tmp_path: Path, stack_server: Server,
+                                                   stack_wheels: dict[str, Path]) -> None:
+    wheel = build_variant(tmp_path, stack_server, "mini-cuda", TORCH_CUDA_ARCH_LIST="8.0")
+    target = dataclasses.replace(Target.of(load_profile("mini")), cuda_arch="8.7")
+    assert verify_wheel(wheel, target, load_recipes()["mini-cuda"], client=stack_server.client(),
+                        cache=tmp_path / "deps").passed  # sm_80 SASS still runs on 8.7 ...
+    report = verify_wheel(wheel, dataclasses.replace(target, cuda_arch="9.0"), load_recipes()["mini-cuda"],
+                          client=stack_server.client(), cache=tmp_path / "deps")
+    assert report.failing_checks() == ["fatbin"]  # ... but not on 9.0: "no kernel image"
+    assert "no kernel image for sm_90: it carries sm_80" in report.findings[0].detail
+
+
+def test_vision_against_a_torch_whose_symbol_changed_fails_abi_with_demangled_name(
+        tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]) -> None:
+    torch2 = build_variant(tmp_path, stack_server, "mini-torch", MINITORCH_ABI="2")
+    target = Target.of(load_profile("mini"))
+    report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], [open_wheel(torch2)])
+    assert report.failing_checks() == ["abi"]
+    detail = next(f.detail for f in report.findings if f.check == "abi")
+    assert "minitorch::ListType::get(std::__cxx11::basic_string<char, std::char_traits<char>, " \
+           "std::allocator<char> > const&, int)" in detail
+    assert "libminitorch.so (mini-torch 1.0.0)" in detail
+
+
+def test_wheel_without_its_extension_fails_extensions(tmp_path: Path, stack_server: Server) -> None:
+    wheel = build_variant(tmp_path, stack_server, "mini-vision", MINI_VISION_SKIP_EXT="1")
+    report = verify_wheel(wheel, Target.of(load_profile("mini")), load_recipes()["mini-vision"],
+                          client=stack_server.client(), cache=tmp_path / "deps")
+    assert "extensions" in report.failing_checks()
+    assert any("extension mini_vision._C is missing" in f.detail for f in report.findings)
+
+
+def test_pin_mismatch_fails_pins(tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]) -> None:
+    torch11 = build_variant(tmp_path, stack_server, "mini-torch", MINI_TORCH_BUILD_VERSION="1.1.0")
+    target = Target.of(load_profile("mini"))
+    report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], [open_wheel(torch11)])
+    assert "pins" in report.failing_checks()
+    assert any("requires mini-torch==1.0.0, but mini-torch 1.1.0 is in the set" in f.detail for f in report.findings)
+
+
+def test_resolve_names_what_the_index_lacks(stack_server: Server) -> None:
+    target = Target.of(load_profile("mini"))
+    ok = resolve_report("mini-cuda==0.1.0", stack_server.simple, target)
+    assert ok.passed and "mini-torch==1.0.0" in ok.facts["resolve"]
+    missing = resolve_report("mini-cuda==9.9", stack_server.simple, target)
+    assert not missing.passed
+    assert f"mini-cuda==9.9: no cp{target.python.replace('.', '')} {target.platform} wheel" in missing.findings[0].detail
+
+
+def test_verify_cli_exit_code_and_report(stack_wheels: dict[str, Path], tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "jetwheel", "verify", "--profile", "mini"]
+    for p in stack_wheels.values():
+        args += ["-p", str(p)]
+    good = subprocess.run(args, capture_output=True, text=True)
+    assert good.returncode == 0 and good.stdout.count("PASS") == 3, good.stdout + good.stderr
+    alone = subprocess.run([sys.executable, "-m", "jetwheel", "verify", "--profile", "mini", "-p",
+                            str(stack_wheels["mini_vision"])], capture_output=True, text=True)
+    assert alone.returncode == 1 and "needs libminitorch.so" in alone.stdout and "fix:" in alone.stdout
