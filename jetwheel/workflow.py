@@ -38,8 +38,9 @@ def profile_for(name: str, profile: str = "") -> Profile:
     raise PlanError(f"no profile pins {name!r}; pass --profile (known: {', '.join(names)})")
 
 
-def verify_paths(paths: list[str], profile: str, client: IndexClient | None, with_: list[str], arch: str,
-                 resolve: bool) -> list[Report]:
+def verify_paths(
+    paths: list[str], profile: str, client: IndexClient | None, with_: list[str], arch: str, resolve: bool
+) -> list[Report]:
     prof = load_profile(profile)
     if not paths and not resolve:
         raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
@@ -51,8 +52,9 @@ def verify_paths(paths: list[str], profile: str, client: IndexClient | None, wit
             if Path(p).is_file():
                 files.append(Path(p))
             elif client is not None:
-                filename = client.find_wheel(f"{p}=={prof.pin(p)}" if canonicalize_name(p) in prof.versions else p,
-                                             target.tags())
+                filename = client.find_wheel(
+                    f"{p}=={prof.pin(p)}" if canonicalize_name(p) in prof.versions else p, target.tags()
+                )
                 if filename is None:
                     raise JetwheelError(f"{p}: no such file, and no wheel for it on {client.url}")
                 files.append(client.download(filename, Path(tmp)))
@@ -68,8 +70,16 @@ def verify_paths(paths: list[str], profile: str, client: IndexClient | None, wit
     return reports
 
 
-def serve_index(root: str, host: str, port: int, htpasswd: str, upstream: str | None, auth_reads: bool,
-                allow_overwrite: bool, max_upload_mb: int) -> None:
+def serve_index(
+    root: str,
+    host: str,
+    port: int,
+    htpasswd: str,
+    upstream: str | None,
+    auth_reads: bool,
+    allow_overwrite: bool,
+    max_upload_mb: int,
+) -> None:
     from .index.app import Settings, serve
     from .index.config import load_config
 
@@ -80,9 +90,18 @@ def serve_index(root: str, host: str, port: int, htpasswd: str, upstream: str | 
         owned = frozenset()
     settings = Settings(
         htpasswd=Path(htpasswd) if htpasswd else cfg.htpasswd if cfg.htpasswd and cfg.htpasswd.is_file() else None,
-        auth_reads=auth_reads, upstream=cfg.upstream if upstream is None else upstream, owned=owned)
-    serve(Path(root) if root else cfg.root, host or cfg.host, port or cfg.port, settings,
-          allow_overwrite=allow_overwrite or cfg.allow_overwrite, max_upload=max_upload_mb << 20)
+        auth_reads=auth_reads,
+        upstream=cfg.upstream if upstream is None else upstream,
+        owned=owned,
+    )
+    serve(
+        Path(root) if root else cfg.root,
+        host or cfg.host,
+        port or cfg.port,
+        settings,
+        allow_overwrite=allow_overwrite or cfg.allow_overwrite,
+        max_upload=max_upload_mb << 20,
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
@@ -90,9 +109,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: f
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise JetwheelError(f"the index exited at start-up (code {proc.returncode})")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/health", timeout=2):  # noqa: S310
-                return
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2):
+            return
         time.sleep(0.1)
     raise JetwheelError(f"the index at {url} did not become ready in {timeout:.0f}s")
 
@@ -137,15 +155,26 @@ def run_demo(serve_after: bool = True, runner: str = "local") -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="jetwheel-demo-venv-") as venv:
             subprocess.run([sys.executable, "-m", "venv", venv], check=True)
             py = os.path.join(venv, "bin", "python")
-            install = [py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                       "--index-url", client.simple_url, profile.top]
+            install = [
+                py,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--index-url",
+                client.simple_url,
+                profile.top,
+            ]
             env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
             done = subprocess.run(install, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 raise BuildError(f"installing {profile.top} from the index failed: {done.stderr.strip()[-300:]}")
-            probe = ("import mini_torch, mini_vision, mini_cuda; "
-                     "print('mini_vision.boxes(3) =', mini_vision.boxes(3), '| torchvision-like op registered:', "
-                     "mini_torch.has_op('mini_vision::nms'), '| mini_cuda links', mini_cuda.torch_version())")
+            probe = (
+                "import mini_torch, mini_vision, mini_cuda; "
+                "print('mini_vision.boxes(3) =', mini_vision.boxes(3), '| torchvision-like op registered:', "
+                "mini_torch.has_op('mini_vision::nms'), '| mini_cuda links', mini_cuda.torch_version())"
+            )
             out = subprocess.run([py, "-c", probe], capture_output=True, text=True)
             if out.returncode != 0:
                 raise BuildError(f"the installed mini stack failed to import: {out.stderr.strip()[-300:]}")

@@ -47,7 +47,9 @@ class Server:
 
     def snapshot(self) -> dict[str, bytes]:
         """Every visible file in the store and its bytes: 'byte-identical' is compared on this."""
-        return {p.name: p.read_bytes() for p in sorted(self.root.iterdir()) if p.is_file() and not p.name.startswith(".")}
+        return {
+            p.name: p.read_bytes() for p in sorted(self.root.iterdir()) if p.is_file() and not p.name.startswith(".")
+        }
 
 
 def start_server(root: Path, *extra: str, upstream: str = "https://pypi.org/simple") -> Server:
@@ -56,9 +58,25 @@ def start_server(root: Path, *extra: str, upstream: str = "https://pypi.org/simp
     if not htpasswd.exists():
         add_user(htpasswd, USER, PASSWORD)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "jetwheel", "index.serve", "--root", str(root), "--host",
-                             "127.0.0.1", "--port", str(port), "--htpasswd", str(htpasswd), "--upstream", upstream,
-                             *extra])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jetwheel",
+            "index.serve",
+            "--root",
+            str(root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--htpasswd",
+            str(htpasswd),
+            "--upstream",
+            upstream,
+            *extra,
+        ]
+    )
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc)
     return Server(url, root, proc, htpasswd)

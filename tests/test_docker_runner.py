@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import Server, make_venv, pip_env, start_server, stop_server
+
 from jetwheel.engine import Options, run_plan
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
@@ -32,8 +32,11 @@ def base_image() -> str:
 @pytest.fixture
 def remote_engine(tmp_path: Path) -> Iterator[str]:
     sock = tmp_path / "podman.sock"
-    proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{sock}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 20
     while not sock.exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -46,16 +49,30 @@ def build(server: Server, runner: DockerRunner, tmp: Path) -> list[str]:
     recipes, profile = load_recipes(), load_profile("mini")
     plan = make_plan(recipes, profile, "mini-vision", "docker", this_machine())
     assert all(s.image == "localhost/jetwheel-base:bookworm" for s in plan.steps)
-    results = run_plan(plan, recipes, profile, runner, server.client(), Options(work_root=tmp / "w", log_root=tmp / "l"))
+    results = run_plan(
+        plan, recipes, profile, runner, server.client(), Options(work_root=tmp / "w", log_root=tmp / "l")
+    )
     return [r.status for r in results]
 
 
 def installs_and_runs(server: Server, tmp: Path) -> None:
     py = make_venv(tmp / "venv")
-    subprocess.run([str(py), "-m", "pip", "install", "--index-url", server.simple, "mini-vision"], check=True,
-                   env=pip_env(), capture_output=True)
-    out = subprocess.run([str(py), "-c", "import mini_vision, mini_torch; print(mini_vision.boxes(2), "
-                          "mini_torch.has_op('mini_vision::nms'))"], capture_output=True, text=True, check=True)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--index-url", server.simple, "mini-vision"],
+        check=True,
+        env=pip_env(),
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [
+            str(py),
+            "-c",
+            "import mini_vision, mini_torch; print(mini_vision.boxes(2), mini_torch.has_op('mini_vision::nms'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.split() == ["2.0", "True"]
 
 

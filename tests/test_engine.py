@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Server, make_venv, pip_env
+
 from jetwheel.engine import Options, run_plan
 from jetwheel.errors import BuildError
 from jetwheel.machine import this_machine
@@ -26,11 +26,23 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 def test_mini_stack_installs_from_the_index_and_calls_across_the_library(stack_server: Server, tmp_path: Path) -> None:
     py = make_venv(tmp_path / "venv")
-    subprocess.run([str(py), "-m", "pip", "install", "--index-url", stack_server.simple, "mini-cuda==0.1.0"],
-                   check=True, env=pip_env(), capture_output=True)
-    out = subprocess.run([str(py), "-c", "import mini_torch, mini_vision, mini_cuda; print(mini_vision.boxes(4), "
-                          "mini_torch.has_op('mini_vision::nms'), mini_cuda.torch_version())"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--index-url", stack_server.simple, "mini-cuda==0.1.0"],
+        check=True,
+        env=pip_env(),
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [
+            str(py),
+            "-c",
+            "import mini_torch, mini_vision, mini_cuda; print(mini_vision.boxes(4), "
+            "mini_torch.has_op('mini_vision::nms'), mini_cuda.torch_version())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[:2] == ["4.0", "True"] and out[2:] == ["mini-torch", "abi", "1"]
 
 
@@ -54,7 +66,7 @@ def _broken_recipes(tmp_path: Path, pre: str) -> Path:
     root = tmp_path / "recipes"
     shutil.copytree(RECIPES, root, ignore=shutil.ignore_patterns("build", "*.egg-info", "*.so"))
     recipe = root / "examples" / "mini-vision.toml"
-    recipe.write_text(recipe.read_text().replace('env = {', f'pre = [{pre!r}]\nenv = {{'))
+    recipe.write_text(recipe.read_text().replace("env = {", f"pre = [{pre!r}]\nenv = {{"))
     return root
 
 
@@ -65,8 +77,14 @@ def test_failing_build_publishes_nothing_and_leaves_no_temp_files(stack_server: 
     before = stack_server.snapshot()
     work = tmp_path / "work"
     with pytest.raises(BuildError, match=r"mini-vision: command 4/\d+: .*exit 3"):
-        run_plan(plan, recipes, profile, LocalRunner(), stack_server.client(), Options(work_root=work,
-                                                                                       log_root=tmp_path / "logs"))
+        run_plan(
+            plan,
+            recipes,
+            profile,
+            LocalRunner(),
+            stack_server.client(),
+            Options(work_root=work, log_root=tmp_path / "logs"),
+        )
     assert stack_server.snapshot() == before
     assert list(work.iterdir()) == []  # the step's work directory is gone
     assert "half-way" in next((tmp_path / "logs").glob("mini-vision-*.log")).read_text()
@@ -76,8 +94,22 @@ def test_ctrl_c_during_a_build_is_one_line_and_publishes_nothing(stack_server: S
     root = _broken_recipes(tmp_path, "sleep 30")
     before = stack_server.snapshot()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jetwheel", "build-wheel", "mini-vision", "--profile", "mini", "--index", stack_server.url],
-        stderr=subprocess.PIPE, text=True, start_new_session=True, env=dict(os.environ, JETWHEEL_RECIPES=str(root)))
+        [
+            sys.executable,
+            "-m",
+            "jetwheel",
+            "build-wheel",
+            "mini-vision",
+            "--profile",
+            "mini",
+            "--index",
+            stack_server.url,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=dict(os.environ, JETWHEEL_RECIPES=str(root)),
+    )
     time.sleep(8)
     os.killpg(proc.pid, signal.SIGINT)
     _out, err = proc.communicate(timeout=60)

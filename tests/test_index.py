@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import PASSWORD, USER, Server, free_port, make_venv, pip_env, start_server, stop_server
 from wheelmaker import make_wheel
 
@@ -29,20 +28,30 @@ AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 def tree(root: Path) -> dict[str, bytes]:
     """Everything under the store, derived data included, except the lock file."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "lock"}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "lock"
+    }
 
 
 def multipart(fields: dict[str, str], filename: str | None, content: bytes, boundary: str = "xXx") -> bytes:
-    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-                    for k, v in fields.items())
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    )
     if filename is not None:
-        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n").encode() + content + b"\r\n"
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + content
+            + b"\r\n"
+        )
     return body + f"--{boundary}--\r\n".encode()
 
 
-def post(url: str, body: bytes, auth: str | None = AUTH, ctype: str = "multipart/form-data; boundary=xXx") -> tuple[int, str]:
+def post(
+    url: str, body: bytes, auth: str | None = AUTH, ctype: str = "multipart/form-data; boundary=xXx"
+) -> tuple[int, str]:
     headers = {"Content-Type": ctype}
     if auth:
         headers["Authorization"] = auth
@@ -55,8 +64,14 @@ def post(url: str, body: bytes, auth: str | None = AUTH, ctype: str = "multipart
 
 
 def upload_fields(data: bytes, name: str = "demo-pkg", version: str = "1.0") -> dict[str, str]:
-    return {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
-            "sha256_digest": hashlib.sha256(data).hexdigest(), "md5_digest": hashlib.md5(data).hexdigest()}
+    return {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "name": name,
+        "version": version,
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+        "md5_digest": hashlib.md5(data).hexdigest(),
+    }
 
 
 def get(url: str, accept: str = "", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -87,7 +102,9 @@ def _cases(tmp: Path) -> list[tuple[str, bytes, dict[str, str], int]]:
     good = make_wheel(tmp, "demo-pkg", "1.0").read_bytes()
     fn = "demo_pkg-1.0-py3-none-any.whl"
 
-    def case(label: str, filename: str | None, data: bytes, status: int, **fields: str) -> tuple[str, bytes, dict[str, str], int]:
+    def case(
+        label: str, filename: str | None, data: bytes, status: int, **fields: str
+    ) -> tuple[str, bytes, dict[str, str], int]:
         f = upload_fields(data)
         f.update(fields)
         return label, multipart(f, filename, data), {}, status
@@ -96,7 +113,12 @@ def _cases(tmp: Path) -> list[tuple[str, bytes, dict[str, str], int]]:
         (tmp / d).mkdir()
     other = make_wheel(tmp / "o", "demo-pkg", "1.0", meta_name="other-pkg")
     wrong_version = make_wheel(tmp / "v", "demo-pkg", "1.0", meta_version="2.0").read_bytes()
-    non_utf8 = make_wheel(tmp / "u", "demo-pkg", "1.0", metadata=b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\nSummary: \xff\xfe\n").read_bytes()
+    non_utf8 = make_wheel(
+        tmp / "u",
+        "demo-pkg",
+        "1.0",
+        metadata=b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\nSummary: \xff\xfe\n",
+    ).read_bytes()
     traversal_member = make_wheel(tmp / "t", "demo-pkg", "1.0", extra={"../../etc/evil": b"x"}).read_bytes()
     no_metadata = make_wheel(tmp / "z", "demo-pkg", "1.0", metadata=b"")
     with zipfile.ZipFile(no_metadata) as zf:
@@ -105,7 +127,7 @@ def _cases(tmp: Path) -> list[tuple[str, bytes, dict[str, str], int]]:
             for item in zf.namelist():
                 if not item.endswith("METADATA"):
                     out.writestr(item, zf.read(item))
-    existing = (tmp / "e")
+    existing = tmp / "e"
     existing.mkdir()
     dup = make_wheel(existing, "existing", "1.0").read_bytes()
     return [
@@ -133,8 +155,12 @@ def _cases(tmp: Path) -> list[tuple[str, bytes, dict[str, str], int]]:
         ("broken multipart", b"--xXx\r\nContent-Disposition: form-da", {}, 400),
         ("not multipart", b'{"x": 1}', {"ctype": "application/json"}, 400),
         ("no auth", multipart(upload_fields(good), fn, good), {"auth": ""}, 401),
-        ("wrong password", multipart(upload_fields(good), fn, good),
-         {"auth": "Basic " + base64.b64encode(f"{USER}:nope".encode()).decode()}, 401),
+        (
+            "wrong password",
+            multipart(upload_fields(good), fn, good),
+            {"auth": "Basic " + base64.b64encode(f"{USER}:nope".encode()).decode()},
+            401,
+        ),
     ]
 
 
@@ -160,8 +186,11 @@ def test_truncated_body_is_rejected_and_leaves_nothing(small_server: Server, tmp
     before = tree(small_server.root)
     host, port = small_server.url.split("//")[1].split(":")
     with socket.create_connection((host, int(port))) as s:
-        s.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\nContent-Type: multipart/form-data; "
-                  f"boundary=xXx\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+        s.sendall(
+            f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\nContent-Type: multipart/form-data; "
+            f"boundary=xXx\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
     time.sleep(0.5)
     assert tree(small_server.root) == before
 
@@ -169,18 +198,57 @@ def test_truncated_body_is_rejected_and_leaves_nothing(small_server: Server, tmp
 # -- real clients ------------------------------------------------------------------------------------
 def test_twine_upload_then_pip_install_and_download(server: Server, tmp_path: Path) -> None:
     whl = make_wheel(tmp_path, "hello-jet", "0.3", payload=10)
-    up = subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                         "--repository-url", server.url + "/", "-u", USER, "-p", PASSWORD, str(whl)],
-                        capture_output=True, text=True)
+    up = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            server.url + "/",
+            "-u",
+            USER,
+            "-p",
+            PASSWORD,
+            str(whl),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert up.returncode == 0, up.stdout + up.stderr
     py = make_venv(tmp_path / "venv")
-    subprocess.run([str(py), "-m", "pip", "install", "--index-url", server.simple, "hello-jet==0.3"], check=True,
-                   env=pip_env(), capture_output=True)
-    assert subprocess.run([str(py), "-c", "import hello_jet; print(hello_jet.VALUE)"], capture_output=True,
-                          text=True).stdout.strip() == "0.3"
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--index-url", server.simple, "hello-jet==0.3"],
+        check=True,
+        env=pip_env(),
+        capture_output=True,
+    )
+    assert (
+        subprocess.run(
+            [str(py), "-c", "import hello_jet; print(hello_jet.VALUE)"], capture_output=True, text=True
+        ).stdout.strip()
+        == "0.3"
+    )
     dl = tmp_path / "dl"
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(dl), "--index-url",
-                    server.simple, "hello-jet"], check=True, env=pip_env(), capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-d",
+            str(dl),
+            "--index-url",
+            server.simple,
+            "hello-jet",
+        ],
+        check=True,
+        env=pip_env(),
+        capture_output=True,
+    )
     assert (dl / whl.name).read_bytes() == whl.read_bytes()
 
 
@@ -189,9 +257,25 @@ def test_pip_dry_run_uses_pep658_metadata_not_the_wheel(server: Server, tmp_path
     dep = make_wheel(tmp_path, "meta-dep", "1.2")
     for w in (whl, dep):
         server.client().upload(w)
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-v", "--report",
-                        str(tmp_path / "r.json"), "--index-url", server.simple, "meta-only"],
-                       capture_output=True, text=True, env=pip_env())
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "-v",
+            "--report",
+            str(tmp_path / "r.json"),
+            "--index-url",
+            server.simple,
+            "meta-only",
+        ],
+        capture_output=True,
+        text=True,
+        env=pip_env(),
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert sorted(i["metadata"]["name"] for i in report["install"]) == ["meta-dep", "meta-only"]
@@ -204,10 +288,24 @@ def test_uv_installs_from_the_index(server: Server, tmp_path: Path) -> None:
     whl = make_wheel(tmp_path, "uv-pkg", "2.0")
     server.client().upload(whl)
     env = dict(pip_env(), UV_NO_CONFIG="1", UV_CACHE_DIR=str(tmp_path / "uvcache"))
-    subprocess.run(["uv", "venv", str(tmp_path / "v"), "--python", sys.executable], check=True, env=env,
-                   capture_output=True)
-    r = subprocess.run(["uv", "pip", "install", "--python", str(tmp_path / "v" / "bin" / "python"), "--index-url",
-                        server.simple, "uv-pkg==2.0"], capture_output=True, text=True, env=env)
+    subprocess.run(
+        ["uv", "venv", str(tmp_path / "v"), "--python", sys.executable], check=True, env=env, capture_output=True
+    )
+    r = subprocess.run(
+        [
+            "uv",
+            "pip",
+            "install",
+            "--python",
+            str(tmp_path / "v" / "bin" / "python"),
+            "--index-url",
+            server.simple,
+            "uv-pkg==2.0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert "uv-pkg==2.0" in r.stderr
 
@@ -216,8 +314,25 @@ def test_pypiserver_serves_the_same_directory(server: Server, tmp_path: Path) ->
     whl = make_wheel(tmp_path, "shared-dir", "1.1")
     server.client().upload(whl)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1",
-                             "-a", ".", "-P", ".", str(server.root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pypiserver",
+            "run",
+            "-p",
+            str(port),
+            "-i",
+            "127.0.0.1",
+            "-a",
+            ".",
+            "-P",
+            ".",
+            str(server.root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 20
         status, body = 0, b""
@@ -264,8 +379,23 @@ def test_yanked_file_is_skipped_unless_pinned(server: Server, tmp_path: Path) ->
     server.client().yank("yank_me-1.1-py3-none-any.whl", "broken build")
     body = get(server.simple + "yank-me/")[2]
     assert b'data-yanked="broken build"' in body
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "d"),
-                        "--index-url", server.simple, "yank-me"], capture_output=True, text=True, env=pip_env())
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-d",
+            str(tmp_path / "d"),
+            "--index-url",
+            server.simple,
+            "yank-me",
+        ],
+        capture_output=True,
+        text=True,
+        env=pip_env(),
+    )
     assert r.returncode == 0 and (tmp_path / "d" / "yank_me-1.0-py3-none-any.whl").exists()
     server.client().yank("yank_me-1.1-py3-none-any.whl", undo=True)
     assert b"data-yanked" not in get(server.simple + "yank-me/")[2]
@@ -276,8 +406,23 @@ def test_owned_name_never_falls_back_to_upstream(server: Server, tmp_path: Path)
     status, headers, body = get(server.simple + "torch/")
     assert status == 404 and "Location" not in headers and b"never taken from upstream" in body
     server.client().upload(make_wheel(tmp_path, "torch", "0.0.1"))
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "d"),
-                        "--index-url", server.simple, "torch==2.6.0"], capture_output=True, text=True, env=pip_env())
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-d",
+            str(tmp_path / "d"),
+            "--index-url",
+            server.simple,
+            "torch==2.6.0",
+        ],
+        capture_output=True,
+        text=True,
+        env=pip_env(),
+    )
     assert r.returncode != 0 and "No matching distribution found for torch==2.6.0" in r.stderr
     # a name stored here but built by no recipe is owned too
     server.client().upload(make_wheel(tmp_path, "six", "0.0.1"))
@@ -303,8 +448,11 @@ def test_kill_9_during_upload_leaves_no_partial_file_and_restarts_clean(tmp_path
     body = multipart(upload_fields(data, "half-sent"), "half_sent-1.0-py3-none-any.whl", data)
     host, port = s.url.split("//")[1].split(":")
     conn = socket.create_connection((host, int(port)))
-    conn.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\nContent-Type: multipart/form-data; "
-                 f"boundary=xXx\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+    conn.sendall(
+        f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\nContent-Type: multipart/form-data; "
+        f"boundary=xXx\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[: len(body) // 2]
+    )
     time.sleep(0.5)
     assert list((s.root / ".jetwheel" / "tmp").iterdir()), "the upload should be streaming to staging"
     os.kill(s.proc.pid, signal.SIGKILL)
@@ -327,7 +475,7 @@ def test_concurrent_uploaders_and_readers_see_no_5xx_and_no_torn_page(server: Se
     def upload(w: Path) -> None:
         try:
             server.client().upload(w)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(f"upload {w.name}: {e}")
 
     def read() -> None:
@@ -352,4 +500,7 @@ def test_concurrent_uploaders_and_readers_see_no_5xx_and_no_torn_page(server: Se
     for t in readers:
         t.join()
     assert errors == []
-    assert len(json.loads(get(server.simple + "busy-pkg/", accept="application/vnd.pypi.simple.v1+json")[2])["files"]) == 20
+    assert (
+        len(json.loads(get(server.simple + "busy-pkg/", accept="application/vnd.pypi.simple.v1+json")[2])["files"])
+        == 20
+    )

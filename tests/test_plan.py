@@ -67,19 +67,31 @@ def test_cache_key_is_stable_and_changes_with_the_recipe(tmp_path: Path) -> None
 
 
 def test_dry_run_cli_prints_the_chain_and_json() -> None:
-    text = subprocess.run([sys.executable, "-m", "jetwheel", "build-wheel", "vllm", "--profile", "triton-25.04",
-                           "--dry-run"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "build-wheel", "vllm", "--profile", "triton-25.04", "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "TORCH_CUDA_ARCH_LIST=8.7" in text and "cp312-cp312-linux_aarch64.whl" in text
     assert text.index("] torch ") < text.index("] torchvision ") < text.index("] vllm ")
-    doc = json.loads(subprocess.run([sys.executable, "-m", "jetwheel", "build-wheel", "vllm", "--dry-run", "--json"],
-                                    capture_output=True, text=True, check=True).stdout)
+    doc = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "jetwheel", "build-wheel", "vllm", "--dry-run", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert doc["python"] == "3.12" and doc["platform"] == "linux_aarch64" and len(doc["steps"]) == 6
 
 
 def test_bad_input_gives_one_line_and_no_traceback() -> None:
-    for args, message in ((["build-wheel", "nothing"], "no profile pins 'nothing'"),
-                          (["build-wheel", "vllm", "--profile", "nope"], "unknown profile 'nope'"),
-                          (["build-wheel", "vllm", "--runner", "ssh"], "unknown runner 'ssh'")):
+    for args, message in (
+        (["build-wheel", "nothing"], "no profile pins 'nothing'"),
+        (["build-wheel", "vllm", "--profile", "nope"], "unknown profile 'nope'"),
+        (["build-wheel", "vllm", "--runner", "ssh"], "unknown runner 'ssh'"),
+    ):
         r = subprocess.run([sys.executable, "-m", "jetwheel", *args, "--dry-run"], capture_output=True, text=True)
         assert r.returncode == 1
         assert "Traceback" not in r.stderr and message in r.stderr

@@ -30,22 +30,30 @@ def test_profile_pins_agree_with_vllm_0_8_1_wheel_metadata() -> None:
     assert (p.python, p.platform, p.cuda_arch, p.cuda) == ("3.12", "linux_aarch64", "8.7", "12.6")
     assert p.base_image == "nvcr.io/nvidia/l4t-jetpack:r36.4.0"
     assert {k: p.versions[k] for k in ("vllm", "torch", "torchvision", "torchaudio", "pytorch-triton")} == {
-        "vllm": "0.8.1", "torch": "2.6.0", "torchvision": "0.21.0", "torchaudio": "2.6.0", "pytorch-triton": "3.2.0"}
+        "vllm": "0.8.1",
+        "torch": "2.6.0",
+        "torchvision": "0.21.0",
+        "torchaudio": "2.6.0",
+        "pytorch-triton": "3.2.0",
+    }
 
 
 BASE = '[package]\nname = "a"\n[source]\npath = "."\n'
 
 
-@pytest.mark.parametrize("text, message", [
-    (BASE + '[build]\nfrobnicate = 1\n', "build.frobnicate: unknown key"),
-    ('[package]\nname = "a"\n[source]\nurl = "https://x/a-1.tar.gz"\n', "source.sha256 is missing"),
-    (BASE + '[build]\ndeps = ["nothere"]\n', "'nothere', which has no recipe"),
-    ('[package]\nname = "a"\n[source\n', "malformed TOML"),
-    ('[package]\n[source]\npath = "."\n', "package.name is missing"),
-    (BASE + '[repair]\nmanylinux = false\n', "repair.reason is missing"),
-    ('[package]\nname = "a"\n[source]\ngit = "https://x/a"\n', "source.ref is missing"),
-    (BASE + '[build]\nenv = { X = 1 }\n', "values must be strings"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (BASE + "[build]\nfrobnicate = 1\n", "build.frobnicate: unknown key"),
+        ('[package]\nname = "a"\n[source]\nurl = "https://x/a-1.tar.gz"\n', "source.sha256 is missing"),
+        (BASE + '[build]\ndeps = ["nothere"]\n', "'nothere', which has no recipe"),
+        ('[package]\nname = "a"\n[source\n', "malformed TOML"),
+        ('[package]\n[source]\npath = "."\n', "package.name is missing"),
+        (BASE + "[repair]\nmanylinux = false\n", "repair.reason is missing"),
+        ('[package]\nname = "a"\n[source]\ngit = "https://x/a"\n', "source.ref is missing"),
+        (BASE + "[build]\nenv = { X = 1 }\n", "values must be strings"),
+    ],
+)
 def test_recipe_errors_name_file_key_and_fix(tmp_path: Path, text: str, message: str) -> None:
     p = write(tmp_path, "a.toml", text)
     with pytest.raises(RecipeError) as e:
@@ -61,5 +69,5 @@ def test_dependency_cycle_is_named(tmp_path: Path) -> None:
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(RecipeError, match="unknown profile 'nope'; known profiles: .*triton-25.04"):
+    with pytest.raises(RecipeError, match=r"unknown profile .nope.; known profiles: .*triton-25\.04"):
         load_profile("nope", RECIPES)

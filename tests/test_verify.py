@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import Server
+
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
@@ -63,8 +63,8 @@ def test_the_built_mini_stack_passes(stack_wheels: dict[str, Path]) -> None:
         report = verify_wheel(path, target, recipes[name.replace("_", "-")], wheels)
         assert report.passed, report.to_json()
     cuda = verify_wheel(stack_wheels["mini_cuda"], target, recipes["mini-cuda"], wheels)
-    assert cuda.facts["fatbin"] == {"mini_cuda/_C.cpython-%d%d-x86_64-linux-gnu.so" % sys.version_info[:2]: ["sm_87"]} \
-        or list(cuda.facts["fatbin"].values()) == [["sm_87"]]
+    [(member, archs)] = cuda.facts["fatbin"].items()
+    assert member.startswith("mini_cuda/_C.cpython-") and archs == ["sm_87"]
 
 
 def build_variant(tmp: Path, server: Server, name: str, **env: str) -> Path:
@@ -81,34 +81,49 @@ def build_variant(tmp: Path, server: Server, name: str, **env: str) -> Path:
 
 
 @needs_nvcc
-def test_mini_cuda_built_for_sm80_only_fails_fatbin(tmp_path: Path, stack_server: Server,
-                                                   stack_wheels: dict[str, Path]) -> None:
+def test_mini_cuda_built_for_sm80_only_fails_fatbin(
+    tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]
+) -> None:
     wheel = build_variant(tmp_path, stack_server, "mini-cuda", TORCH_CUDA_ARCH_LIST="8.0")
     target = dataclasses.replace(Target.of(load_profile("mini")), cuda_arch="8.7")
-    assert verify_wheel(wheel, target, load_recipes()["mini-cuda"], client=stack_server.client(),
-                        cache=tmp_path / "deps").passed  # sm_80 SASS still runs on 8.7 ...
-    report = verify_wheel(wheel, dataclasses.replace(target, cuda_arch="9.0"), load_recipes()["mini-cuda"],
-                          client=stack_server.client(), cache=tmp_path / "deps")
+    assert verify_wheel(
+        wheel, target, load_recipes()["mini-cuda"], client=stack_server.client(), cache=tmp_path / "deps"
+    ).passed  # sm_80 SASS still runs on 8.7 ...
+    report = verify_wheel(
+        wheel,
+        dataclasses.replace(target, cuda_arch="9.0"),
+        load_recipes()["mini-cuda"],
+        client=stack_server.client(),
+        cache=tmp_path / "deps",
+    )
     assert report.failing_checks() == ["fatbin"]  # ... but not on 9.0: "no kernel image"
     assert "no kernel image for sm_90: it carries sm_80" in report.findings[0].detail
 
 
 def test_vision_against_a_torch_whose_symbol_changed_fails_abi_with_demangled_name(
-        tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]) -> None:
+    tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]
+) -> None:
     torch2 = build_variant(tmp_path, stack_server, "mini-torch", MINITORCH_ABI="2")
     target = Target.of(load_profile("mini"))
     report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], [open_wheel(torch2)])
     assert report.failing_checks() == ["abi"]
     detail = next(f.detail for f in report.findings if f.check == "abi")
-    assert "minitorch::ListType::get(std::__cxx11::basic_string<char, std::char_traits<char>, " \
-           "std::allocator<char> > const&, int)" in detail
+    assert (
+        "minitorch::ListType::get(std::__cxx11::basic_string<char, std::char_traits<char>, "
+        "std::allocator<char> > const&, int)" in detail
+    )
     assert "libminitorch.so (mini-torch 1.0.0)" in detail
 
 
 def test_wheel_without_its_extension_fails_extensions(tmp_path: Path, stack_server: Server) -> None:
     wheel = build_variant(tmp_path, stack_server, "mini-vision", MINI_VISION_SKIP_EXT="1")
-    report = verify_wheel(wheel, Target.of(load_profile("mini")), load_recipes()["mini-vision"],
-                          client=stack_server.client(), cache=tmp_path / "deps")
+    report = verify_wheel(
+        wheel,
+        Target.of(load_profile("mini")),
+        load_recipes()["mini-vision"],
+        client=stack_server.client(),
+        cache=tmp_path / "deps",
+    )
     assert "extensions" in report.failing_checks()
     assert any("extension mini_vision._C is missing" in f.detail for f in report.findings)
 
@@ -127,7 +142,9 @@ def test_resolve_names_what_the_index_lacks(stack_server: Server) -> None:
     assert ok.passed and "mini-torch==1.0.0" in ok.facts["resolve"]
     missing = resolve_report("mini-cuda==9.9", stack_server.simple, target)
     assert not missing.passed
-    assert f"mini-cuda==9.9: no cp{target.python.replace('.', '')} {target.platform} wheel" in missing.findings[0].detail
+    assert (
+        f"mini-cuda==9.9: no cp{target.python.replace('.', '')} {target.platform} wheel" in missing.findings[0].detail
+    )
 
 
 def test_verify_cli_exit_code_and_report(stack_wheels: dict[str, Path], tmp_path: Path) -> None:
@@ -136,6 +153,9 @@ def test_verify_cli_exit_code_and_report(stack_wheels: dict[str, Path], tmp_path
         args += ["-p", str(p)]
     good = subprocess.run(args, capture_output=True, text=True)
     assert good.returncode == 0 and good.stdout.count("PASS") == 3, good.stdout + good.stderr
-    alone = subprocess.run([sys.executable, "-m", "jetwheel", "verify", "--profile", "mini", "-p",
-                            str(stack_wheels["mini_vision"])], capture_output=True, text=True)
+    alone = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "verify", "--profile", "mini", "-p", str(stack_wheels["mini_vision"])],
+        capture_output=True,
+        text=True,
+    )
     assert alone.returncode == 1 and "needs libminitorch.so" in alone.stdout and "fix:" in alone.stdout

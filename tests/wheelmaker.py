@@ -9,22 +9,43 @@ import zipfile
 from pathlib import Path
 
 
-def make_wheel(dest: Path, name: str = "demo-pkg", version: str = "1.0", *, meta_name: str | None = None,
-               meta_version: str | None = None, requires: tuple[str, ...] = (), payload: int = 0,
-               extra: dict[str, bytes] | None = None, metadata: bytes | None = None,
-               tag: str = "py3-none-any") -> Path:
+def make_wheel(
+    dest: Path,
+    name: str = "demo-pkg",
+    version: str = "1.0",
+    *,
+    meta_name: str | None = None,
+    meta_version: str | None = None,
+    requires: tuple[str, ...] = (),
+    payload: int = 0,
+    extra: dict[str, bytes] | None = None,
+    metadata: bytes | None = None,
+    tag: str = "py3-none-any",
+) -> Path:
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
-    meta = metadata if metadata is not None else (
-        f"Metadata-Version: 2.1\nName: {meta_name or name}\nVersion: {meta_version or version}\n"
-        + "".join(f"Requires-Dist: {r}\n" for r in requires) + "Requires-Python: >=3.8\n").encode()
-    files = {f"{dist}/__init__.py": f"VALUE = {version!r}\n".encode() + b"#" * payload,
-             f"{info}/METADATA": meta,
-             f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: wheelmaker\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()}
+    meta = (
+        metadata
+        if metadata is not None
+        else (
+            f"Metadata-Version: 2.1\nName: {meta_name or name}\nVersion: {meta_version or version}\n"
+            + "".join(f"Requires-Dist: {r}\n" for r in requires)
+            + "Requires-Python: >=3.8\n"
+        ).encode()
+    )
+    files = {
+        f"{dist}/__init__.py": f"VALUE = {version!r}\n".encode() + b"#" * payload,
+        f"{info}/METADATA": meta,
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: wheelmaker\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
+    }
     files.update(extra or {})
-    record = "".join(
-        f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b'=').decode()},{len(b)}\n"
-        for n, b in files.items()) + f"{info}/RECORD,,\n"
+    record = (
+        "".join(
+            f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b'=').decode()},{len(b)}\n"
+            for n, b in files.items()
+        )
+        + f"{info}/RECORD,,\n"
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for n, b in files.items():

@@ -97,8 +97,9 @@ class IndexApp:
             return None
         user = self._user(request)
         if user is None:
-            return web.Response(status=401, text="authentication required\n",
-                                headers={"WWW-Authenticate": 'Basic realm="jetwheel"'})
+            return web.Response(
+                status=401, text="authentication required\n", headers={"WWW-Authenticate": 'Basic realm="jetwheel"'}
+            )
         if admin and self.settings.admins and user not in self.settings.admins:
             return error(403, f"user {user!r} is not an admin of this index")
         return None
@@ -162,11 +163,19 @@ class IndexApp:
         f = self.store.files().get(request.match_info["filename"])
         if f is None:
             return error(404, "no such file")
-        return web.json_response({
-            "filename": f.filename, "project": f.project, "version": f.version, "size": f.size,
-            "sha256": f.sha256, "upload_time": f.upload_time, "yanked": f.yanked,
-            "provenance": f.provenance, "verify": f.verify,
-        })
+        return web.json_response(
+            {
+                "filename": f.filename,
+                "project": f.project,
+                "version": f.version,
+                "size": f.size,
+                "sha256": f.sha256,
+                "upload_time": f.upload_time,
+                "yanked": f.yanked,
+                "provenance": f.provenance,
+                "verify": f.verify,
+            }
+        )
 
     async def cache_lookup(self, request: web.Request) -> web.StreamResponse:
         denied = self._require(request, write=False)
@@ -192,8 +201,7 @@ class IndexApp:
             return await self._upload(request)
         except UploadRejected as e:
             return error(e.status, str(e))
-        except (ValueError, AssertionError, asyncio.IncompleteReadError, ConnectionError,
-                HttpProcessingError) as e:
+        except (ValueError, AssertionError, asyncio.IncompleteReadError, ConnectionError, HttpProcessingError) as e:
             return error(400, f"malformed upload body: {e}")
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:
@@ -219,7 +227,9 @@ class IndexApp:
                     while chunk := await part.read_chunk(CHUNK):
                         hashes.update(chunk)
                         if hashes.size > self.store.max_upload:
-                            raise UploadRejected(f"file too large: over the limit of {self.store.max_upload} bytes", 413)
+                            raise UploadRejected(
+                                f"file too large: over the limit of {self.store.max_upload} bytes", 413
+                            )
                         out.write(chunk)
                 elif part.name:
                     value = await part.read(decode=False)
@@ -239,8 +249,15 @@ class IndexApp:
                     raise UploadRejected(f"form name {fields['name']!r} does not match file {filename!r}", 400)
             extras = {k: _json_field(fields, f"jetwheel_{k}") for k in ("provenance", "verify")}
             info = await asyncio.to_thread(
-                self.store.add, tmp, filename, hashes, sha256_digest=fields.get("sha256_digest", ""),
-                md5_digest=fields.get("md5_digest", ""), artifact=artifact, **extras)
+                self.store.add,
+                tmp,
+                filename,
+                hashes,
+                sha256_digest=fields.get("sha256_digest", ""),
+                md5_digest=fields.get("md5_digest", ""),
+                artifact=artifact,
+                **extras,
+            )
         log.info("stored %s (%d bytes)", info.filename, info.size)
         return web.Response(status=200, text=f"stored {info.filename}\n")
 
@@ -253,8 +270,9 @@ class IndexApp:
     async def delete(self, request: web.Request) -> web.StreamResponse:
         return await self._change(request, lambda f, body: self.store.delete(f), admin=True)
 
-    async def _change(self, request: web.Request, action: Callable[[str, dict[str, Any]], Any],
-                      admin: bool = False) -> web.StreamResponse:
+    async def _change(
+        self, request: web.Request, action: Callable[[str, dict[str, Any]], Any], admin: bool = False
+    ) -> web.StreamResponse:
         denied = self._require(request, write=True, admin=admin)
         if denied:
             return denied
@@ -285,8 +303,9 @@ def _json_field(fields: dict[str, str], key: str) -> dict[str, Any]:
 
 
 @web.middleware
-async def _clean_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                        ) -> web.StreamResponse:
+async def _clean_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException:
@@ -320,11 +339,11 @@ async def _redirect(location: str) -> web.StreamResponse:
     raise web.HTTPMovedPermanently(location)
 
 
-def serve(root: Path, host: str, port: int, settings: Settings, allow_overwrite: bool = False,
-          max_upload: int = 8 << 30) -> None:
+def serve(
+    root: Path, host: str, port: int, settings: Settings, allow_overwrite: bool = False, max_upload: int = 8 << 30
+) -> None:
     """Run the index until interrupted. Cleans staging leftovers of a killed predecessor first."""
     store = Store(root, allow_overwrite=allow_overwrite, max_upload=max_upload)
     store.clean_tmp()
     with contextlib.suppress(KeyboardInterrupt):
-        web.run_app(make_app(store, settings), host=host, port=port, access_log=None, print=None,
-                    reuse_port=True)
+        web.run_app(make_app(store, settings), host=host, port=port, access_log=None, print=None, reuse_port=True)

@@ -37,7 +37,7 @@ class IndexClient:
     def _open(self, req: urllib.request.Request, timeout: float = 60) -> Any:
         if self._auth:
             req.add_header("Authorization", self._auth)
-        return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - the URL is the index's
+        return urllib.request.urlopen(req, timeout=timeout)
 
     def _get_json(self, path: str, accept: str = "application/json") -> dict[str, Any] | None:
         try:
@@ -61,8 +61,14 @@ class IndexClient:
     def project(self, name: str) -> dict[str, Any] | None:
         return self._get_json(f"/simple/{canonicalize_name(name)}/", accept=JSON_V1)
 
-    def upload(self, path: Path, *, provenance: dict[str, Any] | None = None,
-               verify: dict[str, Any] | None = None, artifact: bool = False) -> None:
+    def upload(
+        self,
+        path: Path,
+        *,
+        provenance: dict[str, Any] | None = None,
+        verify: dict[str, Any] | None = None,
+        artifact: bool = False,
+    ) -> None:
         """Publish one file. The body streams from disk; nothing is held whole in memory."""
         sha = hashlib.sha256()
         with open(path, "rb") as f:
@@ -81,9 +87,12 @@ class IndexClient:
         boundary = secrets.token_hex(16)
         head = b"".join(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-            for k, v in fields.items())
-        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n").encode()
+            for k, v in fields.items()
+        )
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
         size = len(head) + os.path.getsize(path) + len(tail)
 
@@ -94,8 +103,12 @@ class IndexClient:
                     yield chunk
             yield tail
 
-        req = urllib.request.Request(self.url + "/", data=body(), method="POST", headers={
-            "Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)})
+        req = urllib.request.Request(
+            self.url + "/",
+            data=body(),
+            method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)},
+        )
         try:
             with self._open(req, timeout=600):
                 pass
@@ -158,8 +171,9 @@ def _reason(e: urllib.error.HTTPError) -> str:
 
 
 def _post_json(client: IndexClient, path: str, body: dict[str, Any], method: str = "POST") -> None:
-    req = urllib.request.Request(client.url + path, data=json.dumps(body).encode(), method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        client.url + path, data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with client._open(req):
             pass

@@ -44,9 +44,13 @@ def load_config(home: Path = DEFAULT_HOME) -> IndexConfig:
         raise StoreError(f"{path}: cannot read index config ({e})") from None
     htpasswd = data.get("htpasswd", "")
     return IndexConfig(
-        home=home, root=(home / data.get("root", "packages")).resolve(), host=data.get("host", "127.0.0.1"),
-        port=int(data.get("port", 8080)), htpasswd=(home / htpasswd).resolve() if htpasswd else None,
-        upstream=data.get("upstream", ""), allow_overwrite=bool(data.get("allow_overwrite", False)),
+        home=home,
+        root=(home / data.get("root", "packages")).resolve(),
+        host=data.get("host", "127.0.0.1"),
+        port=int(data.get("port", 8080)),
+        htpasswd=(home / htpasswd).resolve() if htpasswd else None,
+        upstream=data.get("upstream", ""),
+        allow_overwrite=bool(data.get("allow_overwrite", False)),
     )
 
 

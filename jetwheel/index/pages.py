@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from packaging.utils import parse_wheel_filename, parse_sdist_filename
+from packaging.utils import NormalizedName, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from .store import StoredFile
@@ -39,13 +39,14 @@ def _version_of(f: StoredFile) -> Version | None:
 
 def root_html(projects: Iterable[str]) -> bytes:
     links = "\n".join(f'    <a href="{quote(p)}/">{html.escape(p)}</a><br/>' for p in projects)
-    return (f'<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
-            f"    <title>Simple index</title>\n  </head>\n  <body>\n{links}\n  </body>\n</html>\n").encode()
+    return (
+        f'<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"    <title>Simple index</title>\n  </head>\n  <body>\n{links}\n  </body>\n</html>\n"
+    ).encode()
 
 
 def root_json(projects: Iterable[str]) -> bytes:
-    return json.dumps({"meta": {"api-version": API_VERSION},
-                       "projects": [{"name": p} for p in projects]}).encode()
+    return json.dumps({"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}).encode()
 
 
 def project_html(project: str, files: Sequence[StoredFile], prefix: str = "../../packages/") -> bytes:
@@ -61,9 +62,11 @@ def project_html(project: str, files: Sequence[StoredFile], prefix: str = "../..
             attrs.append(f'data-yanked="{html.escape(f.yanked)}"')
         rows.append(f"    <a {' '.join(attrs)}>{html.escape(f.filename)}</a><br/>")
     body = "\n".join(rows)
-    return (f'<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
-            f"    <title>Links for {html.escape(project)}</title>\n  </head>\n  <body>\n"
-            f"    <h1>Links for {html.escape(project)}</h1>\n{body}\n  </body>\n</html>\n").encode()
+    return (
+        f'<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"    <title>Links for {html.escape(project)}</title>\n  </head>\n  <body>\n"
+        f"    <h1>Links for {html.escape(project)}</h1>\n{body}\n  </body>\n</html>\n"
+    ).encode()
 
 
 def project_json(project: str, files: Sequence[StoredFile], prefix: str = "../../packages/") -> bytes:
@@ -74,8 +77,12 @@ def project_json(project: str, files: Sequence[StoredFile], prefix: str = "../..
         if v is not None:
             versions.add(v)
         e: dict[str, Any] = {
-            "filename": f.filename, "url": file_url(f.filename, prefix), "hashes": {"sha256": f.sha256},
-            "requires-python": f.requires_python or None, "size": f.size, "upload-time": _iso(f.upload_time),
+            "filename": f.filename,
+            "url": file_url(f.filename, prefix),
+            "hashes": {"sha256": f.sha256},
+            "requires-python": f.requires_python or None,
+            "size": f.size,
+            "upload-time": _iso(f.upload_time),
             "yanked": (f.yanked or True) if f.yanked is not None else False,
         }
         if f.metadata_sha256:
@@ -83,8 +90,12 @@ def project_json(project: str, files: Sequence[StoredFile], prefix: str = "../..
             # under the old "dist-info-metadata" key, which is why the key was renamed.
             e["core-metadata"] = {"sha256": f.metadata_sha256}
         entries.append(e)
-    doc = {"meta": {"api-version": API_VERSION}, "name": project, "files": entries,
-           "versions": [str(v) for v in sorted(versions)]}
+    doc = {
+        "meta": {"api-version": API_VERSION},
+        "name": project,
+        "files": entries,
+        "versions": [str(v) for v in sorted(versions)],
+    }
     return json.dumps(doc).encode()
 
 
@@ -115,7 +126,7 @@ def negotiate(accept: str) -> str | None:
     return JSON_V1 if best[2] == JSON_V1 else (HTML_V1 if best[2] == HTML_V1 else "text/html")
 
 
-def render_all(projects: Mapping[str, Sequence[StoredFile]]) -> dict[tuple[str, str], bytes]:
+def render_all(projects: Mapping[NormalizedName, Sequence[StoredFile]]) -> dict[tuple[str, str], bytes]:
     """Every simple page in both forms, keyed by (project or "", "json" | "html")."""
     pages: dict[tuple[str, str], bytes] = {("", "html"): root_html(projects), ("", "json"): root_json(projects)}
     for name, files in projects.items():

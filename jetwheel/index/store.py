@@ -142,10 +142,17 @@ class Store:
             if meta is None:
                 return None
         return StoredFile(
-            filename=filename, project=meta.get("project", ""), version=meta.get("version", ""),
-            size=meta["size"], sha256=meta["sha256"], upload_time=meta["upload_time"],
-            requires_python=meta.get("requires_python", ""), metadata_sha256=meta.get("metadata_sha256", ""),
-            yanked=meta.get("yanked"), provenance=meta.get("provenance", {}), verify=meta.get("verify", {}),
+            filename=filename,
+            project=meta.get("project", ""),
+            version=meta.get("version", ""),
+            size=meta["size"],
+            sha256=meta["sha256"],
+            upload_time=meta["upload_time"],
+            requires_python=meta.get("requires_python", ""),
+            metadata_sha256=meta.get("metadata_sha256", ""),
+            yanked=meta.get("yanked"),
+            provenance=meta.get("provenance", {}),
+            verify=meta.get("verify", {}),
         )
 
     def _derive(self, filename: str) -> dict[str, Any] | None:
@@ -206,9 +213,18 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
-    def add(self, staged: Path, filename: str, hashes: Hashes, *, sha256_digest: str = "", md5_digest: str = "",
-            artifact: bool = False, provenance: dict[str, Any] | None = None,
-            verify: dict[str, Any] | None = None) -> StoredFile:
+    def add(
+        self,
+        staged: Path,
+        filename: str,
+        hashes: Hashes,
+        *,
+        sha256_digest: str = "",
+        md5_digest: str = "",
+        artifact: bool = False,
+        provenance: dict[str, Any] | None = None,
+        verify: dict[str, Any] | None = None,
+    ) -> StoredFile:
         """Commit a staged upload. Raises UploadRejected (and leaves the store as it was) on any fault."""
         check_filename(filename)
         if hashes.size > self.max_upload:
@@ -219,7 +235,7 @@ class Store:
         if md5_digest and md5_digest.lower() != hashes.md5.hexdigest():
             raise UploadRejected("md5_digest does not match the uploaded bytes", 400)
         if artifact:
-            if not filename.endswith(ARTIFACT_SUFFIXES + (".whl",)):
+            if not filename.endswith((*ARTIFACT_SUFFIXES, ".whl")):
                 raise UploadRejected(f"artifact {filename!r} must be a .whl, .tar.gz, .tar.xz, .tgz or .zip", 400)
             meta: dict[str, Any] = {"project": "", "version": ""}
             metadata = None
@@ -233,10 +249,10 @@ class Store:
         else:
             dist = inspect_wheel(staged, filename)
             metadata = dist.metadata
-            meta = {"project": dist.project, "version": str(dist.version),
-                    "requires_python": dist.requires_python}
-        meta.update(size=hashes.size, sha256=sha, upload_time=time.time(), provenance=provenance or {},
-                    verify=verify or {})
+            meta = {"project": dist.project, "version": str(dist.version), "requires_python": dist.requires_python}
+        meta.update(
+            size=hashes.size, sha256=sha, upload_time=time.time(), provenance=provenance or {}, verify=verify or {}
+        )
         if metadata is not None:
             meta["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
         target = self.root / filename

@@ -9,8 +9,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, NormalizedName, canonicalize_name,
-                             parse_sdist_filename, parse_wheel_filename)
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import Version
 
 from ..errors import UploadRejected
@@ -33,10 +39,17 @@ class Distribution:
 
 def check_filename(filename: str) -> str:
     """Refuse names that could escape the store or confuse a client; return the name unchanged."""
-    if not filename or filename in (".", "..") or ".." in filename or _BAD_NAME.search(filename) \
-            or filename.startswith(".") or len(filename) > 255:
-        raise UploadRejected(f"invalid filename {filename!r}: no path separators, '..', control characters "
-                             "or leading dot", 400)
+    if (
+        not filename
+        or filename in (".", "..")
+        or ".." in filename
+        or _BAD_NAME.search(filename)
+        or filename.startswith(".")
+        or len(filename) > 255
+    ):
+        raise UploadRejected(
+            f"invalid filename {filename!r}: no path separators, '..', control characters or leading dot", 400
+        )
     return filename
 
 

@@ -6,11 +6,10 @@ from .base import Runner, StepLog, step_script
 from .docker import DockerRunner
 from .local import LocalRunner
 
-__all__ = ["Runner", "StepLog", "LocalRunner", "DockerRunner", "step_script", "make_runner"]
+__all__ = ["DockerRunner", "LocalRunner", "Runner", "StepLog", "make_runner", "step_script"]
 
 
-def make_runner(name: str, engine: str = "", connection: str = "", gpu: bool = False,
-                arch: str = "") -> Runner:
+def make_runner(name: str, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "") -> Runner:
     if name == "local":
         return LocalRunner()
     return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch)

@@ -21,7 +21,8 @@ class StepLog:
     def __init__(self, path: Path, on_line: Callable[[str], None] | None = None, keep: int = 40) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")
+        # open for the whole step; close() is called by the engine when the step ends
+        self._file: IO[str] = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self.tail: collections.deque[str] = collections.deque(maxlen=keep)
         self.on_line = on_line
         self.command = ""  # the command running now, from the script's markers
@@ -29,7 +30,7 @@ class StepLog:
     def write(self, line: str) -> None:
         line = line.rstrip("\n")
         if line.startswith(MARK):
-            self.command = line[len(MARK):]
+            self.command = line[len(MARK) :]
         self._file.write(line + "\n")
         self.tail.append(line)
         if self.on_line:
@@ -50,8 +51,9 @@ def step_script(step: BuildStep) -> str:
 
 def stream(argv: Sequence[str], log: StepLog, **popen: object) -> int:
     """Run a process, feeding its merged output to the log line by line; return its exit code."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", bufsize=1, **popen)  # type: ignore[call-overload]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1, **popen
+    )  # type: ignore[call-overload]
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -66,8 +68,9 @@ def stream(argv: Sequence[str], log: StepLog, **popen: object) -> int:
 def failed(step: BuildStep, code: int, log: StepLog) -> BuildError:
     last = [line for line in log.tail if not line.startswith(MARK)][-1:] or [""]
     where = log.command or "the step script"
-    return BuildError(f"{step.name}: command {where} failed (exit {code}): {last[0].strip()[:200]} "
-                      f"(full log: {log.path})")
+    return BuildError(
+        f"{step.name}: command {where} failed (exit {code}): {last[0].strip()[:200]} (full log: {log.path})"
+    )
 
 
 class Runner(Protocol):

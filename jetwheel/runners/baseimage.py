@@ -18,8 +18,13 @@ def image_exists(engine: str, name: str) -> bool:
     return subprocess.run([engine, "image", "exists", name], capture_output=True).returncode == 0
 
 
-def ensure_base_image(name: str = "localhost/jetwheel-base:bookworm", arch: str = "", engine: str = "podman",
-                      suite: str = "bookworm", cache: Path = CACHE) -> str:
+def ensure_base_image(
+    name: str = "localhost/jetwheel-base:bookworm",
+    arch: str = "",
+    engine: str = "podman",
+    suite: str = "bookworm",
+    cache: Path = CACHE,
+) -> str:
     """Make sure `name` exists in the engine; build it with debootstrap if not. Returns the name."""
     if image_exists(engine, name):
         return name
@@ -32,8 +37,9 @@ def ensure_base_image(name: str = "localhost/jetwheel-base:bookworm", arch: str 
         cmd = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}"]
         if arch:
             cmd.append(f"--arch={'arm64' if arch == 'aarch64' else arch}")
-        done = subprocess.run([*cmd, suite, str(rootfs), "http://deb.debian.org/debian"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [*cmd, suite, str(rootfs), "http://deb.debian.org/debian"], capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RunnerError(f"debootstrap failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)

@@ -21,18 +21,20 @@ WORK = "/jw"
 
 
 def find_engine(preferred: str = "") -> str:
-    for cand in ([preferred] if preferred else ["podman", "docker"]):
+    for cand in [preferred] if preferred else ["podman", "docker"]:
         if shutil.which(cand):
             return cand
-    raise RunnerError(f"no container engine found ({preferred or 'podman or docker'}); install one or use "
-                      "--runner local")
+    raise RunnerError(
+        f"no container engine found ({preferred or 'podman or docker'}); install one or use --runner local"
+    )
 
 
 class DockerRunner:
     name = "docker"
 
-    def __init__(self, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "",
-                 ca_bundle: str = "") -> None:
+    def __init__(
+        self, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "", ca_bundle: str = ""
+    ) -> None:
         self.engine = find_engine(engine or os.environ.get("JETWHEEL_ENGINE", ""))
         self.connection = connection
         self.gpu = gpu
@@ -72,8 +74,10 @@ class DockerRunner:
         name = f"jetwheel-{step.name}-{secrets.token_hex(4)}"
         made = subprocess.run(self.create_args(step, index_url, name), capture_output=True, text=True)
         if made.returncode != 0:
-            raise RunnerError(f"{self.engine} could not create a container from {step.image}: "
-                              f"{(made.stderr.strip().splitlines() or ['?'])[-1]}")
+            raise RunnerError(
+                f"{self.engine} could not create a container from {step.image}: "
+                f"{(made.stderr.strip().splitlines() or ['?'])[-1]}"
+            )
         if self.ca_bundle:
             shutil.copyfile(self.ca_bundle, workdir / "ca.crt")
         try:

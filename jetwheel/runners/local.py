@@ -15,8 +15,7 @@ class LocalRunner:
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
         env.update(step.env)
-        env.update(JW_WORK=str(workdir), JW_SRC=str(workdir / "src"), JW_INDEX=index_url,
-                   PIP_INDEX_URL=index_url)
+        env.update(JW_WORK=str(workdir), JW_SRC=str(workdir / "src"), JW_INDEX=index_url, PIP_INDEX_URL=index_url)
         code = stream(["bash", "-c", step_script(step)], log, cwd=workdir, env=env, start_new_session=False)
         if code != 0:
             raise failed(step, code, log)

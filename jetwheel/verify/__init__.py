@@ -37,10 +37,16 @@ class Target:
 
     @classmethod
     def of(cls, profile: Profile, arch: str = "") -> Target:
-        return cls(python=profile.python_version, platform=profile.platform_tag,
-                   cuda_arch=arch or profile.cuda_arch, cuda=profile.cuda, system_libs=dict(profile.system_libs),
-                   system_versions=dict(profile.system_versions), pins=dict(profile.versions),
-                   glibc=profile.system_versions.get("GLIBC", "2.35"))
+        return cls(
+            python=profile.python_version,
+            platform=profile.platform_tag,
+            cuda_arch=arch or profile.cuda_arch,
+            cuda=profile.cuda,
+            system_libs=dict(profile.system_libs),
+            system_versions=dict(profile.system_versions),
+            pins={str(k): v for k, v in profile.versions.items()},
+            glibc=profile.system_versions.get("GLIBC", "2.35"),
+        )
 
     def tags(self) -> list[Tag]:
         major, minor = (int(x) for x in self.python.split(".")[:2])
@@ -61,19 +67,33 @@ def check_fatbin(wheel: Wheel, target: Target, must_have_cuda: bool) -> tuple[li
             continue
         ok, how = fatbin.runs_on(e.fatbin, cc, target.cuda)
         if not ok:
-            findings.append(Finding(
-                "fatbin", ERROR, e.member,
-                f"no kernel image for sm_{cc}: it carries {', '.join(facts[e.member])}" + (f"; {how}" if how else ""),
-                f"rebuild with TORCH_CUDA_ARCH_LIST={target.cuda_arch} (the profile sets it; check the build "
-                "honoured it)"))
+            findings.append(
+                Finding(
+                    "fatbin",
+                    ERROR,
+                    e.member,
+                    f"no kernel image for sm_{cc}: it carries {', '.join(facts[e.member])}"
+                    + (f"; {how}" if how else ""),
+                    f"rebuild with TORCH_CUDA_ARCH_LIST={target.cuda_arch} (the profile sets it; check the build "
+                    "honoured it)",
+                )
+            )
     if must_have_cuda and not facts:
-        findings.append(Finding("fatbin", ERROR, wheel.path.name, "the recipe promises CUDA code, but no ELF in "
-                                "the wheel carries a fatbin", "build with the CUDA toolkit visible (CUDA_HOME, nvcc)"))
+        findings.append(
+            Finding(
+                "fatbin",
+                ERROR,
+                wheel.path.name,
+                "the recipe promises CUDA code, but no ELF in the wheel carries a fatbin",
+                "build with the CUDA toolkit visible (CUDA_HOME, nvcc)",
+            )
+        )
     return findings, facts
 
 
-def closure(wheel: Wheel, given: Iterable[Wheel], client: IndexClient | None, target: Target,
-            cache: Path) -> tuple[list[Wheel], list[Finding]]:
+def closure(
+    wheel: Wheel, given: Iterable[Wheel], client: IndexClient | None, target: Target, cache: Path
+) -> tuple[list[Wheel], list[Finding]]:
     """The dependency wheels pip would install with `wheel`: given ones first, the rest from the index.
     Only names the profile pins are fetched: those are the ones carrying shared libraries we link."""
     have = {w.name: w for w in given}
@@ -91,9 +111,16 @@ def closure(wheel: Wheel, given: Iterable[Wheel], client: IndexClient | None, ta
             continue
         filename = client.find_wheel(str(req), tags)
         if filename is None:
-            findings.append(Finding("abi", ERROR, wheel.path.name, f"dependency {req} has no wheel on {client.url} "
-                                    f"for cp{target.python.replace('.', '')} {target.platform}",
-                                    f"publish {name} first (inv build-wheel {name})"))
+            findings.append(
+                Finding(
+                    "abi",
+                    ERROR,
+                    wheel.path.name,
+                    f"dependency {req} has no wheel on {client.url} "
+                    f"for cp{target.python.replace('.', '')} {target.platform}",
+                    f"publish {name} first (inv build-wheel {name})",
+                )
+            )
             continue
         dep = open_wheel(client.download(filename, cache))
         have[name] = dep
@@ -101,8 +128,14 @@ def closure(wheel: Wheel, given: Iterable[Wheel], client: IndexClient | None, ta
     return list(have.values()), findings
 
 
-def verify_wheel(wheel_path: Path, target: Target, recipe: Recipe | None = None, given: Iterable[Wheel] = (),
-                 client: IndexClient | None = None, cache: Path | None = None) -> Report:
+def verify_wheel(
+    wheel_path: Path,
+    target: Target,
+    recipe: Recipe | None = None,
+    given: Iterable[Wheel] = (),
+    client: IndexClient | None = None,
+    cache: Path | None = None,
+) -> Report:
     wheel = open_wheel(wheel_path)
     report = Report(wheel=wheel_path.name, checks=list(CHECKS))
     found, facts = check_fatbin(wheel, target, bool(recipe and recipe.cuda))
@@ -111,8 +144,11 @@ def verify_wheel(wheel_path: Path, target: Target, recipe: Recipe | None = None,
         report.facts["fatbin"] = facts
     report.findings += extensions.check(wheel, recipe.extensions if recipe else ())
     if wheel.machine and target.platform and not target.platform.endswith(wheel.machine):
-        report.findings.append(Finding("extensions", ERROR, wheel.path.name,
-                                       f"wheel is for {wheel.machine}, the target is {target.platform}"))
+        report.findings.append(
+            Finding(
+                "extensions", ERROR, wheel.path.name, f"wheel is for {wheel.machine}, the target is {target.platform}"
+            )
+        )
     deps, missing = closure(wheel, given, client, target, cache or Path("/tmp/jetwheel-cache"))
     report.findings += missing
     report.findings += abi.check(wheel, deps, target.system_libs, target.system_versions)
@@ -131,4 +167,4 @@ def resolve_report(requirement: str, index_url: str, target: Target) -> Report:
     return report
 
 
-__all__ = ["Target", "verify_wheel", "resolve_report", "Report", "Finding", "ERROR"]
+__all__ = ["ERROR", "Finding", "Report", "Target", "resolve_report", "verify_wheel"]

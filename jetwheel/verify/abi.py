@@ -23,7 +23,7 @@ def demangle(name: str) -> str:
         import cxxfilt
 
         return str(cxxfilt.demangle(name))
-    except Exception:  # noqa: BLE001 - not mangled, or no demangler: show the raw name
+    except Exception:
         return name
 
 
@@ -45,8 +45,9 @@ def _system_match(soname: str, system: Mapping[str, tuple[str, ...]]) -> tuple[s
     return None
 
 
-def check(wheel: Wheel, closure: list[Wheel], system_libs: Mapping[str, tuple[str, ...]],
-          system_versions: Mapping[str, str]) -> list[Finding]:
+def check(
+    wheel: Wheel, closure: list[Wheel], system_libs: Mapping[str, tuple[str, ...]], system_versions: Mapping[str, str]
+) -> list[Finding]:
     libs: dict[str, tuple[Wheel, WheelElf]] = {}
     for soname, w, e in elves_by_soname([wheel, *closure]):
         libs.setdefault(soname, (w, e))
@@ -56,8 +57,13 @@ def check(wheel: Wheel, closure: list[Wheel], system_libs: Mapping[str, tuple[st
     return findings
 
 
-def _check_elf(wheel: Wheel, elf: WheelElf, libs: Mapping[str, tuple[Wheel, WheelElf]],
-               system_libs: Mapping[str, tuple[str, ...]], ceilings: Mapping[str, str]) -> list[Finding]:
+def _check_elf(
+    wheel: Wheel,
+    elf: WheelElf,
+    libs: Mapping[str, tuple[Wheel, WheelElf]],
+    system_libs: Mapping[str, tuple[str, ...]],
+    ceilings: Mapping[str, str],
+) -> list[Finding]:
     out: list[Finding] = []
     # Breadth-first over DT_NEEDED, the order ld.so searches for a symbol in a dlopen()ed object.
     providers: list[tuple[str, Wheel, WheelElf]] = []
@@ -75,11 +81,16 @@ def _check_elf(wheel: Wheel, elf: WheelElf, libs: Mapping[str, tuple[Wheel, Whee
             continue
         patterns = _system_match(soname, system_libs)
         if patterns is None:
-            out.append(Finding(
-                "abi", ERROR, elf.member,
-                f"needs {soname}, which no wheel in the set and nothing the target system provides has",
-                f"add the wheel that ships {soname} to the set (--with), or list it under [system] libs in "
-                "the profile if JetPack provides it, or add it to the recipe's repair exclude only if it does"))
+            out.append(
+                Finding(
+                    "abi",
+                    ERROR,
+                    elf.member,
+                    f"needs {soname}, which no wheel in the set and nothing the target system provides has",
+                    f"add the wheel that ships {soname} to the set (--with), or list it under [system] libs in "
+                    "the profile if JetPack provides it, or add it to the recipe's repair exclude only if it does",
+                )
+            )
         else:
             system[soname] = patterns
     missing: list[Finding] = []
@@ -88,16 +99,29 @@ def _check_elf(wheel: Wheel, elf: WheelElf, libs: Mapping[str, tuple[Wheel, Whee
             continue  # may legitimately stay unresolved (the code checks the address before calling)
         if u.version_file and u.version_file not in libs:
             allowed = _version_allowed(u.version, ceilings)
+            family = u.version.partition("_")[0]
             if allowed is False:
-                missing.append(Finding(
-                    "abi", ERROR, elf.member, f"{demangle(u.name)}@{u.version} from {u.version_file} is newer than "
-                    f"the target provides ({u.version.partition('_')[0]} <= {ceilings.get(u.version.partition('_')[0])})",
-                    "build in the target's image (JetPack's Ubuntu 22.04 toolchain), not a newer distribution"))
+                missing.append(
+                    Finding(
+                        "abi",
+                        ERROR,
+                        elf.member,
+                        f"{demangle(u.name)}@{u.version} from {u.version_file} is newer than the target "
+                        f"provides ({family} <= {ceilings.get(family)})",
+                        "build in the target's image (JetPack's Ubuntu 22.04 toolchain), not a newer distribution",
+                    )
+                )
             continue
         if elf.info.defined.get(u.name) is not None:
             continue
-        hit = next((s for s, _w, e in providers if u.name in e.info.defined
-                    and (not u.version or u.version in e.info.defined[u.name])), None)
+        hit = next(
+            (
+                s
+                for s, _w, e in providers
+                if u.name in e.info.defined and (not u.version or u.version in e.info.defined[u.name])
+            ),
+            None,
+        )
         if hit:
             continue
         if u.name.startswith(("Py", "_Py")):
@@ -105,16 +129,29 @@ def _check_elf(wheel: Wheel, elf: WheelElf, libs: Mapping[str, tuple[Wheel, Whee
         if any(any(fnmatch.fnmatchcase(u.name, p) for p in pats) for pats in system.values()):
             continue
         expected = ", ".join(f"{s} ({w.name} {w.version})" for s, w, _e in providers) or "no wheel library"
-        elsewhere = next((f"{s} ({w.name} {w.version})" for s, (w, e) in libs.items()
-                          if u.name in e.info.defined and s not in {p[0] for p in providers}), "")
+        elsewhere = next(
+            (
+                f"{s} ({w.name} {w.version})"
+                for s, (w, e) in libs.items()
+                if u.name in e.info.defined and s not in {p[0] for p in providers}
+            ),
+            "",
+        )
         detail = f"undefined symbol {demangle(u.name)} [{u.name}]"
-        detail += f" not defined by {expected}" if not elsewhere else f": defined in {elsewhere}, which it does not link"
-        missing.append(Finding(
-            "abi", ERROR, elf.member, detail,
-            "rebuild this wheel against the exact dependency wheels it will be installed with "
-            "(the profile's pins, installed from this index)"))
+        detail += (
+            f" not defined by {expected}" if not elsewhere else f": defined in {elsewhere}, which it does not link"
+        )
+        missing.append(
+            Finding(
+                "abi",
+                ERROR,
+                elf.member,
+                detail,
+                "rebuild this wheel against the exact dependency wheels it will be installed with "
+                "(the profile's pins, installed from this index)",
+            )
+        )
     if len(missing) > MAX_PER_FILE:
         rest = len(missing) - MAX_PER_FILE
-        missing = missing[:MAX_PER_FILE] + [Finding("abi", ERROR, elf.member, f"... and {rest} more undefined symbols")]
+        missing = [*missing[:MAX_PER_FILE], Finding("abi", ERROR, elf.member, f"... and {rest} more undefined symbols")]
     return out + missing
-

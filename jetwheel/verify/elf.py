@@ -62,13 +62,14 @@ def read_elf(f: BinaryIO) -> ElfInfo:
     for sec in elf.iter_sections():
         if isinstance(sec, DynamicSection):
             for tag in sec.iter_tags():
-                if tag.entry.d_tag == "DT_NEEDED":
-                    info.needed.append(tag.needed)
-                elif tag.entry.d_tag == "DT_SONAME":
-                    info.soname = tag.soname
-                elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
-                    path = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
-                    info.runpath += path.split(":")
+                # pyelftools sets these attributes per tag kind; they are untyped
+                kind = tag.entry.d_tag
+                if kind == "DT_NEEDED":
+                    info.needed.append(str(getattr(tag, "needed", "")))
+                elif kind == "DT_SONAME":
+                    info.soname = str(getattr(tag, "soname", ""))
+                elif kind in ("DT_RUNPATH", "DT_RPATH"):
+                    info.runpath += str(getattr(tag, "runpath" if kind == "DT_RUNPATH" else "rpath", "")).split(":")
         elif isinstance(sec, GNUVerDefSection):
             for verdef, aux in sec.iter_versions():
                 names = [a.name for a in aux]
@@ -78,7 +79,7 @@ def read_elf(f: BinaryIO) -> ElfInfo:
         elif isinstance(sec, GNUVerNeedSection):
             for verneed, aux in sec.iter_versions():
                 for a in aux:
-                    ver_names[a["vna_other"]] = (a.name, verneed.name)
+                    ver_names[a["vna_other"]] = (a.name, str(verneed.name or ""))
     if dynsym is None or dynsym["sh_size"] == 0:
         return info
     strtab = elf.get_section(dynsym["sh_link"]).data()
@@ -100,7 +101,7 @@ def read_elf(f: BinaryIO) -> ElfInfo:
         bind = st_info >> 4
         if bind not in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE):
             continue
-        name = strtab[name_off:strtab.index(b"\0", name_off)].decode("utf-8", "replace")
+        name = strtab[name_off : strtab.index(b"\0", name_off)].decode("utf-8", "replace")
         vidx = (versions[idx] & 0x7FFF) if idx < len(versions) else 1
         vname, vfile = ver_names.get(vidx, ("", ""))
         if shndx == 0:

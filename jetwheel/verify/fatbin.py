@@ -27,7 +27,11 @@ class Entry:
     compressed: bool
 
     def label(self) -> str:
-        return f"sm_{self.arch}" if self.kind == "sass" else f"compute_{self.arch} (PTX ISA {self.version[0]}.{self.version[1]})"
+        return (
+            f"sm_{self.arch}"
+            if self.kind == "sass"
+            else f"compute_{self.arch} (PTX ISA {self.version[0]}.{self.version[1]})"
+        )
 
 
 def _parse_container(buf: bytes, at: int) -> tuple[list[Entry], int] | None:
@@ -81,8 +85,18 @@ def scan(f: BinaryIO) -> list[Entry]:
 
 # The newest PTX ISA each CUDA driver can JIT (from the PTX ISA release notes).
 PTX_ISA_OF_CUDA = {
-    "11.4": (7, 4), "11.8": (7, 8), "12.0": (8, 0), "12.1": (8, 1), "12.2": (8, 2), "12.3": (8, 3),
-    "12.4": (8, 4), "12.5": (8, 5), "12.6": (8, 5), "12.8": (8, 7), "12.9": (8, 8), "13.0": (9, 0),
+    "11.4": (7, 4),
+    "11.8": (7, 8),
+    "12.0": (8, 0),
+    "12.1": (8, 1),
+    "12.2": (8, 2),
+    "12.3": (8, 3),
+    "12.4": (8, 4),
+    "12.5": (8, 5),
+    "12.6": (8, 5),
+    "12.8": (8, 7),
+    "12.9": (8, 8),
+    "13.0": (9, 0),
 }
 
 
@@ -102,6 +116,10 @@ def runs_on(entries: list[Entry], cc: int, driver_cuda: str = "") -> tuple[bool,
         return True, f"PTX compute_{max(e.arch for e in usable)} (JIT)"
     if ptx:
         newest = max(e.version for e in ptx)
-        return False, (f"only PTX ISA {newest[0]}.{newest[1]}, newer than CUDA {driver_cuda}'s driver can JIT "
-                       f"({max_isa[0]}.{max_isa[1]})" if max_isa else "")
+        return False, (
+            f"only PTX ISA {newest[0]}.{newest[1]}, newer than CUDA {driver_cuda}'s driver can JIT "
+            f"({max_isa[0]}.{max_isa[1]})"
+            if max_isa
+            else ""
+        )
     return False, ""

@@ -17,10 +17,17 @@ from .wheel import Wheel
 
 
 def target_environment(python: str, machine: str) -> dict[str, str]:
-    env = default_environment()
-    env.update(python_version=python, python_full_version=f"{python}.0", platform_machine=machine,
-               sys_platform="linux", platform_system="Linux", os_name="posix",
-               implementation_name="cpython", platform_python_implementation="CPython")
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
+    env.update(
+        python_version=python,
+        python_full_version=f"{python}.0",
+        platform_machine=machine,
+        sys_platform="linux",
+        platform_system="Linux",
+        os_name="posix",
+        implementation_name="cpython",
+        platform_python_implementation="CPython",
+    )
     return dict(env)
 
 
@@ -30,9 +37,15 @@ def check(wheels: list[Wheel], pins: Mapping[str, str], python: str, machine: st
     findings: list[Finding] = []
     for w in wheels:
         if w.name in pins and Version(pins[w.name]) != Version(w.version.public):
-            findings.append(Finding("pins", ERROR, w.path.name,
-                                    f"{w.name} {w.version} is not the profile's pin {pins[w.name]}",
-                                    "build the version the profile pins, or change the pin"))
+            findings.append(
+                Finding(
+                    "pins",
+                    ERROR,
+                    w.path.name,
+                    f"{w.name} {w.version} is not the profile's pin {pins[w.name]}",
+                    "build the version the profile pins, or change the pin",
+                )
+            )
         for raw in w.requires:
             try:
                 req = Requirement(raw)
@@ -47,7 +60,13 @@ def check(wheels: list[Wheel], pins: Mapping[str, str], python: str, machine: st
             if have is None and name in pins:
                 have, source = Version(pins[name]), "pinned by the profile"
             if have is not None and not req.specifier.contains(have, prereleases=True):
-                findings.append(Finding(
-                    "pins", ERROR, w.path.name, f"requires {req}, but {name} {have} is {source}",
-                    f"rebuild {w.name} against {name} {have}, or pin {name} to a version matching {req.specifier}"))
+                findings.append(
+                    Finding(
+                        "pins",
+                        ERROR,
+                        w.path.name,
+                        f"requires {req}, but {name} {have} is {source}",
+                        f"rebuild {w.name} against {name} {have}, or pin {name} to a version matching {req.specifier}",
+                    )
+                )
     return findings

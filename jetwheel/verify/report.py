@@ -32,9 +32,14 @@ class Report:
         return sorted({f.check for f in self.findings if f.severity == ERROR})
 
     def to_json(self) -> dict[str, Any]:
-        return {"wheel": self.wheel, "passed": self.passed, "checks": self.checks,
-                "failing": self.failing_checks(), "findings": [asdict(f) for f in self.findings],
-                "facts": self.facts}
+        return {
+            "wheel": self.wheel,
+            "passed": self.passed,
+            "checks": self.checks,
+            "failing": self.failing_checks(),
+            "findings": [asdict(f) for f in self.findings],
+            "facts": self.facts,
+        }
 
 
 def render(reports: list[Report]) -> str:
@@ -45,8 +50,10 @@ def render(reports: list[Report]) -> str:
         for check in r.checks:
             found = [f for f in r.findings if f.check == check]
             errors = [f for f in found if f.severity == ERROR]
-            out.append(f"  {check:<10} {'fail' if errors else 'ok'}" + (
-                f"  ({_fact_summary(r.facts.get(check))})" if r.facts.get(check) else ""))
+            out.append(
+                f"  {check:<10} {'fail' if errors else 'ok'}"
+                + (f"  ({_fact_summary(r.facts.get(check))})" if r.facts.get(check) else "")
+            )
             for f in found:
                 out.append(f"    {f.severity}: {f.file}: {f.detail}")
                 if f.fix:

@@ -24,31 +24,58 @@ def platform_tags(platform_tag: str, glibc: str) -> list[str]:
     arch = platform_tag.split("_", 1)[1]
     major, minor = (int(x) for x in glibc.split(".")[:2])
     tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)]
-    return tags + [f"manylinux2014_{arch}", platform_tag]
+    return [*tags, f"manylinux2014_{arch}", platform_tag]
 
 
-def pip_command(requirements: list[str], index_url: str, python: str, platform_tag: str, glibc: str,
-                report: Path) -> list[str]:
+def pip_command(
+    requirements: list[str], index_url: str, python: str, platform_tag: str, glibc: str, report: Path
+) -> list[str]:
     py = "cp" + python.replace(".", "")
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-           "--disable-pip-version-check", "--report", str(report), "--only-binary=:all:",
-           "--index-url", index_url, "--python-version", python, "--implementation", "cp",
-           "--abi", py, "--abi", "abi3", "--abi", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--report",
+        str(report),
+        "--only-binary=:all:",
+        "--index-url",
+        index_url,
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        py,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+    ]
     for t in platform_tags(platform_tag, glibc):
         cmd += ["--platform", t]
     return cmd + requirements
 
 
-def resolve(requirements: list[str], index_url: str, python: str, platform_tag: str,
-            glibc: str) -> tuple[list[Finding], list[str]]:
+def resolve(
+    requirements: list[str], index_url: str, python: str, platform_tag: str, glibc: str
+) -> tuple[list[Finding], list[str]]:
     """(findings, what would be installed as name==version)."""
     with tempfile.TemporaryDirectory(prefix="jetwheel-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)  # the host's pip.conf must not leak in
         env.pop("PIP_CONSTRAINT", None)
         env.pop("PIP_INDEX_URL", None)
-        proc = subprocess.run(pip_command(requirements, index_url, python, platform_tag, glibc, report),
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            pip_command(requirements, index_url, python, platform_tag, glibc, report),
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if proc.returncode == 0 and report.exists():
             doc = json.loads(report.read_text())
             got = [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in doc.get("install", [])]
@@ -57,11 +84,24 @@ def resolve(requirements: list[str], index_url: str, python: str, platform_tag: 
     target = f"cp{python.replace('.', '')} {platform_tag}"
     missing = _MISSING.findall(text)
     if missing:
-        return [Finding("resolve", ERROR, ", ".join(requirements),
-                        f"{m}: no {target} wheel on {index_url}",
-                        f"build and publish {m.split('=')[0].split('<')[0].split('>')[0]} "
-                        "(inv build-wheel), or mirror it (inv index.mirror)") for m in missing], []
+        return [
+            Finding(
+                "resolve",
+                ERROR,
+                ", ".join(requirements),
+                f"{m}: no {target} wheel on {index_url}",
+                f"build and publish {m.split('=')[0].split('<')[0].split('>')[0]} "
+                "(inv build-wheel), or mirror it (inv index.mirror)",
+            )
+            for m in missing
+        ], []
     lines = [ln.strip() for ln in text.splitlines() if _CONFLICT.search(ln)] or text.strip().splitlines()[-1:]
-    return [Finding("resolve", ERROR, ", ".join(requirements),
-                    f"pip cannot resolve for {target}: {' / '.join(lines[:4])}",
-                    "make the pins agree (inv verify reports which)")], []
+    return [
+        Finding(
+            "resolve",
+            ERROR,
+            ", ".join(requirements),
+            f"pip cannot resolve for {target}: {' / '.join(lines[:4])}",
+            "make the pins agree (inv verify reports which)",
+        )
+    ], []

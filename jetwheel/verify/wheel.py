@@ -62,7 +62,9 @@ def open_wheel(path: Path) -> Wheel:
         if meta_name is None:
             raise JetwheelError(f"{path.name}: no .dist-info/METADATA")
         msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(zf.read(meta_name))
-        wheel = Wheel(path, name, version, frozenset(tags), members, [str(r) for r in msg.get_all("Requires-Dist") or []])
+        wheel = Wheel(
+            path, name, version, frozenset(tags), members, [str(r) for r in msg.get_all("Requires-Dist") or []]
+        )
         with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
             scratch = Path(tmp) / "member"
             for m in members:
