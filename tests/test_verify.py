@@ -159,3 +159,44 @@ def test_verify_cli_exit_code_and_report(stack_wheels: dict[str, Path], tmp_path
         text=True,
     )
     assert alone.returncode == 1 and "needs libminitorch.so" in alone.stdout and "fix:" in alone.stdout
+
+
+REFERENCE = Path(__file__).parent / "data" / "cuobjdump-reference.txt"
+
+
+def cuobjdump_reference() -> dict[str, list[tuple[str, int]]]:
+    """cuobjdump --list-elf --list-ptx, run on the device machine over the binaries nvcc 13 builds
+    here with the same flags: per file, the (kind, arch) of each embedded image in file order."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    current = ""
+    for line in REFERENCE.read_text().splitlines():
+        if line.startswith("== "):
+            current = line[3:]
+            out[current] = []
+        elif line.startswith(("ELF file", "PTX file")):
+            arch = int(line.rsplit(".sm_", 1)[1].split(".")[0])
+            out[current].append(("sass" if line.startswith("ELF") else "ptx", arch))
+    return out
+
+
+@needs_nvcc
+@pytest.mark.parametrize(
+    "name, flags",
+    [
+        ("sm87.so", ["-gencode", "arch=compute_87,code=sm_87"]),
+        ("ptx87.so", ["-gencode", "arch=compute_87,code=compute_87"]),
+        ("multi.so", ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_87,code=sm_87",
+                      "-gencode", "arch=compute_87,code=compute_87"]),
+    ],
+)
+def test_fatbin_reader_agrees_with_cuobjdump(tmp_path: Path, name: str, flags: list[str]) -> None:
+    with open(nvcc(tmp_path, *flags), "rb") as f:
+        ours = [(e.kind, e.arch) for e in scan(f)]
+    assert ours == cuobjdump_reference()[name]
+
+
+def test_fatbin_reader_agrees_with_cuobjdump_on_the_mini_cuda_wheel(stack_wheels: dict[str, Path]) -> None:
+    wheel = open_wheel(stack_wheels["mini_cuda"])
+    [ext] = [e for e in wheel.elves if e.fatbin]
+    reference = next(v for k, v in cuobjdump_reference().items() if k.startswith("_C.cpython-"))
+    assert [(x.kind, x.arch) for x in ext.fatbin] == reference
