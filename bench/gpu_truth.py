@@ -46,8 +46,9 @@ VARIANTS = {
 
 
 def gpu_cc() -> int:
-    out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
-                         text=True, check=True).stdout.split()[0]
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
     return int(out.replace(".", ""))
 
 
@@ -55,7 +56,10 @@ def main() -> int:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
     out_dir.mkdir(parents=True, exist_ok=True)
     cc = gpu_cc()
-    results = {"gpu_cc": cc, "nvcc": subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout.split("\n")[-2]}
+    results = {
+        "gpu_cc": cc,
+        "nvcc": subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout.split("\n")[-2],
+    }
     ok_all = True
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "k.cu"
@@ -64,18 +68,29 @@ def main() -> int:
             exe = Path(tmp) / name
             subprocess.run(["nvcc", *flags, "-o", str(exe), str(src)], check=True)
             run = subprocess.run([str(exe)], capture_output=True, text=True)
-            listing = subprocess.run(["cuobjdump", "--list-elf", "--list-ptx", str(exe)], capture_output=True, text=True)
+            listing = subprocess.run(
+                ["cuobjdump", "--list-elf", "--list-ptx", str(exe)], capture_output=True, text=True
+            )
             with open(exe, "rb") as f:
                 entries = fatbin.scan(f)
             predicted, how = fatbin.runs_on(entries, cc)
             ran = run.returncode == 0
             ok_all &= predicted == ran
-            results[name] = {"flags": flags, "run": run.stdout.strip(), "ran": ran, "cuobjdump": listing.stdout.strip(),
-                             "jetwheel_entries": sorted({e.label() for e in entries}),
-                             "jetwheel_predicts_runs": predicted, "how": how, "prediction_matches": predicted == ran}
-            print(f"{name:16} GPU sm_{cc}: {run.stdout.strip():55}  jetwheel: "
-                  f"{'runs' if predicted else 'no kernel image'} ({how or ', '.join(sorted({e.label() for e in entries}))})"
-                  f"  {'MATCH' if predicted == ran else 'MISMATCH'}")
+            results[name] = {
+                "flags": flags,
+                "run": run.stdout.strip(),
+                "ran": ran,
+                "cuobjdump": listing.stdout.strip(),
+                "jetwheel_entries": sorted({e.label() for e in entries}),
+                "jetwheel_predicts_runs": predicted,
+                "how": how,
+                "prediction_matches": predicted == ran,
+            }
+            print(
+                f"{name:16} GPU sm_{cc}: {run.stdout.strip():55}  jetwheel: "
+                f"{'runs' if predicted else 'no kernel image'} ({how or ', '.join(sorted({e.label() for e in entries}))})"
+                f"  {'MATCH' if predicted == ran else 'MISMATCH'}"
+            )
             print("    cuobjdump: " + " | ".join(listing.stdout.split("\n")))
     (out_dir / "gpu_truth.json").write_text(json.dumps(results, indent=2))
     return 0 if ok_all else 1

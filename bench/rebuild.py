@@ -32,7 +32,16 @@ def main() -> int:
         add_user(ht, "bench", "bench")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        args = ["--root", str(root), "--port", str(port), "--htpasswd", str(ht), "--upstream", "https://pypi.org/simple"]
+        args = [
+            "--root",
+            str(root),
+            "--port",
+            str(port),
+            "--htpasswd",
+            str(ht),
+            "--upstream",
+            "https://pypi.org/simple",
+        ]
         with running_index(args, url):
             client = IndexClient(url, "bench", "bench")
             recipes, profile = load_recipes(), load_profile("mini")
@@ -46,7 +55,9 @@ def main() -> int:
     (cold, cold_status), (cached, cached_status) = timings
     assert cold_status == ["published"] * 3 and cached_status == ["cached"] * 3, timings
     print(f"cold build of the mini stack (3 wheels): {cold:.2f} s")
-    print(f"no-op rebuild, all cached:               {cached:.3f} s  (target < 1 s: {'met' if cached < 1 else 'MISSED'})")
+    print(
+        f"no-op rebuild, all cached:               {cached:.3f} s  (target < 1 s: {'met' if cached < 1 else 'MISSED'})"
+    )
     print(f"ratio cold / cached:                     {cold / cached:.0f}x")
     return 0 if cached < 1 else 1
 

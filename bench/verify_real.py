@@ -27,19 +27,38 @@ def fetch(spec: str) -> Path:
     name, version = spec.split("==")
     found = sorted(CACHE.glob(f"{name}-{version}-*.whl"))
     if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(CACHE),
-                        spec], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(CACHE), spec],
+            check=True,
+            capture_output=True,
+        )
         found = sorted(CACHE.glob(f"{name}-{version}-*.whl"))
     return found[0]
 
 
 def verify(vision: Path, torch: Path) -> tuple[float, int, dict[str, object]]:
-    wrapper = ("import resource, subprocess, sys, json;"
-               "r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-               "sys.stdout.write(r.stdout);"
-               "print(json.dumps({'rss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}), file=sys.stderr)")
-    cmd = [sys.executable, "-c", wrapper, sys.executable, "-m", "jetwheel", "verify", "--profile",
-           str(HERE / "pypi-cu13-x86_64.toml"), "--json", "-p", str(vision), "--with", str(torch)]
+    wrapper = (
+        "import resource, subprocess, sys, json;"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "sys.stdout.write(r.stdout);"
+        "print(json.dumps({'rss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}), file=sys.stderr)"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        wrapper,
+        sys.executable,
+        "-m",
+        "jetwheel",
+        "verify",
+        "--profile",
+        str(HERE / "pypi-cu13-x86_64.toml"),
+        "--json",
+        "-p",
+        str(vision),
+        "--with",
+        str(torch),
+    ]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -73,15 +92,23 @@ def main() -> int:
     unzip, nm = nm_time([good_tv, torch])
     abi_good = [f for f in good["findings"] if f["check"] == "abi"]  # type: ignore[index, union-attr]
     abi_bad = [f for f in bad["findings"] if f["check"] == "abi"]  # type: ignore[index, union-attr]
-    print(f"matching pair  torchvision 0.29.1 + torch 2.14.1: abi {'PASS' if not abi_good else 'FAIL'}"
-          + ("" if not abi_good else f" ({abi_good[0]['detail'][:150]})"))
-    print(f"mismatched     torchvision 0.28.0 + torch 2.14.1: abi {'FAIL' if abi_bad else 'PASS (wrong!)'}, "
-          f"{len(abi_bad)} findings")
+    print(
+        f"matching pair  torchvision 0.29.1 + torch 2.14.1: abi {'PASS' if not abi_good else 'FAIL'}"
+        + ("" if not abi_good else f" ({abi_good[0]['detail'][:150]})")
+    )
+    print(
+        f"mismatched     torchvision 0.28.0 + torch 2.14.1: abi {'FAIL' if abi_bad else 'PASS (wrong!)'}, "
+        f"{len(abi_bad)} findings"
+    )
     for f in abi_bad[:3]:
         print(f"    {f['file']}: {f['detail'][:160]}")
-    print(f"verify time (open both wheels, all checks): {t_good:.2f} s; nm -D over the same .so: {nm:.2f} s "
-          f"(+{unzip:.2f} s to unzip them)")
-    print(f"ratio verify / nm -D: {t_good / nm:.2f}x   verify / (unzip + nm -D): {t_good / (unzip + nm):.2f}x  (target <= 2x)")
+    print(
+        f"verify time (open both wheels, all checks): {t_good:.2f} s; nm -D over the same .so: {nm:.2f} s "
+        f"(+{unzip:.2f} s to unzip them)"
+    )
+    print(
+        f"ratio verify / nm -D: {t_good / nm:.2f}x   verify / (unzip + nm -D): {t_good / (unzip + nm):.2f}x  (target <= 2x)"
+    )
     print(f"verify peak RSS: {max(rss_good, rss_bad) / 1024:.0f} MiB (target < 1024 MiB)")
     return 0 if not abi_good and abi_bad else 1
 

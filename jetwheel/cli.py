@@ -220,6 +220,35 @@ def yank(c: Context, filename: str, reason: str = "", undo: bool = False, index:
     print(f"{'unyanked' if undo else 'yanked'} {filename}")
 
 
+@task(
+    help={
+        "dest": "directory to write the static tree to",
+        "root": "store directory (default: index/packages)",
+        "port": "port written into the sample nginx.conf",
+        "bucket": "also upload the tree to this S3 bucket",
+        "endpoint": "S3 endpoint URL (MinIO, Ceph, ...)",
+        "prefix": "key prefix in the bucket",
+        "public_read": "set a public-read ACL on each object (else the bucket policy must allow reads)",
+    }
+)
+@clean_errors
+def export(
+    c: Context,
+    dest: str,
+    root: str = "",
+    port: int = 8080,
+    bucket: str = "",
+    endpoint: str = "",
+    prefix: str = "",
+    public_read: bool = False,
+) -> None:
+    """Write the index as a static tree (HTML, JSON, .metadata, files) for nginx or an S3 bucket."""
+    from .workflow import export_index
+
+    for line in export_index(Path(dest), root, port, bucket, endpoint, prefix, public_read):
+        print(line)
+
+
 @task(help={"user": "user name", "password": "password", "htpasswd": "file (default: index/htpasswd)"})
 @clean_errors
 def adduser(c: Context, user: str, password: str, htpasswd: str = "") -> None:
@@ -244,7 +273,7 @@ def base_image(
     print(ensure_base_image(name, arch, engine))
 
 
-index_ns = Collection("index", serve, yank, adduser)
+index_ns = Collection("index", serve, export, yank, adduser)
 podman_ns = Collection("podman", base_image)
 namespace = Collection(build_wheel, verify, demo, index_ns, podman_ns)
 

@@ -104,6 +104,20 @@ def serve_index(
     )
 
 
+def export_index(
+    dest: Path, root: str, port: int, bucket: str, endpoint: str, prefix: str, public_read: bool = False
+) -> Iterator[str]:
+    from .index.config import load_config
+    from .index.export import export, upload_to_bucket
+    from .index.store import Store
+
+    store = Store(Path(root) if root else load_config().root)
+    written = export(store, dest, port)
+    yield f"wrote {len(written)} files to {dest} (nginx: include {dest / 'nginx.conf'})"
+    if bucket:
+        yield f"uploaded {upload_to_bucket(dest, bucket, endpoint, prefix, public_read)} objects to s3://{bucket}/{prefix}"
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -185,8 +185,17 @@ def cuobjdump_reference() -> dict[str, list[tuple[str, int]]]:
     [
         ("sm87.so", ["-gencode", "arch=compute_87,code=sm_87"]),
         ("ptx87.so", ["-gencode", "arch=compute_87,code=compute_87"]),
-        ("multi.so", ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_87,code=sm_87",
-                      "-gencode", "arch=compute_87,code=compute_87"]),
+        (
+            "multi.so",
+            [
+                "-gencode",
+                "arch=compute_80,code=sm_80",
+                "-gencode",
+                "arch=compute_87,code=sm_87",
+                "-gencode",
+                "arch=compute_87,code=compute_87",
+            ],
+        ),
     ],
 )
 def test_fatbin_reader_agrees_with_cuobjdump(tmp_path: Path, name: str, flags: list[str]) -> None:
