@@ -185,6 +185,7 @@ def _dumps(doc: Any) -> str:
         "auth_reads": "require a login for reads too",
         "allow_overwrite": "let uploads replace files",
         "max_upload_mb": "largest accepted upload",
+        "workers": "server processes sharing the port (default: one per core)",
     }
 )
 @clean_errors
@@ -198,11 +199,14 @@ def serve(
     auth_reads: bool = False,
     allow_overwrite: bool = False,
     max_upload_mb: int = 8192,
+    workers: int = 0,
 ) -> None:
     """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
     from .workflow import serve_index
 
-    serve_index(root, host, port, htpasswd, upstream, auth_reads, allow_overwrite, max_upload_mb)
+    serve_index(
+        root, host, port, htpasswd, upstream, auth_reads, allow_overwrite, max_upload_mb, workers or os.cpu_count() or 1
+    )
 
 
 @task(

@@ -79,6 +79,7 @@ def serve_index(
     auth_reads: bool,
     allow_overwrite: bool,
     max_upload_mb: int,
+    workers: int = 1,
 ) -> None:
     from .index.app import Settings, serve
     from .index.config import load_config
@@ -101,6 +102,7 @@ def serve_index(
         settings,
         allow_overwrite=allow_overwrite or cfg.allow_overwrite,
         max_upload=max_upload_mb << 20,
+        workers=workers,
     )
 
 

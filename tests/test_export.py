@@ -13,11 +13,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import Server, free_port, pip_env
+from wheelmaker import make_wheel
+
 from jetwheel.index.export import export, upload_to_bucket
 from jetwheel.index.store import Store
-from wheelmaker import make_wheel
 
 
 def wait_port(port: int, timeout: float = 20) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,10 +341,56 @@ async def _redirect(location: str) -> web.StreamResponse:
 
 
 def serve(
-    root: Path, host: str, port: int, settings: Settings, allow_overwrite: bool = False, max_upload: int = 8 << 30
+    root: Path,
+    host: str,
+    port: int,
+    settings: Settings,
+    allow_overwrite: bool = False,
+    max_upload: int = 8 << 30,
+    workers: int = 1,
 ) -> None:
-    """Run the index until interrupted. Cleans staging leftovers of a killed predecessor first."""
+    """Run the index until interrupted. Cleans staging leftovers of a killed predecessor first.
+
+    With workers > 1, that many processes share the port (SO_REUSEPORT) and the kernel spreads
+    connections over them; the store's lock and generation file keep them consistent."""
     store = Store(root, allow_overwrite=allow_overwrite, max_upload=max_upload)
     store.clean_tmp()
+    children: list[int] = []
+    for _ in range(max(1, workers) - 1):
+        pid = os.fork()
+        if pid == 0:
+            _die_with_parent()
+            _run(store, host, port, settings)
+            os._exit(0)
+        children.append(pid)
+    try:
+        _run(store, host, port, settings)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive a parent that died without stopping it (kill -9): die the same way.
+    A parent that exits cleanly sends SIGTERM itself."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _run(store: Store, host: str, port: int, settings: Settings) -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        web.run_app(make_app(store, settings), host=host, port=port, access_log=None, print=None, reuse_port=True)
+        web.run_app(
+            make_app(Store(store.root, store.allow_overwrite, store.max_upload), settings),
+            host=host,
+            port=port,
+            access_log=None,
+            print=None,
+            reuse_port=True,
+        )
