@@ -74,6 +74,7 @@ def main() -> int:
             with open(exe, "rb") as f:
                 entries = fatbin.scan(f)
             predicted, how = fatbin.runs_on(entries, cc)
+            labels = {e.label() for e in entries}
             ran = run.returncode == 0
             ok_all &= predicted == ran
             results[name] = {
@@ -88,7 +89,7 @@ def main() -> int:
             }
             print(
                 f"{name:16} GPU sm_{cc}: {run.stdout.strip():55}  jetwheel: "
-                f"{'runs' if predicted else 'no kernel image'} ({how or ', '.join(sorted({e.label() for e in entries}))})"
+                f"{'runs' if predicted else 'no kernel image'} ({how or ', '.join(sorted(labels))})"
                 f"  {'MATCH' if predicted == ran else 'MISMATCH'}"
             )
             print("    cuobjdump: " + " | ".join(listing.stdout.split("\n")))

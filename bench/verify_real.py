@@ -87,7 +87,7 @@ def main() -> int:
     torch = fetch("torch==2.14.1")
     good_tv, bad_tv = fetch("torchvision==0.29.1"), fetch("torchvision==0.28.0")
     t_good, rss_good, good = verify(good_tv, torch)
-    t_bad, rss_bad, bad = verify(bad_tv, torch)
+    _, rss_bad, bad = verify(bad_tv, torch)
     unzip, nm = nm_time([good_tv, torch])
     abi_good = [f for f in good["findings"] if f["check"] == "abi"]  # type: ignore[index, union-attr]
     abi_bad = [f for f in bad["findings"] if f["check"] == "abi"]  # type: ignore[index, union-attr]
@@ -106,7 +106,8 @@ def main() -> int:
         f"(+{unzip:.2f} s to unzip them)"
     )
     print(
-        f"ratio verify / nm -D: {t_good / nm:.2f}x   verify / (unzip + nm -D): {t_good / (unzip + nm):.2f}x  (target <= 2x)"
+        f"ratio verify / nm -D: {t_good / nm:.2f}x   "
+        f"verify / (unzip + nm -D): {t_good / (unzip + nm):.2f}x  (target <= 2x)"
     )
     print(f"verify peak RSS: {max(rss_good, rss_bad) / 1024:.0f} MiB (target < 1024 MiB)")
     return 0 if not abi_good and abi_bad else 1

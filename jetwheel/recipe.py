@@ -80,6 +80,19 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class TritonRelease:
+    """How Triton's build.py is asked for an image that installs this profile from our index."""
+
+    release: str  # the server repo branch, e.g. r25.04
+    target_platform: str  # igpu for Jetson
+    backends: tuple[str, ...]  # e.g. ("python", "vllm")
+    endpoints: tuple[str, ...]  # e.g. ("http", "grpc")
+    features: tuple[str, ...]  # build.py --enable-* flags, e.g. ("logging", "stats", "metrics")
+    runtime: tuple[str, ...]  # names installed from the requirements secret (the rest come by URL)
+    nvpl_slim: str  # filename of the NVPL slim tarball on the index ("" where not needed)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A set of pinned versions that must agree, and the target they are built for."""
 
@@ -101,6 +114,7 @@ class Profile:
     system_libs: Mapping[str, tuple[str, ...]]  # soname glob -> symbol patterns the target provides
     system_versions: Mapping[str, str]  # symbol version family (GLIBC, GLIBCXX, ...) -> newest provided
     notes: Mapping[str, str]  # name -> why the pin differs from upstream's, or evidence
+    triton: TritonRelease | None = None  # the Triton Inference Server release this profile serves
 
     @property
     def python_version(self) -> str:
@@ -377,6 +391,7 @@ def load_profile(name: str, root: Path | None = None) -> Profile:
     notes = top.table("notes")
     notes_map = {k: notes.get(k, str) for k in notes.data}
     notes.done()
+    triton = _triton(top) if "triton" in top.data else None
     top.done()
     return Profile(
         name=pname,
@@ -397,7 +412,24 @@ def load_profile(name: str, root: Path | None = None) -> Profile:
         system_libs=system_libs,
         system_versions=system_versions,
         notes=notes_map,
+        triton=triton,
     )
+
+
+def _triton(top: _Table) -> TritonRelease:
+    t = top.table("triton")
+    release = t.get("release", str, required=True)
+    out = TritonRelease(
+        release=release,
+        target_platform=t.get("target_platform", str, "igpu"),
+        backends=t.strings("backends"),
+        endpoints=t.strings("endpoints"),
+        features=t.strings("features"),
+        runtime=tuple(canonicalize_name(n) for n in t.strings("runtime")),
+        nvpl_slim=t.get("nvpl_slim", str, ""),
+    )
+    t.done()
+    return out
 
 
 def _versions(top: _Table) -> dict[str, str]:

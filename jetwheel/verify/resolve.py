@@ -65,6 +65,14 @@ def resolve(
     requirements: list[str], index_url: str, python: str, platform_tag: str, glibc: str
 ) -> tuple[list[Finding], list[str]]:
     """(findings, what would be installed as name==version)."""
+    findings, got = resolve_with_hashes(requirements, index_url, python, platform_tag, glibc)
+    return findings, [f"{name}=={version}" for name, version, _sha in got]
+
+
+def resolve_with_hashes(
+    requirements: list[str], index_url: str, python: str, platform_tag: str, glibc: str
+) -> tuple[list[Finding], list[tuple[str, str, str]]]:
+    """(findings, what would be installed as (name, version, sha256 of the file pip chose))."""
     with tempfile.TemporaryDirectory(prefix="jetwheel-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)  # the host's pip.conf must not leak in
@@ -78,7 +86,14 @@ def resolve(
         )
         if proc.returncode == 0 and report.exists():
             doc = json.loads(report.read_text())
-            got = [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in doc.get("install", [])]
+            got = [
+                (
+                    i["metadata"]["name"],
+                    i["metadata"]["version"],
+                    i["download_info"].get("archive_info", {}).get("hashes", {}).get("sha256", ""),
+                )
+                for i in doc.get("install", [])
+            ]
             return [], got
     text = proc.stderr + proc.stdout
     target = f"cp{python.replace('.', '')} {platform_tag}"

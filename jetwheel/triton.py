@@ -1,0 +1,160 @@
+"""Triton Inference Server's build.py, pointed at our index: the requirements secret, the
+pytorch-triton and NVPL URLs, the command line, and a dry run of its vLLM install step.
+
+Facts of r25.04 (server v2.57.0) this module relies on are recorded in the profile's [triton]
+table. Everything here is derived from the profile, so a new Triton release is a new profile."""
+
+from __future__ import annotations
+
+import shlex
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from .errors import JetwheelError
+from .index.client import IndexClient
+from .recipe import Profile, TritonRelease
+from .verify import Target
+from .verify.report import ERROR, INFO, Finding, Report
+from .verify.resolve import resolve_with_hashes
+
+
+def _release(profile: Profile) -> TritonRelease:
+    if profile.triton is None:
+        raise JetwheelError(f"profile {profile.name} has no [triton] table: it does not describe a Triton build")
+    return profile.triton
+
+
+def requirements(profile: Profile, client: IndexClient | None = None, require_hashes: bool = False) -> str:
+    """The file for build.py's `req` secret: exact pins of what Triton's step installs from the index.
+
+    With require_hashes, every package pip will install (dependencies too, as pip's hash-checking
+    mode demands) is pinned with the sha256 the index serves, resolved for the target."""
+    rel = _release(profile)
+    pins = [f"{name}=={profile.pin(name)}" for name in rel.runtime]
+    header = f"# {profile.name}: Triton {rel.release} vLLM backend, installed with --index-url from jetwheel\n"
+    if not require_hashes:
+        return header + "\n".join(pins) + "\n"
+    if client is None:
+        raise JetwheelError("--require-hashes needs --index-url: the hashes are the index's")
+    target = Target.of(profile)
+    findings, resolved = resolve_with_hashes(pins, client.simple_url, target.python, target.platform, target.glibc)
+    if findings:
+        raise JetwheelError(f"cannot pin hashes: {findings[0].detail}")
+    lines = [f"{name}=={version} --hash=sha256:{sha}" for name, version, sha in sorted(resolved)]
+    return header + "\n".join(lines) + "\n"
+
+
+def pytorch_triton_url(profile: Profile, client: IndexClient) -> str:
+    """The stable URL of our pytorch-triton wheel. Triton's step runs `wget $PYTORCH_TRITON_URL` and
+    installs /tmp/pytorch_triton-*.whl, so the URL must end in the wheel's own filename."""
+    filename = client.find_wheel(f"pytorch-triton=={profile.pin('pytorch-triton')}", Target.of(profile).tags())
+    if filename is None:
+        raise JetwheelError(
+            f"no pytorch-triton {profile.pin('pytorch-triton')} wheel for "
+            f"cp{profile.python_version.replace('.', '')} {profile.platform_tag} on {client.url}; "
+            "build it first: inv build-wheel pytorch-triton"
+        )
+    return f"{client.url}/packages/{filename}"
+
+
+def nvpl_slim_url(profile: Profile, client: IndexClient) -> str:
+    rel = _release(profile)
+    return f"{client.url}/packages/{rel.nvpl_slim}" if rel.nvpl_slim else ""
+
+
+@dataclass(frozen=True)
+class BuildCommand:
+    argv: tuple[str, ...]
+    requirements_file: str
+
+    def render(self) -> str:
+        lines, args = [], list(self.argv)
+        head = " ".join(shlex.quote(a) for a in args[:2])
+        i = 2
+        while i < len(args):
+            if args[i] == "--build-secret":
+                lines.append(" ".join(shlex.quote(a) for a in args[i : i + 3]))
+                i += 3
+            else:
+                lines.append(shlex.quote(args[i]))
+                i += 1
+        return head + " \\\n    " + " \\\n    ".join(lines)
+
+
+def build_command(
+    profile: Profile,
+    index_url: str,
+    triton_url: str,
+    nvpl_url: str,
+    requirements_file: str = "jetwheel-requirements.txt",
+) -> BuildCommand:
+    """build.py's command line for a Jetson (igpu) image with the vLLM backend from our index."""
+    rel = _release(profile)
+    simple = index_url.rstrip("/") + ("/" if index_url.rstrip("/").endswith("/simple") else "/simple/")
+    argv = ["python3", "build.py", "-v", f"--target-platform={rel.target_platform}", "--enable-gpu"]
+    argv += [f"--enable-{f}" for f in rel.features]
+    argv += [f"--endpoint={e}" for e in rel.endpoints]
+    argv += [f"--backend={b}:{rel.release}" for b in rel.backends]
+    secrets = [
+        ("req", requirements_file),
+        ("vllm_index_url", simple),
+        ("pytorch_triton_url", triton_url),
+        ("build_public_vllm", "false"),
+    ]
+    if nvpl_url:
+        secrets.insert(3, ("nvpl_slim_url", nvpl_url))
+    for key, value in secrets:
+        argv += ["--build-secret", key, value]
+    return BuildCommand(tuple(argv), requirements_file)
+
+
+def _reachable(url: str) -> str:
+    """'' if the URL answers 200 to HEAD, else why not."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30):
+            return ""
+    except urllib.error.HTTPError as e:
+        return f"HTTP {e.code}"
+    except OSError as e:
+        return str(e)
+
+
+def check(profile: Profile, client: IndexClient) -> Report:
+    """Dry-run Triton's vLLM install step against the live index, before the hour-long image build."""
+    rel = _release(profile)
+    target = Target.of(profile)
+    report = Report(
+        wheel=f"Triton {rel.release} vLLM step from {client.simple_url}",
+        checks=["requirements", "pytorch_triton_url", "nvpl_slim_url"],
+    )
+    pins = [f"{name}=={profile.pin(name)}" for name in rel.runtime]
+    findings, resolved = resolve_with_hashes(pins, client.simple_url, target.python, target.platform, target.glibc)
+    for f in findings:
+        report.findings.append(Finding("requirements", ERROR, f.file, f.detail, f.fix))
+    if resolved:
+        report.facts["requirements"] = [f"{n}=={v}" for n, v, _ in sorted(resolved)]
+    try:
+        url = pytorch_triton_url(profile, client)
+    except JetwheelError as e:
+        report.findings.append(Finding("pytorch_triton_url", ERROR, "pytorch-triton", str(e)))
+    else:
+        why = _reachable(url)
+        report.findings.append(
+            Finding(
+                "pytorch_triton_url", ERROR if why else INFO, url, f"not downloadable: {why}" if why else "downloadable"
+            )
+        )
+    nvpl = nvpl_slim_url(profile, client)
+    if nvpl:  # Triton's step fetches it on aarch64; a profile names it only where it is needed
+        why = _reachable(nvpl)
+        report.findings.append(
+            Finding(
+                "nvpl_slim_url",
+                ERROR if why else INFO,
+                nvpl,
+                f"not downloadable: {why}" if why else "downloadable",
+                f"upload NVIDIA's NVPL slim tarball: inv index.upload-artifact {rel.nvpl_slim}" if why else "",
+            )
+        )
+    return report
