@@ -282,8 +282,8 @@ def main() -> int:
         f"{r['pps_rps']:.0f}, nginx {r['nginx_rps']:.0f}"
     )
     print(
-        f"  ratio ours/pypiserver: {r['ours_rps'] / r['pps_rps']:.1f}x   ours/nginx: {r['ours_rps'] / r['nginx_rps']:.2f}x "
-        "(target >= 0.5x)"
+        f"  ratio ours/pypiserver: {r['ours_rps'] / r['pps_rps']:.1f}x   "
+        f"ours/nginx: {r['ours_rps'] / r['nginx_rps']:.2f}x (target >= 0.5x)"
     )
     print(
         f"1 GiB download: ours {r['ours_gib']:.0f} MB/s, nginx {r['nginx_gib']:.0f} MB/s, ratio "

@@ -277,9 +277,64 @@ def base_image(
     print(ensure_base_image(name, arch, engine))
 
 
-index_ns = Collection("index", serve, export, yank, adduser)
+@task(help={"path": "the file (e.g. nvpl_slim_24.04.tar, or a wheel fetched by URL)", "index": "index URL"})
+@clean_errors
+def upload_artifact(c: Context, path: str, index: str = "") -> None:
+    """Put a file on the index at a stable URL (/packages/NAME) without listing it as a project."""
+    _client(index).upload(Path(path), artifact=True)
+    print(f"{_client(index).url}/packages/{Path(path).name}")
+
+
+# --- triton ----------------------------------------------------------------------------------------
+@task(help={"profile": "profile with a [triton] table", "out": "write to this file instead of stdout",
+            "require_hashes": "pin every package with the index's sha256 (pip's hash-checking mode)",
+            "index_url": "the index (needed for --require-hashes)"})
+@clean_errors
+def requirements(c: Context, profile: str = "triton-25.04", out: str = "", require_hashes: bool = False,
+                 index_url: str = "") -> None:
+    """Write the requirements file for build.py's `req` secret."""
+    from .recipe import load_profile
+    from .triton import requirements as make
+
+    text = make(load_profile(profile), _client(index_url) if index_url else None, require_hashes)
+    if out:
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+    else:
+        print(text, end="")
+
+
+@task(help={"index_url": "the index as the Jetson building the image reaches it", "profile": "profile",
+            "requirements_file": "path of the req secret file (inv triton.requirements --out)",
+            "pytorch_triton_url": "override the wheel URL (default: looked up on the index)"})
+@clean_errors
+def command(c: Context, index_url: str, profile: str = "triton-25.04",
+            requirements_file: str = "jetwheel-requirements.txt", pytorch_triton_url: str = "") -> None:
+    """Print Triton's build.py command for a Jetson (igpu) image with the vLLM backend from our index."""
+    from .workflow import triton_command
+
+    print(triton_command(index_url, profile, requirements_file, pytorch_triton_url))
+
+
+@task(help={"index_url": "the index to check", "profile": "profile", "json": "print the report as JSON"})
+@clean_errors
+def check(c: Context, index_url: str, profile: str = "triton-25.04", json: bool = False) -> None:
+    """Dry-run Triton's vLLM install step against the index: exit 0 only if the real build would find
+    everything."""
+    from .recipe import load_profile
+    from .triton import check as run_check
+    from .verify.report import render
+
+    report = run_check(load_profile(profile), _client(index_url))
+    print(_dumps(report.to_json()) if json else render([report]))
+    if not report.passed:
+        raise Exit(code=1)
+
+
+index_ns = Collection("index", serve, export, yank, adduser, upload_artifact)
+triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
-namespace = Collection(build_wheel, verify, demo, index_ns, podman_ns)
+namespace = Collection(build_wheel, verify, demo, index_ns, podman_ns, triton_ns)
 
 
 def main() -> None:

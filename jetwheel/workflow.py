@@ -120,6 +120,26 @@ def export_index(
         yield f"uploaded {upload_to_bucket(dest, bucket, endpoint, prefix, public_read)} objects to s3://{bucket}/{prefix}"
 
 
+def triton_command(index_url: str, profile: str, requirements_file: str, pytorch_triton_url: str = "") -> str:
+    """The build.py command, with the wheel URL looked up on the index when it is reachable."""
+    from .triton import build_command, nvpl_slim_url, pytorch_triton_url as lookup
+
+    prof = load_profile(profile)
+    client = IndexClient(index_url)
+    if not pytorch_triton_url:
+        try:
+            pytorch_triton_url = lookup(prof, client)
+        except JetwheelError:
+            # not reachable from here (the command is often written before the index is up):
+            # the URL the index will serve once pytorch-triton is published
+            from .plan import wheel_name, wheel_version
+
+            recipe = load_recipes()["pytorch-triton"]
+            pytorch_triton_url = f"{client.url}/packages/{wheel_name(recipe, prof, wheel_version(recipe, prof))}"
+    cmd = build_command(prof, index_url, pytorch_triton_url, nvpl_slim_url(prof, client), requirements_file)
+    return cmd.render()
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -236,7 +236,7 @@ class Store:
             raise UploadRejected("md5_digest does not match the uploaded bytes", 400)
         if artifact:
             if not filename.endswith((*ARTIFACT_SUFFIXES, ".whl")):
-                raise UploadRejected(f"artifact {filename!r} must be a .whl, .tar.gz, .tar.xz, .tgz or .zip", 400)
+                raise UploadRejected(f"artifact {filename!r} must be a .whl, .tar, .tar.gz, .tar.xz, .tgz or .zip", 400)
             meta: dict[str, Any] = {"project": "", "version": ""}
             metadata = None
             if filename.endswith(".whl"):

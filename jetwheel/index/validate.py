@@ -23,7 +23,7 @@ from ..errors import UploadRejected
 
 # Files that are not Python distributions but that Triton's Dockerfile fetches by URL (the NVPL slim
 # tarball behind NVPL_SLIM_URL): stored and served, never listed as a project.
-ARTIFACT_SUFFIXES = (".tar.gz", ".tar.xz", ".tgz", ".zip")
+ARTIFACT_SUFFIXES = (".tar", ".tar.gz", ".tar.xz", ".tgz", ".zip")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 

@@ -10,12 +10,16 @@ from pathlib import Path
 
 from ..errors import RunnerError
 
-PACKAGES = "python3,python3-venv,python3-pip,python3-dev,g++,patch,ca-certificates"
+PACKAGES = "python3,python3-venv,python3-pip,python3-dev,g++,patch,ca-certificates,wget"
+LABEL = "jetwheel.packages"  # an image made from another package list is rebuilt
 CACHE = Path("/var/cache/jetwheel")
 
 
 def image_exists(engine: str, name: str) -> bool:
-    return subprocess.run([engine, "image", "exists", name], capture_output=True).returncode == 0
+    """The image exists and was made from today's package list."""
+    done = subprocess.run([engine, "image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', name],
+                          capture_output=True, text=True)
+    return done.returncode == 0 and done.stdout.strip() == PACKAGES
 
 
 def ensure_base_image(
@@ -31,7 +35,8 @@ def ensure_base_image(
     if shutil.which("debootstrap") is None:
         raise RunnerError("debootstrap is not installed (apt-get install debootstrap)")
     rootfs = cache / f"rootfs-{suite}-{arch or 'native'}"
-    if not (rootfs / "usr" / "bin" / "python3").exists():
+    stamp = rootfs / ".jetwheel-packages"
+    if not stamp.exists() or stamp.read_text() != PACKAGES:
         shutil.rmtree(rootfs, ignore_errors=True)
         rootfs.parent.mkdir(parents=True, exist_ok=True)
         cmd = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}"]
@@ -42,8 +47,10 @@ def ensure_base_image(
         )
         if done.returncode != 0:
             raise RunnerError(f"debootstrap failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
+        stamp.write_text(PACKAGES)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    imp = [engine, "import"] + (["--arch", "arm64" if arch == "aarch64" else arch] if arch else []) + ["-", name]
+    imp = [engine, "import", "--change", f"LABEL {LABEL}={PACKAGES}"]
+    imp += (["--arch", "arm64" if arch == "aarch64" else arch] if arch else []) + ["-", name]
     done = subprocess.run(imp, stdin=tar.stdout, capture_output=True, text=True)
     tar.wait()
     if done.returncode != 0:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.tags import Tag, cpython_tags
+from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name
 
 from ..index.client import IndexClient
@@ -51,7 +51,9 @@ class Target:
     def tags(self) -> list[Tag]:
         major, minor = (int(x) for x in self.python.split(".")[:2])
         plats = resolve.platform_tags(self.platform, self.glibc)
-        return list(cpython_tags((major, minor), platforms=plats))
+        # what pip accepts on the target, best first: cp3X-specific, abi3, then py3*-none (pure) tags
+        return [*cpython_tags((major, minor), platforms=plats),
+                *compatible_tags((major, minor), f"cp{major}{minor}", plats)]
 
 
 def check_fatbin(wheel: Wheel, target: Target, must_have_cuda: bool) -> tuple[list[Finding], dict[str, list[str]]]:

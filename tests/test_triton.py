@@ -1,0 +1,118 @@
+"""Triton's build.py integration: the requirements secret and the command are derived from the
+profile (goldens), triton.check against a live index, and a podman build of the stand-in for
+Triton's vLLM Dockerfile step."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Server, start_server, stop_server
+from wheelmaker import make_wheel
+
+from jetwheel.recipe import load_profile
+from jetwheel.triton import build_command, check, requirements
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+DATA = Path(__file__).parent / "data"
+HERE = Path(__file__).parent
+
+
+def test_requirements_and_command_match_the_goldens() -> None:
+    profile = load_profile("triton-25.04", RECIPES)
+    assert requirements(profile) == (DATA / "triton-25.04.requirements.txt").read_text()
+    cmd = build_command(profile, "http://jetson-index.lan:8080",
+                        "http://jetson-index.lan:8080/packages/pytorch_triton-3.2.0+jp62.cu126-cp312-cp312-"
+                        "manylinux_2_35_aarch64.whl", "http://jetson-index.lan:8080/packages/nvpl_slim_24.04.tar")
+    assert cmd.render() + "\n" == (DATA / "triton-25.04.command.txt").read_text()
+
+
+def test_command_follows_the_profile(tmp_path: Path) -> None:
+    shutil.copytree(RECIPES / "profiles", tmp_path / "profiles")
+    p = tmp_path / "profiles" / "triton-25.04.toml"
+    p.write_text(p.read_text().replace('release = "r25.04"', 'release = "r25.05"').replace(
+        'vllm = "0.8.1"', 'vllm = "0.8.4"'))
+    profile = load_profile("triton-25.04", tmp_path)
+    argv = build_command(profile, "http://x:1", "http://x:1/packages/w.whl", "").argv
+    assert "--backend=vllm:r25.05" in argv and "nvpl_slim_url" not in argv
+    assert "vllm==0.8.4" in requirements(profile)
+
+
+def test_cli_prints_a_pasteable_command() -> None:
+    out = subprocess.run([sys.executable, "-m", "jetwheel", "triton.command", "--index-url",
+                          "http://jetson-index.lan:8080"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("python3 build.py") and "--build-secret build_public_vllm false" in out
+    assert "--build-secret vllm_index_url http://jetson-index.lan:8080/simple/" in out
+
+
+def nvpl_tarball(dest: Path) -> Path:
+    """A tarball with NVPL slim's layout (nvpl_slim_24.04/{lib,include}); the real one is NVIDIA's."""
+    path = dest / "nvpl_slim_24.04.tar"
+    with tarfile.open(path, "w") as tf:
+        for name, data in (("nvpl_slim_24.04/lib/libnvpl_stub.txt", b"stub\n"),
+                           ("nvpl_slim_24.04/include/nvpl_stub.h", b"/* stub */\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def triton_index(tmp_path: Path, stack_wheels: dict[str, Path]) -> Iterator[Server]:
+    """A live index with the mini stack, a pytorch-triton wheel and the NVPL tarball."""
+    s = start_server(tmp_path / "packages")
+    client = s.client()
+    for w in stack_wheels.values():
+        client.upload(w)
+    client.upload(make_wheel(tmp_path, "pytorch-triton", "3.2.0", tag="py3-none-any"))
+    client.upload(nvpl_tarball(tmp_path), artifact=True)
+    yield s
+    stop_server(s)
+
+
+def test_check_passes_then_names_the_missing_piece(triton_index: Server) -> None:
+    profile = load_profile("triton-mini", RECIPES)
+    report = check(profile, triton_index.client())
+    assert report.passed, report.to_json()
+    assert "mini-cuda==0.1.0" in report.facts["requirements"]
+    triton_index.client().delete(next(p.name for p in triton_index.root.glob("mini_vision-*.whl")))
+    triton_index.client().delete("nvpl_slim_24.04.tar")
+    report = check(profile, triton_index.client())
+    assert report.failing_checks() == ["nvpl_slim_url", "requirements"]
+    details = " ".join(f.detail for f in report.findings)
+    assert "mini-vision==0.1.0: no cp3" in details and "HTTP 404" in details
+
+
+@pytest.mark.slow
+def test_standin_for_tritons_vllm_step_builds_with_podman(triton_index: Server, tmp_path: Path) -> None:
+    from jetwheel.runners.baseimage import ensure_base_image
+
+    ensure_base_image()
+    profile = load_profile("triton-mini", RECIPES)
+    req = tmp_path / "req.txt"
+    req.write_text(requirements(profile))
+    client = triton_index.client()
+    triton_url = f"{client.url}/packages/pytorch_triton-3.2.0-py3-none-any.whl"
+
+    def build() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["podman", "build", "--network=host", "--no-cache", "--secret", f"id=req,src={req}",
+             "--build-arg", "BUILD_PUBLIC_VLLM=false", "--build-arg", f"VLLM_INDEX_URL={client.simple_url}",
+             "--build-arg", f"PYTORCH_TRITON_URL={triton_url}",
+             "--build-arg", f"NVPL_SLIM_URL={client.url}/packages/nvpl_slim_24.04.tar",
+             "-t", "jetwheel-triton-standin", "-f", str(HERE / "triton" / "Containerfile"), str(HERE / "triton")],
+            capture_output=True, text=True)
+
+    ok = build()
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert "stack ok 2.0" in ok.stdout + ok.stderr
+    client.delete(next(p.name for p in triton_index.root.glob("mini_torch-*.whl")))
+    broken = build()
+    assert broken.returncode != 0
+    assert "No matching distribution found for mini-torch==1.0.0" in broken.stdout + broken.stderr
