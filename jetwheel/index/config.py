@@ -39,7 +39,8 @@ class IndexConfig:
 def load_config(home: Path = DEFAULT_HOME) -> IndexConfig:
     path = home / "config.toml"
     try:
-        data = tomllib.loads(path.read_text()).get("index", {})
+        # no config file (the index image, a pip install): the defaults below
+        data = tomllib.loads(path.read_text()).get("index", {}) if path.exists() else {}
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise StoreError(f"{path}: cannot read index config ({e})") from None
     htpasswd = data.get("htpasswd", "")

@@ -54,7 +54,9 @@ class DockerRunner:
 
     def create_args(self, step: BuildStep, index_url: str, name: str) -> list[str]:
         """The `create` command line (shown by --dry-run too)."""
-        args = [*self.base(), "create", "--name", name, "--network=host", "--workdir", WORK]
+        # root inside the container: `cp` hands the copied work directory to root (the builder
+        # image's own user is for interactive use)
+        args = [*self.base(), "create", "--name", name, "--network=host", "--user", "root", "--workdir", WORK]
         if self.arch:
             args += ["--arch", self.arch] if "podman" in self.engine else ["--platform", f"linux/{self.arch}"]
         if self.gpu:

@@ -1,0 +1,8 @@
+#!/bin/sh
+# Serve /data; enable uploads only when an htpasswd secret is mounted. Extra arguments pass
+# through to `jetwheel index.serve` (e.g. --upstream "" for an air-gapped LAN); the port is $PORT.
+set -e
+if [ -f /run/secrets/htpasswd ]; then
+    set -- --htpasswd /run/secrets/htpasswd "$@"
+fi
+exec jetwheel index.serve --root /data --host 0.0.0.0 --port "${PORT:-8080}" "$@"
