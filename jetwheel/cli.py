@@ -286,12 +286,18 @@ def upload_artifact(c: Context, path: str, index: str = "") -> None:
 
 
 # --- triton ----------------------------------------------------------------------------------------
-@task(help={"profile": "profile with a [triton] table", "out": "write to this file instead of stdout",
-            "require_hashes": "pin every package with the index's sha256 (pip's hash-checking mode)",
-            "index_url": "the index (needed for --require-hashes)"})
+@task(
+    help={
+        "profile": "profile with a [triton] table",
+        "out": "write to this file instead of stdout",
+        "require_hashes": "pin every package with the index's sha256 (pip's hash-checking mode)",
+        "index_url": "the index (needed for --require-hashes)",
+    }
+)
 @clean_errors
-def requirements(c: Context, profile: str = "triton-25.04", out: str = "", require_hashes: bool = False,
-                 index_url: str = "") -> None:
+def requirements(
+    c: Context, profile: str = "triton-25.04", out: str = "", require_hashes: bool = False, index_url: str = ""
+) -> None:
     """Write the requirements file for build.py's `req` secret."""
     from .recipe import load_profile
     from .triton import requirements as make
@@ -304,12 +310,22 @@ def requirements(c: Context, profile: str = "triton-25.04", out: str = "", requi
         print(text, end="")
 
 
-@task(help={"index_url": "the index as the Jetson building the image reaches it", "profile": "profile",
-            "requirements_file": "path of the req secret file (inv triton.requirements --out)",
-            "pytorch_triton_url": "override the wheel URL (default: looked up on the index)"})
+@task(
+    help={
+        "index_url": "the index as the Jetson building the image reaches it",
+        "profile": "profile",
+        "requirements_file": "path of the req secret file (inv triton.requirements --out)",
+        "pytorch_triton_url": "override the wheel URL (default: looked up on the index)",
+    }
+)
 @clean_errors
-def command(c: Context, index_url: str, profile: str = "triton-25.04",
-            requirements_file: str = "jetwheel-requirements.txt", pytorch_triton_url: str = "") -> None:
+def command(
+    c: Context,
+    index_url: str,
+    profile: str = "triton-25.04",
+    requirements_file: str = "jetwheel-requirements.txt",
+    pytorch_triton_url: str = "",
+) -> None:
     """Print Triton's build.py command for a Jetson (igpu) image with the vLLM backend from our index."""
     from .workflow import triton_command
 
@@ -331,7 +347,32 @@ def check(c: Context, index_url: str, profile: str = "triton-25.04", json: bool 
         raise Exit(code=1)
 
 
-index_ns = Collection("index", serve, export, yank, adduser, upload_artifact)
+@task(
+    help={
+        "requirements": "requirements file (-r)",
+        "platform": "target platform tag, e.g. linux_aarch64",
+        "python_version": "target Python, e.g. 3.12",
+        "glibc": "target glibc (default 2.35: JetPack 6)",
+        "index": "the index (it must have upstream fallback on while mirroring)",
+    }
+)
+@clean_errors
+def mirror(
+    c: Context,
+    requirements: str,
+    platform: str = "linux_aarch64",
+    python_version: str = "3.12",
+    glibc: str = "2.35",
+    index: str = "",
+) -> None:
+    """Pull the dependencies jetwheel does not build into the store, for an air-gapped LAN."""
+    from .workflow import mirror_requirements
+
+    added = mirror_requirements(_client(index), Path(requirements), platform, python_version, glibc)
+    print(f"mirrored {len(added)} files" + "".join(f"\n  {f}" for f in added))
+
+
+index_ns = Collection("index", serve, export, mirror, yank, adduser, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
 namespace = Collection(build_wheel, verify, demo, index_ns, podman_ns, triton_ns)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -106,6 +107,10 @@ def wheel_name(recipe: Recipe, profile: Profile, version: str) -> str:
         tag = f"{py}-{py}"
     # a manylinux wheel gets the level auditwheel proves; the target's glibc is the highest it can be
     glibc = profile.system_versions.get("GLIBC", "2.17").replace(".", "_")
+    image = recipe.env.get(f"CIBW_MANYLINUX_{profile.arch.upper()}_IMAGE", "")
+    level = re.search(r"manylinux_(\d+_\d+)", image)
+    if recipe.frontend == "cibuildwheel" and level:
+        glibc = level.group(1)  # the manylinux image fixes the level
     plat = profile.platform_tag if not recipe.manylinux else f"manylinux_{glibc}_{profile.arch}"
     return f"{dist}-{version}-{tag}-{plat}.whl"
 
@@ -149,12 +154,42 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str
     cmds += [f'patch -p1 --forward -d "$JW_SRC" -i "$JW_WORK/patches/{p.name}"' for p in recipe.patches]
     cmds += [f'cd "$JW_SRC" && {c}' for c in recipe.pre]
     project = f'"$JW_SRC/{recipe.subdir}"' if recipe.subdir else '"$JW_SRC"'
+    if recipe.frontend == "cibuildwheel":
+        # cibuildwheel builds and repairs in its own manylinux container: pre-build commands and the
+        # repair (with the recipe's excludes) travel as CIBW_* variables, see _env
+        return (
+            cmds[0],
+            cmds[1],
+            f'{env_py} -m pip install --disable-pip-version-check --index-url "$JW_INDEX" cibuildwheel',
+            *cmds[3 : 3 + len(recipe.patches)],
+            # --only names platform, arch and Python at once
+            f'cibuildwheel --only {cibw_identifier(profile)} --output-dir "$JW_WORK/out" {project}',
+        )
     if recipe.frontend == "build":
         cmds.append(f'{env_py} -m build --wheel --no-isolation --outdir "$JW_WORK/raw" {project}')
     else:
         cmds.append(f'{env_py} -m pip wheel --no-build-isolation --no-deps --wheel-dir "$JW_WORK/raw" {project}')
     cmds += repair_commands(recipe, profile)
     return tuple(cmds)
+
+
+def cibw_identifier(profile: Profile) -> str:
+    return f"cp{profile.python_version.replace('.', '')}-manylinux_{profile.arch}"
+
+
+def _cibw_env(recipe: Recipe, env: dict[str, str]) -> dict[str, str]:
+    excludes = "".join(f" --exclude {shlex.quote(e)}" for e in recipe.exclude)
+    out = {
+        "CIBW_BUILD_VERBOSITY": "1",
+        "CIBW_REPAIR_WHEEL_COMMAND_LINUX": f"auditwheel repair{excludes} -w {{dest_dir}} {{wheel}}",
+        # the recipe's variables (and the index: a LAN address, the container has its own loopback)
+        "CIBW_ENVIRONMENT_PASS_LINUX": " ".join(
+            sorted({*(k for k in env if not k.startswith("CIBW_")), "PIP_INDEX_URL"})
+        ),
+    }
+    if recipe.pre:
+        out["CIBW_BEFORE_BUILD_LINUX"] = " && ".join(recipe.pre)
+    return out
 
 
 def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: str) -> dict[str, str]:
@@ -182,6 +217,8 @@ def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: 
                     f"{recipe.path}: env {k} uses unknown placeholder {e}; "
                     f"known: {', '.join('{' + f + '}' for f in fill)}"
                 ) from None
+    if recipe.frontend == "cibuildwheel":
+        env.update(_cibw_env(recipe, env))
     return env
 
 
@@ -194,9 +231,11 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         pin = profile.pin(recipe.name)
         version = wheel_version(recipe, profile)
         dep_pins = [f"{recipes[d].name}=={profile.pin(d)}" for d in sorted(recipe.deps)]
-        image = profile.image if runner == "docker" else "host"
+        # cibuildwheel starts its own manylinux container from the host, whatever the runner
+        step_runner = "local" if recipe.frontend == "cibuildwheel" else runner
+        image = profile.image if step_runner == "docker" else "host"
         env = _env(recipe, profile, machine, version, pin)
-        commands = _commands(recipe, profile, dep_pins, runner)
+        commands = _commands(recipe, profile, dep_pins, step_runner)
         source = _source(recipe, version, pin)
         key_input = {
             # the tree's digest, not where it lies, identifies a local source
@@ -218,7 +257,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
                 version=version,
                 pin=pin,
                 recipe=str(recipe.path),
-                runner=runner,
+                runner=step_runner,
                 image=image,
                 env=env,
                 commands=commands,

@@ -55,7 +55,9 @@ class Recipe:
     source: Source
     deps: tuple[str, ...]  # other recipes, installed from our index at the profile's pin
     requires: tuple[str, ...]  # build tools installed into the build env (pip requirement strings)
-    frontend: str  # "build" (pypa/build, no isolation) or "pip" (pip wheel, no build isolation)
+    # "build" (pypa/build, no isolation), "pip" (pip wheel, no build isolation), or "cibuildwheel"
+    # (a manylinux container cibuildwheel runs itself: for recipes that need no JetPack)
+    frontend: str
     env: Mapping[str, str]
     pre: tuple[str, ...]  # shell commands run in the source tree before the build
     patches: tuple[Path, ...]
@@ -247,8 +249,8 @@ def load_recipe(path: Path) -> Recipe:
     deps = tuple(canonicalize_name(d) for d in build.strings("deps"))
     requires = build.strings("requires")
     frontend = build.get("frontend", str, "build")
-    if frontend not in ("build", "pip"):
-        raise RecipeError(f'{path}: build.frontend must be "build" or "pip", not {frontend!r}')
+    if frontend not in ("build", "pip", "cibuildwheel"):
+        raise RecipeError(f'{path}: build.frontend must be "build", "pip" or "cibuildwheel", not {frontend!r}')
     env = build.mapping("env")
     pre = build.strings("pre")
     patch_names = build.strings("patches")
@@ -271,6 +273,8 @@ def load_recipe(path: Path) -> Recipe:
     manylinux = rep.get("manylinux", bool, True)
     reason = rep.get("reason", str, "")
     rep.done()
+    if frontend == "cibuildwheel" and not manylinux:
+        raise RecipeError(f"{path}: repair.manylinux = false, but cibuildwheel only makes manylinux wheels")
     if not manylinux and not reason:
         raise RecipeError(f"{path}: repair.reason is missing; say why this wheel cannot be manylinux")
 

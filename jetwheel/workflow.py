@@ -122,7 +122,8 @@ def export_index(
 
 def triton_command(index_url: str, profile: str, requirements_file: str, pytorch_triton_url: str = "") -> str:
     """The build.py command, with the wheel URL looked up on the index when it is reachable."""
-    from .triton import build_command, nvpl_slim_url, pytorch_triton_url as lookup
+    from .triton import build_command, nvpl_slim_url
+    from .triton import pytorch_triton_url as lookup
 
     prof = load_profile(profile)
     client = IndexClient(index_url)
@@ -138,6 +139,16 @@ def triton_command(index_url: str, profile: str, requirements_file: str, pytorch
             pytorch_triton_url = f"{client.url}/packages/{wheel_name(recipe, prof, wheel_version(recipe, prof))}"
     cmd = build_command(prof, index_url, pytorch_triton_url, nvpl_slim_url(prof, client), requirements_file)
     return cmd.render()
+
+
+def mirror_requirements(client: IndexClient, requirements: Path, platform: str, python: str, glibc: str) -> list[str]:
+    from .index.mirror import mirror
+
+    if not requirements.is_file():
+        raise JetwheelError(f"{requirements}: no such requirements file")
+    # owned: what a recipe builds or the store already holds (the index's own rule)
+    owned = {str(n) for n in load_recipes()} | set(client.projects())
+    return mirror(client, requirements, platform, python, glibc, owned)
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:

@@ -504,3 +504,41 @@ def test_concurrent_uploaders_and_readers_see_no_5xx_and_no_torn_page(server: Se
         len(json.loads(get(server.simple + "busy-pkg/", accept="application/vnd.pypi.simple.v1+json")[2])["files"])
         == 20
     )
+
+
+def test_mirror_pulls_only_names_we_do_not_own_for_the_target(server: Server, tmp_path: Path) -> None:
+    server.client().upload(make_wheel(tmp_path, "torch", "2.6.0", tag="py3-none-any"))
+    req = tmp_path / "req.txt"
+    req.write_text("six==1.16.0\ntorch==2.6.0\n")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jetwheel",
+            "index.mirror",
+            "-r",
+            str(req),
+            "--platform",
+            "linux_aarch64",
+            "--python-version",
+            "3.12",
+            "--index",
+            server.url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JETWHEEL_INDEX_USER": USER, "JETWHEEL_INDEX_PASSWORD": PASSWORD},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "six-1.16.0-py2.py3-none-any.whl" in r.stdout
+    assert sorted(p.name for p in server.root.glob("*.whl")) == [
+        "six-1.16.0-py2.py3-none-any.whl",
+        "torch-2.6.0-py3-none-any.whl",
+    ]
+    # the mirrored file now serves an air-gapped index on the same directory
+    gapped = start_server(server.root, upstream="")
+    try:
+        status, _h, body = get(gapped.simple + "six/")
+        assert status == 200 and b"six-1.16.0-py2.py3-none-any.whl" in body
+    finally:
+        stop_server(gapped)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,9 @@ def test_every_step_targets_sm_87_cp312_aarch64_in_the_jetpack_builder() -> None
     plan = vllm_plan()
     for s in plan.steps:
         assert s.env["TORCH_CUDA_ARCH_LIST"] == "8.7"
-        assert s.image == "jetwheel/builder:r36.4.0-py3.12"
         assert s.commands[0].startswith("python3.12 -m venv")
+        # all but pytorch-triton, which cibuildwheel builds in its manylinux container
+        assert s.image == ("host" if s.name == "pytorch-triton" else "jetwheel/builder:r36.4.0-py3.12")
     wheels = {s.name: s.wheel for s in plan.steps}
     assert wheels["torch"] == "torch-2.6.0+jp62.cu126-cp312-cp312-linux_aarch64.whl"
     assert wheels["torchvision"] == "torchvision-0.21.0+jp62.cu126-cp312-cp312-linux_aarch64.whl"
@@ -96,3 +98,29 @@ def test_bad_input_gives_one_line_and_no_traceback() -> None:
         assert r.returncode == 1
         assert "Traceback" not in r.stderr and message in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_pytorch_triton_builds_with_cibuildwheel_as_upstream_does() -> None:
+    step = next(s for s in vllm_plan().steps if s.name == "pytorch-triton")
+    assert step.runner == "local" and step.image == "host"  # cibuildwheel starts its own container
+    assert step.commands[-1].startswith("cibuildwheel --only cp312-manylinux_aarch64")
+    assert step.env["CIBW_MANYLINUX_AARCH64_IMAGE"] == "quay.io/pypa/manylinux_2_28_aarch64"
+    assert step.wheel == "pytorch_triton-3.2.0+jp62.cu126-cp312-cp312-manylinux_2_28_aarch64.whl"
+    assert "TRITON_WHEEL_NAME" in step.env["CIBW_ENVIRONMENT_PASS_LINUX"].split()
+
+
+def test_cibuildwheel_accepts_the_planned_configuration(tmp_path: Path) -> None:
+    """The manylinux images are not reachable here: cibuildwheel itself checks the plan's
+    configuration (identifiers, platform, environment) without starting a container."""
+    step = next(s for s in vllm_plan().steps if s.name == "pytorch-triton")
+    args = step.commands[-1].split()
+    only = args[args.index("--only") + 1]
+    env = {**dict(os.environ), **step.env}
+    out = subprocess.run(
+        ["cibuildwheel", "--print-build-identifiers", "--only", only, str(RECIPES / "examples" / "mini-torch")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cp312-manylinux_aarch64"]

@@ -27,17 +27,21 @@ HERE = Path(__file__).parent
 def test_requirements_and_command_match_the_goldens() -> None:
     profile = load_profile("triton-25.04", RECIPES)
     assert requirements(profile) == (DATA / "triton-25.04.requirements.txt").read_text()
-    cmd = build_command(profile, "http://jetson-index.lan:8080",
-                        "http://jetson-index.lan:8080/packages/pytorch_triton-3.2.0+jp62.cu126-cp312-cp312-"
-                        "manylinux_2_35_aarch64.whl", "http://jetson-index.lan:8080/packages/nvpl_slim_24.04.tar")
+    cmd = build_command(
+        profile,
+        "http://jetson-index.lan:8080",
+        "http://jetson-index.lan:8080/packages/pytorch_triton-3.2.0+jp62.cu126-cp312-cp312-manylinux_2_35_aarch64.whl",
+        "http://jetson-index.lan:8080/packages/nvpl_slim_24.04.tar",
+    )
     assert cmd.render() + "\n" == (DATA / "triton-25.04.command.txt").read_text()
 
 
 def test_command_follows_the_profile(tmp_path: Path) -> None:
     shutil.copytree(RECIPES / "profiles", tmp_path / "profiles")
     p = tmp_path / "profiles" / "triton-25.04.toml"
-    p.write_text(p.read_text().replace('release = "r25.04"', 'release = "r25.05"').replace(
-        'vllm = "0.8.1"', 'vllm = "0.8.4"'))
+    p.write_text(
+        p.read_text().replace('release = "r25.04"', 'release = "r25.05"').replace('vllm = "0.8.1"', 'vllm = "0.8.4"')
+    )
     profile = load_profile("triton-25.04", tmp_path)
     argv = build_command(profile, "http://x:1", "http://x:1/packages/w.whl", "").argv
     assert "--backend=vllm:r25.05" in argv and "nvpl_slim_url" not in argv
@@ -45,8 +49,12 @@ def test_command_follows_the_profile(tmp_path: Path) -> None:
 
 
 def test_cli_prints_a_pasteable_command() -> None:
-    out = subprocess.run([sys.executable, "-m", "jetwheel", "triton.command", "--index-url",
-                          "http://jetson-index.lan:8080"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "triton.command", "--index-url", "http://jetson-index.lan:8080"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith("python3 build.py") and "--build-secret build_public_vllm false" in out
     assert "--build-secret vllm_index_url http://jetson-index.lan:8080/simple/" in out
 
@@ -55,8 +63,10 @@ def nvpl_tarball(dest: Path) -> Path:
     """A tarball with NVPL slim's layout (nvpl_slim_24.04/{lib,include}); the real one is NVIDIA's."""
     path = dest / "nvpl_slim_24.04.tar"
     with tarfile.open(path, "w") as tf:
-        for name, data in (("nvpl_slim_24.04/lib/libnvpl_stub.txt", b"stub\n"),
-                           ("nvpl_slim_24.04/include/nvpl_stub.h", b"/* stub */\n")):
+        for name, data in (
+            ("nvpl_slim_24.04/lib/libnvpl_stub.txt", b"stub\n"),
+            ("nvpl_slim_24.04/include/nvpl_stub.h", b"/* stub */\n"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
@@ -102,12 +112,30 @@ def test_standin_for_tritons_vllm_step_builds_with_podman(triton_index: Server, 
 
     def build() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["podman", "build", "--network=host", "--no-cache", "--secret", f"id=req,src={req}",
-             "--build-arg", "BUILD_PUBLIC_VLLM=false", "--build-arg", f"VLLM_INDEX_URL={client.simple_url}",
-             "--build-arg", f"PYTORCH_TRITON_URL={triton_url}",
-             "--build-arg", f"NVPL_SLIM_URL={client.url}/packages/nvpl_slim_24.04.tar",
-             "-t", "jetwheel-triton-standin", "-f", str(HERE / "triton" / "Containerfile"), str(HERE / "triton")],
-            capture_output=True, text=True)
+            [
+                "podman",
+                "build",
+                "--network=host",
+                "--no-cache",
+                "--secret",
+                f"id=req,src={req}",
+                "--build-arg",
+                "BUILD_PUBLIC_VLLM=false",
+                "--build-arg",
+                f"VLLM_INDEX_URL={client.simple_url}",
+                "--build-arg",
+                f"PYTORCH_TRITON_URL={triton_url}",
+                "--build-arg",
+                f"NVPL_SLIM_URL={client.url}/packages/nvpl_slim_24.04.tar",
+                "-t",
+                "jetwheel-triton-standin",
+                "-f",
+                str(HERE / "triton" / "Containerfile"),
+                str(HERE / "triton"),
+            ],
+            capture_output=True,
+            text=True,
+        )
 
     ok = build()
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]

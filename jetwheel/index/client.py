@@ -58,6 +58,10 @@ class IndexClient:
     def file_info(self, filename: str) -> dict[str, Any] | None:
         return self._get_json(f"/api/files/{filename}")
 
+    def projects(self) -> list[str]:
+        doc = self._get_json("/simple/", accept=JSON_V1) or {}
+        return [str(p["name"]) for p in doc.get("projects", [])]
+
     def project(self, name: str) -> dict[str, Any] | None:
         return self._get_json(f"/simple/{canonicalize_name(name)}/", accept=JSON_V1)
 

@@ -17,8 +17,11 @@ CACHE = Path("/var/cache/jetwheel")
 
 def image_exists(engine: str, name: str) -> bool:
     """The image exists and was made from today's package list."""
-    done = subprocess.run([engine, "image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', name],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [engine, "image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', name],
+        capture_output=True,
+        text=True,
+    )
     return done.returncode == 0 and done.stdout.strip() == PACKAGES
 
 

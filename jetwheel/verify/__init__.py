@@ -52,8 +52,10 @@ class Target:
         major, minor = (int(x) for x in self.python.split(".")[:2])
         plats = resolve.platform_tags(self.platform, self.glibc)
         # what pip accepts on the target, best first: cp3X-specific, abi3, then py3*-none (pure) tags
-        return [*cpython_tags((major, minor), platforms=plats),
-                *compatible_tags((major, minor), f"cp{major}{minor}", plats)]
+        return [
+            *cpython_tags((major, minor), platforms=plats),
+            *compatible_tags((major, minor), f"cp{major}{minor}", plats),
+        ]
 
 
 def check_fatbin(wheel: Wheel, target: Target, must_have_cuda: bool) -> tuple[list[Finding], dict[str, list[str]]]:
