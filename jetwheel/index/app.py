@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,8 @@ class IndexApp:
             return await self._upload(request)
         except UploadRejected as e:
             return error(e.status, str(e))
+        except JetwheelError as e:
+            return error(400, str(e))
         except (ValueError, AssertionError, asyncio.IncompleteReadError, ConnectionError, HttpProcessingError) as e:
             return error(400, f"malformed upload body: {e}")
 
@@ -303,21 +305,9 @@ def _json_field(fields: dict[str, str], key: str) -> dict[str, Any]:
     return value
 
 
-@web.middleware
-async def _clean_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except JetwheelError as e:
-        return error(400, str(e))
-
-
 def make_app(store: Store, settings: Settings) -> web.Application:
     index = IndexApp(store, settings)
-    app = web.Application(middlewares=[_clean_errors], client_max_size=1 << 20)
+    app = web.Application(client_max_size=1 << 20)
     app["index"] = index
     r = app.router
     r.add_get("/health", index.health)
@@ -384,6 +374,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (a dependency on Linux), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def _run(store: Store, host: str, port: int, settings: Settings) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         web.run_app(
@@ -393,4 +392,5 @@ def _run(store: Store, host: str, port: int, settings: Settings) -> None:
             access_log=None,
             print=None,
             reuse_port=True,
+            loop=_event_loop(),
         )

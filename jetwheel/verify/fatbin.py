@@ -52,35 +52,48 @@ def _parse_container(buf: bytes, at: int) -> tuple[list[Entry], int] | None:
     return entries, end
 
 
-def scan(f: BinaryIO) -> list[Entry]:
-    """Every fatbin entry in the file, in file order. Reads in 16 MiB windows."""
-    found: list[Entry] = []
-    f.seek(0)
-    base, buf = 0, b""
-    while True:
-        chunk = f.read(_CHUNK)
-        buf += chunk
-        pos = 0
+class Scanner:
+    """Finds fatbin containers in a file's bytes fed in order, e.g. while the file is being
+    extracted from a wheel, so the bytes are read once. Holds at most one window plus a container
+    that straddles its end."""
+
+    def __init__(self) -> None:
+        self.found: list[Entry] = []
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf = self._buf + chunk if self._buf else chunk
+        self._drain(final=False)
+
+    def finish(self) -> list[Entry]:
+        self._drain(final=True)
+        return self.found
+
+    def _drain(self, final: bool) -> None:
+        buf, pos = self._buf, 0
         while (hit := buf.find(MAGIC, pos)) != -1:
             parsed = _parse_container(buf, hit)
             if parsed is None:
-                if not chunk:  # at EOF a half container is garbage, not a window edge
-                    pos = hit + 4
+                if final or len(buf) - hit >= (64 << 20):
+                    pos = hit + 4  # not a container (or a torn one at the end of the file)
                     continue
-                if len(buf) - hit < (64 << 20):
-                    break  # may straddle the window: keep it for the next read
-                pos = hit + 4
-                continue
-            entries, end = parsed
-            found += entries
-            pos = end
-        if not chunk:
-            break
+                break  # may straddle the window: keep it until more bytes arrive
+            entries, pos = parsed
+            self.found += entries
+        if final:
+            self._buf = b""
+            return
         keep = buf.find(MAGIC, pos)
-        cut = keep if keep != -1 else max(pos, len(buf) - 3)
-        base += cut
-        buf = buf[cut:]
-    return found
+        self._buf = buf[keep if keep != -1 else max(pos, len(buf) - 3) :]
+
+
+def scan(f: BinaryIO) -> list[Entry]:
+    """Every fatbin entry in the file, in file order. Reads in 16 MiB windows."""
+    scanner = Scanner()
+    f.seek(0)
+    while chunk := f.read(_CHUNK):
+        scanner.feed(chunk)
+    return scanner.finish()
 
 
 # The newest PTX ISA each CUDA driver can JIT (from the PTX ISA release notes).
