@@ -170,6 +170,23 @@ def demo(c: Context, no_serve: bool = False, runner: str = "local") -> None:
         print(line, flush=True)
 
 
+@task(help={"index": "index URL (default: index/config.toml's)", "json": "print JSON"})
+@clean_errors
+def status(c: Context, index: str = "", json: bool = False) -> None:
+    """Summarize the index: projects, files, bytes, failing verify reports, disk free."""
+    doc = _client(index).status()
+    if json:
+        print(_dumps(doc))
+        return
+    print(
+        f"{doc['projects']} projects, {doc['files']} files, {doc['bytes'] / 1e6:.1f} MB; "
+        f"disk free {doc['disk_free'] / 1e9:.1f} of {doc['disk_total'] / 1e9:.1f} GB"
+    )
+    print(f"verify: {len(doc['failing_verify'])} failing, {doc['unverified']} not verified; {doc['yanked']} yanked")
+    for f in doc["failing_verify"]:
+        print(f"  FAIL {f}")
+
+
 def _dumps(doc: Any) -> str:
     return json.dumps(doc, indent=2, sort_keys=False)
 
@@ -375,7 +392,7 @@ def mirror(
 index_ns = Collection("index", serve, export, mirror, yank, adduser, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
-namespace = Collection(build_wheel, verify, demo, index_ns, podman_ns, triton_ns)
+namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns)
 
 
 def main() -> None:

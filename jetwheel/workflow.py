@@ -89,11 +89,16 @@ def serve_index(
         owned = frozenset(load_recipes())
     except RecipeError:
         owned = frozenset()
+    profiles = {}
+    for path in sorted((recipes_root() / "profiles").glob("*.toml")):
+        with contextlib.suppress(RecipeError):
+            profiles[path.stem] = load_profile(path.stem)
     settings = Settings(
         htpasswd=Path(htpasswd) if htpasswd else cfg.htpasswd if cfg.htpasswd and cfg.htpasswd.is_file() else None,
         auth_reads=auth_reads,
         upstream=cfg.upstream if upstream is None else upstream,
         owned=owned,
+        profiles=profiles,
     )
     serve(
         Path(root) if root else cfg.root,

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from packaging.utils import canonicalize_name
 from passlib.apache import HtpasswdFile
 
 from ..errors import JetwheelError, StoreError, UploadRejected
+from ..recipe import Profile
 from . import pages
+from . import web as web_pages
 from .store import Hashes, Store
 
 log = logging.getLogger("jetwheel.index")
@@ -38,6 +40,7 @@ class Settings:
     upstream: str = ""  # e.g. https://pypi.org/simple ; empty: air-gapped, no fallback
     owned: frozenset[str] = frozenset()  # names recipes build: never taken from upstream
     admins: frozenset[str] = frozenset()  # may delete; empty: every htpasswd user may
+    profiles: Mapping[str, Profile] = field(default_factory=dict)  # for the web pages' matrices
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,6 +74,8 @@ class IndexApp:
         self.store = store
         self.settings = settings
         self.pages = _Pages(store)
+        self._web: dict[tuple[str, ...], bytes] = {}
+        self._web_gen: tuple[int, int] | None = None
         self._htpasswd: HtpasswdFile | None = None
         if settings.htpasswd:
             if not settings.htpasswd.is_file():
@@ -186,6 +191,56 @@ class IndexApp:
         if f is None:
             return error(404, "no wheel with this cache key")
         return web.json_response({"filename": f.filename, "sha256": f.sha256})
+
+    # -- pages for people ----------------------------------------------------------------------------
+    def _cached(self, key: tuple[str, ...], render: Callable[[], bytes]) -> bytes:
+        gen = self.store.generation()
+        if self._web_gen != gen:
+            self._web, self._web_gen = {}, gen
+        if key not in self._web:
+            self._web[key] = render()
+        return self._web[key]
+
+    def _top(self) -> str:
+        """The requirement the pip line shows: the top of the profile this index holds most of."""
+        have = set(self.store.projects())
+        best = max(self.settings.profiles.values(), key=lambda p: len(have & set(p.versions)), default=None)
+        return best.top if best else "<package>"
+
+    async def home(self, request: web.Request) -> web.StreamResponse:
+        denied = self._require(request, write=False)
+        if denied:
+            return denied
+        base = f"{request.scheme}://{request.host}"
+        body = await asyncio.to_thread(
+            self._cached,
+            ("home", base),
+            lambda: web_pages.render_home(self.store, base, self.settings.profiles, self._top()),
+        )
+        return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+    async def profile(self, request: web.Request) -> web.StreamResponse:
+        denied = self._require(request, write=False)
+        if denied:
+            return denied
+        prof = self.settings.profiles.get(request.match_info["name"])
+        if prof is None:
+            return error(404, f"no profile {request.match_info['name']!r}; known: {', '.join(self.settings.profiles)}")
+        base = f"{request.scheme}://{request.host}"
+
+        def render() -> bytes:
+            # pip resolves against this very server (from a thread, so the loop keeps serving it)
+            resolved = web_pages.resolve_status(prof, f"{base}/simple/")
+            return web_pages.render_profile(self.store, prof, resolved, self.settings.profiles)
+
+        body = await asyncio.to_thread(self._cached, ("profile", prof.name, base), render)
+        return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        denied = self._require(request, write=False)
+        if denied:
+            return denied
+        return web.json_response(await asyncio.to_thread(web_pages.summary, self.store))
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"ok": True, "files": len(self.store.files())})
@@ -311,6 +366,9 @@ def make_app(store: Store, settings: Settings) -> web.Application:
     app["index"] = index
     r = app.router
     r.add_get("/health", index.health)
+    r.add_get("/", index.home)
+    r.add_get("/profiles/{name}", index.profile)
+    r.add_get("/api/status", index.status)
     r.add_get("/simple/", index.simple_root)
     r.add_get("/simple", lambda req: _redirect("/simple/"))
     r.add_get("/simple/{project}/", index.simple_project)

@@ -58,6 +58,12 @@ class IndexClient:
     def file_info(self, filename: str) -> dict[str, Any] | None:
         return self._get_json(f"/api/files/{filename}")
 
+    def status(self) -> dict[str, Any]:
+        doc = self._get_json("/api/status")
+        if doc is None:
+            raise PublishError(f"{self.url} has no /api/status: is it a jetwheel index?")
+        return doc
+
     def projects(self) -> list[str]:
         doc = self._get_json("/simple/", accept=JSON_V1) or {}
         return [str(p["name"]) for p in doc.get("projects", [])]

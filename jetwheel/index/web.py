@@ -1,0 +1,163 @@
+"""The index's pages for people: the home page (what is here, what passed verify, where it came
+from) and each profile's compatibility matrix. Server-rendered with Jinja2, no JavaScript."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from packaging.utils import parse_wheel_filename
+
+from ..recipe import Profile
+from ..verify import Target
+from ..verify.resolve import resolve
+from .store import Store, StoredFile
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("jetwheel.index", "templates"), autoescape=jinja2.select_autoescape(["html"])
+)
+_env.filters["isotime"] = lambda ts: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def _tags(filename: str) -> str:
+    if not filename.endswith(".whl"):
+        return "sdist"
+    tags = parse_wheel_filename(filename)[3]
+    return (
+        ", ".join(sorted({f"{t.interpreter}-{t.abi}" for t in tags}))
+        + " · "
+        + ", ".join(sorted({t.platform for t in tags}))
+    )
+
+
+def _first_error(report: Mapping[str, Any]) -> str:
+    for f in report.get("findings", []):
+        if f.get("severity") == "error":
+            return f"{f.get('check')}: {f.get('detail', '')}"[:300]
+    return ""
+
+
+def _source(src: Mapping[str, Any]) -> str:
+    if src.get("kind") == "git":
+        return f"git {src.get('url', '')} @ {src.get('ref', '')}"
+    if src.get("kind") == "url":
+        return f"{src.get('url', '')} (sha256 {str(src.get('sha256', ''))[:12]}…)"
+    return f"local tree {str(src.get('digest', ''))[:12]}…"
+
+
+def summary(store: Store) -> dict[str, Any]:
+    """What `inv status` shows: counts, bytes, failing verify reports, disk free."""
+    files = store.files()
+    failing = sorted(f.filename for f in files.values() if f.verify and not f.verify.get("passed", True))
+    disk = shutil.disk_usage(store.root)
+    return {
+        "projects": len(store.projects()),
+        "files": len(files),
+        "bytes": sum(f.size for f in files.values()),
+        "failing_verify": failing,
+        "unverified": sum(1 for f in files.values() if f.project and not f.verify),
+        "yanked": sum(1 for f in files.values() if f.yanked is not None),
+        "disk_free": disk.free,
+        "disk_total": disk.total,
+    }
+
+
+def render_home(store: Store, base: str, profiles: Mapping[str, Profile], top: str) -> bytes:
+    projects = store.projects()
+    files = store.files()
+    versions = {p: sorted({f.version for f in fs}, key=_version_key, reverse=True) for p, fs in projects.items()}
+    artifacts = sorted(n for n, f in files.items() if not f.project)
+    return (
+        _env.get_template("home.html")
+        .render(
+            projects=list(projects.items()),
+            versions=versions,
+            nfiles=len(files),
+            base=base,
+            top=top,
+            failing=len(summary(store)["failing_verify"]),
+            tags={n: _tags(n) for n in files},
+            artifacts=artifacts,
+            first_error=_first_error,
+            source=_source,
+            profiles=sorted(profiles),
+        )
+        .encode()
+    )
+
+
+def _version_key(v: str) -> Any:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (0, Version(v))
+    except InvalidVersion:
+        return (-1, v)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    pin: str
+    filename: str
+    verify: str
+    verify_class: str
+    pins: str
+    pins_class: str
+
+
+def matrix(store: Store, profile: Profile) -> list[Row]:
+    """Per pinned package: the best wheel this index serves for the profile's target and its checks."""
+    priority = {t: i for i, t in enumerate(Target.of(profile).tags())}
+    by_project = store.projects()
+    rows = []
+    for name, pin in profile.versions.items():
+        best: tuple[int, StoredFile] | None = None
+        for f in by_project.get(name, []):
+            if not f.filename.endswith(".whl") or f.yanked is not None:
+                continue
+            _n, version, _b, tags = parse_wheel_filename(f.filename)
+            rank = min((priority[t] for t in tags if t in priority), default=None)
+            if version.public != pin or rank is None:
+                continue
+            if best is None or rank < best[0]:
+                best = (rank, f)
+        if best is None:
+            rows.append(Row(name, pin, "", "no wheel for the target", "fail", "—", "none"))
+            continue
+        f = best[1]
+        report = f.verify or {}
+        pin_errors = [
+            x["detail"] for x in report.get("findings", []) if x.get("check") == "pins" and x.get("severity") == "error"
+        ]
+        if not report:
+            verify, vclass = "not verified", "none"
+        elif report.get("passed"):
+            verify, vclass = "pass", "pass"
+        else:
+            verify, vclass = "fail: " + ", ".join(report.get("failing", [])), "fail"
+        pins, pclass = (pin_errors[0], "fail") if pin_errors else (("agree", "pass") if report else ("—", "none"))
+        rows.append(Row(name, pin, f.filename, verify, vclass, pins, pclass))
+    return rows
+
+
+def resolve_status(profile: Profile, simple_url: str) -> dict[str, Any]:
+    target = Target.of(profile)
+    findings, got = resolve([profile.top], simple_url, target.python, target.platform, target.glibc)
+    if findings:
+        return {"passed": False, "detail": findings[0].detail}
+    return {"passed": True, "detail": f"{profile.top} resolves to " + ", ".join(got)}
+
+
+def render_profile(
+    store: Store, profile: Profile, resolved: Mapping[str, Any], profiles: Mapping[str, Profile]
+) -> bytes:
+    return (
+        _env.get_template("profile.html")
+        .render(profile=profile, rows=matrix(store, profile), resolve=resolved, profiles=sorted(profiles))
+        .encode()
+    )
