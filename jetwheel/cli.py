@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -97,7 +98,7 @@ def build_wheel(
     from .workflow import profile_for
 
     recipes = load_recipes()
-    prof = profile_for(name, profile)
+    prof = profile_for(name, profile, arch)
     here = this_machine()
     machine = Machine(cores or here.cores, memory_gb or here.memory_gb)
     plan = make_plan(recipes, prof, name, runner, machine)
@@ -117,7 +118,8 @@ def build_wheel(
         plan,
         recipes,
         prof,
-        make_runner(runner, engine, connection, gpu, arch),
+        # a profile for another machine runs its containers emulated for that machine
+        make_runner(runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")),
         _client(index),
         Options(force=force, publish_failing=publish_failing),
         make_listener(),
@@ -389,10 +391,30 @@ def mirror(
     print(f"mirrored {len(added)} files" + "".join(f"\n  {f}" for f in added))
 
 
+@task(
+    help={
+        "arch": "architecture to emulate",
+        "image": "name of the base image to build for it",
+        "engine": "podman or docker",
+    }
+)
+@clean_errors
+def setup(
+    c: Context, arch: str = "aarch64", image: str = "localhost/jetwheel-base:bookworm-arm64", engine: str = "podman"
+) -> None:
+    """Run arm64 containers here: binfmt_misc + qemu-aarch64, and an arm64 debootstrap base image."""
+    from .runners.baseimage import ensure_base_image
+    from .runners.emulation import ensure_emulation
+
+    print(f"binfmt: {ensure_emulation(arch)}")
+    print(f"image: {ensure_base_image(image, arch, engine)}")
+
+
 index_ns = Collection("index", serve, export, mirror, yank, adduser, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
-namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns)
+aarch64_ns = Collection("aarch64", setup)
+namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns)
 
 
 def main() -> None:

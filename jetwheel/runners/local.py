@@ -12,9 +12,13 @@ from .base import StepLog, failed, step_script, stream
 class LocalRunner:
     name = "local"
 
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env or {}
+
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
         env.update(step.env)
+        env.update(self.extra_env)
         env.update(JW_WORK=str(workdir), JW_SRC=str(workdir / "src"), JW_INDEX=index_url, PIP_INDEX_URL=index_url)
         code = stream(["bash", "-c", step_script(step)], log, cwd=workdir, env=env, start_new_session=False)
         if code != 0:
