@@ -89,7 +89,7 @@ def main() -> int:
         f"cross (aarch64-linux-gnu-g++) {cross:.1f} s"
     )
     print(
-        f"ratio emulated / cross: {emulated / cross:.1f}x   ({machine.split(',')[1].strip() if ',' in machine else machine})"
+        f"ratio emulated / cross: {emulated / cross:.1f}x   ({machine.split(',')[1].strip()})"
     )
     return 0
 
