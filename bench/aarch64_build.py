@@ -88,9 +88,7 @@ def main() -> int:
         f"mini-vision native code for aarch64: emulated (qemu, g++ in the arm64 container) {emulated:.1f} s, "
         f"cross (aarch64-linux-gnu-g++) {cross:.1f} s"
     )
-    print(
-        f"ratio emulated / cross: {emulated / cross:.1f}x   ({machine.split(',')[1].strip()})"
-    )
+    print(f"ratio emulated / cross: {emulated / cross:.1f}x   ({machine.split(',')[1].strip()})")
     return 0
 
 

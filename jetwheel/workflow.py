@@ -190,6 +190,7 @@ def run_demo(serve_after: bool = True, runner: str = "local") -> Iterator[str]:
     from .plan import make_plan
     from .progress import make_listener
     from .runners import make_runner
+    from .verify.resolve import clean_pip_env
 
     cfg = load_config()
     assert cfg.htpasswd is not None
@@ -219,8 +220,7 @@ def run_demo(serve_after: bool = True, runner: str = "local") -> Iterator[str]:
                 client.simple_url,
                 profile.top,
             ]
-            env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
-            done = subprocess.run(install, capture_output=True, text=True, env=env)
+            done = subprocess.run(install, capture_output=True, text=True, env=clean_pip_env())
             if done.returncode != 0:
                 raise BuildError(f"installing {profile.top} from the index failed: {done.stderr.strip()[-300:]}")
             probe = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
+from jetwheel.verify.resolve import clean_pip_env
 from jetwheel.workflow import wait_ready
 
 USER, PASSWORD = "ci", "s3cret-pass"
@@ -119,9 +119,24 @@ def make_venv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
+def install_and_run(index: str, requirement: str, code: str, venv_dir: Path) -> str:
+    """pip-install `requirement` from the index into a fresh venv, run `code` there, return stdout."""
+    py = make_venv(venv_dir)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--index-url", index, requirement],
+        check=True,
+        env=pip_env(),
+        capture_output=True,
+    )
+    return subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def pip_download(index: str, requirement: str, dest: Path, deps: bool = False) -> subprocess.CompletedProcess[str]:
+    """`pip download` from the index only, as a user would run it."""
+    cmd = [sys.executable, "-m", "pip", "download", "-d", str(dest), "--index-url", index, requirement]
+    return subprocess.run(cmd if deps else [*cmd, "--no-deps"], capture_output=True, text=True, env=pip_env())
+
+
 def pip_env() -> dict[str, str]:
-    """pip as a user runs it, without this machine's pip.conf constraints."""
-    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    for k in ("PIP_CONSTRAINT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
-        env.pop(k, None)
-    return env
+    """pip as a user runs it, without this machine's pip.conf constraints or find-links."""
+    return {**clean_pip_env(), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}

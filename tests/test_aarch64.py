@@ -30,6 +30,20 @@ CA = "/etc/ssl/certs/ca-certificates.crt"
 ROOTFS = CACHE / "rootfs-bookworm-aarch64"
 
 
+def run_in_arm64(image: str, index: str, requirement: str, code: str) -> str:
+    """pip-install from the index in a fresh arm64 container (qemu) and run `code`; return stdout."""
+    script = (
+        f'python3 -m venv /v && /v/bin/pip install -q --index-url {index} {requirement} && /v/bin/python -c "$CODE"'
+    )
+    out = subprocess.run(
+        ["podman", "run", "--rm", "--arch", "arm64", "--network=host", "-e", f"CODE={code}", image, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
 @pytest.fixture(scope="module")
 def arm64() -> str:
     ensure_emulation("aarch64")
@@ -57,29 +71,11 @@ def test_mini_stack_builds_installs_and_runs_on_aarch64(arm64: str, tmp_path: Pa
         for r in results:  # verified as aarch64 objects, the symbol closure against the aarch64 mini-torch
             assert r.report is not None and r.report.passed
             assert {e.info.machine for e in open_wheel(server.root / r.wheel).elves} == {"aarch64"}
-        probe = (
+        code = (
             "import platform, mini_vision, mini_torch; "
             "print(platform.machine(), mini_vision.boxes(3), mini_torch.has_op('mini_vision::nms'))"
         )
-        out = subprocess.run(
-            [
-                "podman",
-                "run",
-                "--rm",
-                "--arch",
-                "arm64",
-                "--network=host",
-                arm64,
-                "sh",
-                "-c",
-                f"python3 -m venv /v && /v/bin/pip install -q --index-url {server.simple} mini-vision "
-                f'&& /v/bin/python -c "{probe}"',
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert out.stdout.split() == ["aarch64", "3.0", "True"]
+        assert run_in_arm64(arm64, server.simple, "mini-vision", code).split() == ["aarch64", "3.0", "True"]
     finally:
         stop_server(server)
 
@@ -197,23 +193,7 @@ def test_cross_runner_builds_mini_torch_for_aarch64_without_emulation(arm64: str
         assert result.wheel == "mini_torch-1.0.0-cp311-cp311-linux_aarch64.whl"
         assert result.report is not None and result.report.passed
         assert {e.info.machine for e in open_wheel(server.root / result.wheel).elves} == {"aarch64"}
-        out = subprocess.run(
-            [
-                "podman",
-                "run",
-                "--rm",
-                "--arch",
-                "arm64",
-                "--network=host",
-                arm64,
-                "sh",
-                "-c",
-                f"python3 -m venv /v && /v/bin/pip install -q --index-url {server.simple} mini-torch "
-                "&& /v/bin/python -c 'import mini_torch; print(mini_torch.ones_sum(5))'",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert out.returncode == 0 and out.stdout.strip() == "5.0", out.stderr[-2000:]
+        code = "import mini_torch; print(mini_torch.ones_sum(5))"
+        assert run_in_arm64(arm64, server.simple, "mini-torch", code).strip() == "5.0"
     finally:
         stop_server(server)

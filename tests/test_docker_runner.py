@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, make_venv, pip_env, start_server, stop_server
+from conftest import Server, install_and_run, start_server, stop_server
 
 from jetwheel.engine import Options, run_plan
 from jetwheel.machine import this_machine
@@ -56,24 +56,8 @@ def build(server: Server, runner: DockerRunner, tmp: Path) -> list[str]:
 
 
 def installs_and_runs(server: Server, tmp: Path) -> None:
-    py = make_venv(tmp / "venv")
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "--index-url", server.simple, "mini-vision"],
-        check=True,
-        env=pip_env(),
-        capture_output=True,
-    )
-    out = subprocess.run(
-        [
-            str(py),
-            "-c",
-            "import mini_vision, mini_torch; print(mini_vision.boxes(2), mini_torch.has_op('mini_vision::nms'))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.split() == ["2.0", "True"]
+    code = "import mini_vision, mini_torch; print(mini_vision.boxes(2), mini_torch.has_op('mini_vision::nms'))"
+    assert install_and_run(server.simple, "mini-vision", code, tmp / "venv").split() == ["2.0", "True"]
 
 
 def test_mini_stack_builds_in_podman_containers(base_image: str, tmp_path: Path) -> None:

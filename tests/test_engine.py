@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Server, make_venv, pip_env
+from conftest import Server, install_and_run
 
 from jetwheel.engine import Options, run_plan
 from jetwheel.errors import BuildError
@@ -25,24 +25,11 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def test_mini_stack_installs_from_the_index_and_calls_across_the_library(stack_server: Server, tmp_path: Path) -> None:
-    py = make_venv(tmp_path / "venv")
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "--index-url", stack_server.simple, "mini-cuda==0.1.0"],
-        check=True,
-        env=pip_env(),
-        capture_output=True,
+    code = (
+        "import mini_torch, mini_vision, mini_cuda; print(mini_vision.boxes(4), "
+        "mini_torch.has_op('mini_vision::nms'), mini_cuda.torch_version())"
     )
-    out = subprocess.run(
-        [
-            str(py),
-            "-c",
-            "import mini_torch, mini_vision, mini_cuda; print(mini_vision.boxes(4), "
-            "mini_torch.has_op('mini_vision::nms'), mini_cuda.torch_version())",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = install_and_run(stack_server.simple, "mini-cuda==0.1.0", code, tmp_path / "venv").split()
     assert out[:2] == ["4.0", "True"] and out[2:] == ["mini-torch", "abi", "1"]
 
 

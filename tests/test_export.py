@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import Server, free_port, pip_env
+from conftest import Server, free_port, pip_download
 from wheelmaker import make_wheel
 
 from jetwheel.index.export import export, upload_to_bucket
@@ -42,12 +42,7 @@ def exported(tmp: Path) -> Path:
 
 
 def pip_installs(index: str, tmp: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-d", str(tmp / "dl"), "--index-url", index, "static-pkg"],
-        capture_output=True,
-        text=True,
-        env=pip_env(),
-    )
+    r = pip_download(index, "static-pkg", tmp / "dl", deps=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(p.name for p in (tmp / "dl").iterdir()) == [
         "static_dep-2.0-py3-none-any.whl",

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER, free_port, pip_env
+from conftest import PASSWORD, USER, free_port, pip_download
 from wheelmaker import make_wheel
 
 from jetwheel.index.client import IndexClient
@@ -107,23 +106,7 @@ def test_index_image_builds_runs_and_serves(tmp_path: Path) -> None:
                 time.sleep(0.5)
         IndexClient(url, USER, PASSWORD).upload(make_wheel(tmp_path, "from-image", "1.0"))
         assert (data / "from_image-1.0-py3-none-any.whl").exists()  # the volume holds the store
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "-d",
-                str(tmp_path / "dl"),
-                "--index-url",
-                f"{url}/simple/",
-                "from-image",
-            ],
-            capture_output=True,
-            text=True,
-            env=pip_env(),
-        )
+        r = pip_download(f"{url}/simple/", "from-image", str(tmp_path / "dl"))
         assert r.returncode == 0, r.stderr
     finally:
         subprocess.run(["podman", "rm", "-f", cid], capture_output=True)

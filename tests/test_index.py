@@ -20,7 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER, Server, free_port, make_venv, pip_env, start_server, stop_server
+from conftest import (
+    PASSWORD,
+    USER,
+    Server,
+    free_port,
+    install_and_run,
+    pip_download,
+    pip_env,
+    start_server,
+    stop_server,
+)
 from wheelmaker import make_wheel
 
 AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -218,37 +228,10 @@ def test_twine_upload_then_pip_install_and_download(server: Server, tmp_path: Pa
         text=True,
     )
     assert up.returncode == 0, up.stdout + up.stderr
-    py = make_venv(tmp_path / "venv")
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "--index-url", server.simple, "hello-jet==0.3"],
-        check=True,
-        env=pip_env(),
-        capture_output=True,
-    )
-    assert (
-        subprocess.run(
-            [str(py), "-c", "import hello_jet; print(hello_jet.VALUE)"], capture_output=True, text=True
-        ).stdout.strip()
-        == "0.3"
-    )
+    code = "import hello_jet; print(hello_jet.VALUE)"
+    assert install_and_run(server.simple, "hello-jet==0.3", code, tmp_path / "venv").strip() == "0.3"
     dl = tmp_path / "dl"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "-d",
-            str(dl),
-            "--index-url",
-            server.simple,
-            "hello-jet",
-        ],
-        check=True,
-        env=pip_env(),
-        capture_output=True,
-    )
+    assert pip_download(server.simple, "hello-jet", dl).returncode == 0
     assert (dl / whl.name).read_bytes() == whl.read_bytes()
 
 
@@ -379,23 +362,7 @@ def test_yanked_file_is_skipped_unless_pinned(server: Server, tmp_path: Path) ->
     server.client().yank("yank_me-1.1-py3-none-any.whl", "broken build")
     body = get(server.simple + "yank-me/")[2]
     assert b'data-yanked="broken build"' in body
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "-d",
-            str(tmp_path / "d"),
-            "--index-url",
-            server.simple,
-            "yank-me",
-        ],
-        capture_output=True,
-        text=True,
-        env=pip_env(),
-    )
+    r = pip_download(server.simple, "yank-me", str(tmp_path / "d"))
     assert r.returncode == 0 and (tmp_path / "d" / "yank_me-1.0-py3-none-any.whl").exists()
     server.client().yank("yank_me-1.1-py3-none-any.whl", undo=True)
     assert b"data-yanked" not in get(server.simple + "yank-me/")[2]
@@ -406,23 +373,7 @@ def test_owned_name_never_falls_back_to_upstream(server: Server, tmp_path: Path)
     status, headers, body = get(server.simple + "torch/")
     assert status == 404 and "Location" not in headers and b"never taken from upstream" in body
     server.client().upload(make_wheel(tmp_path, "torch", "0.0.1"))
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "-d",
-            str(tmp_path / "d"),
-            "--index-url",
-            server.simple,
-            "torch==2.6.0",
-        ],
-        capture_output=True,
-        text=True,
-        env=pip_env(),
-    )
+    r = pip_download(server.simple, "torch==2.6.0", str(tmp_path / "d"))
     assert r.returncode != 0 and "No matching distribution found for torch==2.6.0" in r.stderr
     # a name stored here but built by no recipe is owned too
     server.client().upload(make_wheel(tmp_path, "six", "0.0.1"))

@@ -6,7 +6,6 @@ torch, never PyPI's, and only the files of names we do not own are added to the 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 from ..errors import JetwheelError
-from ..verify.resolve import platform_tags
+from ..verify.resolve import clean_pip_env, target_args
 from .client import IndexClient
 
 
@@ -35,28 +34,13 @@ def mirror(
             "--disable-pip-version-check",
             "-d",
             tmp,
-            "--only-binary=:all:",
             "--index-url",
             client.simple_url,
-            "--python-version",
-            python,
-            "--implementation",
-            "cp",
-            "--abi",
-            py,
-            "--abi",
-            "abi3",
-            "--abi",
-            "none",
+            *target_args(python, platform_tag, glibc),
             "-r",
             str(requirements),
         ]
-        for tag in platform_tags(platform_tag, glibc):
-            cmd += ["--platform", tag]
-        env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
-        for k in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT"):
-            env.pop(k, None)
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=clean_pip_env())
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
             raise JetwheelError(f"resolving {requirements} for {py} {platform_tag} failed: {last}")

@@ -27,24 +27,21 @@ def platform_tags(platform_tag: str, glibc: str) -> list[str]:
     return [*tags, f"manylinux2014_{arch}", platform_tag]
 
 
-def pip_command(
-    requirements: list[str], index_url: str, python: str, platform_tag: str, glibc: str, report: Path
-) -> list[str]:
+def clean_pip_env() -> dict[str, str]:
+    """The environment for a pip that must see only the index it is given: no pip.conf, no
+    constraints, no extra index or find-links from the host."""
+    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
+    for k in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT"):
+        env.pop(k, None)
+    return env
+
+
+def target_args(python: str, platform_tag: str, glibc: str) -> list[str]:
+    """pip's options that make it choose wheels for the target instead of this machine: binary only,
+    CPython `python`, its ABI, abi3 and pure wheels, and every platform tag the target accepts."""
     py = "cp" + python.replace(".", "")
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--report",
-        str(report),
+    args = [
         "--only-binary=:all:",
-        "--index-url",
-        index_url,
         "--python-version",
         python,
         "--implementation",
@@ -57,8 +54,29 @@ def pip_command(
         "none",
     ]
     for t in platform_tags(platform_tag, glibc):
-        cmd += ["--platform", t]
-    return cmd + requirements
+        args += ["--platform", t]
+    return args
+
+
+def pip_command(
+    requirements: list[str], index_url: str, python: str, platform_tag: str, glibc: str, report: Path
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--report",
+        str(report),
+        "--index-url",
+        index_url,
+        *target_args(python, platform_tag, glibc),
+        *requirements,
+    ]
 
 
 def resolve(
@@ -75,9 +93,7 @@ def resolve_with_hashes(
     """(findings, what would be installed as (name, version, sha256 of the file pip chose))."""
     with tempfile.TemporaryDirectory(prefix="jetwheel-resolve-") as tmp:
         report = Path(tmp) / "report.json"
-        env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)  # the host's pip.conf must not leak in
-        env.pop("PIP_CONSTRAINT", None)
-        env.pop("PIP_INDEX_URL", None)
+        env = clean_pip_env()
         proc = subprocess.run(
             pip_command(requirements, index_url, python, platform_tag, glibc, report),
             capture_output=True,
