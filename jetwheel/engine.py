@@ -42,11 +42,13 @@ CACHE = Path.home() / ".cache" / "jetwheel"
 class Event:
     """Progress of a build, for whatever shows it (a live terminal view, plain log lines)."""
 
-    kind: str  # plan | start | line | cached | built | verified | published | failed
+    kind: str  # plan | start | line | bytes | cached | verified | published | failed
     step: str = ""
     index: int = 0
     total: int = 0
     message: str = ""
+    done: int = 0  # for "bytes": transferred so far, of `size`, of the file named in message
+    size: int = 0
 
 
 @dataclass
@@ -151,6 +153,10 @@ def _line_event(listener: Listener, step: str, index: int, total: int, line: str
     listener(Event("line", step, index, total, line))
 
 
+def _bytes_event(listener: Listener, step: str, index: int, total: int, what: str, done: int, size: int) -> None:
+    listener(Event("bytes", step, index, total, what, done, size))
+
+
 def run_plan(
     plan: Plan,
     recipes: dict[str, Recipe],
@@ -183,6 +189,7 @@ def run_plan(
             options.log_root / f"{step.name}-{stamp}-{work.name[-8:]}.log",
             functools.partial(_line_event, listener, step.name, i, total),
         )
+        client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
         try:
             fetch_source(step, work / "src")
             (work / "patches").mkdir()
@@ -214,6 +221,7 @@ def run_plan(
                 raise BuildError(f"{step.name}: interrupted; nothing was published") from None
             raise
         finally:
+            client.on_bytes = None
             steplog.close()
             if not options.keep_work:
                 shutil.rmtree(work, ignore_errors=True)

@@ -7,6 +7,7 @@ import time
 from collections import deque
 from typing import TextIO
 
+from rich.markup import escape
 from rich.table import Table
 
 from .engine import Event, Listener
@@ -20,8 +21,8 @@ class PlainProgress:
         self.started: dict[str, float] = {}
 
     def __call__(self, e: Event) -> None:
-        if e.kind == "line":
-            return
+        if e.kind == "line" or (e.kind == "bytes" and e.done < e.size):
+            return  # build output is in the step's log; a transfer is reported once, when complete
         if e.kind == "start":
             self.started[e.step] = time.monotonic()
         took = (
@@ -30,6 +31,9 @@ class PlainProgress:
             else ""
         )
         where = f"[{e.index}/{e.total}] {e.step} " if e.step else ""
+        if e.kind == "bytes":
+            print(f"jetwheel: {where}{e.message}: {e.size / 1e3:,.1f} kB", file=self.out, flush=True)
+            return
         print(f"jetwheel: {where}{e.kind}: {e.message}{took}", file=self.out, flush=True)
 
 
@@ -46,6 +50,7 @@ class LiveProgress:
         self.order: list[str] = []
         self.started: dict[str, float] = {}
         self.lines: deque[str] = deque(maxlen=6)
+        self.transfer = ""  # the last upload/download, as a bar
         self.total = 0
 
     def _render(self) -> Table:
@@ -56,8 +61,10 @@ class LiveProgress:
                 f"{time.monotonic() - self.started[name]:.0f}s" if name in self.started and state == "running" else ""
             )
             t.add_row(f"[bold]{name}[/]", state, secs, detail)
+        if self.transfer:
+            t.add_row("", escape(self.transfer), "", "")
         for line in self.lines:
-            t.add_row("", "[dim]" + line.replace("[", r"\[")[:120] + "[/]", "", "")
+            t.add_row("", "[dim]" + escape(line[:120]) + "[/]", "", "")
         return t
 
     def __call__(self, e: Event) -> None:
@@ -69,6 +76,8 @@ class LiveProgress:
             self.steps[e.step] = ["waiting", ""]
         if e.kind == "line":
             self.lines.append(e.message)
+        elif e.kind == "bytes":
+            self.transfer = _bar(e.message, e.done, e.size)
         elif e.kind == "start":
             self.started[e.step] = time.monotonic()
             self.steps[e.step] = ["running", e.message]
@@ -78,6 +87,11 @@ class LiveProgress:
         self.live.update(self._render())
         if e.kind == "failed" or (e.kind in ("published", "cached") and e.index == self.total):
             self.live.stop()
+
+
+def _bar(what: str, done: int, size: int, width: int = 24) -> str:
+    filled = int(width * done / size) if size else width
+    return f"{what} [{'#' * filled}{'.' * (width - filled)}] {done / 1e3:,.0f} / {size / 1e3:,.0f} kB"
 
 
 def make_listener(stream: TextIO = sys.stderr) -> Listener:

@@ -10,7 +10,7 @@ import os
 import secrets
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class IndexClient:
         self.url = url.rstrip("/")
         if self.url.endswith("/simple"):
             self.url = self.url[: -len("/simple")]
+        # called as (what, bytes done, bytes in all) while a file moves: uploads and downloads
+        self.on_bytes: Callable[[str, int, int], None] | None = None
         self._auth = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()) if user else ""
 
     @property
@@ -108,9 +110,13 @@ class IndexClient:
 
         def body() -> Iterator[bytes]:
             yield head
+            sent, total = 0, os.path.getsize(path)
             with open(path, "rb") as f:
                 while chunk := f.read(1 << 20):
                     yield chunk
+                    sent += len(chunk)
+                    if self.on_bytes:
+                        self.on_bytes(f"uploading {path.name}", sent, total)
             yield tail
 
         req = urllib.request.Request(
@@ -139,8 +145,12 @@ class IndexClient:
         tmp = dest / f".{filename}.part"
         try:
             with self._open(urllib.request.Request(f"{self.url}/packages/{filename}")) as r, open(tmp, "wb") as f:
+                size, got = int(r.headers.get("Content-Length") or 0), 0
                 while chunk := r.read(1 << 20):
                     f.write(chunk)
+                    got += len(chunk)
+                    if self.on_bytes:
+                        self.on_bytes(f"downloading {filename}", got, size)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             raise PublishError(f"could not download {filename} from {self.url}: {e}") from None
