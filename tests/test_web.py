@@ -120,8 +120,10 @@ def test_build_progress_plain_lines_without_a_tty(tmp_path: Path) -> None:
         assert lines[0] == "jetwheel: plan: mini-torch for mini"
         assert re.fullmatch(r"jetwheel: \[1/1\] mini-torch start: mini_torch-1\.0\.0-.*\.whl", lines[1])
         assert "jetwheel: [1/1] mini-torch verified: pass" in lines
-        assert any(re.fullmatch(r"jetwheel: \[1/1\] mini-torch uploading mini_torch-1\.0\.0-\S+\.whl: [\d,.]+ kB", ln)
-                   for ln in lines)
+        assert any(
+            re.fullmatch(r"jetwheel: \[1/1\] mini-torch uploading mini_torch-1\.0\.0-\S+\.whl: [\d,.]+ kB", ln)
+            for ln in lines
+        )
         assert re.fullmatch(r"jetwheel: \[1/1\] mini-torch published: .* \(\d+\.\ds\)", lines[-1])
         assert "\x1b[" not in r.stderr  # no terminal control codes in logs
     finally:
