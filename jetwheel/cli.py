@@ -65,6 +65,7 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "force": "rebuild steps whose cache key is already published",
         "index": "index URL (default: index/config.toml's)",
         "publish_failing": "publish a wheel that failed verify, marked failing on the index (loudly)",
+        "keep_work": "keep each step's work directory (source, env, raw wheel) to debug a build",
         "engine": "container engine for --runner docker (podman or docker)",
         "connection": "remote engine: podman connection or docker context",
         "arch": "container architecture for --runner docker (e.g. aarch64)",
@@ -90,6 +91,7 @@ def build_wheel(
     gpu: bool = False,
     memory_gb: float = 0.0,
     cores: int = 0,
+    keep_work: bool = False,
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
     from .machine import Machine, this_machine
@@ -121,7 +123,7 @@ def build_wheel(
         # a profile for another machine runs its containers emulated for that machine
         make_runner(runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")),
         _client(index),
-        Options(force=force, publish_failing=publish_failing),
+        Options(force=force, publish_failing=publish_failing, keep_work=keep_work),
         make_listener(),
     )
     for r in results:

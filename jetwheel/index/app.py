@@ -41,7 +41,6 @@ class Settings:
     owned: frozenset[str] = frozenset()  # names recipes build: never taken from upstream
     admins: frozenset[str] = frozenset()  # may delete; empty: every htpasswd user may
     profiles: Mapping[str, Profile] = field(default_factory=dict)  # for the web pages' matrices
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Pages:

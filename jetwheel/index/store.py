@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import NormalizedName
 
 from ..errors import StoreError, UploadRejected
 from .validate import ARTIFACT_SUFFIXES, check_filename, inspect_wheel, parse_filename
@@ -326,8 +326,3 @@ class Store:
                 p.unlink()
                 n += 1
         return n
-
-
-def owned_names(store: Store, recipe_names: set[str]) -> set[str]:
-    """A name is ours when a recipe builds it or the store holds any file of it."""
-    return {canonicalize_name(n) for n in recipe_names} | set(store.projects())
