@@ -48,7 +48,7 @@ class _Pages:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.gen: tuple[int, int] | None = None
+        self.gen: tuple[int, ...] | None = None
         self.pages: dict[tuple[str, str], tuple[bytes, str]] = {}
 
     def get(self, project: str, form: str) -> tuple[bytes, str] | None:
@@ -74,7 +74,7 @@ class IndexApp:
         self.settings = settings
         self.pages = _Pages(store)
         self._web: dict[tuple[str, ...], bytes] = {}
-        self._web_gen: tuple[int, int] | None = None
+        self._web_gen: tuple[int, ...] | None = None
         self._htpasswd: HtpasswdFile | None = None
         if settings.htpasswd:
             if not settings.htpasswd.is_file():
@@ -111,15 +111,23 @@ class IndexApp:
 
     # -- reads -------------------------------------------------------------------------------------
     async def simple_root(self, request: web.Request) -> web.StreamResponse:
-        return self._page(request, "")
+        denied = self._require(request, write=False)
+        if denied is not None:
+            return denied
+        page = self._page(request, "")
+        return page if page is not None else error(404, "not found")
 
     async def simple_project(self, request: web.Request) -> web.StreamResponse:
         raw = request.match_info["project"]
         name = canonicalize_name(raw)
         if raw != name or not request.path.endswith("/"):
             raise web.HTTPMovedPermanently(f"/simple/{name}/")
-        if self.pages.get(name, "html") is not None:
-            return self._page(request, name)
+        denied = self._require(request, write=False)
+        if denied is not None:
+            return denied
+        page = self._page(request, name)
+        if page is not None:
+            return page
         if name in self.settings.owned:
             # Ours even though nothing is published yet: falling back would hand out PyPI's build
             # (for torch on aarch64: a CPU-only wheel) in place of the one jetwheel must build.
@@ -128,16 +136,14 @@ class IndexApp:
             raise web.HTTPFound(f"{self.settings.upstream.rstrip('/')}/{name}/")
         return error(404, f"{name}: not found on this index")
 
-    def _page(self, request: web.Request, project: str) -> web.StreamResponse:
-        denied = self._require(request, write=False)
-        if denied:
-            return denied
+    def _page(self, request: web.Request, project: str) -> web.StreamResponse | None:
+        """The rendered page in the form the client accepts; None if the project has no files here."""
         kind = pages.negotiate(request.headers.get("Accept", ""))
         if kind is None:
             return error(406, f"acceptable types: {pages.JSON_V1}, {pages.HTML_V1}, text/html")
         found = self.pages.get(project, "json" if kind == pages.JSON_V1 else "html")
         if found is None:
-            return error(404, "not found")
+            return None
         body, etag = found
         headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "max-age=60"}
         if etag in request.headers.get("If-None-Match", ""):
@@ -431,15 +437,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (a dependency on Linux), else asyncio's own loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def _run(store: Store, host: str, port: int, settings: Settings) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         web.run_app(
@@ -449,5 +446,4 @@ def _run(store: Store, host: str, port: int, settings: Settings) -> None:
             access_log=None,
             print=None,
             reuse_port=True,
-            loop=_event_loop(),
         )

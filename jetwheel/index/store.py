@@ -86,18 +86,24 @@ class Store:
         self.state = self.root / STATE
         for d in (self.root, self.state, self.state / "meta", self.state / "metadata", self.state / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
-        self._snapshot: tuple[tuple[int, int], dict[str, StoredFile]] | None = None
+        self._snapshot: tuple[tuple[int, ...], dict[str, StoredFile]] | None = None
+        self._root_s, self._gen_s = str(self.root), str(self.state / "generation")
+        self._dir_mtime, self._dir_checked = 0, -1.0
 
     # -- reading -----------------------------------------------------------------------------------
-    def generation(self) -> tuple[int, int]:
-        """Changes whenever what the index shows could change: a file added or removed (directory
-        mtime) or derived data rewritten (the generation file). Two stats, cheap enough per request."""
-        gen = self.state / "generation"
+    def generation(self) -> tuple[int, ...]:
+        """Changes whenever what the index shows could change. Every change made through the store
+        rewrites the generation file (a new inode each time, so even two changes within one mtime
+        tick differ): one stat per call, on the page-serving hot path. The directory itself, which
+        changes on its own only when files are copied in by hand, is looked at once a second."""
+        now = time.monotonic()
+        if now >= self._dir_checked + 1.0:
+            self._dir_mtime, self._dir_checked = os.stat(self._root_s).st_mtime_ns, now
         try:
-            g = gen.stat().st_mtime_ns
+            st = os.stat(self._gen_s)
         except FileNotFoundError:
-            g = 0
-        return (self.root.stat().st_mtime_ns, g)
+            return (self._dir_mtime, 0, 0)
+        return (self._dir_mtime, st.st_mtime_ns, st.st_ino)
 
     def files(self) -> dict[str, StoredFile]:
         """Every visible distribution and artifact, by filename. Cached per generation."""
