@@ -43,21 +43,27 @@ class Settings:
     profiles: Mapping[str, Profile] = field(default_factory=dict)  # for the web pages' matrices
 
 
-class _Pages:
-    """Rendered pages with their ETags, rebuilt only when the store's generation changes."""
+class _PerGeneration:
+    """Values computed from the store (rendered pages), kept until the store's generation changes."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.gen: tuple[int, ...] | None = None
-        self.pages: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.values: dict[tuple[str, ...], Any] = {}
 
-    def get(self, project: str, form: str) -> tuple[bytes, str] | None:
+    def get(self, key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
         gen = self.store.generation()
         if gen != self.gen:
-            rendered = pages.render_all(self.store.projects())
-            self.pages = {k: (v, '"' + hashlib.sha256(v).hexdigest()[:32] + '"') for k, v in rendered.items()}
-            self.gen = gen
-        return self.pages.get((project, form))
+            self.values, self.gen = {}, gen
+        if key not in self.values:
+            self.values[key] = compute()
+        return self.values[key]
+
+
+def _simple_pages(store: Store) -> dict[tuple[str, str], tuple[bytes, str]]:
+    """Every simple page in both forms with its ETag."""
+    rendered = pages.render_all(store.projects())
+    return {k: (v, '"' + hashlib.sha256(v).hexdigest()[:32] + '"') for k, v in rendered.items()}
 
 
 def _one_line(message: str) -> str:
@@ -72,9 +78,7 @@ class IndexApp:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self.pages = _Pages(store)
-        self._web: dict[tuple[str, ...], bytes] = {}
-        self._web_gen: tuple[int, ...] | None = None
+        self.cache = _PerGeneration(store)
         self._htpasswd: HtpasswdFile | None = None
         if settings.htpasswd:
             if not settings.htpasswd.is_file():
@@ -141,7 +145,9 @@ class IndexApp:
         kind = pages.negotiate(request.headers.get("Accept", ""))
         if kind is None:
             return error(406, f"acceptable types: {pages.JSON_V1}, {pages.HTML_V1}, text/html")
-        found = self.pages.get(project, "json" if kind == pages.JSON_V1 else "html")
+        found: tuple[bytes, str] | None = self.cache.get(("simple",), lambda: _simple_pages(self.store)).get(
+            (project, "json" if kind == pages.JSON_V1 else "html")
+        )
         if found is None:
             return None
         body, etag = found
@@ -198,14 +204,6 @@ class IndexApp:
         return web.json_response({"filename": f.filename, "sha256": f.sha256})
 
     # -- pages for people ----------------------------------------------------------------------------
-    def _cached(self, key: tuple[str, ...], render: Callable[[], bytes]) -> bytes:
-        gen = self.store.generation()
-        if self._web_gen != gen:
-            self._web, self._web_gen = {}, gen
-        if key not in self._web:
-            self._web[key] = render()
-        return self._web[key]
-
     def _top(self) -> str:
         """The requirement the pip line shows: the top of the profile this index holds most of."""
         have = set(self.store.projects())
@@ -218,7 +216,7 @@ class IndexApp:
             return denied
         base = f"{request.scheme}://{request.host}"
         body = await asyncio.to_thread(
-            self._cached,
+            self.cache.get,
             ("home", base),
             lambda: web_pages.render_home(self.store, base, self.settings.profiles, self._top()),
         )
@@ -238,7 +236,7 @@ class IndexApp:
             resolved = web_pages.resolve_status(prof, f"{base}/simple/")
             return web_pages.render_profile(self.store, prof, resolved, self.settings.profiles)
 
-        body = await asyncio.to_thread(self._cached, ("profile", prof.name, base), render)
+        body = await asyncio.to_thread(self.cache.get, ("profile", prof.name, base), render)
         return web.Response(body=body, content_type="text/html", charset="utf-8")
 
     async def status(self, request: web.Request) -> web.StreamResponse:
