@@ -61,11 +61,10 @@ def verify_paths(
                 files.append(client.download(filename, Path(tmp)))
             else:
                 raise JetwheelError(f"{p}: no such file (pass --index to verify a name on the index)")
-        given = [open_wheel(Path(w)) for w in [*with_, *map(str, files)]]
-        reports = []
-        for f in files:
-            recipe = recipes.get(open_wheel(f).name)
-            reports.append(verify_wheel(f, target, recipe, given, client, Path(tmp) / "deps"))
+        # each wheel is read once: it is both checked and part of the set the others resolve against
+        opened = [open_wheel(f) for f in files]
+        given = [*(open_wheel(Path(w)) for w in with_), *opened]
+        reports = [verify_wheel(w, target, recipes.get(w.name), given, client, Path(tmp) / "deps") for w in opened]
         if resolve and client is not None:
             reports.append(resolve_report(prof.top, client.simple_url, target))
     return reports

@@ -133,15 +133,16 @@ def closure(
 
 
 def verify_wheel(
-    wheel_path: Path,
+    wheel_path: Path | Wheel,
     target: Target,
     recipe: Recipe | None = None,
     given: Iterable[Wheel] = (),
     client: IndexClient | None = None,
     cache: Path | None = None,
 ) -> Report:
-    wheel = open_wheel(wheel_path)
-    report = Report(wheel=wheel_path.name, checks=list(CHECKS))
+    """Run every check on one wheel (a path, or a wheel already read: reading torch takes seconds)."""
+    wheel = wheel_path if isinstance(wheel_path, Wheel) else open_wheel(wheel_path)
+    report = Report(wheel=wheel.path.name, checks=list(CHECKS))
     found, facts = check_fatbin(wheel, target, bool(recipe and recipe.cuda))
     report.findings += found
     if facts:
