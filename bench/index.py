@@ -36,7 +36,7 @@ from wheelmaker import make_wheel  # noqa: E402
 from jetwheel.index.config import add_user  # noqa: E402
 from jetwheel.index.export import export  # noqa: E402
 from jetwheel.index.store import Store  # noqa: E402
-from jetwheel.verify.resolve import clean_pip_env  # noqa: E402
+from jetwheel.pipcmd import clean_pip_env  # noqa: E402
 
 USER, PASSWORD = "bench", "bench"
 PIP_ENV = clean_pip_env()

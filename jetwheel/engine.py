@@ -31,7 +31,7 @@ from .index.client import IndexClient
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
-from .verify import Target, verify_wheel
+from .verify import verify_wheel
 from .verify.report import Report
 
 log = logging.getLogger("jetwheel.engine")
@@ -171,7 +171,7 @@ def run_plan(
     results: list[StepResult] = []
     total = len(plan.steps)
     listener(Event("plan", total=total, message=f"{plan.target} for {plan.profile}"))
-    target = Target.of(profile)
+    target = profile.target()
     for i, step in enumerate(plan.steps, 1):
         recipe = recipes[canonicalize_name(step.name)]
         if not options.force:

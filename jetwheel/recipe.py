@@ -19,6 +19,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import RecipeError
+from .target import Target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -134,6 +135,19 @@ class Profile:
     def arch(self) -> str:
         """The machine part of the platform tag: aarch64, x86_64."""
         return self.platform_tag.split("_", 1)[1]
+
+    def target(self, cuda_arch: str = "") -> Target:
+        """What this profile's wheels must run on (`cuda_arch` overrides the profile's GPU)."""
+        return Target(
+            python=self.python_version,
+            platform=self.platform_tag,
+            cuda_arch=cuda_arch or self.cuda_arch,
+            cuda=self.cuda,
+            system_libs=dict(self.system_libs),
+            system_versions=dict(self.system_versions),
+            pins={str(k): v for k, v in self.versions.items()},
+            glibc=self.system_versions.get("GLIBC", "2.35"),
+        )
 
     def pin(self, name: str) -> str:
         try:

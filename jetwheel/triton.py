@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from .errors import JetwheelError
 from .index.client import IndexClient
 from .recipe import Profile, TritonRelease
-from .verify import Target
 from .verify.report import ERROR, INFO, Finding, Report
 from .verify.resolve import resolve_with_hashes
 
@@ -37,8 +36,8 @@ def requirements(profile: Profile, client: IndexClient | None = None, require_ha
         return header + "\n".join(pins) + "\n"
     if client is None:
         raise JetwheelError("--require-hashes needs --index-url: the hashes are the index's")
-    target = Target.of(profile)
-    findings, resolved = resolve_with_hashes(pins, client.simple_url, target.python, target.platform, target.glibc)
+    target = profile.target()
+    findings, resolved = resolve_with_hashes(pins, client.simple_url, target)
     if findings:
         raise JetwheelError(f"cannot pin hashes: {findings[0].detail}")
     lines = [f"{name}=={version} --hash=sha256:{sha}" for name, version, sha in sorted(resolved)]
@@ -48,7 +47,7 @@ def requirements(profile: Profile, client: IndexClient | None = None, require_ha
 def pytorch_triton_url(profile: Profile, client: IndexClient) -> str:
     """The stable URL of our pytorch-triton wheel. Triton's step runs `wget $PYTORCH_TRITON_URL` and
     installs /tmp/pytorch_triton-*.whl, so the URL must end in the wheel's own filename."""
-    filename = client.find_wheel(f"pytorch-triton=={profile.pin('pytorch-triton')}", Target.of(profile).tags())
+    filename = client.find_wheel(f"pytorch-triton=={profile.pin('pytorch-triton')}", profile.target().tags())
     if filename is None:
         raise JetwheelError(
             f"no pytorch-triton {profile.pin('pytorch-triton')} wheel for "
@@ -123,13 +122,13 @@ def _reachable(url: str) -> str:
 def check(profile: Profile, client: IndexClient) -> Report:
     """Dry-run Triton's vLLM install step against the live index, before the hour-long image build."""
     rel = _release(profile)
-    target = Target.of(profile)
+    target = profile.target()
     report = Report(
         wheel=f"Triton {rel.release} vLLM step from {client.simple_url}",
         checks=["requirements", "pytorch_triton_url", "nvpl_slim_url"],
     )
     pins = [f"{name}=={profile.pin(name)}" for name in rel.runtime]
-    findings, resolved = resolve_with_hashes(pins, client.simple_url, target.python, target.platform, target.glibc)
+    findings, resolved = resolve_with_hashes(pins, client.simple_url, target)
     for f in findings:
         report.findings.append(Finding("requirements", ERROR, f.file, f.detail, f.fix))
     if resolved:

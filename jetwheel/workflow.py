@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 from .errors import BuildError, JetwheelError, PlanError, RecipeError
 from .index.client import IndexClient
 from .recipe import Profile, load_profile, load_recipes, recipes_root
-from .verify import Target, resolve_report, verify_wheel
+from .verify import resolve_report, verify_wheel
 from .verify.report import Report
 from .verify.wheel import open_wheel
 
@@ -46,7 +46,7 @@ def verify_paths(
     if not paths and not resolve:
         raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
     recipes = load_recipes()
-    target = Target.of(prof, arch)
+    target = prof.target(arch)
     with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
         files: list[Path] = []
         for p in paths:
@@ -186,10 +186,10 @@ def run_demo(serve_after: bool = True, runner: str = "local") -> Iterator[str]:
     from .engine import Options, run_plan
     from .index.config import ensure_user, load_config
     from .machine import this_machine
+    from .pipcmd import clean_pip_env
     from .plan import make_plan
     from .progress import make_listener
     from .runners import make_runner
-    from .verify.resolve import clean_pip_env
 
     cfg = load_config()
     assert cfg.htpasswd is not None

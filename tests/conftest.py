@@ -16,10 +16,10 @@ from jetwheel.engine import Options, run_plan
 from jetwheel.index.client import IndexClient
 from jetwheel.index.config import add_user
 from jetwheel.machine import this_machine
+from jetwheel.pipcmd import clean_pip_env
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
-from jetwheel.verify.resolve import clean_pip_env
 from jetwheel.workflow import wait_ready
 
 USER, PASSWORD = "ci", "s3cret-pass"

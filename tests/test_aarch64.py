@@ -21,7 +21,7 @@ from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner
 from jetwheel.runners.baseimage import CACHE, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
-from jetwheel.verify import Target, verify_wheel
+from jetwheel.verify import verify_wheel
 from jetwheel.verify.wheel import open_wheel
 
 pytestmark = pytest.mark.slow
@@ -139,7 +139,7 @@ def test_aarch64_extension_carries_sm87_device_code_that_verify_reads(arm64: str
         tag="cp311-cp311-linux_aarch64",
         extra={"mini_cuda/_C.cpython-311-aarch64-linux-gnu.so": so.read_bytes()},
     )
-    report = verify_wheel(wheel, Target.of(load_profile("mini-aarch64")), load_recipes()["mini-cuda"])
+    report = verify_wheel(wheel, load_profile("mini-aarch64").target(), load_recipes()["mini-cuda"])
     assert report.facts["fatbin"] == {"mini_cuda/_C.cpython-311-aarch64-linux-gnu.so": ["sm_87"]}
     assert report.failing_checks() == [], report.to_json()
     # and it is a real aarch64 extension: it imports in the arm64 container

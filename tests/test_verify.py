@@ -16,7 +16,7 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner, StepLog
-from jetwheel.verify import Target, resolve_report, verify_wheel
+from jetwheel.verify import resolve_report, verify_wheel
 from jetwheel.verify.fatbin import runs_on, scan
 from jetwheel.verify.wheel import open_wheel
 
@@ -56,7 +56,7 @@ def test_fatbin_lists_sass_and_ptx_and_predicts_where_kernels_run(tmp_path: Path
 
 
 def test_the_built_mini_stack_passes(stack_wheels: dict[str, Path]) -> None:
-    target = Target.of(load_profile("mini"))
+    target = load_profile("mini").target()
     recipes = load_recipes()
     wheels = [open_wheel(p) for p in stack_wheels.values()]
     for name, path in stack_wheels.items():
@@ -85,7 +85,7 @@ def test_mini_cuda_built_for_sm80_only_fails_fatbin(
     tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]
 ) -> None:
     wheel = build_variant(tmp_path, stack_server, "mini-cuda", TORCH_CUDA_ARCH_LIST="8.0")
-    target = dataclasses.replace(Target.of(load_profile("mini")), cuda_arch="8.7")
+    target = dataclasses.replace(load_profile("mini").target(), cuda_arch="8.7")
     assert verify_wheel(
         wheel, target, load_recipes()["mini-cuda"], client=stack_server.client(), cache=tmp_path / "deps"
     ).passed  # sm_80 SASS still runs on 8.7 ...
@@ -104,7 +104,7 @@ def test_vision_against_a_torch_whose_symbol_changed_fails_abi_with_demangled_na
     tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]
 ) -> None:
     torch2 = build_variant(tmp_path, stack_server, "mini-torch", MINITORCH_ABI="2")
-    target = Target.of(load_profile("mini"))
+    target = load_profile("mini").target()
     report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], [open_wheel(torch2)])
     assert report.failing_checks() == ["abi"]
     detail = next(f.detail for f in report.findings if f.check == "abi")
@@ -119,7 +119,7 @@ def test_wheel_without_its_extension_fails_extensions(tmp_path: Path, stack_serv
     wheel = build_variant(tmp_path, stack_server, "mini-vision", MINI_VISION_SKIP_EXT="1")
     report = verify_wheel(
         wheel,
-        Target.of(load_profile("mini")),
+        load_profile("mini").target(),
         load_recipes()["mini-vision"],
         client=stack_server.client(),
         cache=tmp_path / "deps",
@@ -130,14 +130,14 @@ def test_wheel_without_its_extension_fails_extensions(tmp_path: Path, stack_serv
 
 def test_pin_mismatch_fails_pins(tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]) -> None:
     torch11 = build_variant(tmp_path, stack_server, "mini-torch", MINI_TORCH_BUILD_VERSION="1.1.0")
-    target = Target.of(load_profile("mini"))
+    target = load_profile("mini").target()
     report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], [open_wheel(torch11)])
     assert "pins" in report.failing_checks()
     assert any("requires mini-torch==1.0.0, but mini-torch 1.1.0 is in the set" in f.detail for f in report.findings)
 
 
 def test_resolve_names_what_the_index_lacks(stack_server: Server) -> None:
-    target = Target.of(load_profile("mini"))
+    target = load_profile("mini").target()
     ok = resolve_report("mini-cuda==0.1.0", stack_server.simple, target)
     assert ok.passed and "mini-torch==1.0.0" in ok.facts["resolve"]
     missing = resolve_report("mini-cuda==9.9", stack_server.simple, target)

@@ -16,7 +16,7 @@ import pytest
 from conftest import Server, start_server, stop_server
 
 from jetwheel.recipe import load_profile, load_recipes
-from jetwheel.verify import Target, verify_wheel
+from jetwheel.verify import verify_wheel
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -33,7 +33,7 @@ def web_index(tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path
         assert info is not None
         report = info["verify"]
         if name == "mini_vision":
-            report = verify_wheel(wheel, Target.of(load_profile("mini")), load_recipes()["mini-vision"]).to_json()
+            report = verify_wheel(wheel, load_profile("mini").target(), load_recipes()["mini-vision"]).to_json()
             assert not report["passed"]
         client.upload(wheel, provenance=info["provenance"], verify=report)
     yield s

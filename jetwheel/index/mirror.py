@@ -14,7 +14,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 from ..errors import JetwheelError
-from ..verify.resolve import clean_pip_env, target_args
+from ..pipcmd import clean_pip_env, target_args
+from ..target import Target
 from .client import IndexClient
 
 
@@ -36,7 +37,7 @@ def mirror(
             tmp,
             "--index-url",
             client.simple_url,
-            *target_args(python, platform_tag, glibc),
+            *target_args(Target(python, platform_tag, "", "", glibc=glibc)),
             "-r",
             str(requirements),
         ]

@@ -13,7 +13,6 @@ import jinja2
 from packaging.utils import parse_wheel_filename
 
 from ..recipe import Profile
-from ..verify import Target
 from ..verify.resolve import resolve
 from .store import Store, StoredFile
 
@@ -112,7 +111,7 @@ class Row:
 
 def matrix(store: Store, profile: Profile) -> list[Row]:
     """Per pinned package: the best wheel this index serves for the profile's target and its checks."""
-    priority = {t: i for i, t in enumerate(Target.of(profile).tags())}
+    priority = {t: i for i, t in enumerate(profile.target().tags())}
     by_project = store.projects()
     rows = []
     for name, pin in profile.versions.items():
@@ -146,8 +145,8 @@ def matrix(store: Store, profile: Profile) -> list[Row]:
 
 
 def resolve_status(profile: Profile, simple_url: str) -> dict[str, Any]:
-    target = Target.of(profile)
-    findings, got = resolve([profile.top], simple_url, target.python, target.platform, target.glibc)
+    target = profile.target()
+    findings, got = resolve([profile.top], simple_url, target)
     if findings:
         return {"passed": False, "detail": findings[0].detail}
     return {"passed": True, "detail": f"{profile.top} resolves to " + ", ".join(got)}

@@ -6,56 +6,19 @@ only gathers the set of wheels pip would install together and runs the checks ov
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name
 
 from ..index.client import IndexClient
-from ..recipe import Profile, Recipe
+from ..recipe import Recipe
+from ..target import Target
 from . import abi, extensions, fatbin, pins, resolve
 from .report import ERROR, INFO, Finding, Report
 from .wheel import Wheel, open_wheel
 
 CHECKS = ("fatbin", "extensions", "abi", "pins")
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the wheels must run on: from the profile, or overridden on the command line."""
-
-    python: str
-    platform: str
-    cuda_arch: str  # "8.7"; "" when the stack carries no device code
-    cuda: str  # the driver's CUDA version (which PTX ISA it can JIT)
-    system_libs: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    system_versions: dict[str, str] = field(default_factory=dict)
-    pins: dict[str, str] = field(default_factory=dict)
-    glibc: str = "2.35"
-
-    @classmethod
-    def of(cls, profile: Profile, arch: str = "") -> Target:
-        return cls(
-            python=profile.python_version,
-            platform=profile.platform_tag,
-            cuda_arch=arch or profile.cuda_arch,
-            cuda=profile.cuda,
-            system_libs=dict(profile.system_libs),
-            system_versions=dict(profile.system_versions),
-            pins={str(k): v for k, v in profile.versions.items()},
-            glibc=profile.system_versions.get("GLIBC", "2.35"),
-        )
-
-    def tags(self) -> list[Tag]:
-        major, minor = (int(x) for x in self.python.split(".")[:2])
-        plats = resolve.platform_tags(self.platform, self.glibc)
-        # what pip accepts on the target, best first: cp3X-specific, abi3, then py3*-none (pure) tags
-        return [
-            *cpython_tags((major, minor), platforms=plats),
-            *compatible_tags((major, minor), f"cp{major}{minor}", plats),
-        ]
 
 
 def check_fatbin(wheel: Wheel, target: Target, must_have_cuda: bool) -> tuple[list[Finding], dict[str, list[str]]]:
@@ -103,7 +66,7 @@ def closure(
     have = {w.name: w for w in given}
     have.pop(wheel.name, None)
     findings: list[Finding] = []
-    env = dict(pins.target_environment(target.python, target.platform.split("_", 1)[1]), extra="")
+    env = target.environment()
     queue = list(wheel.requires)
     tags = target.tags()
     while queue:
@@ -164,7 +127,7 @@ def verify_wheel(
 
 def resolve_report(requirement: str, index_url: str, target: Target) -> Report:
     report = Report(wheel=requirement, checks=["resolve"])
-    findings, got = resolve.resolve([requirement], index_url, target.python, target.platform, target.glibc)
+    findings, got = resolve.resolve([requirement], index_url, target)
     report.findings += findings
     if got:
         report.facts["resolve"] = got

@@ -7,32 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from ..target import marker_environment
 from .report import ERROR, Finding
 from .wheel import Wheel
 
 
-def target_environment(python: str, machine: str) -> dict[str, str]:
-    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
-    env.update(
-        python_version=python,
-        python_full_version=f"{python}.0",
-        platform_machine=machine,
-        sys_platform="linux",
-        platform_system="Linux",
-        os_name="posix",
-        implementation_name="cpython",
-        platform_python_implementation="CPython",
-    )
-    return dict(env)
-
-
 def check(wheels: list[Wheel], pins: Mapping[str, str], python: str, machine: str) -> list[Finding]:
-    env = target_environment(python, machine)
+    env = marker_environment(python, machine)
     versions = {w.name: w.version for w in wheels}
     findings: list[Finding] = []
     for w in wheels:
