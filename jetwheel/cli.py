@@ -198,20 +198,26 @@ def _dumps(doc: Any) -> str:
 # --- index -----------------------------------------------------------------------------------------
 @task(
     help={
-        "root": "directory of distribution files (default: index/packages)",
+        "config": "index config file (default: ./index/config.toml in a checkout, else the XDG data dir's)",
+        "root": "directory of distribution files (default: the config's, ./index/packages in a checkout)",
         "host": "address to bind",
         "port": "port",
-        "htpasswd": "htpasswd file for uploads (bcrypt; pypiserver's format)",
+        "htpasswd": "htpasswd file for uploads (bcrypt; pypiserver's format); roles are in the config",
         "upstream": "simple index for names no recipe builds ('' = air-gapped)",
-        "auth_reads": "require a login for reads too",
-        "allow_overwrite": "let uploads replace files",
+        "auth_reads": "require a login or a token (inv index.token) for reads too",
+        "allow_overwrite": "let admins replace files",
         "max_upload_mb": "largest accepted upload",
         "workers": "server processes sharing the port (default: one per core)",
+        "certfile": "serve HTTPS with this certificate chain (PEM)",
+        "keyfile": "the certificate's private key (PEM)",
+        "public_url": "the index's address as people and pip reach it (shown on its pages)",
+        "max_connections": "open connections at most (default: from the open-file limit)",
     }
 )
 @clean_errors
 def serve(
     c: Context,
+    config: str = "",
     root: str = "",
     host: str = "",
     port: int = 0,
@@ -221,12 +227,31 @@ def serve(
     allow_overwrite: bool = False,
     max_upload_mb: int = 8192,
     workers: int = 0,
+    certfile: str = "",
+    keyfile: str = "",
+    public_url: str = "",
+    max_connections: int = 0,
 ) -> None:
     """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
-    from .workflow import serve_index
+    from .workflow import ServeOptions, serve_index
 
     serve_index(
-        root, host, port, htpasswd, upstream, auth_reads, allow_overwrite, max_upload_mb, workers or os.cpu_count() or 1
+        ServeOptions(
+            config,
+            root,
+            host,
+            port,
+            htpasswd,
+            upstream,
+            auth_reads,
+            allow_overwrite,
+            max_upload_mb,
+            workers or os.cpu_count() or 1,
+            certfile,
+            keyfile,
+            public_url,
+            max_connections,
+        )
     )
 
 
@@ -274,17 +299,56 @@ def export(
         print(line)
 
 
-@task(help={"user": "user name", "password": "password", "htpasswd": "file (default: index/htpasswd)"})
+@task(
+    help={
+        "user": "user name",
+        "password": "password",
+        "role": "read, upload (the default) or admin (may also yank, delete and overwrite)",
+        "htpasswd": "file (default: the index config's)",
+        "config": "index config file that gets the role (default: the index's)",
+    }
+)
 @clean_errors
-def adduser(c: Context, user: str, password: str, htpasswd: str = "") -> None:
-    """Add or change an upload user in the htpasswd file."""
-    from .index.config import add_user, load_config
+def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd: str = "", config: str = "") -> None:
+    """Add or change a user of the index: the password in the htpasswd file, the role in the config."""
+    from .index.config import add_user, load_config, set_role
 
-    path = Path(htpasswd) if htpasswd else load_config().htpasswd
+    cfg = load_config(Path(config) if config else None)
+    path = Path(htpasswd) if htpasswd else cfg.htpasswd
     if path is None:
-        raise Exit("jetwheel: error: index/config.toml sets no htpasswd; pass --htpasswd", code=1)
+        raise Exit("jetwheel: error: the index config sets no htpasswd; pass --htpasswd", code=1)
     add_user(path, user, password)
-    print(f"user {user} written to {path}")
+    set_role(cfg.path, user, role)
+    print(f"user {user} ({role}) written to {path} and {cfg.path}")
+
+
+@task(
+    help={
+        "read": "a read-only token (the only kind there is: say so)",
+        "expires": "how long it is valid: 30m, 2h, 7d",
+        "root": "store directory (default: the index config's)",
+    }
+)
+@clean_errors
+def token(c: Context, read: bool = False, expires: str = "2h", root: str = "") -> None:
+    """Print a read-only token that expires: use it as the password of any user name, e.g.
+    https://token:TOKEN@index.lan/simple/ (safe in an image's build history once expired)."""
+    from .workflow import issue_token
+
+    if not read:
+        raise Exit("jetwheel: error: only read-only tokens are issued: pass --read", code=2)
+    print(issue_token(root, expires))
+
+
+@task(help={"root": "store directory (default: the index config's)", "url": "the index (default: the config's)"})
+@clean_errors
+def check_profiles(c: Context, root: str = "", url: str = "") -> None:
+    """Check now whether each profile resolves from the index, and record it for the pages (the
+    server does this by itself a few seconds after its files change)."""
+    from .workflow import check_profiles as check
+
+    for name, result in check(root, url).items():
+        print(f"{'pass' if result['passed'] else 'FAIL'}  {name}: {result['detail']}")
 
 
 @task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
@@ -412,7 +476,7 @@ def setup(
     print(f"image: {ensure_base_image(image, arch, engine)}")
 
 
-index_ns = Collection("index", serve, export, mirror, yank, adduser, upload_artifact)
+index_ns = Collection("index", serve, export, mirror, yank, adduser, token, check_profiles, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
 aarch64_ns = Collection("aarch64", setup)

@@ -54,7 +54,7 @@ class Event:
 @dataclass
 class StepResult:
     step: BuildStep
-    status: str  # cached | published | built (not published: --no-publish)
+    status: str  # cached | published
     wheel: str
     report: Report | None = None
     seconds: float = 0.0

@@ -17,10 +17,6 @@ class BuildError(JetwheelError):
     """A build step failed; nothing was published."""
 
 
-class RepairError(BuildError):
-    """auditwheel could not repair the wheel."""
-
-
 class VerifyFailed(BuildError):
     """A wheel failed verification and was not published."""
 

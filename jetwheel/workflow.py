@@ -3,15 +3,19 @@ yields lines; the tasks print them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -70,45 +74,113 @@ def verify_paths(
     return reports
 
 
-def serve_index(
-    root: str,
-    host: str,
-    port: int,
-    htpasswd: str,
-    upstream: str | None,
-    auth_reads: bool,
-    allow_overwrite: bool,
-    max_upload_mb: int,
-    workers: int = 1,
-) -> None:
-    from .index.app import Settings, serve
-    from .index.config import load_config
+def profile_views() -> dict[str, Any]:
+    """Every profile as the plain data the index's pages show (the server reads no recipes)."""
+    from .index.profiles import ProfileView
 
-    cfg = load_config()
+    views = {}
+    for path in sorted((recipes_root() / "profiles").glob("*.toml")):
+        with contextlib.suppress(RecipeError):
+            p = load_profile(path.stem)
+            views[p.name] = ProfileView(
+                p.name, p.top, {str(k): v for k, v in p.versions.items()}, p.target(), p.jetpack, p.l4t
+            )
+    return views
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `inv index.serve` was asked for; empty values fall back to the index config."""
+
+    config: str = ""
+    root: str = ""
+    host: str = ""
+    port: int = 0
+    htpasswd: str = ""
+    upstream: str | None = None
+    auth_reads: bool = False
+    allow_overwrite: bool = False
+    max_upload_mb: int = 8192
+    workers: int = 1
+    certfile: str = ""
+    keyfile: str = ""
+    public_url: str = ""
+    max_connections: int = 0
+
+
+def serve_index(opts: ServeOptions) -> None:
+    from .index.app import Settings
+    from .index.config import load_config
+    from .index.server import Limits, Tls, serve
+
+    cfg = load_config(Path(opts.config) if opts.config else None)
     try:
         owned = frozenset(load_recipes())
     except RecipeError:
         owned = frozenset()
-    profiles = {}
-    for path in sorted((recipes_root() / "profiles").glob("*.toml")):
-        with contextlib.suppress(RecipeError):
-            profiles[path.stem] = load_profile(path.stem)
+    host, port = opts.host or cfg.host, opts.port or cfg.port
+    certfile = Path(opts.certfile) if opts.certfile else cfg.certfile
+    keyfile = Path(opts.keyfile) if opts.keyfile else cfg.keyfile
+    if bool(certfile) != bool(keyfile):
+        raise JetwheelError("TLS needs both --certfile and --keyfile")
+    tls = Tls(certfile, keyfile) if certfile and keyfile else None
+    scheme = "https" if tls else "http"
+    loopback = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1", "localhost") else host
+    shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+    htpasswd = Path(opts.htpasswd) if opts.htpasswd else cfg.htpasswd
     settings = Settings(
-        htpasswd=Path(htpasswd) if htpasswd else cfg.htpasswd if cfg.htpasswd and cfg.htpasswd.is_file() else None,
-        auth_reads=auth_reads,
-        upstream=cfg.upstream if upstream is None else upstream,
+        htpasswd=htpasswd if htpasswd and htpasswd.is_file() else None,
+        roles=cfg.roles,
+        auth_reads=opts.auth_reads,
+        upstream=cfg.upstream if opts.upstream is None else opts.upstream,
         owned=owned,
-        profiles=profiles,
+        allow_overwrite=opts.allow_overwrite or cfg.allow_overwrite,
+        profiles=profile_views(),
+        url=(opts.public_url or cfg.public_url or f"{scheme}://{shown}:{port}").rstrip("/"),
+        self_url=f"{scheme}://{loopback}:{port}",
     )
     serve(
-        Path(root) if root else cfg.root,
-        host or cfg.host,
-        port or cfg.port,
+        Path(opts.root) if opts.root else cfg.root,
+        host,
+        port,
         settings,
-        allow_overwrite=allow_overwrite or cfg.allow_overwrite,
-        max_upload=max_upload_mb << 20,
-        workers=workers,
+        max_upload=opts.max_upload_mb << 20,
+        workers=opts.workers,
+        tls=tls,
+        limits=Limits(max_connections=opts.max_connections),
     )
+
+
+def check_profiles(root: str, url: str) -> dict[str, Any]:
+    """Check now whether each profile resolves from the index at `url` (default: the configured
+    one), and record it in the store as the server does after a change."""
+    from .index import profiles
+    from .index.config import load_config
+    from .index.store import Store
+
+    cfg = load_config()
+    store = Store(Path(root) if root else cfg.root)
+    views = profile_views()
+    got = asyncio.run(
+        profiles.refresh(store.state, store.generation(), views, f"{(url or cfg.url).rstrip('/')}/simple/")
+    )
+    if got is None:
+        raise JetwheelError("the index is checking its profiles right now; try again in a minute")
+    return {name: vars(c) for name, c in got.items()}
+
+
+def issue_token(root: str, expires: str) -> str:
+    """A read-only token for the index's store, valid for `expires` (e.g. 90m, 2h, 7d)."""
+    from .index.auth import issue_token as issue
+    from .index.auth import token_key
+    from .index.config import load_config
+    from .index.store import Store
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if not expires or expires[-1] not in units or not expires[:-1].isdigit() or int(expires[:-1]) <= 0:
+        raise JetwheelError(f"--expires {expires!r}: a number and a unit (s, m, h, d), e.g. 2h")
+    store = Store(Path(root) if root else load_config().root)
+    return issue(token_key(store.state), int(time.time()) + int(expires[:-1]) * units[expires[-1]])
 
 
 def export_index(
