@@ -59,6 +59,7 @@ BODY_IDLE = 60.0  # seconds an upload may send nothing before it is dropped
 GZIP_MAGIC = b"\x1f\x8b"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ROLE = web.RequestKey("role", str)  # the role the request was let in with
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ class IndexApp:
             return error(401, "wrong user name, password or token", {"WWW-Authenticate": 'Basic realm="jetwheel"'})
         if RANK[role] < RANK[level]:
             return error(403, f"user {creds.user!r} has the role {role}; this needs {level}")
-        request["role"] = role
+        request[ROLE] = role
         return None
 
     # -- reads -------------------------------------------------------------------------------------
@@ -300,7 +301,7 @@ class IndexApp:
         try:
             return await self._upload(request)
         except UploadRejected as e:
-            if e.status == 409 and self.settings.allow_overwrite and request.get("role") != ADMIN:
+            if e.status == 409 and self.settings.allow_overwrite and request.get(ROLE) != ADMIN:
                 return error(409, f"{e} (only an admin may overwrite)")
             return error(e.status, str(e))
         except asyncio.TimeoutError:
@@ -364,7 +365,7 @@ class IndexApp:
                 md5_digest=fields.get("md5_digest", ""),
                 artifact=artifact,
                 facts=facts_tmp if has_facts else None,
-                overwrite=self.settings.allow_overwrite and request.get("role") == ADMIN,
+                overwrite=self.settings.allow_overwrite and request.get(ROLE) == ADMIN,
                 **extras,
             )
         log.info("stored %s (%d bytes)", info.filename, info.size)
@@ -443,17 +444,20 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+INDEX = web.AppKey("index", IndexApp)
+
+
 def make_app(store: Store, settings: Settings) -> web.Application:
     index = IndexApp(store, settings)
     app = web.Application(client_max_size=1 << 20, middlewares=[index.guard])
-    app["index"] = index
+    app[INDEX] = index
     routes: list[tuple[str, str, Handler, str]] = [
         ("GET", "/health", index.health, PUBLIC),
         ("GET", "/", index.home, READ),
         ("GET", "/profiles/{name}", index.profile, READ),
         ("GET", "/api/status", index.status, READ),
         ("GET", "/simple/", index.simple_root, READ),
-        ("GET", "/simple", lambda req: _redirect("/simple/"), READ),
+        ("GET", "/simple", _to_simple, READ),
         ("GET", "/simple/{project}/", index.simple_project, READ),
         ("GET", "/simple/{project}", index.simple_project, READ),
         ("GET", "/packages/{filename}", index.package, READ),
@@ -475,7 +479,7 @@ def make_app(store: Store, settings: Settings) -> web.Application:
 
 
 async def _checking_profiles(app: web.Application) -> Any:
-    index: IndexApp = app["index"]
+    index: IndexApp = app[INDEX]
     task = asyncio.create_task(
         compat.keep_fresh(index.store.state, index.store.generation, index.settings.profiles, index.self_simple_url)
     )
@@ -486,8 +490,8 @@ async def _checking_profiles(app: web.Application) -> Any:
 
 
 async def _stop_auth_pool(app: web.Application) -> None:
-    app["index"].auth_pool.shutdown(wait=False)
+    app[INDEX].auth_pool.shutdown(wait=False)
 
 
-async def _redirect(location: str) -> web.StreamResponse:
-    raise web.HTTPMovedPermanently(location)
+async def _to_simple(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently("/simple/")

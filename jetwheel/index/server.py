@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import StoreError
-from .app import IndexApp, Settings, make_app
+from .app import INDEX, Settings, make_app
 from .store import Store
 
 log = logging.getLogger("jetwheel.index")
@@ -142,7 +142,7 @@ async def _serve(app: web.Application, host: str, port: int, tls: Tls | None, li
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout, handle_signals=False)
     await runner.setup()
     guard = Connections(runner.server, limits)
-    index: IndexApp = app["index"]
+    index = app[INDEX]
     index.on_done = guard.request_done
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
