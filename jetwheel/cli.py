@@ -311,8 +311,10 @@ def export(
 @clean_errors
 def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd: str = "", config: str = "") -> None:
     """Add or change a user of the index: the password in the htpasswd file, the role in the config."""
+    from .index.auth import check_role
     from .index.config import add_user, load_config, set_role
 
+    check_role(role)
     cfg = load_config(Path(config) if config else None)
     path = Path(htpasswd) if htpasswd else cfg.htpasswd
     if path is None:
