@@ -212,6 +212,8 @@ def _dumps(doc: Any) -> str:
         "keyfile": "the certificate's private key (PEM)",
         "public_url": "the index's address as people and pip reach it (shown on its pages)",
         "max_connections": "open connections at most (default: from the open-file limit)",
+        "client_timeout": "seconds a client may take to send a request's headers, and an idle connection "
+        "stays open (default 15 and 30)",
     }
 )
 @clean_errors
@@ -231,6 +233,7 @@ def serve(
     keyfile: str = "",
     public_url: str = "",
     max_connections: int = 0,
+    client_timeout: float = 0.0,
 ) -> None:
     """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
     from .workflow import ServeOptions, serve_index
@@ -251,6 +254,7 @@ def serve(
             keyfile,
             public_url,
             max_connections,
+            client_timeout,
         )
     )
 

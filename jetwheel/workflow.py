@@ -106,6 +106,7 @@ class ServeOptions:
     keyfile: str = ""
     public_url: str = ""
     max_connections: int = 0
+    client_timeout: float = 0.0
 
 
 def serve_index(opts: ServeOptions) -> None:
@@ -147,7 +148,9 @@ def serve_index(opts: ServeOptions) -> None:
         max_upload=opts.max_upload_mb << 20,
         workers=opts.workers,
         tls=tls,
-        limits=Limits(max_connections=opts.max_connections),
+        limits=Limits(max_connections=opts.max_connections)
+        if not opts.client_timeout
+        else Limits(opts.client_timeout, opts.client_timeout, opts.max_connections),
     )
 
 
