@@ -410,3 +410,22 @@ def test_mirror_pulls_only_names_we_do_not_own_for_the_target(server: Server, tm
         assert status == 200 and b"six-1.16.0-py2.py3-none-any.whl" in body
     finally:
         stop_server(gapped)
+
+
+def test_slow_headers_and_idle_connections_are_closed_and_connections_are_capped(tmp_path: Path) -> None:
+    s = start_server(tmp_path / "packages", "--client-timeout", "2", "--max-connections", "20", "--workers", "1")
+    host, port = s.url.split("//")[1].split(":")
+    try:
+        idle = [socket.create_connection((host, int(port))) for _ in range(19)]
+        slow = socket.create_connection((host, int(port)))
+        slow.sendall(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        over = socket.create_connection((host, int(port)))
+        over.settimeout(5)
+        assert over.recv(100).startswith(b"HTTP/1.1 503")  # the 21st: told to come back, not left hanging
+        time.sleep(3)
+        for conn in (*idle, slow):  # each closed by the server: a read sees EOF
+            conn.settimeout(5)
+            assert conn.recv(100) == b"", "still open"
+        assert get(s.url + "/health")[0] == 200
+    finally:
+        stop_server(s)

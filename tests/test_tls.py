@@ -81,9 +81,11 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     add_user(htpasswd, USER, PASSWORD)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jetwheel", "index.serve", "--root", str(tmp_path / "packages"), "--port", str(port)]
-        + ["--host", "127.0.0.1", "--htpasswd", str(htpasswd), "--upstream", "", "--workers", "1"]
-        + ["--certfile", str(cert), "--keyfile", str(key)]
+        [
+            *(sys.executable, "-m", "jetwheel", "index.serve", "--root", str(tmp_path / "packages")),
+            *("--port", str(port), "--host", "127.0.0.1", "--htpasswd", str(htpasswd), "--upstream", ""),
+            *("--workers", "1", "--certfile", str(cert), "--keyfile", str(key)),
+        ]
     )
     url = f"https://127.0.0.1:{port}"
     ctx = ssl.create_default_context(cafile=str(ca))
@@ -109,8 +111,10 @@ def test_twine_pip_and_uv_over_tls_trusting_only_the_test_ca(tls_server: tuple[s
     drop = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR")
     env = {k: v for k, v in {**pip_env(), "TWINE_NON_INTERACTIVE": "1"}.items() if k not in drop}
     up = subprocess.run(
-        [sys.executable, "-m", "twine", "upload", "--repository-url", f"{url}/", "--cert", str(ca)]
-        + ["-u", USER, "-p", PASSWORD, "--disable-progress-bar", str(wheel)],
+        [
+            *(sys.executable, "-m", "twine", "upload", "--repository-url", f"{url}/", "--cert", str(ca)),
+            *("-u", USER, "-p", PASSWORD, "--disable-progress-bar", str(wheel)),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -125,8 +129,10 @@ def test_twine_pip_and_uv_over_tls_trusting_only_the_test_ca(tls_server: tuple[s
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "d" / wheel.name).read_bytes() == wheel.read_bytes()
     uv = subprocess.run(
-        ["uv", "pip", "install", "--no-cache", "--target", str(tmp_path / "uv"), "--python", sys.executable]
-        + ["--index-url", f"{url}/simple/", "tls-pkg"],
+        [
+            *("uv", "pip", "install", "--no-cache", "--target", str(tmp_path / "uv"), "--python", sys.executable),
+            *("--index-url", f"{url}/simple/", "tls-pkg"),
+        ],
         capture_output=True,
         text=True,
         env={**env, "SSL_CERT_FILE": str(ca), "UV_NO_CONFIG": "1"},
