@@ -72,6 +72,7 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "gpu": "give the container the GPU (--runtime nvidia on a Jetson)",
         "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
         "cores": "build host cores (default: this machine's)",
+        "recipes": "directory of recipes and profiles (default: $JETWHEEL_RECIPES, ./recipes, the bundled ones)",
     }
 )
 @clean_errors
@@ -92,18 +93,20 @@ def build_wheel(
     memory_gb: float = 0.0,
     cores: int = 0,
     keep_work: bool = False,
+    recipes: str = "",
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
     from .machine import Machine, this_machine
     from .plan import make_plan, render_plan
-    from .recipe import load_recipes
+    from .recipe import load_recipes, recipes_root
     from .workflow import profile_for
 
-    recipes = load_recipes()
-    prof = profile_for(name, profile, arch)
+    root = recipes_root(recipes)
+    known = load_recipes(root)
+    prof = profile_for(name, profile, arch, root)
     here = this_machine()
     machine = Machine(cores or here.cores, memory_gb or here.memory_gb)
-    plan = make_plan(recipes, prof, name, runner, machine)
+    plan = make_plan(known, prof, name, runner, machine)
     if dry_run:
         print(_dumps(plan.to_json()) if json else render_plan(plan))
         return
@@ -118,7 +121,7 @@ def build_wheel(
         )
     results = run_plan(
         plan,
-        recipes,
+        known,
         prof,
         # a profile for another machine runs its containers emulated for that machine
         make_runner(runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")),

@@ -26,12 +26,27 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-DEFAULT_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+_HERE = Path(__file__).resolve().parent
+# The recipes that ship with jetwheel: package data (jetwheel/recipes/) in an installed wheel, the
+# top-level recipes/ of a source checkout (which pyproject.toml maps into the wheel)
+DEFAULT_RECIPES = next(
+    (d for d in (_HERE / "recipes", _HERE.parent / "recipes") if (d / "profiles").is_dir()), _HERE / "recipes"
+)
 
 
-def recipes_root() -> Path:
-    """recipes/ beside the package, or the directory JETWHEEL_RECIPES names (a site's own recipes)."""
-    return Path(os.environ.get("JETWHEEL_RECIPES", DEFAULT_RECIPES))
+def _is_recipes(path: Path) -> bool:
+    return (path / "profiles").is_dir() or any(path.glob("*.toml"))
+
+
+def recipes_root(explicit: str | Path = "") -> Path:
+    """Where recipes and profiles are read from, the first that is given or present: `explicit`
+    (--recipes DIR), $JETWHEEL_RECIPES, ./recipes, then the bundled ones."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("JETWHEEL_RECIPES"):
+        return Path(os.environ["JETWHEEL_RECIPES"])
+    here = Path("recipes")
+    return here.resolve() if _is_recipes(here) else DEFAULT_RECIPES
 
 
 @dataclass(frozen=True)

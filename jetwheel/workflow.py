@@ -29,15 +29,16 @@ from .verify.wheel import open_wheel
 PREFERRED_PROFILE = "triton-25.04"
 
 
-def profile_for(name: str, profile: str = "", arch: str = "") -> Profile:
+def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None = None) -> Profile:
     """The named profile, or the one that pins `name` (triton-25.04 first); with `arch`, one whose
     target is that architecture (mini-aarch64 for `--arch aarch64`)."""
+    root = root or recipes_root()
     if profile:
-        return load_profile(profile)
-    names = sorted(p.stem for p in (recipes_root() / "profiles").glob("*.toml"))
+        return load_profile(profile, root)
+    names = sorted(p.stem for p in (root / "profiles").glob("*.toml"))
     names.sort(key=lambda n: n != PREFERRED_PROFILE)
     for n in names:
-        prof = load_profile(n)
+        prof = load_profile(n, root)
         if canonicalize_name(name) in prof.versions and (not arch or prof.arch == arch):
             return prof
     raise PlanError(f"no profile pins {name!r}; pass --profile (known: {', '.join(names)})")
