@@ -165,9 +165,7 @@ def check_profiles(root: str, url: str) -> dict[str, Any]:
     cfg = load_config()
     store = Store(Path(root) if root else cfg.root)
     views = profile_views()
-    got = asyncio.run(
-        profiles.refresh(store.state, store.generation(), views, f"{(url or cfg.url).rstrip('/')}/simple/")
-    )
+    got = asyncio.run(profiles.refresh(store, views, f"{(url or cfg.url).rstrip('/')}/simple/"))
     if got is None:
         raise JetwheelError("the index is checking its profiles right now; try again in a minute")
     return {name: vars(c) for name, c in got.items()}

@@ -480,9 +480,7 @@ def make_app(store: Store, settings: Settings) -> web.Application:
 
 async def _checking_profiles(app: web.Application) -> Any:
     index: IndexApp = app[INDEX]
-    task = asyncio.create_task(
-        compat.keep_fresh(index.store.state, index.store.generation, index.settings.profiles, index.self_simple_url)
-    )
+    task = asyncio.create_task(compat.keep_fresh(index.store, index.settings.profiles, index.self_simple_url))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -19,10 +19,10 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..pipcmd import clean_pip_env, target_args
 from ..target import Target
+from .store import Store
 
 COMPAT = "compat.json"
 PIP_TIMEOUT = 300.0
@@ -99,7 +99,7 @@ async def resolve(view: ProfileView, simple_url: str, timeout: float = PIP_TIMEO
     return Compat(False, f"pip cannot resolve {view.top} for {where}: {last[:300]}")
 
 
-def read(state: Path) -> tuple[list[Any], dict[str, Compat]]:
+def read(state: Path) -> tuple[list[int], dict[str, Compat]]:
     """(the store generation it was computed for, results by profile); empty when never computed."""
     try:
         doc = json.loads((state / COMPAT).read_bytes())
@@ -110,40 +110,41 @@ def read(state: Path) -> tuple[list[Any], dict[str, Compat]]:
         return [], {}
 
 
-async def refresh(
-    state: Path, generation: tuple[int, ...], profiles: Mapping[str, ProfileView], simple_url: str
-) -> dict[str, Compat] | None:
+async def refresh(store: Store, profiles: Mapping[str, ProfileView], simple_url: str) -> dict[str, Compat] | None:
     """Compute and record every profile's compatibility for this generation of the store. Only one
-    process does it at a time: None when another one is at it (its result lands in the same file)."""
-    with open(state / "compat.lock", "a+b") as lock:
+    process does it at a time: None when another one is at it (its result lands in the same file).
+    A profile none of whose packages the store holds is not worth a pip run."""
+    with open(store.state / "compat.lock", "a+b") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None
-        results = {name: await resolve(view, simple_url) for name, view in profiles.items()}
+        generation, present = store.generation(), set(store.projects())
+        results = {
+            name: await resolve(view, simple_url)
+            if present & set(view.versions)
+            else Compat(False, "none of its packages is on this index yet")
+            for name, view in profiles.items()
+        }
         doc = {"generation": list(generation), "profiles": {k: vars(v) for k, v in results.items()}}
-        tmp = state / f".{COMPAT}.{os.getpid()}.tmp"
+        tmp = store.tmp / f"{COMPAT}.{os.getpid()}"
         tmp.write_bytes(json.dumps(doc).encode())
-        os.replace(tmp, state / COMPAT)
+        os.replace(tmp, store.state / COMPAT)
         return results
 
 
 async def keep_fresh(
-    state: Path,
-    generation: Any,
-    profiles: Mapping[str, ProfileView],
-    simple_url: Callable[[], str],
-    settle: float = 2.0,
+    store: Store, profiles: Mapping[str, ProfileView], simple_url: Callable[[], str], settle: float = 2.0
 ) -> None:
     """Run forever: once the store has not changed for `settle` seconds and its recorded
-    compatibility is for an older generation, compute it again. `generation` is Store.generation."""
+    compatibility is for an older generation, compute it again."""
     seen: tuple[int, ...] | None = None
     while True:
         await asyncio.sleep(settle)
-        gen = generation()
+        gen = store.generation()
         if gen != seen:  # still changing (a build publishing its wheels): wait until it settles
             seen = gen
             continue
-        if read(state)[0] != list(gen):
+        if read(store.state)[0] != list(gen):
             with contextlib.suppress(OSError):
-                await refresh(state, gen, profiles, simple_url())
+                await refresh(store, profiles, simple_url())
