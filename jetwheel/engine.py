@@ -28,10 +28,10 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .errors import BuildError, VerifyFailed
 from .index.client import IndexClient
+from .indexwheels import IndexWheels, upload_with_facts
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
-from .indexwheels import IndexWheels, upload_with_facts
 from .verify import read_wheels, verify_wheel
 from .verify.report import Report
 

@@ -17,8 +17,8 @@ from packaging.utils import canonicalize_name
 
 from .errors import BuildError, JetwheelError, PlanError, RecipeError
 from .index.client import IndexClient
-from .recipe import Profile, load_profile, load_recipes, recipes_root
 from .indexwheels import IndexWheels
+from .recipe import Profile, load_profile, load_recipes, recipes_root
 from .verify import FactCache, read_wheels, resolve_report, retarget, verify_wheel
 from .verify.report import Report
 

@@ -308,7 +308,7 @@ def _check_elf(
         if any(_matches(name, pats) for pats in system):
             continue
         if any(
-            f.patterns is None and not name.startswith("_Z") or _matches(name, f.patterns or ())
+            (f.patterns is None and not name.startswith("_Z")) or _matches(name, f.patterns or ())
             for f in outside.values()
         ):
             skipped += 1

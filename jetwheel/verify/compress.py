@@ -7,12 +7,13 @@ import gzip as _gzip
 import zlib as _zlib
 from typing import Any
 
+_igzip: Any
+_isal_zlib: Any
 try:
     from isal import igzip as _igzip
     from isal import isal_zlib as _isal_zlib
 except ImportError:  # pragma: no cover - depends on the environment
-    _igzip = None
-    _isal_zlib = None
+    _igzip = _isal_zlib = None
 
 ENGINE = "isal" if _isal_zlib is not None else "zlib"
 

@@ -80,7 +80,7 @@ class Sparse:
 
     def ranges(self) -> list[tuple[int, int]]:
         """[start, end) of every piece kept."""
-        return [(o, o + len(p)) for o, p in zip(self._starts, self._pieces)]
+        return [(o, o + len(p)) for o, p in zip(self._starts, self._pieces, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ def check(wheel: Wheel, expected: tuple[str, ...], target: Target) -> list[Findi
                     others[0] if others else wheel.filename,
                     f"extension {module} cannot be imported by CPython {target.python} on {target.machine}: "
                     + (
-                        f"{', '.join(others)} is for another Python or machine; it would load {stem}{{{','.join(suffixes)}}}"
+                        f"{', '.join(others)} is for another Python or machine; "
+                        f"it would load {stem}{{{','.join(suffixes)}}}"
                         if others
                         else f"no {stem}.*.so in the wheel"
                     ),

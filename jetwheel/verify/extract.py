@@ -35,34 +35,53 @@ _NOT_ELF = (
 
 
 def read_wheels(paths: Sequence[Path], cache: FactCache | None = None) -> list[Wheel]:
-    """The facts of each wheel, in order; every member of the wheels not in the cache is inflated
-    once, all wheels' members sharing one pool of threads."""
+    """The facts of each wheel, in order. A wheel whose sha256 is remembered (by its stat) and
+    cached costs no read at all; the others are hashed while their members inflate, all wheels'
+    members sharing one pool of threads, biggest first (the biggest one is the critical path, so
+    the hashing runs beside it); a wheel whose hash turns out cached stops inflating."""
     cache = cache or FactCache()
     out: dict[int, Wheel] = {}
-    todo: list[tuple[int, Path, str, zipfile.ZipFile]] = []
+    todo: dict[int, tuple[Path, str | None, zipfile.ZipFile]] = {}
     for i, path in enumerate(paths):
-        sha = cache.sha256(path)
-        known = cache.get(sha)
+        sha = cache.remembered_sha256(path)
+        known = cache.get(sha) if sha else None
         if known is not None:
-            out[i] = known if known.filename == path.name else replace(known, filename=path.name)
+            out[i] = _named(known, path)
             continue
         try:
-            zf = zipfile.ZipFile(path)
+            todo[i] = (path, sha, zipfile.ZipFile(path))
         except (OSError, zipfile.BadZipFile) as e:
             raise JetwheelError(f"{path}: cannot open as a wheel ({e})") from None
-        todo.append((i, path, sha, zf))
-    tasks = [(path, info) for _i, path, _sha, zf in todo for info in zf.infolist() if _may_be_elf(info.filename)]
+    tasks = [(i, info) for i, (_p, _s, zf) in todo.items() for info in zf.infolist() if _may_be_elf(info.filename)]
     tasks.sort(key=lambda t: -t[1].compress_size)
     with ThreadPoolExecutor(WORKERS) as pool:
-        read = list(pool.map(lambda t: (t[0], _member(*t)), tasks))
-    for i, path, sha, zf in todo:
+        members = [(i, pool.submit(_member, todo[i][0], info)) for i, info in tasks[:1]]
+        hashing = {i: pool.submit(cache.sha256, path) for i, (path, sha, _zf) in todo.items() if sha is None}
+        members += [(i, pool.submit(_member, todo[i][0], info)) for i, info in tasks[1:]]
+        shas = {i: sha or hashing[i].result() for i, (_p, sha, _zf) in todo.items()}
+        for i, sha in shas.items():
+            known = cache.get(sha)
+            if known is not None:
+                out[i] = _named(known, todo[i][0])
+                for j, fut in members:
+                    if j == i:
+                        fut.cancel()
+        elves = {
+            i: [elf for j, fut in members if j == i and (elf := fut.result()) is not None] for i in todo if i not in out
+        }
+    for i, (path, _sha, zf) in todo.items():
         with zf:
-            members = zf.namelist()
-            elves = tuple(sorted((e for p, e in read if p == path and e is not None), key=lambda e: e.member))
-            wheel = Wheel(path.name, sha, _requires(path, zf), tuple(m for m in members if is_shared_object(m)), elves)
-        cache.put(wheel)
-        out[i] = wheel
+            if i not in out:
+                libraries = tuple(m for m in zf.namelist() if is_shared_object(m))
+                found = tuple(sorted(elves[i], key=lambda e: e.member))
+                out[i] = Wheel(path.name, shas[i], _requires(path, zf), libraries, found)
+                cache.put(out[i])
     return [out[i] for i in range(len(paths))]
+
+
+def _named(wheel: Wheel, path: Path) -> Wheel:
+    """Facts found by content, under the file name they are read for."""
+    return wheel if wheel.filename == path.name else replace(wheel, filename=path.name)
 
 
 def _requires(path: Path, zf: zipfile.ZipFile) -> tuple[str, ...]:
@@ -134,11 +153,13 @@ class _Reader:
                 return True
             head = elf.Sparse()
             head.add(0, self._head)
-            self.keep = [
-                (0, 64),
-                (h.phoff, h.phoff + h.phnum * h.phentsize),
-                *elf.kept_ranges(h, elf.segments(h, head)),
-            ]
+            self.keep = _merged(
+                [
+                    (0, 64),
+                    (h.phoff, h.phoff + h.phnum * h.phentsize),
+                    *elf.kept_ranges(h, elf.segments(h, head)),
+                ]
+            )
             chunk, start, self._head = self._head, 0, b""
         for lo, hi in self.keep:
             lo, hi = max(lo, start), min(hi, start + len(chunk))
@@ -164,7 +185,7 @@ def _member(path: Path, info: zipfile.ZipInfo) -> WheelElf | None:
             return WheelElf(info.filename, elf.read_elf(h, reader.sparse), entries)
         except elf.Missing as m:
             # stream it again keeping exactly what was missing, plus what the pass before kept
-            again = _Reader(keep=[(o, o + n) for o, n in m.ranges] + reader.sparse.ranges(), scan=False)
+            again = _Reader(keep=_merged([(o, o + n) for o, n in m.ranges] + reader.sparse.ranges()), scan=False)
             again.header = h
             for chunk in _chunks(path, info):
                 again.feed(chunk)
@@ -172,3 +193,14 @@ def _member(path: Path, info: zipfile.ZipInfo) -> WheelElf | None:
         except ValueError:
             return None  # starts like ELF but is not one a dynamic linker would load
     return None
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start, end) ranges, sorted and merged: the sparse copy's pieces must not overlap."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out

@@ -10,6 +10,7 @@ reads a new directory and never the old one."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -26,25 +27,31 @@ class FactCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_root()
 
-    def sha256(self, path: Path) -> str:
-        """The file's sha256: remembered under its stat, else computed (and remembered)."""
+    def _memo(self, path: Path) -> Path:
         st = path.stat()
         key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}"
-        memo = self.root / "stat" / hashlib.sha256(key.encode()).hexdigest()
+        return self.root / "stat" / hashlib.sha256(key.encode()).hexdigest()
+
+    def remembered_sha256(self, path: Path) -> str | None:
+        """The file's sha256 if it was computed for this very file (same stat) before; reads none of it."""
         try:
-            known = memo.read_text().strip()
-            if len(known) == 64:
-                return known
+            known = self._memo(path).read_text().strip()
         except OSError:
-            pass
+            return None
+        return known if len(known) == 64 else None
+
+    def sha256(self, path: Path) -> str:
+        """The file's sha256: remembered under its stat, else computed (and remembered)."""
+        known = self.remembered_sha256(path)
+        if known is not None:
+            return known
+        memo = self._memo(path)
         h = hashlib.sha256()
         with open(path, "rb") as f:
             while block := f.read(8 << 20):
                 h.update(block)
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache: the next verify hashes the file again
             _write(memo, h.hexdigest().encode())
-        except OSError:
-            pass  # a read-only cache: the next verify hashes the file again
         return h.hexdigest()
 
     def _entry(self, sha256: str) -> Path:
@@ -60,10 +67,8 @@ class FactCache:
     def put(self, wheel: Wheel, data: bytes | None = None) -> None:
         """Store the wheel's facts (`data`: their bytes, when already encoded). A read-only or full
         cache only costs the next verify its time, so errors are not raised."""
-        try:
+        with contextlib.suppress(OSError):
             _write(self._entry(wheel.sha256), data or wheel.to_bytes())
-        except OSError:
-            pass
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -130,7 +130,8 @@ def from_bytes(data: bytes) -> Wheel:
         for e in doc["elves"]:
             fat = tuple(fatbin.Entry(k, a, (ma, mi), c) for k, a, ma, mi, c in e.pop("fatbin"))
             member = e.pop("member")
-            sym = Symbols(**{k: tuple(v) if isinstance(v, list) else v for k, v in e.items()})
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in e.items()}
+            sym = Symbols(**fields)
             elves.append(WheelElf(member, sym, fat))
         return Wheel(doc["filename"], doc["sha256"], tuple(doc["requires"]), tuple(doc["libraries"]), tuple(elves))
     except (OSError, EOFError, KeyError, TypeError, json.JSONDecodeError) as e:
