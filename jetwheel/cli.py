@@ -142,6 +142,9 @@ def build_wheel(
         "arch": "GPU compute capability to check fatbins for (default: the profile's, e.g. 8.7)",
         "resolve": "also check that the profile's top requirement resolves from the index",
         "json": "print the reports as JSON",
+        "platform": "check for this platform instead of the profile's, with its pins and system policy "
+        "(e.g. linux_x86_64 for PyPI's x86_64 wheels)",
+        "facts": "the fact cache directory (default ~/.cache/jetwheel/facts, or $JETWHEEL_FACTS)",
     },
     iterable=["paths", "with_"],
 )
@@ -155,12 +158,15 @@ def verify(
     arch: str = "",
     resolve: bool = False,
     json: bool = False,
+    platform: str = "",
+    facts: str = "",
 ) -> None:
     """Check wheels for missing sm_87 code, missing extensions, unresolved symbols, pins, resolution."""
     from .verify.report import render
     from .workflow import verify_paths
 
-    reports = verify_paths(paths, profile, _client(index) if index or resolve else None, with_ or [], arch, resolve)
+    client = _client(index) if index or resolve else None
+    reports = verify_paths(paths, profile, client, with_ or [], arch, resolve, platform, facts)
     print(_dumps([r.to_json() for r in reports]) if json else render(reports))
     if not all(r.passed for r in reports):
         raise Exit(code=1)

@@ -28,10 +28,11 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .errors import BuildError, VerifyFailed
 from .index.client import IndexClient
+from .indexwheels import IndexWheels, upload_with_facts
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
-from .verify import verify_wheel
+from .verify import read_wheels, verify_wheel
 from .verify.report import Report
 
 log = logging.getLogger("jetwheel.engine")
@@ -197,7 +198,8 @@ def run_plan(
                 shutil.copy2(p, work / "patches" / p.name)
             runner.run(step, work, client.simple_url, steplog)
             wheel = _built_wheel(step, work / "out")
-            report = verify_wheel(wheel, target, recipe, client=client, cache=work / "deps")
+            facts = read_wheels([wheel])[0]
+            report = verify_wheel(facts, target, recipe, source=IndexWheels(client), downloads=work / "deps")
             listener(
                 Event(
                     "verified",
@@ -212,7 +214,13 @@ def run_plan(
                     f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
                     f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
                 )
-            client.upload(wheel, provenance=provenance(step, recipe, profile, runner), verify=report.to_json())
+            upload_with_facts(
+                client,
+                wheel,
+                facts.to_bytes(),
+                provenance=provenance(step, recipe, profile, runner),
+                verify=report.to_json(),
+            )
             listener(Event("published", step.name, i, total, wheel.name))
             results.append(StepResult(step, "published", wheel.name, report, time.monotonic() - started))
         except BaseException as e:

@@ -21,10 +21,10 @@ from packaging.utils import canonicalize_name
 
 from .errors import BuildError, JetwheelError, PlanError, RecipeError
 from .index.client import IndexClient
+from .indexwheels import IndexWheels
 from .recipe import Profile, load_profile, load_recipes, recipes_root
-from .verify import resolve_report, verify_wheel
+from .verify import FactCache, read_wheels, resolve_report, retarget, verify_wheel
 from .verify.report import Report
-from .verify.wheel import open_wheel
 
 PREFERRED_PROFILE = "triton-25.04"
 
@@ -45,13 +45,22 @@ def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None 
 
 
 def verify_paths(
-    paths: list[str], profile: str, client: IndexClient | None, with_: list[str], arch: str, resolve: bool
+    paths: list[str],
+    profile: str,
+    client: IndexClient | None,
+    with_: list[str],
+    arch: str,
+    resolve: bool,
+    platform: str = "",
+    facts: str = "",
 ) -> list[Report]:
     prof = load_profile(profile)
     if not paths and not resolve:
         raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
     recipes = load_recipes()
-    target = prof.target(arch)
+    target = retarget(prof.target(arch), platform)
+    source = IndexWheels(client) if client is not None else None
+    cache = FactCache(Path(facts) if facts else None)
     with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
         files: list[Path] = []
         for p in paths:
@@ -66,10 +75,13 @@ def verify_paths(
                 files.append(client.download(filename, Path(tmp)))
             else:
                 raise JetwheelError(f"{p}: no such file (pass --index to verify a name on the index)")
-        # each wheel is read once: it is both checked and part of the set the others resolve against
-        opened = [open_wheel(f) for f in files]
-        given = [*(open_wheel(Path(w)) for w in with_), *opened]
-        reports = [verify_wheel(w, target, recipes.get(w.name), given, client, Path(tmp) / "deps") for w in opened]
+        # every wheel is read once, all in one parallel pass: each is both checked and part of the
+        # set the others resolve against
+        read = read_wheels([*files, *(Path(w) for w in with_)], cache)
+        opened, given = read[: len(files)], [*read[len(files) :], *read[: len(files)]]
+        reports = [
+            verify_wheel(w, target, recipes.get(w.name), given, source, cache, Path(tmp) / "deps") for w in opened
+        ]
         if resolve and client is not None:
             reports.append(resolve_report(prof.top, client.simple_url, target))
     return reports
