@@ -72,6 +72,8 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "gpu": "give the container the GPU (--runtime nvidia on a Jetson)",
         "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
         "cores": "build host cores (default: this machine's)",
+        "sources": "directory of source archives (inv sources.fetch), tried before the index and upstream "
+        "(default: $JETWHEEL_SOURCES)",
     }
 )
 @clean_errors
@@ -92,6 +94,7 @@ def build_wheel(
     memory_gb: float = 0.0,
     cores: int = 0,
     keep_work: bool = False,
+    sources: str = "",
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
     from .machine import Machine, this_machine
@@ -123,7 +126,7 @@ def build_wheel(
         # a profile for another machine runs its containers emulated for that machine
         make_runner(runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")),
         _client(index),
-        Options(force=force, publish_failing=publish_failing, keep_work=keep_work),
+        Options(force=force, publish_failing=publish_failing, keep_work=keep_work, **_sources_option(sources)),
         make_listener(),
     )
     for r in results:
@@ -189,6 +192,10 @@ def status(c: Context, index: str = "", json: bool = False) -> None:
     print(f"verify: {len(doc['failing_verify'])} failing, {doc['unverified']} not verified; {doc['yanked']} yanked")
     for f in doc["failing_verify"]:
         print(f"  FAIL {f}")
+
+
+def _sources_option(sources: str) -> dict[str, Any]:
+    return {"sources": Path(sources)} if sources else {}
 
 
 def _dumps(doc: Any) -> str:
@@ -306,6 +313,39 @@ def upload_artifact(c: Context, path: str, index: str = "") -> None:
     print(f"{_client(index).url}/packages/{Path(path).name}")
 
 
+# --- sources ---------------------------------------------------------------------------------------
+@task(
+    help={
+        "name": "recipe whose pinned source to fetch",
+        "profile": "profile giving the version (default: the profile pinning NAME, triton-25.04 first)",
+        "from_": "a local git checkout, directory or source archive to pack instead of cloning upstream",
+        "out": "directory to write <name>-<version>-src.tar.gz to",
+    }
+)
+@clean_errors
+def fetch(c: Context, name: str, profile: str = "", from_: str = "", out: str = ".") -> None:
+    """Make the reproducible source archive of NAME's pinned source (submodules included); print its
+    path, sha256 and commit."""
+    from .workflow import source_archive
+
+    archive = source_archive(name, profile, Path(out), Path(from_) if from_ else None)
+    print(archive.path)
+    print(f"sha256 {archive.sha256}")
+    if archive.commit:
+        print(f"commit {archive.commit}")
+
+
+@task(help={"path": "a source archive made by inv sources.fetch", "index": "index URL"})
+@clean_errors
+def upload(c: Context, path: str, index: str = "") -> None:
+    """Put a source archive on the index, where builds look for it before upstream."""
+    from .sources import sha256_file
+
+    client = _client(index)
+    client.upload(Path(path), artifact=True)
+    print(f"{client.url}/packages/{Path(path).name}  sha256 {sha256_file(Path(path))}")
+
+
 # --- triton ----------------------------------------------------------------------------------------
 @task(
     help={
@@ -416,7 +456,8 @@ index_ns = Collection("index", serve, export, mirror, yank, adduser, upload_arti
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
 aarch64_ns = Collection("aarch64", setup)
-namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns)
+sources_ns = Collection("sources", fetch, upload)
+namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns)
 
 
 def main() -> None:

@@ -133,11 +133,12 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def _source(recipe: Recipe, version: str, pin: str) -> dict[str, Any]:
+def source_spec(recipe: Recipe, version: str, pin: str) -> dict[str, Any]:
     s = recipe.source
     fill = {"version": version, "pin": pin}
     if s.kind == "git":
-        return {"kind": "git", "url": s.location, "ref": s.ref.format(**fill), "submodules": s.submodules}
+        pins = {k: v for k, v in (("commit", s.commit), ("sha256", s.sha256)) if v}
+        return {"kind": "git", "url": s.location, "ref": s.ref.format(**fill), "submodules": s.submodules, **pins}
     if s.kind == "url":
         return {"kind": "url", "url": s.location.format(**fill), "sha256": s.sha256}
     return {"kind": "path", "path": s.location, "digest": tree_digest(Path(s.location))}
@@ -243,7 +244,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         image = profile.image if step_runner == "docker" else "host"
         env = _env(recipe, profile, machine, version, pin)
         commands = _commands(recipe, profile, dep_pins, step_runner)
-        source = _source(recipe, version, pin)
+        source = source_spec(recipe, version, pin)
         key_input = {
             # the tree's digest, not where it lies, identifies a local source
             "recipe": recipe.digest,

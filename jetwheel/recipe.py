@@ -41,7 +41,8 @@ class Source:
     kind: str  # "git" | "url" | "path"
     location: str  # git URL, sdist URL or absolute path; may hold {version}
     ref: str = ""  # git ref (tag or commit); may hold {version}
-    sha256: str = ""  # for kind == "url"
+    sha256: str = ""  # of the sdist (url), or of the reproducible source archive (git; inv sources.fetch)
+    commit: str = ""  # for kind == "git": the commit the ref must resolve to
     submodules: bool = False
     subdir: str = ""  # where the build's pyproject/setup.py is, inside the source tree
 
@@ -239,13 +240,16 @@ def load_recipe(path: Path) -> Recipe:
         raise RecipeError(f"{path}: source needs exactly one of git, url or path (found {given or 'none'})")
     ref = src.get("ref", str, "")
     sha256 = src.get("sha256", str, "")
+    commit = src.get("commit", str, "")
     submodules = src.get("submodules", bool, False)
     subdir = src.get("subdir", str, "")
     src.done()
     if git:
         if not ref:
             raise RecipeError(f'{path}: source.ref is missing; pin a tag or commit, e.g. ref = "v{{version}}"')
-        source = Source("git", git, ref=ref, submodules=submodules, subdir=subdir)
+        if sha256 and len(sha256) != 64:
+            raise RecipeError(f"{path}: source.sha256 must be 64 hex digits (inv sources.fetch prints it)")
+        source = Source("git", git, ref=ref, sha256=sha256, commit=commit, submodules=submodules, subdir=subdir)
     elif url:
         if len(sha256) != 64:
             raise RecipeError(
