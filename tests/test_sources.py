@@ -43,7 +43,8 @@ def git(cwd: Path, *args: str) -> str:
 def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A tagged git repository with a submodule and an executable, as a recipe's upstream (file://)."""
     # git refuses file:// submodules unless told (CVE-2022-39253); a real upstream is https://
-    for k, v in {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "protocol.file.allow", "GIT_CONFIG_VALUE_0": "always"}.items():
+    allow = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "protocol.file.allow", "GIT_CONFIG_VALUE_0": "always"}
+    for k, v in allow.items():
         monkeypatch.setenv(k, v)
     sub = tmp_path / "dlpack"
     sub.mkdir()
@@ -76,7 +77,9 @@ def spec(upstream: dict[str, str], sha256: str = "", commit: str = "") -> dict[s
     }
 
 
-def test_archive_is_reproducible_from_checkout_or_archive_with_submodules(upstream: dict[str, str], tmp_path: Path) -> None:
+def test_archive_is_reproducible_from_checkout_or_archive_with_submodules(
+    upstream: dict[str, str], tmp_path: Path
+) -> None:
     from_checkout = make_archive("proj", "1.0", spec(upstream), tmp_path / "a", Path(upstream["path"]))
     assert from_checkout.commit == upstream["commit"]
     git(Path(upstream["path"]), "submodule", "-q", "update", "--init")
