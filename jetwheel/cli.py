@@ -59,7 +59,8 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
     help={
         "name": "package to build (its build-time dependencies are built first)",
         "profile": "version set to build (default: the profile pinning NAME, triton-25.04 first)",
-        "runner": "local (this host / already in a JetPack container) or docker (docker or podman)",
+        "runner": "local (this host / already in a JetPack container), docker (docker or podman) or cross "
+        "(default: local; for another machine's profile, cross where every recipe allows it, else docker)",
         "dry_run": "print the plan (steps, env, commands, wheel names, cache keys) and build nothing",
         "json": "with --dry-run: the plan as JSON",
         "force": "rebuild steps whose cache key is already published",
@@ -81,7 +82,7 @@ def build_wheel(
     c: Context,
     name: str,
     profile: str = "",
-    runner: str = "local",
+    runner: str = "",
     dry_run: bool = False,
     json: bool = False,
     force: bool = False,
@@ -98,7 +99,7 @@ def build_wheel(
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
     from .machine import Machine, this_machine
-    from .plan import make_plan, render_plan
+    from .plan import default_runner, make_plan, render_plan
     from .recipe import load_recipes
     from .workflow import profile_for
 
@@ -106,6 +107,7 @@ def build_wheel(
     prof = profile_for(name, profile, arch)
     here = this_machine()
     machine = Machine(cores or here.cores, memory_gb or here.memory_gb)
+    runner = runner or default_runner(recipes, prof, name, platform.machine())
     plan = make_plan(recipes, prof, name, runner, machine)
     if dry_run:
         print(_dumps(plan.to_json()) if json else render_plan(plan))

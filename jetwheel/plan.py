@@ -96,6 +96,19 @@ def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
     return order
 
 
+def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str, host_arch: str) -> str:
+    """local for this machine's architecture; for another, `cross` when every recipe of the chain
+    may be crossed (bench/xgrammar_build.py: many times faster than emulation) and the target's
+    Python is the one running jetwheel (the cross runner builds with it), else the emulated
+    container (docker --arch)."""
+    if profile.arch == host_arch:
+        return "local"
+    crossable = all(r.cross for r in build_order(recipes, target))
+    return (
+        "cross" if crossable and profile.python_version == f"{sys.version_info[0]}.{sys.version_info[1]}" else "docker"
+    )
+
+
 def wheel_version(recipe: Recipe, profile: Profile) -> str:
     pin = profile.pin(recipe.name)
     label = {"profile": profile.local_version, "none": ""}.get(recipe.local_version, recipe.local_version)

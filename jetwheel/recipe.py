@@ -64,6 +64,9 @@ class Recipe:
     pre: tuple[str, ...]  # shell commands run in the source tree before the build
     patches: tuple[Path, ...]
     job_memory_gb: float  # peak memory of one compile job; MAX_JOBS is derived from it
+    # the build runs no binary of its dependencies (xgrammar: C++ and CMake only; not torchvision,
+    # whose setup.py imports torch): another machine's wheel can then be crossed, not emulated
+    cross: bool
     exclude: tuple[str, ...]  # sonames auditwheel must not graft (JetPack or a dependency wheel has them)
     manylinux: bool  # False: keep linux_<arch>, see manylinux_reason
     manylinux_reason: str
@@ -273,6 +276,7 @@ def load_recipe(path: Path) -> Recipe:
     pre = build.strings("pre")
     patch_names = build.strings("patches")
     job_memory_gb = build.get("job_memory_gb", float, 2.0)
+    cross = build.get("cross", bool, False)
     abi3 = build.get("abi3", str, "")
     build.done()
     patches = []
@@ -314,6 +318,7 @@ def load_recipe(path: Path) -> Recipe:
         pre=pre,
         patches=tuple(patches),
         job_memory_gb=job_memory_gb,
+        cross=cross,
         exclude=exclude,
         manylinux=manylinux,
         manylinux_reason=reason,
