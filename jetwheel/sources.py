@@ -229,9 +229,8 @@ def _clone(name: str, src: Mapping[str, Any], dest: Path) -> None:
         cmd += ["--recurse-submodules", "--shallow-submodules"]
     done = subprocess.run([*cmd, str(src["url"]), str(dest)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SourceError(
-            f"git clone of {src['url']} at {src['ref']} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
-        )
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        raise SourceError(f"{name}: git clone of {src['url']} at {src['ref']} failed: {last}")
 
 
 def upstream_archive(name: str, pin: str, src: Mapping[str, Any], out_dir: Path, cache: Path = CACHE) -> Archive:
@@ -333,7 +332,10 @@ def make_archive(name: str, pin: str, src: Mapping[str, Any], out_dir: Path, fro
     if src["kind"] == "path":
         raise SourceError(f"{name}: its source is a local tree ({src['path']}); there is nothing to fetch")
     if from_path is None:
-        return upstream_archive(name, pin, src, out_dir)
+        try:
+            return upstream_archive(name, pin, src, out_dir)
+        except SourceError as e:
+            raise SourceError(f"{e} (no way to upstream from here? pack a copy: --from CHECKOUT_OR_ARCHIVE)") from None
     if not from_path.exists():
         raise SourceError(f"{from_path}: no such file or directory")
     out = out_dir / archive_name(name, pin)
