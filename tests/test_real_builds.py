@@ -31,7 +31,6 @@ from jetwheel.sources import make_archive, sha256_file
 from jetwheel.verify import verify_wheel
 from jetwheel.verify.wheel import open_wheel
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
 ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"
 CA = "/etc/ssl/certs/ca-certificates.crt"
 CACHE = Path.home() / ".cache" / "jetwheel"
@@ -144,6 +143,8 @@ def run_in_arm64(image: str, script: str, code: str) -> str:
     return out.stdout
 
 
+@pytest.mark.real
+@pytest.mark.slow
 def test_xgrammar_builds_for_cp312_x86_64_from_the_index_and_its_core_matches_json(
     index: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,6 +167,8 @@ def test_xgrammar_builds_for_cp312_x86_64_from_the_index_and_its_core_matches_js
     assert out.stdout.split() == ["True", "False", "False"]
 
 
+@pytest.mark.real
+@pytest.mark.slow
 def test_xgrammar_builds_for_aarch64_and_its_core_matches_json_in_a_fresh_arm64_container(
     index: Server, torch_on_index: Path, arm64: str, tmp_path: Path
 ) -> None:
@@ -181,6 +184,8 @@ def test_xgrammar_builds_for_aarch64_and_its_core_matches_json_in_a_fresh_arm64_
     assert out.split() == ["True", "False", "False"]
 
 
+@pytest.mark.real
+@pytest.mark.slow
 def test_torch_extension_builds_against_pypi_torch_passes_verify_and_runs_through_torch_ops(
     index: Server, torch_on_index: Path, torch_image: str, tmp_path: Path
 ) -> None:
@@ -204,6 +209,8 @@ def test_torch_extension_builds_against_pypi_torch_passes_verify_and_runs_throug
     assert run_in_arm64(torch_image, script, code).split() == ["2.6.0", "[2.0,", "3.0,", "4.0]"]
 
 
+@pytest.mark.real
+@pytest.mark.slow
 def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable_build_requirements(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,6 +265,19 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
     installed = {p["name"].lower(): p["version"] for p in json.loads(listed.stdout)}
     assert {"cmake", "ninja", "packaging", "setuptools", "setuptools-scm", "wheel", "jinja2"} <= set(installed)
     assert "torch" not in installed
+
+
+def test_xgrammar_is_crossed_for_aarch64_and_torch_extensions_are_emulated() -> None:
+    """The faster path by default (bench/xgrammar_build.py); a chain with a recipe whose build
+    imports its aarch64 dependency (torch) falls back to the emulated container."""
+    from jetwheel.plan import default_runner
+
+    recipes, profile = load_recipes(), load_profile("bookworm-aarch64")
+    assert default_runner(recipes, profile, "xgrammar", "x86_64") == "cross"
+    assert default_runner(recipes, profile, "torch-ext", "x86_64") == "docker"
+    assert default_runner(recipes, profile, "xgrammar", "aarch64") == "local"
+    # the Jetson profile's Python (3.12) is not the one a cross build here would run
+    assert default_runner(recipes, load_profile("triton-25.04"), "xgrammar", "x86_64") == "docker"
 
 
 def _reqs(tree: Path) -> list[str]:
