@@ -59,7 +59,8 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
     help={
         "name": "package to build (its build-time dependencies are built first)",
         "profile": "version set to build (default: the profile pinning NAME, triton-25.04 first)",
-        "runner": "local (this host / already in a JetPack container) or docker (docker or podman)",
+        "runner": "local (this host / already in a JetPack container), docker (docker or podman) or cross "
+        "(default: local; for another machine's profile, cross where every recipe allows it, else docker)",
         "dry_run": "print the plan (steps, env, commands, wheel names, cache keys) and build nothing",
         "json": "with --dry-run: the plan as JSON",
         "force": "rebuild steps whose cache key is already published",
@@ -73,6 +74,8 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
         "cores": "build host cores (default: this machine's)",
         "recipes": "directory of recipes and profiles (default: $JETWHEEL_RECIPES, ./recipes, the bundled ones)",
+        "sources": "directory of source archives (inv sources.fetch), tried before the index and upstream "
+        "(default: $JETWHEEL_SOURCES)",
     }
 )
 @clean_errors
@@ -80,7 +83,7 @@ def build_wheel(
     c: Context,
     name: str,
     profile: str = "",
-    runner: str = "local",
+    runner: str = "",
     dry_run: bool = False,
     json: bool = False,
     force: bool = False,
@@ -94,10 +97,11 @@ def build_wheel(
     cores: int = 0,
     keep_work: bool = False,
     recipes: str = "",
+    sources: str = "",
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
     from .machine import Machine, this_machine
-    from .plan import make_plan, render_plan
+    from .plan import default_runner, make_plan, render_plan
     from .recipe import load_recipes, recipes_root
     from .workflow import profile_for
 
@@ -106,6 +110,7 @@ def build_wheel(
     prof = profile_for(name, profile, arch, root)
     here = this_machine()
     machine = Machine(cores or here.cores, memory_gb or here.memory_gb)
+    runner = runner or default_runner(known, prof, name, platform.machine())
     plan = make_plan(known, prof, name, runner, machine)
     if dry_run:
         print(_dumps(plan.to_json()) if json else render_plan(plan))
@@ -126,7 +131,7 @@ def build_wheel(
         # a profile for another machine runs its containers emulated for that machine
         make_runner(runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")),
         _client(index),
-        Options(force=force, publish_failing=publish_failing, keep_work=keep_work),
+        Options(force=force, publish_failing=publish_failing, keep_work=keep_work, **_sources_option(sources)),
         make_listener(),
     )
     for r in results:
@@ -198,6 +203,10 @@ def status(c: Context, index: str = "", json: bool = False) -> None:
     print(f"verify: {len(doc['failing_verify'])} failing, {doc['unverified']} not verified; {doc['yanked']} yanked")
     for f in doc["failing_verify"]:
         print(f"  FAIL {f}")
+
+
+def _sources_option(sources: str) -> dict[str, Any]:
+    return {"sources": Path(sources)} if sources else {}
 
 
 def _dumps(doc: Any) -> str:
@@ -385,6 +394,39 @@ def upload_artifact(c: Context, path: str, index: str = "") -> None:
     print(f"{_client(index).url}/packages/{Path(path).name}")
 
 
+# --- sources ---------------------------------------------------------------------------------------
+@task(
+    help={
+        "name": "recipe whose pinned source to fetch",
+        "profile": "profile giving the version (default: the profile pinning NAME, triton-25.04 first)",
+        "from_": "a local git checkout, directory or source archive to pack instead of cloning upstream",
+        "out": "directory to write <name>-<version>-src.tar.gz to",
+    }
+)
+@clean_errors
+def fetch(c: Context, name: str, profile: str = "", from_: str = "", out: str = ".") -> None:
+    """Make the reproducible source archive of NAME's pinned source (submodules included); print its
+    path, sha256 and commit."""
+    from .workflow import source_archive
+
+    archive = source_archive(name, profile, Path(out), Path(from_) if from_ else None)
+    print(archive.path)
+    print(f"sha256 {archive.sha256}")
+    if archive.commit:
+        print(f"commit {archive.commit}")
+
+
+@task(help={"path": "a source archive made by inv sources.fetch", "index": "index URL"})
+@clean_errors
+def upload(c: Context, path: str, index: str = "") -> None:
+    """Put a source archive on the index, where builds look for it before upstream."""
+    from .sources import sha256_file
+
+    client = _client(index)
+    client.upload(Path(path), artifact=True)
+    print(f"{client.url}/packages/{Path(path).name}  sha256 {sha256_file(Path(path))}")
+
+
 # --- triton ----------------------------------------------------------------------------------------
 @task(
     help={
@@ -495,7 +537,8 @@ index_ns = Collection("index", serve, export, mirror, yank, adduser, token, chec
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
 aarch64_ns = Collection("aarch64", setup)
-namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns)
+sources_ns = Collection("sources", fetch, upload)
+namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns)
 
 
 def main() -> None:

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
 import logging
 import platform
 import shutil
 import socket
-import subprocess
-import tarfile
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +28,7 @@ from .indexwheels import IndexWheels, upload_with_facts
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
+from .sources import FetchedSource, fetch_source, local_sources_dir
 from .verify import read_wheels, verify_wheel
 from .verify.report import Report
 
@@ -68,63 +65,21 @@ class Options:
     work_root: Path = field(default_factory=lambda: CACHE / "work")
     log_root: Path = field(default_factory=lambda: CACHE / "logs")
     keep_work: bool = False
+    sources: Path | None = field(default_factory=local_sources_dir)  # local source archives, tried first
 
 
 Listener = Callable[[Event], None]
 
 
-def fetch_source(step: BuildStep, dest: Path, cache: Path = CACHE / "sources") -> None:
-    """Put the step's source tree at dest (a fresh directory the build may modify)."""
-    src = step.source
-    if src["kind"] == "path":
-        shutil.copytree(
-            src["path"], dest, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.so")
-        )
-        return
-    if src["kind"] == "git":
-        cmd = ["git", "clone", "--depth", "1", "--branch", src["ref"]]
-        if src.get("submodules"):
-            cmd += ["--recurse-submodules", "--shallow-submodules"]
-        done = subprocess.run([*cmd, src["url"], str(dest)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise BuildError(
-                f"{step.name}: git clone of {src['url']} at {src['ref']} failed: "
-                f"{(done.stderr.strip().splitlines() or ['?'])[-1]}"
-            )
-        return
-    cache.mkdir(parents=True, exist_ok=True)
-    archive = cache / src["sha256"]
-    if not archive.exists():
-        tmp = cache / f".{src['sha256']}.part"
-        try:
-            with urllib.request.urlopen(src["url"], timeout=300) as r, open(tmp, "wb") as f:
-                shutil.copyfileobj(r, f, 1 << 20)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise BuildError(f"{step.name}: download of {src['url']} failed: {e}") from None
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        if digest != src["sha256"]:
-            tmp.unlink()
-            raise BuildError(
-                f"{step.name}: {src['url']} has sha256 {digest}, the recipe pins {src['sha256']}; "
-                "the file changed upstream or the pin is wrong"
-            )
-        tmp.rename(archive)
-    with tarfile.open(archive) as tf:
-        top = {m.name.split("/")[0] for m in tf.getmembers()}
-        tf.extractall(dest.parent / ".extract", filter="data")
-    extracted = dest.parent / ".extract"
-    inner = extracted / next(iter(top)) if len(top) == 1 else extracted
-    inner.rename(dest)
-    shutil.rmtree(extracted, ignore_errors=True)
-
-
-def provenance(step: BuildStep, recipe: Recipe, profile: Profile, runner: Runner) -> dict[str, Any]:
+def provenance(
+    step: BuildStep, recipe: Recipe, profile: Profile, runner: Runner, source: FetchedSource
+) -> dict[str, Any]:
+    origin = {"sha256": source.sha256, "from": source.origin, **({"commit": source.commit} if source.commit else {})}
     return {
         "recipe": recipe.name,
         "recipe_digest": recipe.digest,
         "cache_key": step.cache_key,
-        "source": dict(step.source),
+        "source": {**step.source, **origin},
         "image": step.image,
         "runner": runner.name,
         "profile": profile.name,
@@ -192,7 +147,7 @@ def run_plan(
         )
         client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
         try:
-            fetch_source(step, work / "src")
+            source = fetch_source(step.name, step.pin, step.source, work / "src", client, options.sources)
             (work / "patches").mkdir()
             for p in recipe.patches:
                 shutil.copy2(p, work / "patches" / p.name)
@@ -218,7 +173,7 @@ def run_plan(
                 client,
                 wheel,
                 facts.to_bytes(),
-                provenance=provenance(step, recipe, profile, runner),
+                provenance=provenance(step, recipe, profile, runner, source),
                 verify=report.to_json(),
             )
             listener(Event("published", step.name, i, total, wheel.name))

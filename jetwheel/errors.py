@@ -39,3 +39,7 @@ class PublishError(JetwheelError):
 
 class RunnerError(JetwheelError):
     """A runner could not start (no container engine, missing image, ...)."""
+
+
+class SourceError(BuildError):
+    """A build's source could not be had, or does not match the recipe's pin."""

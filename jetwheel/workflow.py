@@ -23,6 +23,7 @@ from .errors import BuildError, JetwheelError, PlanError, RecipeError
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
 from .recipe import Profile, load_profile, load_recipes, recipes_root
+from .sources import Archive, make_archive
 from .verify import FactCache, read_wheels, resolve_report, retarget, verify_wheel
 from .verify.report import Report
 
@@ -42,6 +43,19 @@ def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None 
         if canonicalize_name(name) in prof.versions and (not arch or prof.arch == arch):
             return prof
     raise PlanError(f"no profile pins {name!r}; pass --profile (known: {', '.join(names)})")
+
+
+def source_archive(name: str, profile: str, out: Path, from_path: Path | None) -> Archive:
+    """`inv sources.fetch`: the recipe's pinned source as a reproducible archive in `out`."""
+    from .plan import source_spec, wheel_version
+
+    recipes = load_recipes()
+    recipe = recipes.get(canonicalize_name(name))
+    if recipe is None:
+        raise PlanError(f"unknown package {name!r}; recipes exist for: {', '.join(sorted(recipes))}")
+    prof = profile_for(name, profile)
+    pin = prof.pin(name)
+    return make_archive(recipe.name, pin, source_spec(recipe, wheel_version(recipe, prof), pin), out, from_path)
 
 
 def verify_paths(

@@ -41,10 +41,15 @@ def _first_error(report: Mapping[str, Any]) -> str:
 
 def _source(src: Mapping[str, Any]) -> str:
     if src.get("kind") == "git":
-        return f"git {src.get('url', '')} @ {src.get('ref', '')}"
-    if src.get("kind") == "url":
-        return f"{src.get('url', '')} (sha256 {str(src.get('sha256', ''))[:12]}…)"
-    return f"local tree {str(src.get('digest', ''))[:12]}…"
+        text = f"git {src.get('url', '')} @ {src.get('ref', '')}"
+        text += f" (commit {str(src['commit'])[:12]})" if src.get("commit") else ""
+    elif src.get("kind") == "url":
+        text = str(src.get("url", ""))
+    else:
+        return f"local tree {str(src.get('digest', ''))[:12]}…"
+    text += f", sha256 {str(src['sha256'])[:12]}…" if src.get("sha256") else ""
+    # where the builder took the bytes from: a local source directory, the index, or upstream
+    return text + (f", taken from {src['from']}" if src.get("from") and src.get("from") != src.get("url") else "")
 
 
 def summary(store: Store) -> dict[str, Any]:
