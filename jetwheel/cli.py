@@ -290,7 +290,7 @@ def adduser(c: Context, user: str, password: str, htpasswd: str = "") -> None:
 @task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
 @clean_errors
 def base_image(
-    c: Context, name: str = "localhost/jetwheel-base:bookworm", arch: str = "", engine: str = "podman"
+    c: Context, name: str = "localhost/jetwheel-builder:bookworm", arch: str = "", engine: str = "podman"
 ) -> None:
     """Build the local debootstrap base image the docker runner uses where no registry is reachable."""
     from .runners.baseimage import ensure_base_image

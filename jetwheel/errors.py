@@ -43,3 +43,11 @@ class PublishError(JetwheelError):
 
 class RunnerError(JetwheelError):
     """A runner could not start (no container engine, missing image, ...)."""
+
+
+class OutOfMemory(BuildError):
+    """The kernel killed a process of a build step for memory; ``jobs`` is the MAX_JOBS it ran with."""
+
+    def __init__(self, message: str, jobs: int = 0) -> None:
+        super().__init__(message)
+        self.jobs = jobs
