@@ -72,6 +72,11 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "gpu": "give the container the GPU (--runtime nvidia on a Jetson)",
         "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
         "cores": "build host cores (default: this machine's)",
+        "preflight": "only check, in minutes, what would fail hours later (one line per check, with the fix)",
+        "no_preflight": "skip the checks that run before a real build",
+        "disk_gb": "free disk a step needs where it builds (preflight)",
+        "no_oom_retry": "a step killed for memory fails at once (default: retried once with half MAX_JOBS)",
+        "container_memory": "memory limit for the build containers, e.g. 12g (--runner docker)",
     }
 )
 @clean_errors
@@ -92,8 +97,14 @@ def build_wheel(
     memory_gb: float = 0.0,
     cores: int = 0,
     keep_work: bool = False,
+    preflight: bool = False,
+    no_preflight: bool = False,
+    disk_gb: float = 20.0,
+    no_oom_retry: bool = False,
+    container_memory: str = "",
 ) -> None:
-    """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
+    """Build NAME and its dependency chain, repair, verify and publish each wheel to the index.
+    A step that failed or was interrupted resumes in its kept work directory when run again."""
     from .machine import Machine, this_machine
     from .plan import make_plan, render_plan
     from .recipe import load_recipes
@@ -111,6 +122,25 @@ def build_wheel(
     from .progress import make_listener
     from .runners import make_runner
 
+    # a profile for another machine runs its containers emulated for that machine
+    run_arch = arch or (prof.arch if prof.arch != platform.machine() else "")
+    the_runner = make_runner(runner, engine, connection, gpu, run_arch, container_memory)
+    client = _client(index)
+    if preflight or not no_preflight:
+        from .preflight import Needs, failures, render
+        from .preflight import preflight as check
+
+        checks = check(plan, recipes, prof, the_runner, client, Needs(disk_gb=disk_gb), gpu)
+        print(render(checks), file=sys.stdout if preflight else sys.stderr, flush=True)
+        failed = failures(checks)
+        if failed:
+            raise Exit(
+                f"jetwheel: error: preflight: {len(failed)} of {len(checks)} checks failed "
+                f"(first: {failed[0].check}); fix them or pass --no-preflight",
+                code=1,
+            )
+        if preflight:
+            return
     if publish_failing:
         print(
             "jetwheel: WARNING: --publish-failing: wheels that fail verify will be published, marked failing",
@@ -120,10 +150,9 @@ def build_wheel(
         plan,
         recipes,
         prof,
-        # a profile for another machine runs its containers emulated for that machine
-        make_runner(runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")),
-        _client(index),
-        Options(force=force, publish_failing=publish_failing, keep_work=keep_work),
+        the_runner,
+        client,
+        Options(force=force, publish_failing=publish_failing, keep_work=keep_work, oom_retry=not no_oom_retry),
         make_listener(),
     )
     for r in results:

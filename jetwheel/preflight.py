@@ -1,0 +1,378 @@
+"""Check, in minutes, what would otherwise fail hours into a build: for every step of a plan, its
+source and patches, its build requirements and dependency wheels, the engine, image, GPU, Python
+and CUDA it will build with, and the disk, memory and swap its MAX_JOBS needs.
+
+Each check returns a Check; none raises for what it checks. Checks of one step run in parallel
+with the other steps' (pip resolutions and container probes are the slow part)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from .engine import CACHE, download_archive
+from .errors import JetwheelError
+from .index.client import IndexClient
+from .machine import Machine
+from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
+from .recipe import Profile, Recipe
+from .runners import DockerRunner, Runner
+from .verify.resolve import resolve
+
+PROBE_TIMEOUT = 120  # a container start on a cold engine; an engine that does not answer fails faster
+ANSWER_TIMEOUT = 15
+GIT_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str  # what was checked: "vllm: source", "engine", "image jetwheel/builder:r36.4.0-py3.12"
+    ok: bool
+    detail: str
+    fix: str = ""  # what to do about a failure
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a step needs from the machine beyond its MAX_JOBS' memory."""
+
+    disk_gb: float = 20.0  # free space for the work directory (source, env, build tree) and outputs
+    work_root: Path = CACHE / "work"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a bash command saw where the runner builds (in the image, or on this host)."""
+
+    ok: bool
+    error: str
+    facts: dict[str, str]
+
+
+# One shell command gathers every fact; each line is key=value. $1: the interpreter, $2: a path
+# whose free space counts.
+PROBE = r"""py="$1"; dir="$2"
+echo "python=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"
+nv="$(command -v nvcc || echo "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")"
+echo "nvcc=$("$nv" --version 2>/dev/null | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p')"
+echo "gpu=$(ls /dev/nvidia0 /dev/nvhost-ctrl-gpu /dev/nvgpu/igpu0/ctrl /dev/dri/renderD128 2>/dev/null | head -1)"
+echo "mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+echo "swap_kb=$(awk '/^SwapTotal:/ {print $2}' /proc/meminfo)"
+echo "cgroup_mem=$(cat /sys/fs/cgroup/memory.max 2>/dev/null)"
+echo "cores=$(nproc)"
+mkdir -p "$dir" 2>/dev/null
+echo "disk_kb=$(df -Pk "$dir" 2>/dev/null | awk 'NR==2 {print $4}')"
+echo "ccache=$(command -v ccache)"
+"""
+
+
+def probe(argv: list[str], python: str, path: str, timeout: float = PROBE_TIMEOUT) -> Probe:
+    try:
+        done = subprocess.run([*argv, PROBE, "probe", python, path], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Probe(False, f"no answer in {timeout:.0f}s", {})
+    except OSError as e:
+        return Probe(False, str(e), {})
+    facts = dict(line.partition("=")[::2] for line in done.stdout.splitlines() if "=" in line)
+    if done.returncode != 0 or "python" not in facts:
+        return Probe(False, (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1], facts)
+    return Probe(True, "", facts)
+
+
+# --- sources -------------------------------------------------------------------------------------
+# The engine's fetch (engine.fetch_source) takes a path, a git ref or a pinned archive. When
+# jetwheel/sources.py lands (local source dir -> index artifact -> network), `source_check` is the
+# one function to point at its lookup: everything else here only needs a local tree from it.
+
+
+def source_check(step: BuildStep) -> tuple[Check, Path | None]:
+    """Reachable and matching its pin; with the local tree patches can be tried on, if there is one
+    without cloning (a path, or an archive)."""
+    src, name = step.source, f"{step.name}: source"
+    if src["kind"] == "path":
+        root = Path(src["path"])
+        if not root.is_dir():
+            return Check(name, False, f"{root} does not exist", "fix the recipe's source.path"), None
+        if tree_digest(root) != src["digest"]:
+            return Check(name, False, f"{root} changed since the plan was made", "plan again"), None
+        return Check(name, True, f"{root} (tree digest {src['digest'][:12]})"), root
+    if src["kind"] == "url":
+        try:
+            archive = download_archive(step)
+        except JetwheelError as e:
+            return Check(name, False, str(e), "fix the recipe's source.url / sha256, or the network"), None
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        if digest != src["sha256"]:
+            return Check(name, False, f"cached {archive} has sha256 {digest}", f"delete {archive}"), None
+        return Check(name, True, f"{src['url']} sha256 {digest[:12]}... matches"), archive
+    try:
+        done = subprocess.run(
+            ["git", "ls-remote", "--exit-code", src["url"], src["ref"], f"{src['ref']}^{{}}"],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        )
+    except subprocess.TimeoutExpired:
+        return Check(name, False, f"{src['url']}: no answer in {GIT_TIMEOUT}s", _GIT_FIX), None
+    if done.returncode == 2:
+        return Check(name, False, f"{src['url']} has no ref {src['ref']}", "fix the recipe's source.ref"), None
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return Check(name, False, f"{src['url']} unreachable: {why}", _GIT_FIX), None
+    return Check(name, True, f"{src['url']} has {src['ref']} ({done.stdout.split()[0][:12]})"), None
+
+
+_GIT_FIX = "check the network to the git host, or build where it is reachable"
+
+
+def patches_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check:
+    name = f"{step.name}: patches"
+    if not recipe.patches:
+        return Check(name, True, "none")
+    if tree is None:
+        return Check(name, True, f"{len(recipe.patches)} not tried: the source is a git ref, cloned at build time")
+    with tempfile.TemporaryDirectory(prefix="jetwheel-preflight-") as tmp:
+        if tree.is_file():  # an archive: patches apply to its extracted tree
+            with tarfile.open(tree) as tf:
+                tf.extractall(tmp, filter="data")
+            tops = list(Path(tmp).iterdir())
+            tree = tops[0] if len(tops) == 1 and tops[0].is_dir() else Path(tmp)
+        for p in recipe.patches:
+            done = subprocess.run(
+                ["patch", "--dry-run", "-p1", "--forward", "-d", str(tree / recipe.subdir), "-i", str(p)],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                why = next((ln for ln in done.stdout.splitlines() if "FAILED" in ln or "can't" in ln), "")
+                return Check(
+                    name,
+                    False,
+                    f"{p.name} does not apply: {why or done.stdout.strip()[-200:]}",
+                    f"rebase {p} on the pinned source",
+                )
+    return Check(name, True, f"{len(recipe.patches)} apply cleanly")
+
+
+# --- requirements and dependency wheels ------------------------------------------------------------
+def deps_check(step: BuildStep, plan: Plan, profile: Profile, client: IndexClient) -> tuple[Check, list[str]]:
+    """Each dependency wheel is on the index or built by an earlier step; returns the pins on the
+    index (they take part in resolving the build requirements)."""
+    earlier = {canonicalize_name(s.name) for s in plan.steps[: plan.steps.index(step)]}
+    on_index, missing, later = [], [], []
+    for d in step.deps:
+        pin = f"{d}=={profile.pin(d)}"
+        if client.find_wheel(pin, profile.target().tags()):
+            on_index.append(pin)
+        elif d in earlier:
+            later.append(d)
+        else:
+            missing.append(pin)
+    name = f"{step.name}: dependency wheels"
+    if missing:
+        return Check(
+            name, False, f"not on {client.url}: {', '.join(missing)}", "build them first (inv build-wheel)"
+        ), []
+    parts = [
+        f"on the index: {', '.join(on_index)}" if on_index else "",
+        f"built earlier: {', '.join(later)}" if later else "",
+    ]
+    return Check(name, True, "; ".join(p for p in parts if p) or "none"), on_index
+
+
+def requirements_check(step: BuildStep, recipe: Recipe, profile: Profile, index_url: str, deps: list[str]) -> Check:
+    """What the step's `pip install` will ask the index for, resolved for the target."""
+    name = f"{step.name}: build requirements"
+    # a cibuildwheel step installs only cibuildwheel here; its build requirements resolve in its container
+    reqs = ["cibuildwheel"] if recipe.frontend == "cibuildwheel" else [*BUILD_TOOLS, *recipe.requires, *deps]
+    findings, got = resolve(reqs, index_url, profile.target())
+    if findings:
+        return Check(name, False, findings[0].detail, findings[0].fix)
+    return Check(name, True, f"{len(got)} packages resolve for cp{profile.python_version.replace('.', '')}")
+
+
+# --- engine, image, Python, CUDA, GPU, resources ---------------------------------------------------
+def engine_check(runner: DockerRunner) -> Check:
+    name = f"engine {' '.join(runner.base())}"
+    try:
+        done = subprocess.run([*runner.base(), "info"], capture_output=True, text=True, timeout=ANSWER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return Check(name, False, f"no answer in {ANSWER_TIMEOUT}s", "start the engine / check the connection")
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return Check(
+            name, False, f"does not answer: {why}", "start the engine (systemctl start podman.socket / docker)"
+        )
+    return Check(name, True, "answers")
+
+
+def image_check(runner: DockerRunner, image: str) -> Check:
+    name = f"image {image}"
+    done = subprocess.run(
+        [*runner.base(), "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True
+    )
+    if done.returncode == 0:
+        return Check(name, True, f"present ({done.stdout.strip()[:12]})")
+    if "jetwheel-builder:bookworm" in image or "jetwheel-base:" in image:
+        fix = f"inv podman.base-image --name {image}"
+    else:
+        fix = f"{runner.engine} build -t {image} docker/builder (see README)"
+    return Check(name, False, f"not on the engine {' '.join(runner.base())}", fix)
+
+
+def environment_checks(image: str, found: Probe, profile: Profile, gpu: bool, cuda_steps: list[str]) -> list[Check]:
+    """Python, nvcc and GPU as the probe saw them, against the profile."""
+    where = image  # "host" for the local runners
+    if not found.ok:
+        return [Check(f"{where}: probe", False, found.error, "run the image by hand to see why it does not start")]
+    f = found.facts
+    want = profile.python_version
+    checks = [
+        Check(f"{where}: python", True, f"{profile.python_exe} is {want}")
+        if f["python"] == want
+        else Check(
+            f"{where}: python",
+            False,
+            f"{profile.python_exe} is {f['python'] or 'missing'}, the profile builds cp{want.replace('.', '')}",
+            "build the image with that Python (docker/builder PYTHON_SOURCE)",
+        )
+    ]
+    if cuda_steps:
+        nvcc = f.get("nvcc", "")
+        ok = bool(profile.cuda) and nvcc.split(".")[:2] == profile.cuda.split(".")[:2]
+        checks.append(
+            Check(f"{where}: nvcc", True, f"CUDA {nvcc} for {', '.join(cuda_steps)}")
+            if ok
+            else Check(
+                f"{where}: nvcc",
+                False,
+                f"nvcc is {nvcc or 'missing'}, the profile's CUDA is {profile.cuda or 'unset'} "
+                f"({', '.join(cuda_steps)})",
+                "use the JetPack image of the profile's L4T (its /usr/local/cuda)",
+            )
+        )
+    if gpu:
+        checks.append(
+            Check(f"{where}: gpu", True, f"{f['gpu']} visible")
+            if f.get("gpu")
+            else Check(
+                f"{where}: gpu",
+                False,
+                "--gpu given but no GPU device inside",
+                "docker: --runtime nvidia (nvidia-container-toolkit); podman: nvidia-ctk cdi generate",
+            )
+        )
+    return checks
+
+
+def resource_checks(step: BuildStep, recipe: Recipe, found: Probe, needs: Needs) -> list[Check]:
+    """Disk for the work directory; memory and swap against MAX_JOBS (how many jobs fit)."""
+    f, out = found.facts, []
+    if f.get("disk_kb", "").isdigit():
+        free = int(f["disk_kb"]) / 2**20
+        out.append(
+            Check(f"{step.name}: disk", True, f"{free:.1f} GB free, {needs.disk_gb:.0f} GB needed")
+            if free >= needs.disk_gb
+            else Check(
+                f"{step.name}: disk",
+                False,
+                f"{free:.1f} GB free where it builds, {needs.disk_gb:.0f} GB needed",
+                "free space, or point the work directory / engine storage at a bigger disk",
+            )
+        )
+    if f.get("mem_kb", "").isdigit():
+        mem = int(f["mem_kb"]) / 2**20
+        if f.get("cgroup_mem", "max").isdigit():  # a container memory limit counts, not the host's RAM
+            mem = min(mem, int(f["cgroup_mem"]) / 2**30)
+        swap = int(f.get("swap_kb") or 0) / 2**20
+        jobs = int(step.env.get("MAX_JOBS", "1"))
+        fit = Machine(int(f.get("cores") or 1), mem).max_jobs(recipe.job_memory_gb)
+        text = (
+            f"MAX_JOBS={jobs} x {recipe.job_memory_gb:g} GB; {mem:.0f} GB RAM, {f'{swap:.0f} GB' if swap else '0'} "
+            f"swap: {fit} jobs fit"
+        )
+        out.append(
+            Check(f"{step.name}: memory", True, text)
+            if jobs <= fit
+            else Check(f"{step.name}: memory", False, text, f"pass --memory-gb {mem:.0f} (MAX_JOBS={fit}), or add swap")
+        )
+    return out
+
+
+def _python(profile: Profile, runner: Runner) -> str:
+    return (
+        sys.executable if profile.python == "current" and not isinstance(runner, DockerRunner) else profile.python_exe
+    )
+
+
+def preflight(
+    plan: Plan,
+    recipes: dict[str, Recipe],
+    profile: Profile,
+    runner: Runner,
+    client: IndexClient,
+    needs: Needs = Needs(),
+    gpu: bool = False,
+) -> list[Check]:
+    """Every check for every step of the plan, in plan order; steps run concurrently."""
+    docker = runner if isinstance(runner, DockerRunner) else None
+    head: list[Check] = []
+    if docker is not None:
+        head.append(engine_check(docker))
+        if not head[0].ok:  # nothing that needs the engine can be checked
+            return head + _step_checks(plan, recipes, profile, client, {}, needs)
+    images = sorted({s.image for s in plan.steps})
+    probes: dict[str, Probe] = {}
+    for image in images:
+        if docker is not None:
+            head.append(image_check(docker, image))
+            if not head[-1].ok:
+                continue
+        path = "/jw" if docker is not None else str(needs.work_root)
+        probes[image] = probe(runner.probe_argv(image), _python(profile, runner), path)
+        cuda_steps = [s.name for s in plan.steps if s.image == image and recipes[canonicalize_name(s.name)].cuda]
+        head += environment_checks(image, probes[image], profile, gpu, cuda_steps)
+    return head + _step_checks(plan, recipes, profile, client, probes, needs)
+
+
+def _step_checks(
+    plan: Plan,
+    recipes: dict[str, Recipe],
+    profile: Profile,
+    client: IndexClient,
+    probes: dict[str, Probe],
+    needs: Needs,
+) -> list[Check]:
+    def one(step: BuildStep) -> list[Check]:
+        recipe = recipes[canonicalize_name(step.name)]
+        src, tree = source_check(step)
+        deps, on_index = deps_check(step, plan, profile, client)
+        checks = [src, patches_check(step, recipe, tree), deps]
+        checks.append(requirements_check(step, recipe, profile, client.simple_url, on_index))
+        if step.image in probes and probes[step.image].ok:
+            checks += resource_checks(step, recipe, probes[step.image], needs)
+        return checks
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return [c for checks in pool.map(one, plan.steps) for c in checks]
+
+
+def render(checks: Iterable[Check]) -> str:
+    """One line per check: `ok` or `FAIL`, what, detail, and the fix of a failure."""
+    return "\n".join(
+        f"{'  ok' if c.ok else 'FAIL'}  {c.check}: {c.detail}" + (f"  -> fix: {c.fix}" if c.fix else "") for c in checks
+    )
+
+
+def failures(checks: Iterable[Check]) -> list[Check]:
+    return [c for c in checks if not c.ok]
