@@ -12,7 +12,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,15 +166,17 @@ def patches_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check:
 
 
 # --- requirements and dependency wheels ------------------------------------------------------------
-def deps_check(step: BuildStep, plan: Plan, profile: Profile, client: IndexClient) -> tuple[Check, list[str]]:
+def deps_check(step: BuildStep, plan: Plan, profile: Profile, client: IndexClient) -> tuple[Check, dict[str, str]]:
     """Each dependency wheel is on the index or built by an earlier step; returns the pins on the
-    index (they take part in resolving the build requirements)."""
+    index and their files (they take part in resolving the build requirements)."""
     earlier = {canonicalize_name(s.name) for s in plan.steps[: plan.steps.index(step)]}
-    on_index, missing, later = [], [], []
+    on_index: dict[str, str] = {}
+    missing, later = [], []
     for d in step.deps:
         pin = f"{d}=={profile.pin(d)}"
-        if client.find_wheel(pin, profile.target().tags()):
-            on_index.append(pin)
+        filename = client.find_wheel(pin, profile.target().tags())
+        if filename:
+            on_index[pin] = filename
         elif d in earlier:
             later.append(d)
         else:
@@ -182,12 +185,35 @@ def deps_check(step: BuildStep, plan: Plan, profile: Profile, client: IndexClien
     if missing:
         return Check(
             name, False, f"not on {client.url}: {', '.join(missing)}", "build them first (inv build-wheel)"
-        ), []
+        ), {}
     parts = [
         f"on the index: {', '.join(on_index)}" if on_index else "",
         f"built earlier: {', '.join(later)}" if later else "",
     ]
     return Check(name, True, "; ".join(p for p in parts if p) or "none"), on_index
+
+
+def deps_cuda_check(
+    step: BuildStep, on_index: dict[str, str], client: IndexClient, nvcc: Callable[[str], str]
+) -> Check | None:
+    """The CUDA the step compiles with is the CUDA its dependency wheels on the index were built
+    with (torch for vLLM): same image, or the same nvcc release in the image each was built in."""
+    mine = nvcc(step.image)
+    for pin, filename in on_index.items():
+        info = client.file_info(filename) or {}
+        image = str(info.get("provenance", {}).get("image", ""))
+        if not image or image == step.image:
+            continue
+        theirs = nvcc(image)
+        if theirs != mine:
+            return Check(
+                f"{step.name}: CUDA of its dependencies",
+                False,
+                f"{pin} was built in {image} with CUDA {theirs or 'unknown (image not on the engine)'}, "
+                f"{step.name} builds in {step.image} with CUDA {mine or 'none'}",
+                f"rebuild {pin.split('==')[0]} in {step.image} (inv build-wheel --force), or build in {image}",
+            )
+    return Check(f"{step.name}: CUDA of its dependencies", True, f"CUDA {mine} throughout") if on_index else None
 
 
 def requirements_check(step: BuildStep, recipe: Recipe, profile: Profile, index_url: str, deps: list[str]) -> Check:
@@ -244,7 +270,9 @@ def environment_checks(image: str, found: Probe, profile: Profile, gpu: bool, cu
             f"{where}: python",
             False,
             f"{profile.python_exe} is {f['python'] or 'missing'}, the profile builds cp{want.replace('.', '')}",
-            "build the image with that Python (docker/builder PYTHON_SOURCE)",
+            f"install Python {want} here"
+            if image == "host"
+            else "build the image with it (docker/builder PYTHON_SOURCE)",
         )
     ]
     if cuda_steps:
@@ -309,10 +337,9 @@ def resource_checks(step: BuildStep, recipe: Recipe, found: Probe, needs: Needs)
     return out
 
 
-def _python(profile: Profile, runner: Runner) -> str:
-    return (
-        sys.executable if profile.python == "current" and not isinstance(runner, DockerRunner) else profile.python_exe
-    )
+def _python(profile: Profile, image: str) -> str:
+    """The interpreter a step's venv is made with: this one for a "current" profile on the host."""
+    return sys.executable if profile.python == "current" and image == "host" else profile.python_exe
 
 
 def preflight(
@@ -330,19 +357,23 @@ def preflight(
     if docker is not None:
         head.append(engine_check(docker))
         if not head[0].ok:  # nothing that needs the engine can be checked
-            return head + _step_checks(plan, recipes, profile, client, {}, needs)
-    images = sorted({s.image for s in plan.steps})
+            return head + _step_checks(plan, recipes, profile, client, {}, needs, None)
+
+    def argv(image: str) -> list[str]:
+        # a step planned for the host (cibuildwheel starts its own containers) is probed here
+        return ["bash", "-c"] if image == "host" or docker is None else docker.probe_argv(image)
+
     probes: dict[str, Probe] = {}
-    for image in images:
-        if docker is not None:
+    for image in sorted({s.image for s in plan.steps}):
+        if docker is not None and image != "host":
             head.append(image_check(docker, image))
             if not head[-1].ok:
                 continue
-        path = "/jw" if docker is not None else str(needs.work_root)
-        probes[image] = probe(runner.probe_argv(image), _python(profile, runner), path)
+        where = str(needs.work_root) if image == "host" else "/jw"
+        probes[image] = probe(argv(image), _python(profile, image), where)
         cuda_steps = [s.name for s in plan.steps if s.image == image and recipes[canonicalize_name(s.name)].cuda]
-        head += environment_checks(image, probes[image], profile, gpu, cuda_steps)
-    return head + _step_checks(plan, recipes, profile, client, probes, needs)
+        head += environment_checks(image, probes[image], profile, gpu and image != "host", cuda_steps)
+    return head + _step_checks(plan, recipes, profile, client, probes, needs, argv if docker else None)
 
 
 def _step_checks(
@@ -352,15 +383,27 @@ def _step_checks(
     client: IndexClient,
     probes: dict[str, Probe],
     needs: Needs,
+    probe_argv: Callable[[str], list[str]] | None,
 ) -> list[Check]:
+    lock = threading.Lock()
+
+    def nvcc(image: str) -> str:
+        """nvcc's release in an image (probed once; the plan's images are probed already)."""
+        with lock:
+            if image not in probes and probe_argv is not None:
+                probes[image] = probe(probe_argv(image), "true", "/")
+            return probes[image].facts.get("nvcc", "") if image in probes else ""
+
     def one(step: BuildStep) -> list[Check]:
         recipe = recipes[canonicalize_name(step.name)]
         src, tree = source_check(step)
         deps, on_index = deps_check(step, plan, profile, client)
         checks = [src, patches_check(step, recipe, tree), deps]
-        checks.append(requirements_check(step, recipe, profile, client.simple_url, on_index))
+        checks.append(requirements_check(step, recipe, profile, client.simple_url, list(on_index)))
         if step.image in probes and probes[step.image].ok:
             checks += resource_checks(step, recipe, probes[step.image], needs)
+            if recipe.cuda and (cuda := deps_cuda_check(step, on_index, client, nvcc)):
+                checks.append(cuda)
         return checks
 
     with ThreadPoolExecutor(max_workers=4) as pool:
