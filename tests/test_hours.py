@@ -4,6 +4,7 @@ for memory is named as such and retried with half the jobs."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import secrets
@@ -20,6 +21,7 @@ from jetwheel.engine import Event, Options, run_plan
 from jetwheel.errors import BuildError, OutOfMemory
 from jetwheel.machine import Machine, this_machine
 from jetwheel.plan import make_plan
+from jetwheel.progress import CompileProgress, PlainProgress
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.runners.baseimage import ensure_base_image
@@ -237,3 +239,34 @@ def test_a_step_killed_for_memory_is_named_and_retried_with_half_the_jobs(server
     ]
     assert any(e.kind == "oom" and "retrying once with MAX_JOBS=2" in e.message for e in events)
     assert isinstance(OutOfMemory("x"), BuildError)
+
+
+def test_compile_progress_from_ninja_lines_gives_rate_and_eta() -> None:
+    p = CompileProgress()
+    assert p.feed("[3363/6576] Building CXX object caffe2/CMakeFiles/torch_cpu.dir/x.cpp.o", now=100.0)
+    assert not p.feed("/usr/bin/c++ -O2 -c x.cpp", now=101.0)
+    p.feed("[3463/6576] Building CUDA object y.cu.o", now=150.0)  # 100 steps in 50 s
+    assert p.fraction == pytest.approx(3463 / 6576)
+    assert p.rate(150.0) == 2.0 and p.eta(150.0) == (6576 - 3463) / 2
+    assert p.describe(150.0) == "53% (3463/6576), 2.0/s, ETA 25m56s"
+    p.feed("[1/40] Building CXX object z.o", now=200.0)  # resumed: ninja counts what is left
+    assert (p.done, p.total, p.rate(200.0)) == (1, 40, 0.0)
+    p.feed("[ 45%] Building CXX object a.o", now=210.0)  # CMake's Makefiles
+    assert p.describe(210.0).startswith("45%")
+
+
+def test_setuptools_extensions_are_counted() -> None:
+    p = CompileProgress()
+    p.feed("building 'vllm._C' extension", now=1.0)
+    p.feed("building 'vllm._moe_C' extension", now=2.0)
+    assert p.describe(2.0) == "extension 2: vllm._moe_C"
+
+
+def test_plain_progress_prints_one_line_per_tenth_of_the_compile() -> None:
+    out = io.StringIO()
+    view = PlainProgress(out)
+    view(Event("start", "vllm", 6, 6, "vllm-0.8.1.whl"))
+    for i in range(1, 501):
+        view(Event("line", "vllm", 6, 6, f"[{i}/500] Building CUDA object k{i}.cu.o"))
+    lines = [ln for ln in out.getvalue().splitlines() if " compile " in ln]
+    assert [ln.split(" compile ")[1].split("%")[0] for ln in lines] == [str(10 * k) for k in range(11)]
