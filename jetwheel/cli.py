@@ -441,11 +441,47 @@ def setup(
     print(f"image: {ensure_base_image(image, arch, engine)}")
 
 
+# --- cache ------------------------------------------------------------------------------------------
+_CACHE_HELP = {
+    "runner": "local (the directory JETWHEEL_CCACHE_DIR, default ~/.cache/jetwheel/ccache) or docker "
+    "(the engine's volume JETWHEEL_CCACHE_VOLUME, default jetwheel-ccache)",
+    "engine": "podman or docker",
+    "connection": "remote engine: podman connection or docker context",
+    "profile": "profile whose image runs ccache (--runner docker)",
+}
+
+
+def _ccache(runner: str, engine: str, connection: str, profile: str, args: str) -> str:
+    from .recipe import load_profile
+    from .runners import make_runner
+    from .runners.ccache import CompilerCache, run_ccache
+
+    the_runner = make_runner(runner, engine, connection)
+    image = load_profile(profile).image if runner == "docker" else "host"
+    return run_ccache(the_runner.probe_argv(image), CompilerCache.from_env(), args)
+
+
+@task(help=_CACHE_HELP)
+@clean_errors
+def stats(c: Context, runner: str = "local", engine: str = "", connection: str = "", profile: str = "mini") -> None:
+    """Show the compiler cache's size, limit and hits (JETWHEEL_CCACHE_SIZE sets the limit)."""
+    print(_ccache(runner, engine, connection, profile, "--show-stats --verbose"))
+
+
+@task(help=_CACHE_HELP)
+@clean_errors
+def clear(c: Context, runner: str = "local", engine: str = "", connection: str = "", profile: str = "mini") -> None:
+    """Empty the compiler cache (a step's work directory kept for resuming is not touched)."""
+    _ccache(runner, engine, connection, profile, "--clear")
+    print("compiler cache cleared")
+
+
 index_ns = Collection("index", serve, export, mirror, yank, adduser, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
 aarch64_ns = Collection("aarch64", setup)
-namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns)
+cache_ns = Collection("cache", stats, clear)
+namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, cache_ns)
 
 
 def main() -> None:

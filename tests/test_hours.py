@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import secrets
 import shutil
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, start_server, stop_server
+from invoke.program import Program
 
+from jetwheel.cli import namespace
 from jetwheel.engine import Event, Options, run_plan
 from jetwheel.errors import BuildError, OutOfMemory
 from jetwheel.machine import Machine, this_machine
@@ -270,3 +273,26 @@ def test_plain_progress_prints_one_line_per_tenth_of_the_compile() -> None:
         view(Event("line", "vllm", 6, 6, f"[{i}/500] Building CUDA object k{i}.cu.o"))
     lines = [ln for ln in out.getvalue().splitlines() if " compile " in ln]
     assert [ln.split(" compile ")[1].split("%")[0] for ln in lines] == [str(10 * k) for k in range(11)]
+
+
+def test_cache_tasks_show_and_clear_the_local_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JETWHEEL_CCACHE_DIR", str(tmp_path / "cc"))
+    monkeypatch.setenv("JETWHEEL_CCACHE_SIZE", "3G")
+    src = tmp_path / "a.c"
+    src.write_text("int f(void) { return 1; }\n")
+    for _ in range(2):  # one miss, one hit, through the same masquerade the step script sets up
+        subprocess.run(
+            ["ccache", "gcc", "-c", str(src), "-o", str(tmp_path / "a.o")],
+            check=True,
+            env={**os.environ, "CCACHE_DIR": str(tmp_path / "cc")},
+        )
+    program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
+    program.run(["jetwheel", "cache.stats"], exit=False)
+    out = capsys.readouterr().out
+    assert f"Cache directory: {tmp_path / 'cc'}" in " ".join(out.split()) and re.search(r"Hits:\s+1 /\s+2", out)
+    program.run(["jetwheel", "cache.clear"], exit=False)
+    assert capsys.readouterr().out.strip() == "compiler cache cleared"
+    program.run(["jetwheel", "cache.stats"], exit=False)
+    assert "Cache size (GB): 0.00 / 3.00" in " ".join(capsys.readouterr().out.split())

@@ -8,6 +8,7 @@ returns the object file the same command produced before."""
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,3 +70,20 @@ SHELL_SETUP = r"""if [ -n "${CCACHE_DIR:-}" ] && command -v ccache >/dev/null; t
   export PATH="$jw_ccache_bin:$PATH"
 fi
 """
+
+
+def run_ccache(argv: list[str], cache: CompilerCache, args: str) -> str:
+    """`ccache ARGS` where a runner builds (`argv`: the runner's probe_argv, a `bash -c` prefix), on
+    that runner's cache: the directory here, or the engine's volume."""
+    if not cache.enabled:
+        raise RunnerError("the compiler cache is off (JETWHEEL_CCACHE=0)")
+    env = dict(os.environ, **cache.env(str(cache.directory), "/"))
+    cache.directory.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [*argv, f"command -v ccache >/dev/null || exit 127; ccache {args}"], capture_output=True, text=True, env=env
+    )
+    if done.returncode == 127:
+        raise RunnerError("ccache is not installed where the runner builds (apt-get install ccache)")
+    if done.returncode != 0:
+        raise RunnerError(f"ccache {args} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return done.stdout.rstrip()
