@@ -76,6 +76,11 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "recipes": "directory of recipes and profiles (default: $JETWHEEL_RECIPES, ./recipes, the bundled ones)",
         "sources": "directory of source archives (inv sources.fetch), tried before the index and upstream "
         "(default: $JETWHEEL_SOURCES)",
+        "preflight": "only check, in minutes, what would fail hours later (one line per check, with the fix)",
+        "no_preflight": "skip the checks that run before a real build",
+        "disk_gb": "free disk a step needs where it builds (preflight)",
+        "no_oom_retry": "a step killed for memory fails at once (default: retried once with half MAX_JOBS)",
+        "container_memory": "memory limit for the build containers, e.g. 12g (--runner docker)",
     }
 )
 @clean_errors
@@ -98,8 +103,14 @@ def build_wheel(
     keep_work: bool = False,
     recipes: str = "",
     sources: str = "",
+    preflight: bool = False,
+    no_preflight: bool = False,
+    disk_gb: float = 20.0,
+    no_oom_retry: bool = False,
+    container_memory: str = "",
 ) -> None:
-    """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
+    """Build NAME and its dependency chain, repair, verify and publish each wheel to the index.
+    A step that failed or was interrupted resumes in its kept work directory when run again."""
     from .machine import Machine, this_machine
     from .plan import default_runner, make_plan, render_plan
     from .recipe import load_recipes, recipes_root
@@ -119,6 +130,25 @@ def build_wheel(
     from .progress import make_listener
     from .runners import make_runner
 
+    # a profile for another machine runs its containers emulated for that machine
+    run_arch = arch or (prof.arch if prof.arch != platform.machine() else "")
+    the_runner = make_runner(runner, engine, connection, gpu, run_arch, container_memory)
+    client = _client(index)
+    if preflight or not no_preflight:
+        from .preflight import Needs, failures, render
+        from .preflight import preflight as check
+
+        checks = check(plan, known, prof, the_runner, client, Needs(disk_gb=disk_gb, **_sources_option(sources)), gpu)
+        print(render(checks), file=sys.stdout if preflight else sys.stderr, flush=True)
+        failed = failures(checks)
+        if failed:
+            raise Exit(
+                f"jetwheel: error: preflight: {len(failed)} of {len(checks)} checks failed "
+                f"(first: {failed[0].check}); fix them or pass --no-preflight",
+                code=1,
+            )
+        if preflight:
+            return
     if publish_failing:
         print(
             "jetwheel: WARNING: --publish-failing: wheels that fail verify will be published, marked failing",
@@ -128,10 +158,15 @@ def build_wheel(
         plan,
         known,
         prof,
-        # a profile for another machine runs its containers emulated for that machine
-        make_runner(runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")),
-        _client(index),
-        Options(force=force, publish_failing=publish_failing, keep_work=keep_work, **_sources_option(sources)),
+        the_runner,
+        client,
+        Options(
+            force=force,
+            publish_failing=publish_failing,
+            keep_work=keep_work,
+            oom_retry=not no_oom_retry,
+            **_sources_option(sources),
+        ),
         make_listener(),
     )
     for r in results:
@@ -378,7 +413,7 @@ def check_profiles(c: Context, root: str = "", url: str = "") -> None:
 @task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
 @clean_errors
 def base_image(
-    c: Context, name: str = "localhost/jetwheel-base:bookworm", arch: str = "", engine: str = "podman"
+    c: Context, name: str = "localhost/jetwheel-builder:bookworm", arch: str = "", engine: str = "podman"
 ) -> None:
     """Build the local debootstrap base image the docker runner uses where no registry is reachable."""
     from .runners.baseimage import ensure_base_image
@@ -533,12 +568,50 @@ def setup(
     print(f"image: {ensure_base_image(image, arch, engine)}")
 
 
+# --- cache ------------------------------------------------------------------------------------------
+_CACHE_HELP = {
+    "runner": "local (the directory JETWHEEL_CCACHE_DIR, default ~/.cache/jetwheel/ccache) or docker "
+    "(the engine's volume JETWHEEL_CCACHE_VOLUME, default jetwheel-ccache)",
+    "engine": "podman or docker",
+    "connection": "remote engine: podman connection or docker context",
+    "profile": "profile whose image runs ccache (--runner docker)",
+}
+
+
+def _ccache(runner: str, engine: str, connection: str, profile: str, args: str) -> str:
+    from .recipe import load_profile
+    from .runners import make_runner
+    from .runners.ccache import CompilerCache, run_ccache
+
+    the_runner = make_runner(runner, engine, connection)
+    image = load_profile(profile).image if runner == "docker" else "host"
+    return run_ccache(the_runner.probe_argv(image), CompilerCache.from_env(), args)
+
+
+@task(help=_CACHE_HELP)
+@clean_errors
+def stats(c: Context, runner: str = "local", engine: str = "", connection: str = "", profile: str = "mini") -> None:
+    """Show the compiler cache's size, limit and hits (JETWHEEL_CCACHE_SIZE sets the limit)."""
+    print(_ccache(runner, engine, connection, profile, "--show-stats --verbose"))
+
+
+@task(help=_CACHE_HELP)
+@clean_errors
+def clear(c: Context, runner: str = "local", engine: str = "", connection: str = "", profile: str = "mini") -> None:
+    """Empty the compiler cache (a step's work directory kept for resuming is not touched)."""
+    _ccache(runner, engine, connection, profile, "--clear")
+    print("compiler cache cleared")
+
+
 index_ns = Collection("index", serve, export, mirror, yank, adduser, token, check_profiles, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
 aarch64_ns = Collection("aarch64", setup)
 sources_ns = Collection("sources", fetch, upload)
-namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns)
+cache_ns = Collection("cache", stats, clear)
+namespace = Collection(
+    build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns, cache_ns
+)
 
 
 def main() -> None:

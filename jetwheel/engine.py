@@ -3,26 +3,31 @@ source, run the step (runner), check the repaired wheel, verify it against the w
 installed with, and publish it with its provenance and verify report.
 
 A failed step publishes nothing: the wheel reaches the index only after verify passed (or the
-caller explicitly asked to publish a failing wheel, which is then marked failing on the index)."""
+caller explicitly asked to publish a failing wheel, which is then marked failing on the index).
+
+A step's work directory is named by its cache key and kept when the build fails or is interrupted:
+the next run of the same step resumes in it (see runners.step_script). A compile killed for memory
+is retried once with half the jobs."""
 
 from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 import platform
+import re
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from .errors import BuildError, VerifyFailed
+from .errors import BuildError, OutOfMemory, VerifyFailed
 from .index.client import IndexClient
 from .indexwheels import IndexWheels, upload_with_facts
 from .plan import BuildStep, Plan
@@ -40,7 +45,8 @@ CACHE = Path.home() / ".cache" / "jetwheel"
 class Event:
     """Progress of a build, for whatever shows it (a live terminal view, plain log lines)."""
 
-    kind: str  # plan | start | line | bytes | cached | verified | published | failed
+    # plan | start | resume | line | oom | bytes | cached | verified | published | failed
+    kind: str
     step: str = ""
     index: int = 0
     total: int = 0
@@ -66,6 +72,7 @@ class Options:
     log_root: Path = field(default_factory=lambda: CACHE / "logs")
     keep_work: bool = False
     sources: Path | None = field(default_factory=local_sources_dir)  # local source archives, tried first
+    oom_retry: bool = True  # a step killed for memory runs once more with half MAX_JOBS
 
 
 Listener = Callable[[Event], None]
@@ -113,6 +120,52 @@ def _bytes_event(listener: Listener, step: str, index: int, total: int, what: st
     listener(Event("bytes", step, index, total, what, done, size))
 
 
+def work_dir(root: Path, step: BuildStep) -> Path:
+    """The step's work directory: the same for every run of the same cache key, so a rerun resumes."""
+    return root / f"{step.name}-{step.cache_key[:16]}"
+
+
+def prepare_work(
+    step: BuildStep, recipe: Recipe, work: Path, client: IndexClient, options: Options
+) -> tuple[bool, FetchedSource]:
+    """Make the work directory ready; (True, ...) when it resumes one a failed run left (its source
+    and finished commands intact). Kept directories of the step's other cache keys are removed: at
+    most one kept directory per step bounds the disk this costs. The source's origin is recorded in
+    the directory so a resumed build publishes the same provenance."""
+    for stale in work.parent.glob(f"{step.name}-*"):
+        if stale != work and re.fullmatch(rf"{re.escape(step.name)}-[0-9a-f]{{16}}", stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
+    record = work / "source.json"
+    if (work / "src").is_dir() and (work / "patches").is_dir() and record.is_file():
+        shutil.rmtree(work / "out", ignore_errors=True)
+        return True, FetchedSource(work / "src", **json.loads(record.read_text()))
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    source = fetch_source(step.name, step.pin, step.source, work / "src", client, options.sources)
+    (work / "patches").mkdir()
+    for p in recipe.patches:
+        shutil.copy2(p, work / "patches" / p.name)
+    record.write_text(json.dumps({"sha256": source.sha256, "origin": source.origin, "commit": source.commit}))
+    return False, source
+
+
+def run_step(
+    runner: Runner, step: BuildStep, work: Path, index_url: str, log: StepLog, options: Options, say: Listener
+) -> None:
+    """Run the step; if the kernel killed it for memory, say so and run it once more with half the
+    jobs, in the same work directory (it continues where it was killed)."""
+    try:
+        runner.run(step, work, index_url, log)
+    except OutOfMemory as e:
+        if not options.oom_retry or e.jobs <= 1:
+            raise
+        half = str(e.jobs // 2)
+        say(Event("oom", step.name, message=f"{e}; retrying once with MAX_JOBS={half}"))
+        runner.run(
+            replace(step, env={**step.env, "MAX_JOBS": half, "CMAKE_BUILD_PARALLEL_LEVEL": half}), work, index_url, log
+        )
+
+
 def run_plan(
     plan: Plan,
     recipes: dict[str, Recipe],
@@ -138,20 +191,21 @@ def run_plan(
                 continue
         listener(Event("start", step.name, i, total, step.wheel))
         started = time.monotonic()
-        options.work_root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{step.name}-", dir=options.work_root))
+        work = work_dir(options.work_root, step)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         steplog = StepLog(
-            options.log_root / f"{step.name}-{stamp}-{work.name[-8:]}.log",
+            options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log",
             functools.partial(_line_event, listener, step.name, i, total),
         )
         client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
+        resumable = False  # the work directory is worth keeping: the compile failed or was cut off
         try:
-            source = fetch_source(step.name, step.pin, step.source, work / "src", client, options.sources)
-            (work / "patches").mkdir()
-            for p in recipe.patches:
-                shutil.copy2(p, work / "patches" / p.name)
-            runner.run(step, work, client.simple_url, steplog)
+            resumed, source = prepare_work(step, recipe, work, client, options)
+            if resumed:
+                listener(Event("resume", step.name, i, total, f"continuing the interrupted build in {work}"))
+            resumable = True
+            run_step(runner, step, work, client.simple_url, steplog, options, _at(listener, i, total))
+            resumable = False
             wheel = _built_wheel(step, work / "out")
             facts = read_wheels([wheel])[0]
             report = verify_wheel(facts, target, recipe, source=IndexWheels(client), downloads=work / "deps")
@@ -181,11 +235,21 @@ def run_plan(
         except BaseException as e:
             listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
             if isinstance(e, KeyboardInterrupt):
-                raise BuildError(f"{step.name}: interrupted; nothing was published") from None
+                raise BuildError(
+                    f"{step.name}: interrupted; nothing was published"
+                    + (f" (a rerun resumes from {work})" if resumable else "")
+                ) from None
             raise
         finally:
             client.on_bytes = None
             steplog.close()
-            if not options.keep_work:
-                shutil.rmtree(work, ignore_errors=True)
+            if not resumable:
+                runner.discard(step)
+                if not options.keep_work:
+                    shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def _at(listener: Listener, index: int, total: int) -> Listener:
+    """The listener, with the step's place in the plan filled into each event."""
+    return lambda e: listener(replace(e, index=index, total=total))

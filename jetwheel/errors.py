@@ -43,3 +43,11 @@ class RunnerError(JetwheelError):
 
 class SourceError(BuildError):
     """A build's source could not be had, or does not match the recipe's pin."""
+
+
+class OutOfMemory(BuildError):
+    """The kernel killed a process of a build step for memory; ``jobs`` is the MAX_JOBS it ran with."""
+
+    def __init__(self, message: str, jobs: int = 0) -> None:
+        super().__init__(message)
+        self.jobs = jobs

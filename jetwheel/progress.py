@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import TextIO
 
 from rich.markup import escape
@@ -12,19 +14,109 @@ from rich.table import Table
 
 from .engine import Event, Listener
 
+_COUNTED = re.compile(r"^\[(\d+)/(\d+)\] ")  # ninja, and CMake's ninja generator
+_PERCENT = re.compile(r"^\[\s*(\d+)%\] ")  # CMake's Makefile generator
+_EXTENSION = re.compile(r"^building '([^']+)' extension")  # setuptools' build_ext
+
+
+@dataclass
+class CompileProgress:
+    """A long compile's progress, from the build system's own lines: ninja's `[N/M]`, CMake's
+    `[ NN%]`, setuptools' `building 'x' extension`. Rate and ETA count from the first line seen of
+    the current build system run (a resumed ninja starts its count again with the work left)."""
+
+    done: int = 0
+    total: int = 0  # 0 when only extensions are counted
+    percent: bool = False  # CMake's Makefiles print a percentage, not counts
+    extensions: int = 0
+    extension: str = ""
+    since: tuple[int, float] = (0, 0.0)  # (done, time) the rate counts from
+
+    def feed(self, line: str, now: float) -> bool:
+        """Take one log line; True when it moved the progress."""
+        if m := _COUNTED.match(line):
+            done, total, self.percent = int(m[1]), int(m[2]), False
+        elif m := _PERCENT.match(line):
+            done, total, self.percent = int(m[1]), 100, True
+        elif m := _EXTENSION.match(line):
+            self.extensions += 1
+            self.extension = m[1]
+            return True
+        else:
+            return False
+        if total != self.total or done < self.done:  # another build system run
+            self.since = (done, now)
+        self.done, self.total = done, total
+        return True
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done / self.total if self.total else None
+
+    def rate(self, now: float) -> float:
+        """Steps a second since the run's first line (0 until time has passed)."""
+        d0, t0 = self.since
+        return (self.done - d0) / (now - t0) if now > t0 and self.done > d0 else 0.0
+
+    def eta(self, now: float) -> float | None:
+        rate = self.rate(now)
+        return (self.total - self.done) / rate if rate and self.total else None
+
+    def describe(self, now: float) -> str:
+        if self.fraction is None:
+            return f"extension {self.extensions}: {self.extension}" if self.extensions else ""
+        parts = [f"{self.fraction:.0%}" if self.percent else f"{self.fraction:.0%} ({self.done}/{self.total})"]
+        if self.rate(now):
+            parts.append(f"{self.rate(now):.1f}/s")
+        eta = self.eta(now)
+        if eta is not None:
+            parts.append(f"ETA {_duration(eta)}")
+        return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
 
 class PlainProgress:
-    """One line per step event; build output stays in the per-step log file."""
+    """One line per step event, and one per 10 % of a compile; build output stays in the step's log."""
 
     def __init__(self, out: TextIO = sys.stderr) -> None:
         self.out = out
         self.started: dict[str, float] = {}
+        self.compile = CompileProgress()
+        self.decile = -1
+
+    def _compile_line(self, e: Event) -> None:
+        now = time.monotonic()
+        if not self.compile.feed(e.message, now):
+            return
+        fraction = self.compile.fraction
+        if fraction is None:
+            print(f"jetwheel: [{e.index}/{e.total}] {e.step} compile: {self.compile.describe(now)}", file=self.out)
+            return
+        decile = int(fraction * 10)
+        if self.compile.since[1] == now:
+            self.decile = -1  # a new run of the build system
+        if decile > self.decile:
+            self.decile = decile
+            print(
+                f"jetwheel: [{e.index}/{e.total}] {e.step} compile {self.compile.describe(now)}",
+                file=self.out,
+                flush=True,
+            )
 
     def __call__(self, e: Event) -> None:
-        if e.kind == "line" or (e.kind == "bytes" and e.done < e.size):
-            return  # build output is in the step's log; a transfer is reported once, when complete
+        if e.kind == "line":
+            self._compile_line(e)
+            return
+        if e.kind == "bytes" and e.done < e.size:
+            return  # a transfer is reported once, when complete
         if e.kind == "start":
             self.started[e.step] = time.monotonic()
+            self.compile, self.decile = CompileProgress(), -1
         took = (
             f" ({time.monotonic() - self.started[e.step]:.1f}s)"
             if e.step in self.started and e.kind in ("published", "failed")
@@ -52,14 +144,19 @@ class LiveProgress:
         self.lines: deque[str] = deque(maxlen=6)
         self.transfer = ""  # the last upload/download, as a bar
         self.total = 0
+        self.compile = CompileProgress()
 
     def _render(self) -> Table:
         t = Table.grid(padding=(0, 2))
+        now = time.monotonic()
         for name in self.order:
             state, detail = self.steps[name]
-            secs = (
-                f"{time.monotonic() - self.started[name]:.0f}s" if name in self.started and state == "running" else ""
-            )
+            running = name in self.started and state in ("running", "resuming")
+            secs = f"{now - self.started[name]:.0f}s" if running else ""
+            if running and self.compile.describe(now):
+                fraction = self.compile.fraction
+                gauge = escape(_gauge(fraction)) if fraction is not None else ""
+                detail = f"{gauge} {escape(self.compile.describe(now))}".strip()
             t.add_row(f"[bold]{name}[/]", state, secs, detail)
         if self.transfer:
             t.add_row("", escape(self.transfer), "", "")
@@ -76,12 +173,18 @@ class LiveProgress:
             self.steps[e.step] = ["waiting", ""]
         if e.kind == "line":
             self.lines.append(e.message)
+            self.compile.feed(e.message, time.monotonic())
+        elif e.kind == "resume":
+            self.steps[e.step] = ["resuming", e.message]
+        elif e.kind == "oom":
+            self.lines.append(e.message)
         elif e.kind == "bytes":
             self.transfer = _bar(e.message, e.done, e.size)
         elif e.kind == "start":
             self.started[e.step] = time.monotonic()
             self.steps[e.step] = ["running", e.message]
             self.lines.clear()
+            self.compile = CompileProgress()
         elif e.kind in ("cached", "published", "failed", "verified"):
             self.steps[e.step] = [e.kind, e.message]
         self.live.update(self._render())
@@ -89,9 +192,13 @@ class LiveProgress:
             self.live.stop()
 
 
-def _bar(what: str, done: int, size: int, width: int = 24) -> str:
-    filled = int(width * done / size) if size else width
-    return f"{what} [{'#' * filled}{'.' * (width - filled)}] {done / 1e3:,.0f} / {size / 1e3:,.0f} kB"
+def _gauge(fraction: float, width: int = 24) -> str:
+    filled = int(width * min(fraction, 1.0))
+    return f"[{'#' * filled}{'.' * (width - filled)}]"
+
+
+def _bar(what: str, done: int, size: int) -> str:
+    return f"{what} {_gauge(done / size if size else 1.0)} {done / 1e3:,.0f} / {size / 1e3:,.0f} kB"
 
 
 def make_listener(stream: TextIO = sys.stderr) -> Listener:

@@ -283,6 +283,21 @@ def _unpack(archive: Path, dest: Path) -> None:
     shutil.rmtree(extract, ignore_errors=True)
 
 
+def locate(
+    name: str, pin: str, src: Mapping[str, Any], client: IndexClient | None = None, local_dir: Path | None = None
+) -> str | None:
+    """Where fetch_source would take a pinned archive from before going upstream (the local file or
+    the index's URL), without fetching it; None when only upstream can have it."""
+    filename = archive_name(name, pin)
+    if not src.get("sha256") or src["kind"] == "path":
+        return None
+    if local_dir is not None and (local_dir / filename).is_file():
+        return str(local_dir / filename)
+    if client is not None and client.file_info(filename) is not None:
+        return f"{client.url}/packages/{filename}"
+    return None
+
+
 def fetch_source(
     name: str,
     pin: str,

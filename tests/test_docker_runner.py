@@ -48,7 +48,7 @@ def remote_engine(tmp_path: Path) -> Iterator[str]:
 def build(server: Server, runner: DockerRunner, tmp: Path) -> list[str]:
     recipes, profile = load_recipes(), load_profile("mini")
     plan = make_plan(recipes, profile, "mini-vision", "docker", this_machine())
-    assert all(s.image == "localhost/jetwheel-base:bookworm" for s in plan.steps)
+    assert all(s.image == "localhost/jetwheel-builder:bookworm" for s in plan.steps)
     results = run_plan(
         plan, recipes, profile, runner, server.client(), Options(work_root=tmp / "w", log_root=tmp / "l")
     )

@@ -9,7 +9,9 @@ from .local import LocalRunner
 __all__ = ["DockerRunner", "LocalRunner", "Runner", "StepLog", "make_runner", "step_script"]
 
 
-def make_runner(name: str, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "") -> Runner:
+def make_runner(
+    name: str, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "", memory: str = ""
+) -> Runner:
     if name == "local":
         return LocalRunner()
     if name == "cross":
@@ -17,4 +19,4 @@ def make_runner(name: str, engine: str = "", connection: str = "", gpu: bool = F
         from .cross import CrossRunner
 
         return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}")
-    return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch)
+    return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch, memory=memory)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..errors import RunnerError
 
-PACKAGES = "python3,python3-venv,python3-pip,python3-dev,g++,patch,ca-certificates,wget"
+# ccache: every runner gives compilers a persistent cache (runners/ccache.py)
+PACKAGES = "python3,python3-venv,python3-pip,python3-dev,g++,patch,ca-certificates,wget,ccache"
 LABEL = "jetwheel.packages"  # an image made from another package list is rebuilt
 CACHE = Path("/var/cache/jetwheel")
 
@@ -26,7 +27,7 @@ def image_exists(engine: str, name: str) -> bool:
 
 
 def ensure_base_image(
-    name: str = "localhost/jetwheel-base:bookworm",
+    name: str = "localhost/jetwheel-builder:bookworm",
     arch: str = "",
     engine: str = "podman",
     suite: str = "bookworm",

@@ -64,4 +64,11 @@ class CrossRunner:
         return path
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
+        # the local runner's compiler cache: the cross compilers go through ccache by their names
         LocalRunner({"JW_TARGET_ENV": str(self.target_env(workdir))}).run(step, workdir, index_url, log)
+
+    def probe_argv(self, image: str) -> list[str]:
+        return ["bash", "-c"]
+
+    def discard(self, step: BuildStep) -> None:
+        """Nothing kept outside the work directory, which the engine removes."""

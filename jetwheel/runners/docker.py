@@ -3,19 +3,23 @@
 The work directory is copied in and the wheel copied out (`cp`), never bind-mounted, so the same
 code works when the engine is another machine (DOCKER_HOST=ssh://jetson2, docker contexts,
 `podman --connection`): that is how several Jetsons build a plan's independent steps.
+
+A step's container is named by its cache key and kept when the step fails: run again, the step
+starts the same container, whose work directory still holds the finished commands' results and
+the build directory (see step_script). The compiler cache is a named volume on the engine.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
 
 from ..errors import RunnerError
 from ..plan import BuildStep
-from .base import StepLog, failed, step_script, stream
+from .base import ENV_FILE, StepLog, env_file, failed, step_script, stream
+from .ccache import VOLUME_MOUNT, CompilerCache
 
 WORK = "/jw"
 
@@ -33,12 +37,21 @@ class DockerRunner:
     name = "docker"
 
     def __init__(
-        self, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "", ca_bundle: str = ""
+        self,
+        engine: str = "",
+        connection: str = "",
+        gpu: bool = False,
+        arch: str = "",
+        ca_bundle: str = "",
+        ccache: CompilerCache | None = None,
+        memory: str = "",
     ) -> None:
         self.engine = find_engine(engine or os.environ.get("JETWHEEL_ENGINE", ""))
         self.connection = connection
         self.gpu = gpu
         self.arch = arch
+        self.ccache = ccache or CompilerCache.from_env()
+        self.memory = memory  # a limit for the build container (e.g. 12g), swap included
         # A LAN behind a TLS-inspecting proxy: the container must trust the same CA as the host
         # for pip's upstream fallback to work
         self.ca_bundle = ca_bundle or os.environ.get("JETWHEEL_CA_BUNDLE", "")
@@ -52,16 +65,28 @@ class DockerRunner:
             cmd += ["--connection", self.connection] if podman else ["--context", self.connection]
         return cmd
 
-    def create_args(self, step: BuildStep, index_url: str, name: str) -> list[str]:
-        """The `create` command line (shown by --dry-run too)."""
-        # root inside the container: `cp` hands the copied work directory to root (the builder
-        # image's own user is for interactive use)
-        args = [*self.base(), "create", "--name", name, "--network=host", "--user", "root", "--workdir", WORK]
+    def container_args(self) -> list[str]:
+        """What every container of this runner gets: architecture, GPU, memory limit, compiler cache."""
+        args = []
         if self.arch:
             args += ["--arch", self.arch] if "podman" in self.engine else ["--platform", f"linux/{self.arch}"]
         if self.gpu:
             # JetPack's container runtime exposes the iGPU and mounts CUDA from the host (csv mode)
             args += ["--runtime", "nvidia"] if "docker" in self.engine else ["--device", "nvidia.com/gpu=all"]
+        if self.memory:
+            args += ["--memory", self.memory, "--memory-swap", self.memory]
+        if self.ccache.enabled:
+            # a named volume, not a bind mount: it lives on the engine's machine, remote or not
+            args += ["--volume", f"{self.ccache.volume}:{VOLUME_MOUNT}"]
+            args += [f"--env={k}={v}" for k, v in sorted(self.ccache.env(VOLUME_MOUNT, WORK).items())]
+        return args
+
+    def create_args(self, step: BuildStep, index_url: str, name: str) -> list[str]:
+        """The `create` command line (shown by --dry-run too)."""
+        # root inside the container: `cp` hands the copied work directory to root (the builder
+        # image's own user is for interactive use)
+        args = [*self.base(), "create", "--name", name, "--network=host", "--user", "root", "--workdir", WORK]
+        args += self.container_args()
         env = dict(step.env, JW_WORK=WORK, JW_SRC=f"{WORK}/src", JW_INDEX=index_url, PIP_INDEX_URL=index_url)
         if self.ca_bundle:
             env.update(PIP_CERT=f"{WORK}/ca.crt", SSL_CERT_FILE=f"{WORK}/ca.crt")
@@ -72,8 +97,30 @@ class DockerRunner:
     def _quiet(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.base(), *args], capture_output=True, text=True)
 
-    def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
-        name = f"jetwheel-{step.name}-{secrets.token_hex(4)}"
+    def probe_argv(self, image: str) -> list[str]:
+        return [
+            *self.base(),
+            "run",
+            "--rm",
+            "--network=host",
+            "--user",
+            "root",
+            *self.container_args(),
+            image,
+            "bash",
+            "-c",
+        ]
+
+    @staticmethod
+    def container_name(step: BuildStep) -> str:
+        return f"jetwheel-{step.name}-{step.cache_key[:12]}"
+
+    def _kept(self, step: BuildStep) -> list[str]:
+        """Containers kept from failed runs of this step, any cache key."""
+        done = self._quiet("ps", "--all", "--format", "{{.Names}}", "--filter", f"name=^jetwheel-{step.name}-")
+        return [n for n in done.stdout.split() if n.startswith(f"jetwheel-{step.name}-")]
+
+    def _create(self, step: BuildStep, workdir: Path, index_url: str, name: str) -> None:
         made = subprocess.run(self.create_args(step, index_url, name), capture_output=True, text=True)
         if made.returncode != 0:
             raise RunnerError(
@@ -82,16 +129,35 @@ class DockerRunner:
             )
         if self.ca_bundle:
             shutil.copyfile(self.ca_bundle, workdir / "ca.crt")
-        try:
-            copied = self._quiet("cp", f"{workdir}/.", f"{name}:{WORK}")
+        copied = self._quiet("cp", f"{workdir}/.", f"{name}:{WORK}")
+        if copied.returncode != 0:
+            raise RunnerError(f"{self.engine} cp into the container failed: {copied.stderr.strip()}")
+
+    def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
+        name = self.container_name(step)
+        kept = self._kept(step)
+        for stale in (n for n in kept if n != name):  # one kept container per step: bounded by disk
+            self._quiet("rm", "--force", stale)
+        # this attempt's variables: a retry after an OOM kill halves MAX_JOBS in a kept container
+        (workdir / ENV_FILE).write_text(env_file(dict(step.env)))
+        if name in kept:
+            copied = self._quiet("cp", str(workdir / ENV_FILE), f"{name}:{WORK}/{ENV_FILE}")
             if copied.returncode != 0:
-                raise RunnerError(f"{self.engine} cp into the container failed: {copied.stderr.strip()}")
+                raise RunnerError(f"{self.engine} cp into the kept container failed: {copied.stderr.strip()}")
+        else:
+            self._create(step, workdir, index_url, name)
+        try:
             code = stream([*self.base(), "start", "--attach", name], log)
-            if code != 0:
-                raise failed(step, code, log)
-            (workdir / "out").mkdir(exist_ok=True)
-            back = self._quiet("cp", f"{name}:{WORK}/out/.", str(workdir / "out"))
-            if back.returncode != 0:
-                raise RunnerError(f"{self.engine} cp out of the container failed: {back.stderr.strip()}")
-        finally:
-            self._quiet("rm", "--force", name)
+        except BaseException:
+            self._quiet("stop", "--time", "2", name)  # kept, stopped: a rerun continues in it
+            raise
+        if code != 0:
+            oom = self._quiet("inspect", "--format", "{{.State.OOMKilled}}", name).stdout.strip() == "true"
+            raise failed(step, code, log, oom, f"container limit {self.memory}" if self.memory else "")
+        (workdir / "out").mkdir(exist_ok=True)
+        back = self._quiet("cp", f"{name}:{WORK}/out/.", str(workdir / "out"))
+        if back.returncode != 0:
+            raise RunnerError(f"{self.engine} cp out of the container failed: {back.stderr.strip()}")
+
+    def discard(self, step: BuildStep) -> None:
+        self._quiet("rm", "--force", self.container_name(step))

@@ -7,19 +7,28 @@ from pathlib import Path
 
 from ..plan import BuildStep
 from .base import StepLog, failed, step_script, stream
+from .ccache import CompilerCache
 
 
 class LocalRunner:
     name = "local"
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None, ccache: CompilerCache | None = None) -> None:
         self.extra_env = extra_env or {}
+        self.ccache = ccache or CompilerCache.from_env()
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
+        env.update(self.ccache.env(str(self.ccache.directory), str(workdir)))
         env.update(step.env)
         env.update(self.extra_env)
         env.update(JW_WORK=str(workdir), JW_SRC=str(workdir / "src"), JW_INDEX=index_url, PIP_INDEX_URL=index_url)
-        code = stream(["bash", "-c", step_script(step)], log, cwd=workdir, env=env, start_new_session=False)
+        code = stream(["bash", "-c", step_script(step)], log, cwd=workdir, env=env, start_new_session=True)
         if code != 0:
             raise failed(step, code, log)
+
+    def probe_argv(self, image: str) -> list[str]:
+        return ["bash", "-c"]
+
+    def discard(self, step: BuildStep) -> None:
+        """Nothing kept outside the work directory, which the engine removes."""

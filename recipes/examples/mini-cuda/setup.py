@@ -3,6 +3,7 @@ links it, with the static CUDA runtime, into an extension built against the inst
 
 import glob
 import os
+import shlex
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -38,8 +39,10 @@ class BuildWithKernel(build_ext):
     def run(self) -> None:
         KERNEL_OBJ.parent.mkdir(exist_ok=True)
         arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.7")
+        # PYTORCH_NVCC replaces nvcc, as in torch.utils.cpp_extension (e.g. "ccache /usr/local/cuda/bin/nvcc")
+        nvcc = shlex.split(os.environ.get("PYTORCH_NVCC", "")) or [os.path.join(cuda_home(), "bin", "nvcc")]
         subprocess.check_call([
-            os.path.join(cuda_home(), "bin", "nvcc"), "-c", "-O2", "-Xcompiler", "-fPIC",
+            *nvcc, "-c", "-O2", "-Xcompiler", "-fPIC",
             *gencode_flags(arch_list), "-o", str(KERNEL_OBJ), str(HERE / "csrc" / "kernel.cu"),
         ])
         super().run()

@@ -1,0 +1,146 @@
+"""Preflight: the mini stack passes, and each broken setup fails its own check, naming the fix,
+before anything is built."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Server
+
+from jetwheel.machine import this_machine
+from jetwheel.plan import make_plan
+from jetwheel.preflight import Check, Needs, failures, preflight, render
+from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.runners import DockerRunner, LocalRunner, Runner
+from jetwheel.runners.baseimage import ensure_base_image
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SMALL = Needs(disk_gb=1)
+
+
+def run(
+    server: Server,
+    runner: Runner,
+    target: str = "mini-cuda",
+    root: Path | None = None,
+    needs: Needs = SMALL,
+    image: str = "",
+) -> list[Check]:
+    recipes, profile = load_recipes(root), load_profile("mini", root)
+    plan = make_plan(recipes, profile, target, runner.name, this_machine())
+    if image:
+        from dataclasses import replace
+
+        plan = replace(plan, steps=tuple(replace(s, image=image) for s in plan.steps))
+    started = time.monotonic()
+    checks = preflight(plan, recipes, profile, runner, server.client(), needs)
+    print(f"{time.monotonic() - started:.1f}s\n{render(checks)}")
+    return checks
+
+
+def edited_recipes(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    root = tmp_path / "recipes"
+    if not root.exists():
+        shutil.copytree(RECIPES, root, ignore=shutil.ignore_patterns("build", "*.egg-info", "*.so"))
+    recipe = root / "examples" / f"{name}.toml"
+    text = recipe.read_text()
+    assert old in text
+    recipe.write_text(text.replace(old, new, 1))
+    return root
+
+
+def only_failure(checks: list[Check]) -> Check:
+    bad = failures(checks)
+    assert len(bad) == 1, render(bad)
+    return bad[0]
+
+
+def test_mini_stack_passes_preflight(stack_server: Server) -> None:
+    checks = run(stack_server, LocalRunner())
+    assert failures(checks) == []
+    names = {c.check for c in checks}
+    for step in ("mini-torch", "mini-vision", "mini-cuda"):
+        assert {f"{step}: {k}" for k in ("source", "patches", "dependency wheels", "build requirements")} <= names
+        assert {f"{step}: disk", f"{step}: memory"} <= names
+    assert "host: python" in names and "host: nvcc" in names  # mini-cuda needs CUDA: nvcc checked
+    assert any("jobs fit" in c.detail for c in checks)
+
+
+def test_wrong_sha256_fails_the_source_check(stack_server: Server, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        tf.add(RECIPES / "examples" / "mini-torch", arcname="mini-torch-1.0.0")
+    archive = tmp_path / "mini-torch-1.0.0.tar.gz"
+    archive.write_bytes(buf.getvalue())
+    wrong = hashlib.sha256(b"not this file").hexdigest()
+    root = edited_recipes(
+        tmp_path, "mini-torch", 'path = "mini-torch"', f'url = "{archive.as_uri()}"\nsha256 = "{wrong}"'
+    )
+    bad = only_failure(run(stack_server, LocalRunner(), "mini-torch", root))
+    assert bad.check == "mini-torch: source" and wrong in bad.detail and "sha256" in bad.fix
+
+
+def test_patch_that_does_not_apply_fails(stack_server: Server, tmp_path: Path) -> None:
+    root = edited_recipes(
+        tmp_path,
+        "mini-vision",
+        'requires = ["setuptools>=68"]',
+        'requires = ["setuptools>=68"]\npatches = ["stale.patch"]',
+    )
+    (root / "examples" / "patches").mkdir()
+    (root / "examples" / "patches" / "stale.patch").write_text(
+        "--- a/setup.py\n+++ b/setup.py\n@@ -1,2 +1,2 @@\n-this line is not in setup.py\n+nor is this one\n context\n"
+    )
+    bad = only_failure(run(stack_server, LocalRunner(), "mini-vision", root))
+    assert bad.check == "mini-vision: patches" and "stale.patch does not apply" in bad.detail
+    assert "rebase" in bad.fix
+
+
+def test_unresolvable_build_requirement_fails(stack_server: Server, tmp_path: Path) -> None:
+    root = edited_recipes(tmp_path, "mini-vision", 'requires = ["setuptools>=68"]', 'requires = ["setuptools>=999"]')
+    bad = only_failure(run(stack_server, LocalRunner(), "mini-vision", root))
+    assert bad.check == "mini-vision: build requirements" and "setuptools>=999" in bad.detail
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_too_little_disk_fails_naming_what_is_needed(stack_server: Server, tiny_disk: Path) -> None:
+    checks = run(stack_server, LocalRunner(), "mini-torch", needs=Needs(disk_gb=2, work_root=tiny_disk / "work"))
+    bad = only_failure(checks)
+    assert bad.check == "mini-torch: disk" and "0.0 GB free" in bad.detail and "2 GB needed" in bad.detail
+
+
+@pytest.mark.slow
+def test_docker_mini_stack_passes_and_a_missing_image_fails(stack_server: Server) -> None:
+    image = ensure_base_image()
+    runner = DockerRunner(engine="podman")
+    checks = run(stack_server, runner, "mini-vision")
+    assert failures(checks) == []
+    assert f"{image}: python" in {c.check for c in checks}
+    bad = only_failure(run(stack_server, runner, "mini-vision", image="localhost/jetwheel-nope:1"))
+    assert bad.check == "image localhost/jetwheel-nope:1" and "build -t localhost/jetwheel-nope:1" in bad.fix
+
+
+def test_engine_not_answering_fails_first(stack_server: Server, tmp_path: Path) -> None:
+    runner = DockerRunner(engine="podman", connection=f"unix://{tmp_path}/no-engine.sock")
+    checks = run(stack_server, runner, "mini-torch")
+    bad = only_failure(checks)
+    assert bad.check.startswith("engine podman --remote") and "does not answer" in bad.detail
+    assert "start the engine" in bad.fix
