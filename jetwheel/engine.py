@@ -42,13 +42,14 @@ CACHE = Path.home() / ".cache" / "jetwheel"
 class Event:
     """Progress of a build, for whatever shows it (a live terminal view, plain log lines)."""
 
-    kind: str  # plan | start | line | bytes | cached | verified | published | failed
+    kind: str  # plan | start | line | bytes | cached | verified | published | failed | lost (engine)
     step: str = ""
     index: int = 0
     total: int = 0
     message: str = ""
     done: int = 0  # for "bytes": transferred so far, of `size`, of the file named in message
     size: int = 0
+    engine: str = ""  # the engine running the step, when a plan runs on several (schedule.py)
 
 
 @dataclass
@@ -168,61 +169,76 @@ def run_plan(
 ) -> list[StepResult]:
     """Run every step in order; raise BuildError/VerifyFailed at the first failure (later steps
     depend on it). Each published wheel is on the index before the next step installs it."""
-    results: list[StepResult] = []
     total = len(plan.steps)
     listener(Event("plan", total=total, message=f"{plan.target} for {plan.profile}"))
+    return [
+        run_step(step, i, total, recipes[canonicalize_name(step.name)], profile, runner, client, options, listener)
+        for i, step in enumerate(plan.steps, 1)
+    ]
+
+
+def run_step(
+    step: BuildStep,
+    i: int,
+    total: int,
+    recipe: Recipe,
+    profile: Profile,
+    runner: Runner,
+    client: IndexClient,
+    options: Options,
+    listener: Listener = lambda e: None,
+) -> StepResult:
+    """One step: skip it if its cache key is published, else build, verify and publish it. Raises
+    (BuildError, VerifyFailed, RunnerError, ...) with nothing published. `client` is used by this
+    step alone (its byte-progress callback is set for the step's transfers)."""
     target = profile.target()
-    for i, step in enumerate(plan.steps, 1):
-        recipe = recipes[canonicalize_name(step.name)]
-        if not options.force:
-            cached = client.cached(step.cache_key)
-            if cached:
-                listener(Event("cached", step.name, i, total, cached))
-                results.append(StepResult(step, "cached", cached))
-                continue
-        listener(Event("start", step.name, i, total, step.wheel))
-        started = time.monotonic()
-        options.work_root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{step.name}-", dir=options.work_root))
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        steplog = StepLog(
-            options.log_root / f"{step.name}-{stamp}-{work.name[-8:]}.log",
-            functools.partial(_line_event, listener, step.name, i, total),
-        )
-        client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
-        try:
-            fetch_source(step, work / "src")
-            (work / "patches").mkdir()
-            for p in recipe.patches:
-                shutil.copy2(p, work / "patches" / p.name)
-            runner.run(step, work, client.simple_url, steplog)
-            wheel = _built_wheel(step, work / "out")
-            report = verify_wheel(wheel, target, recipe, client=client, cache=work / "deps")
-            listener(
-                Event(
-                    "verified",
-                    step.name,
-                    i,
-                    total,
-                    "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()),
-                )
+    if not options.force:
+        cached = client.cached(step.cache_key)
+        if cached:
+            listener(Event("cached", step.name, i, total, cached))
+            return StepResult(step, "cached", cached)
+    listener(Event("start", step.name, i, total, step.wheel))
+    started = time.monotonic()
+    options.work_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{step.name}-", dir=options.work_root))
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    steplog = StepLog(
+        options.log_root / f"{step.name}-{stamp}-{work.name[-8:]}.log",
+        functools.partial(_line_event, listener, step.name, i, total),
+    )
+    client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
+    try:
+        fetch_source(step, work / "src")
+        (work / "patches").mkdir()
+        for p in recipe.patches:
+            shutil.copy2(p, work / "patches" / p.name)
+        runner.run(step, work, client.simple_url, steplog)
+        wheel = _built_wheel(step, work / "out")
+        report = verify_wheel(wheel, target, recipe, client=client, cache=work / "deps")
+        listener(
+            Event(
+                "verified",
+                step.name,
+                i,
+                total,
+                "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()),
             )
-            if not report.passed and not options.publish_failing:
-                raise VerifyFailed(
-                    f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
-                    f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
-                )
-            client.upload(wheel, provenance=provenance(step, recipe, profile, runner), verify=report.to_json())
-            listener(Event("published", step.name, i, total, wheel.name))
-            results.append(StepResult(step, "published", wheel.name, report, time.monotonic() - started))
-        except BaseException as e:
-            listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
-            if isinstance(e, KeyboardInterrupt):
-                raise BuildError(f"{step.name}: interrupted; nothing was published") from None
-            raise
-        finally:
-            client.on_bytes = None
-            steplog.close()
-            if not options.keep_work:
-                shutil.rmtree(work, ignore_errors=True)
-    return results
+        )
+        if not report.passed and not options.publish_failing:
+            raise VerifyFailed(
+                f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
+                f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
+            )
+        client.upload(wheel, provenance=provenance(step, recipe, profile, runner), verify=report.to_json())
+        listener(Event("published", step.name, i, total, wheel.name))
+        return StepResult(step, "published", wheel.name, report, time.monotonic() - started)
+    except BaseException as e:
+        listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
+        if isinstance(e, KeyboardInterrupt):
+            raise BuildError(f"{step.name}: interrupted; nothing was published") from None
+        raise
+    finally:
+        client.on_bytes = None
+        steplog.close()
+        if not options.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
