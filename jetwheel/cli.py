@@ -72,6 +72,8 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "gpu": "give the container the GPU (--runtime nvidia on a Jetson)",
         "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
         "cores": "build host cores (default: this machine's)",
+        "engines": "build on several engines at once: podman connections, docker contexts or engine URLs, "
+        "comma-separated, or a file listing them (engines = [...] in TOML, or one a line)",
     }
 )
 @clean_errors
@@ -92,6 +94,7 @@ def build_wheel(
     memory_gb: float = 0.0,
     cores: int = 0,
     keep_work: bool = False,
+    engines: str = "",
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index."""
     from .machine import Machine, this_machine
@@ -103,7 +106,7 @@ def build_wheel(
     prof = profile_for(name, profile, arch)
     here = this_machine()
     machine = Machine(cores or here.cores, memory_gb or here.memory_gb)
-    plan = make_plan(recipes, prof, name, runner, machine)
+    plan = make_plan(recipes, prof, name, "docker" if engines else runner, machine)
     if dry_run:
         print(_dumps(plan.to_json()) if json else render_plan(plan))
         return
@@ -116,16 +119,27 @@ def build_wheel(
             "jetwheel: WARNING: --publish-failing: wheels that fail verify will be published, marked failing",
             file=sys.stderr,
         )
-    results = run_plan(
-        plan,
-        recipes,
-        prof,
-        # a profile for another machine runs its containers emulated for that machine
-        make_runner(runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")),
-        _client(index),
-        Options(force=force, publish_failing=publish_failing, keep_work=keep_work),
-        make_listener(),
-    )
+    options = Options(force=force, publish_failing=publish_failing, keep_work=keep_work)
+    if engines:
+        from .schedule import connect, engine_names, run_fleet
+
+        fleet, down = connect(engine_names(engines), plan, engine, gpu, arch)
+        for line in down:
+            print(f"jetwheel: WARNING: {line}; building without it", file=sys.stderr)
+        results = run_fleet(plan, recipes, prof, fleet, _client(index), options, make_listener(), gpu, arch)
+    else:
+        results = run_plan(
+            plan,
+            recipes,
+            prof,
+            # a profile for another machine runs its containers emulated for that machine
+            make_runner(
+                runner, engine, connection, gpu, arch or (prof.arch if prof.arch != platform.machine() else "")
+            ),
+            _client(index),
+            options,
+            make_listener(),
+        )
     for r in results:
         print(f"{r.status:>9}  {r.wheel}")
 

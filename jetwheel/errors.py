@@ -43,3 +43,12 @@ class PublishError(JetwheelError):
 
 class RunnerError(JetwheelError):
     """A runner could not start (no container engine, missing image, ...)."""
+
+
+class EngineLost(RunnerError):
+    """The engine running a step went away mid-step (connection lost: ``gone``; or its container was
+    killed): only that attempt is lost, the step can run again elsewhere. Nothing was published."""
+
+    def __init__(self, message: str, gone: bool) -> None:
+        super().__init__(message)
+        self.gone = gone

@@ -7,17 +7,19 @@ code works when the engine is another machine (DOCKER_HOST=ssh://jetson2, docker
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import subprocess
 from pathlib import Path
 
-from ..errors import RunnerError
+from ..errors import BuildError, EngineLost, RunnerError
 from ..plan import BuildStep
 from .base import StepLog, failed, step_script, stream
 
 WORK = "/jw"
+KILLED = (137, 143)  # the container's main process got SIGKILL / SIGTERM from outside
 
 
 def find_engine(preferred: str = "") -> str:
@@ -60,8 +62,7 @@ class DockerRunner:
         if self.arch:
             args += ["--arch", self.arch] if "podman" in self.engine else ["--platform", f"linux/{self.arch}"]
         if self.gpu:
-            # JetPack's container runtime exposes the iGPU and mounts CUDA from the host (csv mode)
-            args += ["--runtime", "nvidia"] if "docker" in self.engine else ["--device", "nvidia.com/gpu=all"]
+            args += self.gpu_args()
         env = dict(step.env, JW_WORK=WORK, JW_SRC=f"{WORK}/src", JW_INDEX=index_url, PIP_INDEX_URL=index_url)
         if self.ca_bundle:
             env.update(PIP_CERT=f"{WORK}/ca.crt", SSL_CERT_FILE=f"{WORK}/ca.crt")
@@ -69,10 +70,36 @@ class DockerRunner:
             args += ["--env", f"{k}={v}"]
         return [*args, step.image, "bash", "-c", step_script(step)]
 
-    def _quiet(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.base(), *args], capture_output=True, text=True)
+    def gpu_args(self) -> list[str]:
+        # JetPack's container runtime exposes the iGPU and mounts CUDA from the host (csv mode)
+        return ["--runtime", "nvidia"] if "docker" in self.engine else ["--device", "nvidia.com/gpu=all"]
+
+    def _quiet(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.base(), *args], capture_output=True, text=True, timeout=timeout)
+
+    def alive(self, timeout: float = 15) -> bool:
+        """The engine answers (its daemon or service is up and reachable)."""
+        try:
+            return self._quiet("version", timeout=timeout).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
+        try:
+            self._run(step, workdir, index_url, log)
+        except EngineLost:
+            raise
+        except (BuildError, RunnerError) as e:
+            # a build that fails on its own leaves the engine answering; one that does not answer
+            # any more lost only this attempt
+            if self.alive():
+                raise
+            raise EngineLost(
+                f"{step.name}: engine {self.connection or self.engine} stopped answering ({e}); nothing was published",
+                gone=True,
+            ) from None
+
+    def _run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         name = f"jetwheel-{step.name}-{secrets.token_hex(4)}"
         made = subprocess.run(self.create_args(step, index_url, name), capture_output=True, text=True)
         if made.returncode != 0:
@@ -87,6 +114,8 @@ class DockerRunner:
             if copied.returncode != 0:
                 raise RunnerError(f"{self.engine} cp into the container failed: {copied.stderr.strip()}")
             code = stream([*self.base(), "start", "--attach", name], log)
+            if code in KILLED:
+                raise EngineLost(f"{step.name}: its container was killed (exit {code}); nothing was published", False)
             if code != 0:
                 raise failed(step, code, log)
             (workdir / "out").mkdir(exist_ok=True)
@@ -94,4 +123,5 @@ class DockerRunner:
             if back.returncode != 0:
                 raise RunnerError(f"{self.engine} cp out of the container failed: {back.stderr.strip()}")
         finally:
-            self._quiet("rm", "--force", name)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._quiet("rm", "--force", name, timeout=60)
