@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Server, install_and_run, start_server, stop_server
 from invoke.program import Program
+from podman_engines import podman_services
 
 from jetwheel.cli import namespace
 from jetwheel.engine import Event, Options
@@ -93,23 +93,8 @@ def test_cli_with_no_engine_answering_is_one_clean_line(tmp_path: Path, capsys: 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     ensure_base_image()
-    run = tmp_path_factory.mktemp("engines")
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    for n in (1, 2, 3):
-        sock = run / f"podman-{n}.sock"
-        procs[f"unix://{sock}"] = subprocess.Popen(
-            ["podman", "system", "service", "--time=0", f"unix://{sock}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    deadline = time.time() + 30
-    while not all(Path(u[len("unix://") :]).exists() for u in procs) and time.time() < deadline:
-        time.sleep(0.2)
-    yield procs
-    for p in procs.values():
-        if p.poll() is None:
-            p.terminate()
-            p.wait(10)
+    with podman_services(tmp_path_factory.mktemp("engines"), 3) as procs:
+        yield procs
 
 
 @pytest.mark.slow
