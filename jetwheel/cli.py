@@ -221,6 +221,7 @@ def _dumps(doc: Any) -> str:
         "allow_overwrite": "let uploads replace files",
         "max_upload_mb": "largest accepted upload",
         "workers": "server processes sharing the port (default: one per core)",
+        "nginx": "nginx answers the reads from a tree kept rendered on every change; the app behind it",
     }
 )
 @clean_errors
@@ -235,12 +236,22 @@ def serve(
     allow_overwrite: bool = False,
     max_upload_mb: int = 8192,
     workers: int = 0,
+    nginx: bool = False,
 ) -> None:
     """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
     from .workflow import serve_index
 
     serve_index(
-        root, host, port, htpasswd, upstream, auth_reads, allow_overwrite, max_upload_mb, workers or os.cpu_count() or 1
+        root,
+        host,
+        port,
+        htpasswd,
+        upstream,
+        auth_reads,
+        allow_overwrite,
+        max_upload_mb,
+        workers or os.cpu_count() or 1,
+        nginx,
     )
 
 

@@ -80,6 +80,7 @@ def serve_index(
     allow_overwrite: bool,
     max_upload_mb: int,
     workers: int = 1,
+    nginx: bool = False,
 ) -> None:
     from .index.app import Settings, serve
     from .index.config import load_config
@@ -100,15 +101,27 @@ def serve_index(
         owned=owned,
         profiles=profiles,
     )
-    serve(
-        Path(root) if root else cfg.root,
-        host or cfg.host,
-        port or cfg.port,
-        settings,
-        allow_overwrite=allow_overwrite or cfg.allow_overwrite,
-        max_upload=max_upload_mb << 20,
-        workers=workers,
-    )
+    store_root = Path(root) if root else cfg.root
+
+    def run_app(on_host: str, on_port: int) -> None:
+        serve(
+            store_root,
+            on_host,
+            on_port,
+            settings,
+            allow_overwrite=allow_overwrite or cfg.allow_overwrite,
+            max_upload=max_upload_mb << 20,
+            workers=workers,
+        )
+
+    if not nginx:
+        run_app(host or cfg.host, port or cfg.port)
+        return
+    if settings.auth_reads:
+        raise JetwheelError("--nginx serves reads without a login; drop --auth-reads or serve without --nginx")
+    from .index.front import serve_front
+
+    serve_front(store_root, host or cfg.host, port or cfg.port, run_app, max_upload_mb << 20)
 
 
 def export_index(

@@ -204,6 +204,13 @@ class Store:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _changed(self, filename: str) -> None:
+        """After each committed change, with the lock held: the nginx front's tree follows it
+        (jetwheel/index/static.py; nothing happens when no front serves this store)."""
+        from .static import follow  # static imports this module
+
+        follow(self, filename)
+
     def _bump(self) -> None:
         _atomic_write(self.state / "generation", str(time.time_ns()).encode())
 
@@ -272,6 +279,7 @@ class Store:
             os.replace(staged, target)  # the commit: the file becomes visible only now, whole
             _fsync_dir(self.root)
             self._bump()
+            self._changed(filename)
         info = self._info(filename)
         assert info is not None
         return info
@@ -298,6 +306,7 @@ class Store:
             meta.update(changes)
             _atomic_write(self._meta_path(filename), json.dumps(meta).encode())
             self._bump()
+            self._changed(filename)
         new = self._info(filename)
         assert new is not None
         return new
@@ -323,6 +332,7 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
             self._bump()
+            self._changed(filename)
 
     def clean_tmp(self) -> int:
         """Remove staging leftovers of a killed process. Safe at start-up, before serving."""
