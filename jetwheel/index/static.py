@@ -157,7 +157,8 @@ def repair(store: Store) -> bool:
     with store._lock():
         if rendered.exists() and rendered.read_text() == _fingerprint(store):
             return False
-        sync(store)
+        # a new Store looks at the directory now: `store` may trust its last look for a second
+        sync(Store(store.root))
     return True
 
 
