@@ -81,6 +81,8 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "disk_gb": "free disk a step needs where it builds (preflight)",
         "no_oom_retry": "a step killed for memory fails at once (default: retried once with half MAX_JOBS)",
         "container_memory": "memory limit for the build containers, e.g. 12g (--runner docker)",
+        "engines": "build on several engines at once: podman connections, docker contexts or engine URLs, "
+        "comma-separated, or a file listing them (engines = [...] in TOML, or one a line)",
     }
 )
 @clean_errors
@@ -108,6 +110,7 @@ def build_wheel(
     disk_gb: float = 20.0,
     no_oom_retry: bool = False,
     container_memory: str = "",
+    engines: str = "",
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index.
     A step that failed or was interrupted resumes in its kept work directory when run again."""
@@ -121,7 +124,7 @@ def build_wheel(
     prof = profile_for(name, profile, arch, root)
     here = this_machine()
     machine = Machine(cores or here.cores, memory_gb or here.memory_gb)
-    runner = runner or default_runner(known, prof, name, platform.machine())
+    runner = "docker" if engines else runner or default_runner(known, prof, name, platform.machine())
     plan = make_plan(known, prof, name, runner, machine)
     if dry_run:
         print(_dumps(plan.to_json()) if json else render_plan(plan))
@@ -154,21 +157,22 @@ def build_wheel(
             "jetwheel: WARNING: --publish-failing: wheels that fail verify will be published, marked failing",
             file=sys.stderr,
         )
-    results = run_plan(
-        plan,
-        known,
-        prof,
-        the_runner,
-        client,
-        Options(
-            force=force,
-            publish_failing=publish_failing,
-            keep_work=keep_work,
-            oom_retry=not no_oom_retry,
-            **_sources_option(sources),
-        ),
-        make_listener(),
+    options = Options(
+        force=force,
+        publish_failing=publish_failing,
+        keep_work=keep_work,
+        oom_retry=not no_oom_retry,
+        **_sources_option(sources),
     )
+    if engines:
+        from .schedule import connect, engine_names, run_fleet
+
+        fleet, down = connect(engine_names(engines), plan, engine, gpu, arch)
+        for line in down:
+            print(f"jetwheel: WARNING: {line}; building without it", file=sys.stderr)
+        results = run_fleet(plan, known, prof, fleet, client, options, make_listener(), gpu, arch)
+    else:
+        results = run_plan(plan, known, prof, the_runner, client, options, make_listener())
     for r in results:
         print(f"{r.status:>9}  {r.wheel}")
 
@@ -267,6 +271,7 @@ def _dumps(doc: Any) -> str:
         "max_connections": "open connections at most (default: from the open-file limit)",
         "client_timeout": "seconds a client may take to send a request's headers, and an idle connection "
         "stays open (default 15 and 30)",
+        "nginx": "nginx answers the reads from a tree kept rendered on every change; the app behind it",
     }
 )
 @clean_errors
@@ -287,6 +292,7 @@ def serve(
     public_url: str = "",
     max_connections: int = 0,
     client_timeout: float = 0.0,
+    nginx: bool = False,
 ) -> None:
     """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
     from .workflow import ServeOptions, serve_index
@@ -308,6 +314,7 @@ def serve(
             public_url,
             max_connections,
             client_timeout,
+            nginx,
         )
     )
 

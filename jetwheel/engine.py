@@ -45,7 +45,7 @@ CACHE = Path.home() / ".cache" / "jetwheel"
 class Event:
     """Progress of a build, for whatever shows it (a live terminal view, plain log lines)."""
 
-    # plan | start | resume | line | oom | bytes | cached | verified | published | failed
+    # plan | start | resume | line | oom | bytes | cached | verified | published | failed | lost (engine)
     kind: str
     step: str = ""
     index: int = 0
@@ -53,6 +53,7 @@ class Event:
     message: str = ""
     done: int = 0  # for "bytes": transferred so far, of `size`, of the file named in message
     size: int = 0
+    engine: str = ""  # the engine running the step, when a plan runs on several (schedule.py)
 
 
 @dataclass
@@ -149,7 +150,7 @@ def prepare_work(
     return False, source
 
 
-def run_step(
+def _run_retrying_oom(
     runner: Runner, step: BuildStep, work: Path, index_url: str, log: StepLog, options: Options, say: Listener
 ) -> None:
     """Run the step; if the kernel killed it for memory, say so and run it once more with half the
@@ -177,77 +178,92 @@ def run_plan(
 ) -> list[StepResult]:
     """Run every step in order; raise BuildError/VerifyFailed at the first failure (later steps
     depend on it). Each published wheel is on the index before the next step installs it."""
-    results: list[StepResult] = []
     total = len(plan.steps)
     listener(Event("plan", total=total, message=f"{plan.target} for {plan.profile}"))
+    return [
+        run_step(step, i, total, recipes[canonicalize_name(step.name)], profile, runner, client, options, listener)
+        for i, step in enumerate(plan.steps, 1)
+    ]
+
+
+def run_step(
+    step: BuildStep,
+    i: int,
+    total: int,
+    recipe: Recipe,
+    profile: Profile,
+    runner: Runner,
+    client: IndexClient,
+    options: Options,
+    listener: Listener = lambda e: None,
+) -> StepResult:
+    """One step: skip it if its cache key is published, else build, verify and publish it. Raises
+    (BuildError, VerifyFailed, RunnerError, ...) with nothing published. `client` is used by this
+    step alone (its byte-progress callback is set for the step's transfers)."""
     target = profile.target()
-    for i, step in enumerate(plan.steps, 1):
-        recipe = recipes[canonicalize_name(step.name)]
-        if not options.force:
-            cached = client.cached(step.cache_key)
-            if cached:
-                listener(Event("cached", step.name, i, total, cached))
-                results.append(StepResult(step, "cached", cached))
-                continue
-        listener(Event("start", step.name, i, total, step.wheel))
-        started = time.monotonic()
-        work = work_dir(options.work_root, step)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        steplog = StepLog(
-            options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log",
-            functools.partial(_line_event, listener, step.name, i, total),
+    if not options.force:
+        cached = client.cached(step.cache_key)
+        if cached:
+            listener(Event("cached", step.name, i, total, cached))
+            return StepResult(step, "cached", cached)
+    listener(Event("start", step.name, i, total, step.wheel))
+    started = time.monotonic()
+    work = work_dir(options.work_root, step)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    steplog = StepLog(
+        options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log",
+        functools.partial(_line_event, listener, step.name, i, total),
+    )
+    client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
+    resumable = False  # the work directory is worth keeping: the compile failed or was cut off
+    try:
+        resumed, source = prepare_work(step, recipe, work, client, options)
+        if resumed:
+            listener(Event("resume", step.name, i, total, f"continuing the interrupted build in {work}"))
+        resumable = True
+        _run_retrying_oom(runner, step, work, client.simple_url, steplog, options, _at(listener, i, total))
+        resumable = False
+        wheel = _built_wheel(step, work / "out")
+        facts = read_wheels([wheel])[0]
+        report = verify_wheel(facts, target, recipe, source=IndexWheels(client), downloads=work / "deps")
+        listener(
+            Event(
+                "verified",
+                step.name,
+                i,
+                total,
+                "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()),
+            )
         )
-        client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
-        resumable = False  # the work directory is worth keeping: the compile failed or was cut off
-        try:
-            resumed, source = prepare_work(step, recipe, work, client, options)
-            if resumed:
-                listener(Event("resume", step.name, i, total, f"continuing the interrupted build in {work}"))
-            resumable = True
-            run_step(runner, step, work, client.simple_url, steplog, options, _at(listener, i, total))
-            resumable = False
-            wheel = _built_wheel(step, work / "out")
-            facts = read_wheels([wheel])[0]
-            report = verify_wheel(facts, target, recipe, source=IndexWheels(client), downloads=work / "deps")
-            listener(
-                Event(
-                    "verified",
-                    step.name,
-                    i,
-                    total,
-                    "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()),
-                )
+        if not report.passed and not options.publish_failing:
+            raise VerifyFailed(
+                f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
+                f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
             )
-            if not report.passed and not options.publish_failing:
-                raise VerifyFailed(
-                    f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
-                    f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
-                )
-            upload_with_facts(
-                client,
-                wheel,
-                facts.to_bytes(),
-                provenance=provenance(step, recipe, profile, runner, source),
-                verify=report.to_json(),
-            )
-            listener(Event("published", step.name, i, total, wheel.name))
-            results.append(StepResult(step, "published", wheel.name, report, time.monotonic() - started))
-        except BaseException as e:
-            listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
-            if isinstance(e, KeyboardInterrupt):
-                raise BuildError(
-                    f"{step.name}: interrupted; nothing was published"
-                    + (f" (a rerun resumes from {work})" if resumable else "")
-                ) from None
-            raise
-        finally:
-            client.on_bytes = None
-            steplog.close()
-            if not resumable:
-                runner.discard(step)
-                if not options.keep_work:
-                    shutil.rmtree(work, ignore_errors=True)
-    return results
+        upload_with_facts(
+            client,
+            wheel,
+            facts.to_bytes(),
+            provenance=provenance(step, recipe, profile, runner, source),
+            verify=report.to_json(),
+        )
+        listener(Event("published", step.name, i, total, wheel.name))
+        return StepResult(step, "published", wheel.name, report, time.monotonic() - started)
+    except BaseException as e:
+        listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
+        if isinstance(e, KeyboardInterrupt):
+            raise BuildError(
+                f"{step.name}: interrupted; nothing was published"
+                + (f" (a rerun resumes from {work})" if resumable else "")
+            ) from None
+        raise
+    finally:
+        client.on_bytes = None
+        steplog.close()
+        if not resumable:
+            runner.discard(step)
+            if not options.keep_work:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 def _at(listener: Listener, index: int, total: int) -> Listener:

@@ -51,3 +51,12 @@ class OutOfMemory(BuildError):
     def __init__(self, message: str, jobs: int = 0) -> None:
         super().__init__(message)
         self.jobs = jobs
+
+
+class EngineLost(RunnerError):
+    """The engine running a step went away mid-step (connection lost: ``gone``; or its container was
+    killed): only that attempt is lost, the step can run again elsewhere. Nothing was published."""
+
+    def __init__(self, message: str, gone: bool) -> None:
+        super().__init__(message)
+        self.gone = gone

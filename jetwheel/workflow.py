@@ -134,6 +134,7 @@ class ServeOptions:
     public_url: str = ""
     max_connections: int = 0
     client_timeout: float = 0.0
+    nginx: bool = False  # nginx serves reads from a tree kept rendered; the app takes the rest
 
 
 def serve_index(opts: ServeOptions) -> None:
@@ -167,18 +168,35 @@ def serve_index(opts: ServeOptions) -> None:
         url=(opts.public_url or cfg.public_url or f"{scheme}://{shown}:{port}").rstrip("/"),
         self_url=f"{scheme}://{loopback}:{port}",
     )
-    serve(
-        Path(opts.root) if opts.root else cfg.root,
-        host,
-        port,
-        settings,
-        max_upload=opts.max_upload_mb << 20,
-        workers=opts.workers,
-        tls=tls,
-        limits=Limits(max_connections=opts.max_connections)
+    store_root = Path(opts.root) if opts.root else cfg.root
+    limits = (
+        Limits(max_connections=opts.max_connections)
         if not opts.client_timeout
-        else Limits(opts.client_timeout, opts.client_timeout, opts.max_connections),
+        else Limits(opts.client_timeout, opts.client_timeout, opts.max_connections)
     )
+
+    def run_app(on_host: str, on_port: int) -> None:
+        serve(
+            store_root,
+            on_host,
+            on_port,
+            settings,
+            max_upload=opts.max_upload_mb << 20,
+            workers=opts.workers,
+            tls=tls,
+            limits=limits,
+        )
+
+    if not opts.nginx:
+        run_app(host, port)
+        return
+    if settings.auth_reads:
+        raise JetwheelError("--nginx serves reads without a login; drop --auth-reads or serve without --nginx")
+    if tls is not None:
+        raise JetwheelError("--nginx serves plain HTTP; put TLS in front of it, or serve with TLS without --nginx")
+    from .index.front import serve_front
+
+    serve_front(store_root, host, port, run_app, opts.max_upload_mb << 20)
 
 
 def check_profiles(root: str, url: str) -> dict[str, Any]:

@@ -248,6 +248,13 @@ class Store:
         """Publish a change that has already been made: every reader's next look sees it."""
         os.replace(staged_generation, self.state / "generation")
 
+    def _follow(self, filename: str) -> None:
+        """After each committed change, with the lock held: the nginx front's tree follows it
+        (jetwheel/index/static.py; nothing happens when no front serves this store)."""
+        from .static import follow  # static imports this module
+
+        follow(self, filename)
+
     @contextlib.contextmanager
     def staging(self) -> Iterator[tuple[Any, Path]]:
         """A temp file in the store's filesystem to stream an upload into; always removed after."""
@@ -339,6 +346,7 @@ class Store:
             else:
                 self.facts_path(filename).unlink(missing_ok=True)
             self._changed(generation)
+            self._follow(filename)
             with contextlib.suppress(OSError):  # durability only: the commit has happened
                 _fsync_dir(self.root)
         info = self._info(filename)
@@ -373,6 +381,7 @@ class Store:
                 raise
             os.replace(staged, self._meta_path(filename))
             self._changed(generation)
+            self._follow(filename)
         new = self._info(filename)
         assert new is not None
         return new
@@ -396,6 +405,7 @@ class Store:
                 self._changed(self._next_generation())
             except OSError:  # a full disk must not keep the deletion from being seen
                 (self.state / "generation").unlink(missing_ok=True)
+            self._follow(filename)
 
     def clean(self) -> int:
         """Remove what a killed process left: staged uploads and derived files of distributions
