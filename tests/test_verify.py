@@ -4,21 +4,30 @@ good and broken."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from conftest import Server
+from packaging.requirements import Requirement
+from packaging.tags import Tag
+from packaging.utils import canonicalize_name
 
+from jetwheel.indexwheels import IndexWheels
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner, StepLog
-from jetwheel.verify import resolve_report, verify_wheel
-from jetwheel.verify.fatbin import runs_on, scan
-from jetwheel.verify.wheel import open_wheel
+from jetwheel.verify import FactCache, Published, read_wheels, resolve_report, verify_wheel
+from jetwheel.verify.fatbin import Scanner, runs_on, scan
+from jetwheel.verify.wheel import FORMAT, from_bytes
 
 KERNEL = "__global__ void k(float* x) { x[threadIdx.x] += 1.0f; }\n"
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -58,7 +67,7 @@ def test_fatbin_lists_sass_and_ptx_and_predicts_where_kernels_run(tmp_path: Path
 def test_the_built_mini_stack_passes(stack_wheels: dict[str, Path]) -> None:
     target = load_profile("mini").target()
     recipes = load_recipes()
-    wheels = [open_wheel(p) for p in stack_wheels.values()]
+    wheels = read_wheels(list(stack_wheels.values()))
     for name, path in stack_wheels.items():
         report = verify_wheel(path, target, recipes[name.replace("_", "-")], wheels)
         assert report.passed, report.to_json()
@@ -86,15 +95,13 @@ def test_mini_cuda_built_for_sm80_only_fails_fatbin(
 ) -> None:
     wheel = build_variant(tmp_path, stack_server, "mini-cuda", TORCH_CUDA_ARCH_LIST="8.0")
     target = dataclasses.replace(load_profile("mini").target(), cuda_arch="8.7")
-    assert verify_wheel(
-        wheel, target, load_recipes()["mini-cuda"], client=stack_server.client(), cache=tmp_path / "deps"
-    ).passed  # sm_80 SASS still runs on 8.7 ...
+    source = IndexWheels(stack_server.client())
+    assert verify_wheel(wheel, target, load_recipes()["mini-cuda"], source=source).passed  # sm_80 SASS runs on 8.7 ...
     report = verify_wheel(
         wheel,
         dataclasses.replace(target, cuda_arch="9.0"),
         load_recipes()["mini-cuda"],
-        client=stack_server.client(),
-        cache=tmp_path / "deps",
+        source=source,
     )
     assert report.failing_checks() == ["fatbin"]  # ... but not on 9.0: "no kernel image"
     assert "no kernel image for sm_90: it carries sm_80" in report.findings[0].detail
@@ -105,7 +112,7 @@ def test_vision_against_a_torch_whose_symbol_changed_fails_abi_with_demangled_na
 ) -> None:
     torch2 = build_variant(tmp_path, stack_server, "mini-torch", MINITORCH_ABI="2")
     target = load_profile("mini").target()
-    report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], [open_wheel(torch2)])
+    report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], read_wheels([torch2]))
     assert report.failing_checks() == ["abi"]
     detail = next(f.detail for f in report.findings if f.check == "abi")
     assert (
@@ -121,17 +128,16 @@ def test_wheel_without_its_extension_fails_extensions(tmp_path: Path, stack_serv
         wheel,
         load_profile("mini").target(),
         load_recipes()["mini-vision"],
-        client=stack_server.client(),
-        cache=tmp_path / "deps",
+        source=IndexWheels(stack_server.client()),
     )
     assert "extensions" in report.failing_checks()
-    assert any("extension mini_vision._C is missing" in f.detail for f in report.findings)
+    assert any("extension mini_vision._C cannot be imported by CPython" in f.detail for f in report.findings)
 
 
 def test_pin_mismatch_fails_pins(tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]) -> None:
     torch11 = build_variant(tmp_path, stack_server, "mini-torch", MINI_TORCH_BUILD_VERSION="1.1.0")
     target = load_profile("mini").target()
-    report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], [open_wheel(torch11)])
+    report = verify_wheel(stack_wheels["mini_vision"], target, load_recipes()["mini-vision"], read_wheels([torch11]))
     assert "pins" in report.failing_checks()
     assert any("requires mini-torch==1.0.0, but mini-torch 1.1.0 is in the set" in f.detail for f in report.findings)
 
@@ -205,7 +211,75 @@ def test_fatbin_reader_agrees_with_cuobjdump(tmp_path: Path, name: str, flags: l
 
 
 def test_fatbin_reader_agrees_with_cuobjdump_on_the_mini_cuda_wheel(stack_wheels: dict[str, Path]) -> None:
-    wheel = open_wheel(stack_wheels["mini_cuda"])
+    [wheel] = read_wheels([stack_wheels["mini_cuda"]])
     [ext] = [e for e in wheel.elves if e.fatbin]
     reference = next(v for k, v in cuobjdump_reference().items() if k.startswith("_C.cpython-"))
     assert [(x.kind, x.arch) for x in ext.fatbin] == reference
+
+
+def test_fatbin_scanner_finds_the_same_entries_whatever_the_chunking(stack_wheels: dict[str, Path]) -> None:
+    """Members stream out of the wheel in chunks of any size; containers and entry headers straddle them."""
+    with zipfile.ZipFile(stack_wheels["mini_cuda"]) as zf:
+        data = next(zf.read(m) for m in zf.namelist() if m.startswith("mini_cuda/_C.cpython-"))
+    whole = Scanner()
+    whole.feed(data)
+    expected = whole.finish()
+    assert [e.label() for e in expected] == ["sm_87"]
+    for size in (1, 7, 48, 4096):
+        scanner = Scanner()
+        for at in range(0, len(data), size):
+            scanner.feed(data[at : at + size])
+        assert scanner.finish() == expected, size
+        assert scanner.spans == whole.spans
+
+
+@dataclasses.dataclass
+class Index:
+    """A WheelSource over files, publishing facts for some of them."""
+
+    files: dict[str, Path]
+    published_facts: dict[str, bytes]
+    downloaded: list[str] = dataclasses.field(default_factory=list)
+    url: str = "test-index"
+
+    def find(self, requirement: str, tags: Sequence[Tag]) -> Published | None:
+        name = canonicalize_name(Requirement(requirement).name)
+        path = next((p for p in self.files.values() if p.name.startswith(name.replace("-", "_") + "-")), None)
+        return Published(path.name, hashlib.sha256(path.read_bytes()).hexdigest()) if path else None
+
+    def download(self, filename: str, dest: Path) -> Path:
+        self.downloaded.append(filename)
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(self.files[filename], dest / filename))
+
+    def facts(self, filename: str) -> bytes | None:
+        return self.published_facts.get(filename)
+
+
+def test_dependency_facts_from_the_index_are_used_only_for_the_file_pip_would_install(
+    tmp_path: Path, stack_wheels: dict[str, Path]
+) -> None:
+    target, recipe = load_profile("mini").target(), load_recipes()["mini-vision"]
+    torch_path = stack_wheels["mini_torch"]
+    [torch] = read_wheels([torch_path], FactCache(tmp_path / "here"))
+    files = {torch_path.name: torch_path}
+    # the index's facts are for this very file: nothing is downloaded
+    index = Index(files, {torch_path.name: torch.to_bytes()})
+    report = verify_wheel(stack_wheels["mini_vision"], target, recipe, source=index, cache=FactCache(tmp_path / "a"))
+    assert report.passed and report.facts["closure"] == ["mini-torch==1.0.0"] and index.downloaded == []
+    # facts for another file of that name (another sha256) are not trusted: the wheel is read instead
+    stale = dataclasses.replace(torch, sha256="0" * 64).to_bytes()
+    index = Index(files, {torch_path.name: stale})
+    report = verify_wheel(stack_wheels["mini_vision"], target, recipe, source=index, cache=FactCache(tmp_path / "b"))
+    assert report.passed and index.downloaded == [torch_path.name]
+
+
+def test_facts_of_another_format_are_never_read(tmp_path: Path, stack_wheels: dict[str, Path]) -> None:
+    cache = FactCache(tmp_path)
+    [wheel] = read_wheels([stack_wheels["mini_torch"]], cache)
+    assert from_bytes(wheel.to_bytes()) == wheel
+    doc = json.loads(gzip.decompress(wheel.to_bytes()))
+    doc["format"] = FORMAT + 1
+    with pytest.raises(ValueError, match="facts format"):
+        from_bytes(gzip.compress(json.dumps(doc).encode()))
+    assert [p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*.json.gz")] == [f"v{FORMAT}"]

@@ -95,18 +95,32 @@ class Loader:
     """The dynamic linker's view of a set of wheels installed together into one site-packages."""
 
     wheels: list[Wheel]
-    system_libs: Mapping[str, tuple[str, ...]]
+    target: Target
     by_path: dict[str, tuple[Wheel, WheelElf]] = field(default_factory=dict)
     by_name: dict[str, tuple[Wheel, WheelElf]] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
     tops: set[str] = field(default_factory=set)  # top-level directories the set installs into
     outside: dict[str, str] = field(default_factory=dict)  # soname -> directory outside the set
+    # per wheel: its requirements for the target that are neither in the set nor pinned
+    unpinned: dict[str, list[Requirement]] = field(default_factory=dict)
+    owner: dict[int, Wheel] = field(default_factory=dict)  # id(elf) -> its wheel
 
     def __post_init__(self) -> None:
+        names = {w.name for w in self.wheels}
+        env = self.target.environment()
         for w in self.wheels:
             self.dirs |= {posixpath.dirname(m) for m in w.libraries}
             self.tops |= {m.split("/", 1)[0] for m in w.libraries}
+            reqs = (Requirement(r) for r in w.requires)
+            self.unpinned[w.filename] = [
+                r
+                for r in reqs
+                if canonicalize_name(r.name) not in names
+                and canonicalize_name(r.name) not in self.target.pins
+                and (r.marker is None or r.marker.evaluate(env))
+            ]
             for e in w.elves:
+                self.owner[id(e)] = w
                 self.by_path.setdefault(e.member, (w, e))
                 for name in (e.info.soname, posixpath.basename(e.member)):
                     if name:
@@ -120,15 +134,23 @@ class Loader:
                             self.outside[n] = where
 
     def _outside(self, e: WheelElf, name: str) -> str | None:
-        """The top-level directory of the first of e's RPATH/RUNPATH directories that lies outside
-        the set (a dependency wheel's, like nvidia/cudnn/lib), where ld.so looks for `name` before
-        the system; None if none."""
+        """The top-level directory of the first of e's RPATH/RUNPATH directories that a requirement
+        outside the set installs (nvidia/cudnn/lib: nvidia-cudnn-cu12), where ld.so looks for `name`
+        before the system; None if none. A directory no requirement can fill is just empty."""
         if any(fnmatch.fnmatchcase(name, p) for p in RUNTIME):
             return None
-        return next((top for d in _search_dirs(e) if (top := d.split("/", 1)[0]) not in self.tops), None)
+        for d in _search_dirs(e):
+            top = d.split("/", 1)[0]
+            if top not in self.tops and self.installers(self.owner[id(e)], top):
+                return top
+        return None
+
+    def installers(self, wheel: Wheel, top: str) -> list[Requirement]:
+        """The wheel's requirements outside the set that may install site-packages/<top>."""
+        return [r for r in self.unpinned[wheel.filename] if top.replace("_", "-") in canonicalize_name(r.name)]
 
     def system(self, soname: str) -> tuple[str, ...] | None:
-        for pattern, symbols in self.system_libs.items():
+        for pattern, symbols in self.target.system_libs.items():
             if fnmatch.fnmatchcase(soname, pattern):
                 return (*symbols, *RUNTIME_EXPORTS.get(soname, ()))
         if any(fnmatch.fnmatchcase(soname, p) for p in GLIBC):
@@ -225,15 +247,7 @@ def check(wheel: Wheel, loader: Loader, target: Target, needed: set[str]) -> lis
         skipped += n
         unchecked.update(outside)
     if unchecked:
-        names = {w.name for w in loader.wheels}
-        env = target.environment()
-        reqs = sorted(
-            str(r)
-            for r in map(Requirement, wheel.requires)
-            if canonicalize_name(r.name) not in names
-            and any(top in canonicalize_name(r.name) for top in set(unchecked.values()))
-            and (r.marker is None or r.marker.evaluate(env))
-        )
+        reqs = sorted({str(r) for top in set(unchecked.values()) for r in loader.installers(wheel, top)})
         dirs = sorted(set(unchecked.values()))
         findings.append(
             Finding(
