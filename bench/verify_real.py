@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from realwheels import real_wheel  # noqa: E402
 
-from jetwheel.verify import FactCache, compress, extract, read_wheels  # noqa: E402  # noqa: E402
+from jetwheel.verify import FactCache, compress, extract, read_wheels  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time

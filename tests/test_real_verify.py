@@ -21,7 +21,7 @@ from realwheels import real_wheel
 from jetwheel.cli import namespace
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.verify import ERROR, FactCache, Report, read_wheels, retarget, verify_wheel
-from jetwheel.verify.extract import _member
+from jetwheel.verify.extract import member_facts
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -111,7 +111,7 @@ def test_the_elf_reader_agrees_with_nm(tmp_path: Path) -> None:
     wheel = real_wheel("torchvision", "0.21.0", "3.12", X86)
     member = "torchvision/_C.so"
     with zipfile.ZipFile(wheel) as zf:
-        elf = _member(wheel, zf.getinfo(member))
+        elf = member_facts(wheel, zf.getinfo(member))
         zf.extract(member, tmp_path)
     assert elf is not None
     so = str(tmp_path / member)
@@ -136,7 +136,7 @@ def test_a_second_verify_reads_no_wheel_bytes(tmp_path: Path, monkeypatch: pytes
     def no_reading(*_args: object) -> None:
         raise AssertionError("a cached wheel was read")
 
-    monkeypatch.setattr("jetwheel.verify.extract._member", no_reading)
+    monkeypatch.setattr("jetwheel.verify.extract.member_facts", no_reading)
     monkeypatch.setattr("jetwheel.verify.extract.zipfile.ZipFile", no_reading)
     monkeypatch.setattr("jetwheel.verify.factcache.hashlib.sha256", no_reading)
     assert read_wheels([path], cache)[0] == first

@@ -25,7 +25,8 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner, StepLog
-from jetwheel.verify import FactCache, Published, read_wheels, resolve_report, verify_wheel
+from jetwheel.verify import FactCache, Published, extract, read_wheels, resolve_report, verify_wheel
+from jetwheel.verify.extract import member_facts
 from jetwheel.verify.fatbin import Scanner, runs_on, scan
 from jetwheel.verify.wheel import FORMAT, from_bytes
 
@@ -283,3 +284,25 @@ def test_facts_of_another_format_are_never_read(tmp_path: Path, stack_wheels: di
     with pytest.raises(ValueError, match="facts format"):
         from_bytes(gzip.compress(json.dumps(doc).encode()))
     assert [p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*.json.gz")] == [f"v{FORMAT}"]
+
+
+def test_a_member_whose_tables_lie_outside_the_kept_ranges_is_read_again(
+    stack_wheels: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pass keeps what the usual layouts need; an unusual one is streamed again, keeping
+    what its section headers name, and gives the same facts."""
+    path = stack_wheels["mini_torch"]
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("libminitorch.so"))
+    usual = member_facts(path, info)
+    passes = []
+    real_chunks = extract._chunks
+
+    def counted(*args: object) -> object:
+        passes.append(1)
+        return real_chunks(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(extract, "_chunks", counted)
+    monkeypatch.setattr(extract.elf, "kept_ranges", lambda h, segs: [])  # keep only the headers
+    assert member_facts(path, info) == usual and usual is not None and usual.info.exports
+    assert len(passes) == 3  # headers only, then the section headers, then the tables they name

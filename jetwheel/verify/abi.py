@@ -5,31 +5,40 @@ Catches `undefined symbol: _ZN3c108ListType3get...` (an extension built against 
 and `operator torchvision::nms does not exist` (torchvision's _C failing to load beside this torch).
 
 The rules are ld.so's, no stricter:
-- A DT_NEEDED name is found, in this order: in the directories of the object's DT_RUNPATH, or of
-  its DT_RPATH when it has no RUNPATH (`$ORIGIN` is the object's directory below site-packages);
-  among the libraries of the set by SONAME or file name (Python imports the package that owns a
-  library before its users, torch before torchvision, and ld.so reuses a loaded object by its
-  SONAME); among the libraries that the set's own RPATH/RUNPATH load from outside the set; then
-  on the target system (the profile's `[system] libs`, with the machine's own loader name).
+- A DT_NEEDED name is found, in this order: glibc's own libraries (libc, libm, libpthread, libdl,
+  librt, libutil, the loader) on the system, always (the interpreter loaded them; ld.so reuses a
+  loaded object by SONAME, whatever a wheel bundles); in the directories of the object's
+  DT_RUNPATH, or of its DT_RPATH when it has no RUNPATH (`$ORIGIN` is the object's directory below
+  site-packages); among the libraries of the set by SONAME or file name (Python imports the
+  package that owns a library before its users, torch before torchvision); among the libraries
+  that the set's RPATH/RUNPATH load from outside the set (below); then on the target system: the
+  profile's `[system] libs`, with the machine's own loader name under `--platform`.
 - A reference binds to a definition in the object's breadth-first DT_NEEDED closure or in the
   interpreter's global scope (the CPython C API `Py*`/`_Py*` and the C library the interpreter
   links). An unversioned reference binds to an unversioned, base or default (`@@`) definition; a
   versioned one to that version, default or hidden, or to any definition in an object that has no
-  version definitions. Weak references may stay unbound. STB_GNU_UNIQUE definitions count.
+  version definitions. Weak references may stay unbound. STB_GNU_UNIQUE definitions count. An
+  unversioned reference to the C++ runtime (`std::`, `operator new`, `__cxa_*`; PyPI's aarch64
+  libtorch.so has them) binds to its default version, as one to a C name binds to glibc's.
 - References versioned against a system library are checked against the profile's ceilings
   (GLIBC, GLIBCXX, CXXABI, GCC), not symbol by symbol.
 
-What is not checked is said so, never passed silently: libraries that come from dependency wheels
-outside the verified set (x86_64 torch's nvidia-*-cu12 wheels, found through its RPATH) are not
-downloaded. Each wheel gets a warning naming them and counting the references left unchecked
-because of them. Such a library is taken to export what the profile's system table says a library
-of that SONAME exports, or, when the table has no entry for it, C names only (NVIDIA's libraries
-export C APIs), so a missing C++ symbol of torch (`c10::`, `at::`) is still an error.
+Libraries from dependency wheels outside the verified set are not downloaded, and never passed as
+checked: x86_64 torch finds cuDNN & co. through its RPATH in site-packages/nvidia/*, installed by
+its nvidia-*-cu12 requirements, which the profile does not pin. A RPATH/RUNPATH directory counts as
+outside the set only where a requirement of the wheel outside the set (and not pinned) may install
+it (its name contains the directory's: nvidia -> nvidia-cudnn-cu12); otherwise it is an empty
+directory and the search goes on, as ld.so's does. Each wheel gets one warning naming the libraries
+looked up there, those requirements, and how many references were left unchecked because of them.
+Such a library is taken to export what the profile's system table says a library of that SONAME
+exports, or, with no entry, C names only (NVIDIA's libraries export C APIs): a C++ symbol of torch
+(`c10::`, `at::`) missing from the set is still an error.
 
-A library that cannot be found at all is an error when it is loaded by importing one of the
-extensions the recipe promises (or by any ELF file, when no recipe says which); when it is only
-needed by a module nothing promised loads (torchaudio's sox and ffmpeg backends, loaded on demand
-and skipped when their library is not installed) it is a warning.
+A library found nowhere is an error when importing one of the extensions the recipe promises loads
+it (or any ELF file, when no recipe says which). When only a module nothing promised loads needs
+it (torchaudio's sox and ffmpeg backends, loaded on demand and skipped where their library is not
+installed) it is a warning, and so is that module's fatbin lacking the target's GPU (vLLM's
+Hopper-only _flashmla_C).
 """
 
 from __future__ import annotations
