@@ -306,3 +306,35 @@ def test_a_member_whose_tables_lie_outside_the_kept_ranges_is_read_again(
     monkeypatch.setattr(extract.elf, "kept_ranges", lambda h, segs: [])  # keep only the headers
     assert member_facts(path, info) == usual and usual is not None and usual.info.exports
     assert len(passes) == 3  # headers only, then the section headers, then the tables they name
+
+
+LAYOUTS = [
+    # (machine, assembler command, linker command, source): 32-bit little-endian, 64-bit big-endian
+    ("i686", ["as", "--32"], ["ld", "-m", "elf_i386"], ".globl f\n.type f,@function\nf:\n call g@PLT\n ret\n"),
+    (
+        "aarch64",
+        ["aarch64-linux-gnu-as", "-EB"],
+        ["aarch64-linux-gnu-ld", "-EB"],
+        ".globl f\n.type f,%function\nf:\n bl g\n ret\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("machine", "asm", "ld", "source"), LAYOUTS, ids=["elf32-le", "elf64-be"])
+def test_the_elf_reader_reads_32_bit_and_big_endian_files(
+    tmp_path: Path, machine: str, asm: list[str], ld: list[str], source: str
+) -> None:
+    if not (shutil.which(asm[0]) and shutil.which(ld[0])):
+        pytest.skip(f"{asm[0]} is not installed")
+    (tmp_path / "t.s").write_text(source)
+    subprocess.run([*asm, str(tmp_path / "t.s"), "-o", str(tmp_path / "t.o")], check=True)
+    so = tmp_path / "libt.so"
+    subprocess.run([*ld, "-shared", "-soname", "libt.so.1", str(tmp_path / "t.o"), "-o", str(so)], check=True)
+    wheel = tmp_path / "t-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(so, "t/libt.so")
+    with zipfile.ZipFile(wheel) as zf:
+        facts = member_facts(wheel, zf.getinfo("t/libt.so"))
+    assert facts is not None
+    assert (facts.info.machine, facts.info.soname, facts.info.exports) == (machine, "libt.so.1", "f")
+    assert facts.imports == (("g", "", "", False),)
