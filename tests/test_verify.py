@@ -29,6 +29,7 @@ from jetwheel.verify import FactCache, Published, extract, read_wheels, resolve_
 from jetwheel.verify.extract import member_facts
 from jetwheel.verify.fatbin import Scanner, runs_on, scan
 from jetwheel.verify.wheel import FORMAT, from_bytes
+from jetwheel.workflow import verify_paths
 
 KERNEL = "__global__ void k(float* x) { x[threadIdx.x] += 1.0f; }\n"
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -338,3 +339,12 @@ def test_the_elf_reader_reads_32_bit_and_big_endian_files(
     assert facts is not None
     assert (facts.info.machine, facts.info.soname, facts.info.exports) == (machine, "libt.so.1", "f")
     assert facts.imports == (("g", "", "", False),)
+
+
+def test_verify_names_on_the_index(stack_server: Server, tmp_path: Path) -> None:
+    """`inv verify -p mini-vision --index URL`: the published wheel and its pinned dependency come
+    from the index (their facts, where it keeps them; else the files)."""
+    reports = verify_paths(["mini-vision"], "mini", stack_server.client(), [], "", False, facts=str(tmp_path))
+    assert [(r.wheel.split("-")[0], r.passed, r.facts["closure"]) for r in reports] == [
+        ("mini_vision", True, ["mini-torch==1.0.0"])
+    ]

@@ -202,6 +202,7 @@ __all__ = [
     "Target",
     "Wheel",
     "WheelSource",
+    "published_facts",
     "read_wheels",
     "resolve_report",
     "retarget",
