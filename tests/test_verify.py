@@ -348,3 +348,20 @@ def test_verify_names_on_the_index(stack_server: Server, tmp_path: Path) -> None
     assert [(r.wheel.split("-")[0], r.passed, r.facts["closure"]) for r in reports] == [
         ("mini_vision", True, ["mini-torch==1.0.0"])
     ]
+
+
+def test_verify_imports_nothing_of_the_index() -> None:
+    """verify reaches an index only through the WheelSource protocol (verify/source.py)."""
+    import ast
+
+    import jetwheel.verify
+
+    for path in Path(jetwheel.verify.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}"]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n.startswith(("..index", "jetwheel.index")) for n in names), (path.name, names)
