@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from realwheels import real_wheel  # noqa: E402
 
-from jetwheel.verify import FactCache, compress, extract, read_wheels  # noqa: E402  # noqa: E402
+from jetwheel.verify import FactCache, compress, extract, read_wheels  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
@@ -80,6 +80,7 @@ def main() -> int:
     rss = max(int(cold["rss_kib"]), int(warm["rss_kib"])) / 1024  # type: ignore[call-overload]
     print(f"wheels: {vllm.name} + {torch.name}, {sum(len(m) for m in members.values())} ELF members")
     print(f"inflate engine: {compress.ENGINE}, {extract.WORKERS} threads on {os.cpu_count()} CPUs")
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"unzip -p of the same members: {unzip:.2f} s")
     print(
         f"verify cold (empty fact cache): {cold['seconds']:.2f} s ({cold['process_seconds']:.2f} s with process start)"

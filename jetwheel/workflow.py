@@ -24,7 +24,7 @@ from .index.client import IndexClient
 from .indexwheels import IndexWheels
 from .recipe import Profile, load_profile, load_recipes, recipes_root
 from .sources import Archive, make_archive
-from .verify import FactCache, read_wheels, resolve_report, retarget, verify_wheel
+from .verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
 from .verify.report import Report
 
 PREFERRED_PROFILE = "triton-25.04"
@@ -76,23 +76,26 @@ def verify_paths(
     source = IndexWheels(client) if client is not None else None
     cache = FactCache(Path(facts) if facts else None)
     with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
-        files: list[Path] = []
+        wanted: list[Path | Wheel] = []  # in the order given: files, or the facts of published wheels
         for p in paths:
             if Path(p).is_file():
-                files.append(Path(p))
-            elif client is not None:
-                filename = client.find_wheel(
+                wanted.append(Path(p))
+            elif source is not None:
+                found = source.find(
                     f"{p}=={prof.pin(p)}" if canonicalize_name(p) in prof.versions else p, target.tags()
                 )
-                if filename is None:
-                    raise JetwheelError(f"{p}: no such file, and no wheel for it on {client.url}")
-                files.append(client.download(filename, Path(tmp)))
+                if found is None:
+                    raise JetwheelError(f"{p}: no such file, and no wheel for it on {source.url}")
+                # the index's facts for that very file, when it has them: no download
+                wanted.append(published_facts(found, source, cache, Path(tmp)))
             else:
                 raise JetwheelError(f"{p}: no such file (pass --index to verify a name on the index)")
         # every wheel is read once, all in one parallel pass: each is both checked and part of the
         # set the others resolve against
-        read = read_wheels([*files, *(Path(w) for w in with_)], cache)
-        opened, given = read[: len(files)], [*read[len(files) :], *read[: len(files)]]
+        files = [w for w in wanted if isinstance(w, Path)]
+        read = iter(read_wheels([*files, *(Path(w) for w in with_)], cache))
+        opened = [w if isinstance(w, Wheel) else next(read) for w in wanted]
+        given = [*read, *opened]
         reports = [
             verify_wheel(w, target, recipes.get(w.name), given, source, cache, Path(tmp) / "deps") for w in opened
         ]

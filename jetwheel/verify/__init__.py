@@ -159,7 +159,7 @@ def verify_wheel(
     with tempfile.TemporaryDirectory(prefix="jetwheel-deps-") as tmp:
         deps, missing = closure(wheel, given, source, target, cache, downloads or Path(tmp))
     modules = recipe.extensions if recipe else ()
-    loader = abi.Loader([wheel, *deps], target.system_libs)
+    loader = abi.Loader([wheel, *deps], target)
     needed = abi.required(loader, wheel, modules)
     found, facts = check_fatbin(wheel, target, bool(recipe and recipe.cuda), needed)
     report.findings += found
@@ -202,6 +202,7 @@ __all__ = [
     "Target",
     "Wheel",
     "WheelSource",
+    "published_facts",
     "read_wheels",
     "resolve_report",
     "retarget",

@@ -5,31 +5,40 @@ Catches `undefined symbol: _ZN3c108ListType3get...` (an extension built against 
 and `operator torchvision::nms does not exist` (torchvision's _C failing to load beside this torch).
 
 The rules are ld.so's, no stricter:
-- A DT_NEEDED name is found, in this order: in the directories of the object's DT_RUNPATH, or of
-  its DT_RPATH when it has no RUNPATH (`$ORIGIN` is the object's directory below site-packages);
-  among the libraries of the set by SONAME or file name (Python imports the package that owns a
-  library before its users, torch before torchvision, and ld.so reuses a loaded object by its
-  SONAME); among the libraries that the set's own RPATH/RUNPATH load from outside the set; then
-  on the target system (the profile's `[system] libs`, with the machine's own loader name).
+- A DT_NEEDED name is found, in this order: glibc's own libraries (libc, libm, libpthread, libdl,
+  librt, libutil, the loader) on the system, always (the interpreter loaded them; ld.so reuses a
+  loaded object by SONAME, whatever a wheel bundles); in the directories of the object's
+  DT_RUNPATH, or of its DT_RPATH when it has no RUNPATH (`$ORIGIN` is the object's directory below
+  site-packages); among the libraries of the set by SONAME or file name (Python imports the
+  package that owns a library before its users, torch before torchvision); among the libraries
+  that the set's RPATH/RUNPATH load from outside the set (below); then on the target system: the
+  profile's `[system] libs`, with the machine's own loader name under `--platform`.
 - A reference binds to a definition in the object's breadth-first DT_NEEDED closure or in the
   interpreter's global scope (the CPython C API `Py*`/`_Py*` and the C library the interpreter
   links). An unversioned reference binds to an unversioned, base or default (`@@`) definition; a
   versioned one to that version, default or hidden, or to any definition in an object that has no
-  version definitions. Weak references may stay unbound. STB_GNU_UNIQUE definitions count.
+  version definitions. Weak references may stay unbound. STB_GNU_UNIQUE definitions count. An
+  unversioned reference to the C++ runtime (`std::`, `operator new`, `__cxa_*`; PyPI's aarch64
+  libtorch.so has them) binds to its default version, as one to a C name binds to glibc's.
 - References versioned against a system library are checked against the profile's ceilings
   (GLIBC, GLIBCXX, CXXABI, GCC), not symbol by symbol.
 
-What is not checked is said so, never passed silently: libraries that come from dependency wheels
-outside the verified set (x86_64 torch's nvidia-*-cu12 wheels, found through its RPATH) are not
-downloaded. Each wheel gets a warning naming them and counting the references left unchecked
-because of them. Such a library is taken to export what the profile's system table says a library
-of that SONAME exports, or, when the table has no entry for it, C names only (NVIDIA's libraries
-export C APIs), so a missing C++ symbol of torch (`c10::`, `at::`) is still an error.
+Libraries from dependency wheels outside the verified set are not downloaded, and never passed as
+checked: x86_64 torch finds cuDNN & co. through its RPATH in site-packages/nvidia/*, installed by
+its nvidia-*-cu12 requirements, which the profile does not pin. A RPATH/RUNPATH directory counts as
+outside the set only where a requirement of the wheel outside the set (and not pinned) may install
+it (its name contains the directory's: nvidia -> nvidia-cudnn-cu12); otherwise it is an empty
+directory and the search goes on, as ld.so's does. Each wheel gets one warning naming the libraries
+looked up there, those requirements, and how many references were left unchecked because of them.
+Such a library is taken to export what the profile's system table says a library of that SONAME
+exports, or, with no entry, C names only (NVIDIA's libraries export C APIs): a C++ symbol of torch
+(`c10::`, `at::`) missing from the set is still an error.
 
-A library that cannot be found at all is an error when it is loaded by importing one of the
-extensions the recipe promises (or by any ELF file, when no recipe says which); when it is only
-needed by a module nothing promised loads (torchaudio's sox and ffmpeg backends, loaded on demand
-and skipped when their library is not installed) it is a warning.
+A library found nowhere is an error when importing one of the extensions the recipe promises loads
+it (or any ELF file, when no recipe says which). When only a module nothing promised loads needs
+it (torchaudio's sox and ffmpeg backends, loaded on demand and skipped where their library is not
+installed) it is a warning, and so is that module's fatbin lacking the target's GPU (vLLM's
+Hopper-only _flashmla_C).
 """
 
 from __future__ import annotations
@@ -95,18 +104,32 @@ class Loader:
     """The dynamic linker's view of a set of wheels installed together into one site-packages."""
 
     wheels: list[Wheel]
-    system_libs: Mapping[str, tuple[str, ...]]
+    target: Target
     by_path: dict[str, tuple[Wheel, WheelElf]] = field(default_factory=dict)
     by_name: dict[str, tuple[Wheel, WheelElf]] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
     tops: set[str] = field(default_factory=set)  # top-level directories the set installs into
     outside: dict[str, str] = field(default_factory=dict)  # soname -> directory outside the set
+    # per wheel: its requirements for the target that are neither in the set nor pinned
+    unpinned: dict[str, list[Requirement]] = field(default_factory=dict)
+    owner: dict[int, Wheel] = field(default_factory=dict)  # id(elf) -> its wheel
 
     def __post_init__(self) -> None:
+        names = {w.name for w in self.wheels}
+        env = self.target.environment()
         for w in self.wheels:
             self.dirs |= {posixpath.dirname(m) for m in w.libraries}
             self.tops |= {m.split("/", 1)[0] for m in w.libraries}
+            reqs = (Requirement(r) for r in w.requires)
+            self.unpinned[w.filename] = [
+                r
+                for r in reqs
+                if canonicalize_name(r.name) not in names
+                and canonicalize_name(r.name) not in self.target.pins
+                and (r.marker is None or r.marker.evaluate(env))
+            ]
             for e in w.elves:
+                self.owner[id(e)] = w
                 self.by_path.setdefault(e.member, (w, e))
                 for name in (e.info.soname, posixpath.basename(e.member)):
                     if name:
@@ -120,15 +143,23 @@ class Loader:
                             self.outside[n] = where
 
     def _outside(self, e: WheelElf, name: str) -> str | None:
-        """The top-level directory of the first of e's RPATH/RUNPATH directories that lies outside
-        the set (a dependency wheel's, like nvidia/cudnn/lib), where ld.so looks for `name` before
-        the system; None if none."""
+        """The top-level directory of the first of e's RPATH/RUNPATH directories that a requirement
+        outside the set installs (nvidia/cudnn/lib: nvidia-cudnn-cu12), where ld.so looks for `name`
+        before the system; None if none. A directory no requirement can fill is just empty."""
         if any(fnmatch.fnmatchcase(name, p) for p in RUNTIME):
             return None
-        return next((top for d in _search_dirs(e) if (top := d.split("/", 1)[0]) not in self.tops), None)
+        for d in _search_dirs(e):
+            top = d.split("/", 1)[0]
+            if top not in self.tops and self.installers(self.owner[id(e)], top):
+                return top
+        return None
+
+    def installers(self, wheel: Wheel, top: str) -> list[Requirement]:
+        """The wheel's requirements outside the set that may install site-packages/<top>."""
+        return [r for r in self.unpinned[wheel.filename] if top.replace("_", "-") in canonicalize_name(r.name)]
 
     def system(self, soname: str) -> tuple[str, ...] | None:
-        for pattern, symbols in self.system_libs.items():
+        for pattern, symbols in self.target.system_libs.items():
             if fnmatch.fnmatchcase(soname, pattern):
                 return (*symbols, *RUNTIME_EXPORTS.get(soname, ()))
         if any(fnmatch.fnmatchcase(soname, p) for p in GLIBC):
@@ -225,15 +256,7 @@ def check(wheel: Wheel, loader: Loader, target: Target, needed: set[str]) -> lis
         skipped += n
         unchecked.update(outside)
     if unchecked:
-        names = {w.name for w in loader.wheels}
-        env = target.environment()
-        reqs = sorted(
-            str(r)
-            for r in map(Requirement, wheel.requires)
-            if canonicalize_name(r.name) not in names
-            and any(top in canonicalize_name(r.name) for top in set(unchecked.values()))
-            and (r.marker is None or r.marker.evaluate(env))
-        )
+        reqs = sorted({str(r) for top in set(unchecked.values()) for r in loader.installers(wheel, top)})
         dirs = sorted(set(unchecked.values()))
         findings.append(
             Finding(

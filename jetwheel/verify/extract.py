@@ -55,9 +55,9 @@ def read_wheels(paths: Sequence[Path], cache: FactCache | None = None) -> list[W
     tasks = [(i, info) for i, (_p, _s, zf) in todo.items() for info in zf.infolist() if _may_be_elf(info.filename)]
     tasks.sort(key=lambda t: -t[1].compress_size)
     with ThreadPoolExecutor(WORKERS) as pool:
-        members = [(i, pool.submit(_member, todo[i][0], info)) for i, info in tasks[:1]]
+        members = [(i, pool.submit(member_facts, todo[i][0], info)) for i, info in tasks[:1]]
         hashing = {i: pool.submit(cache.sha256, path) for i, (path, sha, _zf) in todo.items() if sha is None}
-        members += [(i, pool.submit(_member, todo[i][0], info)) for i, info in tasks[1:]]
+        members += [(i, pool.submit(member_facts, todo[i][0], info)) for i, info in tasks[1:]]
         shas = {i: sha or hashing[i].result() for i, (_p, sha, _zf) in todo.items()}
         for i, sha in shas.items():
             known = cache.get(sha)
@@ -171,7 +171,9 @@ class _Reader:
         return True
 
 
-def _member(path: Path, info: zipfile.ZipInfo) -> WheelElf | None:
+def member_facts(path: Path, info: zipfile.ZipInfo) -> WheelElf | None:
+    """The facts of one member of the wheel at `path`, inflated once (twice only for an unusual
+    layout); None if it is not an ELF file."""
     reader = _Reader()
     for chunk in _chunks(path, info):
         if not reader.feed(chunk):

@@ -30,7 +30,7 @@ class FactCache:
     def _memo(self, path: Path) -> Path:
         st = path.stat()
         key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}"
-        return self.root / "stat" / hashlib.sha256(key.encode()).hexdigest()
+        return self.root / "stat" / hashlib.blake2b(key.encode(), digest_size=20).hexdigest()
 
     def remembered_sha256(self, path: Path) -> str | None:
         """The file's sha256 if it was computed for this very file (same stat) before; reads none of it."""
