@@ -1,5 +1,6 @@
 // One op registered into torch's dispatcher, as torchvision (torchvision::nms) and vLLM (_C ops)
 // register theirs: callable as torch.ops.torch_ext.scale_add after `import torch_ext`.
+#include <ATen/cpu/Utils.h>
 #include <Python.h>
 #include <torch/library.h>
 
@@ -10,9 +11,15 @@ at::Tensor scale_add(const at::Tensor& x, const at::Tensor& y, double alpha) {
   return x.add(y, alpha);
 }
 
+// Whether this CPU has SVE: what an aarch64 kernel would dispatch on (torch 2.7 no longer exports it)
+bool has_sve() { return at::cpu::is_arm_sve_supported(); }
+
 }  // namespace
 
-TORCH_LIBRARY(torch_ext, m) { m.def("scale_add(Tensor x, Tensor y, float alpha) -> Tensor"); }
+TORCH_LIBRARY(torch_ext, m) {
+  m.def("scale_add(Tensor x, Tensor y, float alpha) -> Tensor");
+  m.def("has_sve() -> bool", &has_sve);
+}
 
 TORCH_LIBRARY_IMPL(torch_ext, CPU, m) { m.impl("scale_add", &scale_add); }
 
