@@ -321,7 +321,9 @@ def test_kill_9_during_upload_leaves_no_partial_file_and_restarts_clean(tmp_path
         f"boundary=xXx\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body[: len(body) // 2]
     )
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20  # the password check (bcrypt) comes first; the machine may be busy
+    while not list((s.root / ".jetwheel" / "tmp").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert list((s.root / ".jetwheel" / "tmp").iterdir()), "the upload should be streaming to staging"
     os.kill(s.proc.pid, signal.SIGKILL)
     s.proc.wait()

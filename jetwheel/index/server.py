@@ -22,6 +22,7 @@ from .app import INDEX, Settings, make_app
 from .store import Store
 
 log = logging.getLogger("jetwheel.index")
+BACKLOG = 100
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 30\r\n\r\n"
     b"too many connections; retry.\r\n"
@@ -135,7 +136,7 @@ def default_cap() -> int:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft = hard
-    return max(16, min(soft - 128, soft * 3 // 4, 16384))
+    return max(16, min(soft - 2 * BACKLOG, soft * 3 // 4, 16384))
 
 
 async def _serve(app: web.Application, host: str, port: int, tls: Tls | None, limits: Limits) -> None:
@@ -148,8 +149,10 @@ async def _serve(app: web.Application, host: str, port: int, tls: Tls | None, li
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # asyncio accepts up to `backlog` connections before it runs anything else (closing those over
+    # the cap among them): the cap leaves that much room under the open-file limit
     server = await loop.create_server(
-        guard.protocol, host, port, ssl=tls.context() if tls else None, reuse_port=True, backlog=1024
+        guard.protocol, host, port, ssl=tls.context() if tls else None, reuse_port=True, backlog=BACKLOG
     )
     try:
         await stop.wait()
