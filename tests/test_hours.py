@@ -249,7 +249,7 @@ def test_compile_progress_from_ninja_lines_gives_rate_and_eta() -> None:
     p = CompileProgress()
     assert p.feed("[3363/6576] Building CXX object caffe2/CMakeFiles/torch_cpu.dir/x.cpp.o", now=100.0)
     assert not p.feed("/usr/bin/c++ -O2 -c x.cpp", now=101.0)
-    p.feed("[3463/6576] Building CUDA object y.cu.o", now=150.0)  # 100 steps in 50 s
+    p.feed("  [3463/6576] Building CUDA object y.cu.o", now=150.0)  # 100 steps in 50 s; pip -v indents
     assert p.fraction == pytest.approx(3463 / 6576)
     assert p.rate(150.0) == 2.0 and p.eta(150.0) == (6576 - 3463) / 2
     assert p.describe(150.0) == "53% (3463/6576), 2.0/s, ETA 25m56s"
