@@ -170,6 +170,9 @@ def _bytes_event(listener: Listener, step: str, index: int, total: int, what: st
     listener(Event("bytes", step, index, total, what, done, size))
 
 
+KEPT = ".jetwheel-kept"  # in a work directory left by a failed or interrupted run: resume in it
+
+
 def work_dir(root: Path, step: BuildStep) -> Path:
     """The step's work directory: the same for every run of the same cache key, so a rerun resumes."""
     return root / f"{step.name}-{step.cache_key[:16]}"
@@ -182,7 +185,8 @@ def prepare_work(step: BuildStep, recipe: Recipe, work: Path) -> bool:
     for stale in work.parent.glob(f"{step.name}-*"):
         if stale != work and re.fullmatch(rf"{re.escape(step.name)}-[0-9a-f]{{16}}", stale.name):
             shutil.rmtree(stale, ignore_errors=True)
-    if (work / "src").is_dir() and (work / "patches").is_dir():
+    if (work / KEPT).exists():
+        (work / KEPT).unlink()
         shutil.rmtree(work / "out", ignore_errors=True)
         return True
     shutil.rmtree(work, ignore_errors=True)
@@ -280,7 +284,9 @@ def run_plan(
         finally:
             client.on_bytes = None
             steplog.close()
-            if not resumable:
+            if resumable:
+                (work / KEPT).touch()
+            else:
                 runner.discard(step)
                 if not options.keep_work:
                     shutil.rmtree(work, ignore_errors=True)
