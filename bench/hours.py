@@ -1,6 +1,7 @@
-"""Builds that take hours, in miniature: one step (mini-cuda: nvcc + g++) built cold, rerun after
-being killed at about 70 % of its compile, and rebuilt from scratch with a warm compiler cache; then
-the preflight of the triton-25.04 vLLM plan against a local index.
+"""Builds that take hours, in miniature: one step (mini-cuda: nvcc + g++; or with --xgrammar the real
+xgrammar 0.1.16, cp312 x86_64, CMake + ninja, from ../shared/sources) built cold, rerun after being
+killed at about 70 % of its compile, and rebuilt from scratch with a warm compiler cache; then the
+preflight of the triton-25.04 vLLM plan against a local index.
 
 Targets: resumed <= 0.4x cold, warm-cache rebuild <= 0.25x cold, preflight < 120 s. Prints each
 time, the share of it spent compiling, and the ratios against the cold build of the same run."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -105,9 +107,47 @@ def unpublish(client: IndexClient, plan: Plan) -> None:
         client.delete(cached)
 
 
+# ../shared/sources beside the checkout (a worktree sits one level deeper)
+XGRAMMAR = next(
+    (
+        p
+        for p in (Path(__file__).resolve().parents[n] / "shared" / "sources" / "xgrammar-0.1.16.tar.gz" for n in (2, 3))
+        if p.exists()
+    ),
+    Path("xgrammar-0.1.16.tar.gz"),
+)
+XGRAMMAR_SHA256 = "4742d1a7e5fbdb05baefa3353a901effab99c92b93dcf8745546733806908973"
+PY312 = Path.home() / ".pyenv" / "versions" / "3.12.1" / "bin" / "python3.12"
+
+
+def xgrammar_recipes(tmp: Path) -> Path:
+    """The real xgrammar recipe built from the shared source archive for cp312 on this machine: its
+    torch dependency (runtime only, not needed to compile) dropped, and pybind11, which 0.1.16's
+    build backend needs, installed."""
+    root = tmp / "recipes"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "recipes", root)
+    recipe = root / "xgrammar.toml"
+    text = recipe.read_text()
+    text = text.replace(
+        'git = "https://github.com/mlc-ai/xgrammar"\nref = "v{pin}"\nsubmodules = true',
+        f'url = "{XGRAMMAR.as_uri()}"\nsha256 = "{XGRAMMAR_SHA256}"',
+    )
+    text = text.replace('deps = ["torch"]', "deps = []").replace('"nanobind>=2.0"', '"pybind11>=2.11"')
+    recipe.write_text(text)
+    mini = (root / "profiles" / "mini.toml").read_text()
+    profile = mini.split("[versions]")[0].replace('python = "current"', 'python = "3.12"')
+    profile = profile.replace('python_exe = "python3"', f'python_exe = "{PY312}"').replace(
+        'top = "mini-cuda==0.1.0"', 'top = "xgrammar==0.1.16"'
+    )
+    system = mini[mini.index("[system]") :]
+    (root / "profiles" / "xgrammar-x86_64.toml").write_text(f'{profile}[versions]\nxgrammar = "0.1.16"\n\n{system}')
+    return root
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kill-at", type=float, default=0.7, help="fraction of the cold compile to kill at")
+    parser.add_argument("--xgrammar", action="store_true", help="the real xgrammar build instead of mini-cuda")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jetwheel-bench-hours-") as tmp:
         root, ht = Path(tmp) / "packages", Path(tmp) / "htpasswd"
@@ -117,11 +157,16 @@ def main() -> int:
         index_args = ["--root", str(root), "--port", str(port), "--htpasswd", str(ht)]
         with running_index([*index_args, "--upstream", "https://pypi.org/simple"], url):
             client = IndexClient(url, "bench", "bench")
-            recipes, profile = load_recipes(), load_profile("mini")
-            plan = make_plan(recipes, profile, "mini-cuda", "local", this_machine())
-            # its dependencies first, untimed: each timed run builds mini-cuda only
-            timed(plan, recipes, profile, client, Path(tmp) / "w0", Path(tmp) / "cc0")
-            unpublish(client, plan)
+            if args.xgrammar:
+                xroot = xgrammar_recipes(Path(tmp))
+                recipes, profile = load_recipes(xroot), load_profile("xgrammar-x86_64", xroot)
+                plan = make_plan(recipes, profile, "xgrammar", "local", this_machine())
+            else:
+                recipes, profile = load_recipes(), load_profile("mini")
+                plan = make_plan(recipes, profile, "mini-cuda", "local", this_machine())
+                # its dependencies first, untimed: each timed run builds mini-cuda only
+                timed(plan, recipes, profile, client, Path(tmp) / "w0", Path(tmp) / "cc0")
+                unpublish(client, plan)
 
             cold = timed(plan, recipes, profile, client, Path(tmp) / "w1", Path(tmp) / "cc-cold")
             unpublish(client, plan)
@@ -133,14 +178,14 @@ def main() -> int:
             warm = timed(plan, recipes, profile, client, Path(tmp) / "w3", Path(tmp) / "cc-cold")
 
             # the Jetson plan, as a user runs it before the first hour: docker runner, arm64
-            tplan_recipes, tprofile = recipes, load_profile("triton-25.04")
+            tplan_recipes, tprofile = load_recipes(), load_profile("triton-25.04")
             tplan = make_plan(tplan_recipes, tprofile, "vllm", "docker", Machine(12, 64))
             started = time.perf_counter()
             checks = preflight(tplan, tplan_recipes, tprofile, make_runner("docker", arch="aarch64"), client)
             pf_seconds = time.perf_counter() - started
 
     assert resumed.resumed and not cold.resumed and not warm.resumed
-    print(f"mini-cuda step (index {url}, {this_machine().cores} cores):")
+    print(f"{plan.steps[-1].name} {plan.steps[-1].version} step (index {url}, {this_machine().cores} cores):")
     for label, r in (
         ("cold build", cold),
         (f"killed at {args.kill_at:.0%} of compile", killed),

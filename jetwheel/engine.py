@@ -121,6 +121,9 @@ def _bytes_event(listener: Listener, step: str, index: int, total: int, what: st
     listener(Event("bytes", step, index, total, what, done, size))
 
 
+KEPT = ".jetwheel-kept"  # in a work directory left by a failed or interrupted run: resume in it
+
+
 def work_dir(root: Path, step: BuildStep) -> Path:
     """The step's work directory: the same for every run of the same cache key, so a rerun resumes."""
     return root / f"{step.name}-{step.cache_key[:16]}"
@@ -137,7 +140,8 @@ def prepare_work(
         if stale != work and re.fullmatch(rf"{re.escape(step.name)}-[0-9a-f]{{16}}", stale.name):
             shutil.rmtree(stale, ignore_errors=True)
     record = work / "source.json"
-    if (work / "src").is_dir() and (work / "patches").is_dir() and record.is_file():
+    if (work / KEPT).exists() and record.is_file():
+        (work / KEPT).unlink()
         shutil.rmtree(work / "out", ignore_errors=True)
         return True, FetchedSource(work / "src", **json.loads(record.read_text()))
     shutil.rmtree(work, ignore_errors=True)
@@ -260,7 +264,9 @@ def run_step(
     finally:
         client.on_bytes = None
         steplog.close()
-        if not resumable:
+        if resumable:
+            (work / KEPT).touch()
+        else:
             runner.discard(step)
             if not options.keep_work:
                 shutil.rmtree(work, ignore_errors=True)

@@ -186,8 +186,9 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str
     if recipe.frontend == "build":
         cmds.append(f'({TARGET_ENV} && {env_py} -m build --wheel --no-isolation --outdir "$JW_WORK/raw" {project})')
     else:
+        # -v: pip shows the backend's output as it comes (compile progress, a compiler killed for memory)
         cmds.append(
-            f"({TARGET_ENV} && {env_py} -m pip wheel --no-build-isolation --no-deps "
+            f"({TARGET_ENV} && {env_py} -m pip wheel -v --no-build-isolation --no-deps "
             f'--wheel-dir "$JW_WORK/raw" {project})'
         )
     cmds += repair_commands(recipe, profile)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from .engine import CACHE
@@ -28,6 +29,11 @@ from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
 from .sources import fetch_source, locate
 from .verify.resolve import resolve
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 PROBE_TIMEOUT = 120  # a container start on a cold engine; an engine that does not answer fails faster
 ANSWER_TIMEOUT = 15
@@ -160,6 +166,49 @@ def patches_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check:
                 f"rebase {p} on the pinned source",
             )
     return Check(name, True, f"{len(recipe.patches)} apply cleanly")
+
+
+def backend_requires(tree: Path, subdir: str) -> list[str] | None:
+    """[build-system].requires of the project in a local tree or archive; None if there is none."""
+    try:
+        if tree.is_dir():
+            text = (tree / subdir / "pyproject.toml").read_text()
+        else:
+            with tarfile.open(tree) as tf:
+                member = next(
+                    (m for m in tf.getmembers() if m.name.split("/", 1)[-1] == str(Path(subdir) / "pyproject.toml")),
+                    None,
+                )
+                f = tf.extractfile(member) if member else None
+                if f is None:
+                    return None
+                text = f.read().decode()
+        return [str(r) for r in tomllib.loads(text).get("build-system", {}).get("requires", [])]
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+
+
+def backend_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check | None:
+    """The build runs without isolation: everything the project's build backend requires must be
+    among what the step installs (xgrammar 0.1.16 needs pybind11, not nanobind)."""
+    if tree is None or recipe.frontend == "cibuildwheel":
+        return None
+    wanted = backend_requires(tree, recipe.subdir or ".")
+    if wanted is None:
+        return None
+    installed = {canonicalize_name(Requirement(r).name) for r in [*BUILD_TOOLS, *recipe.requires]}
+    installed |= {canonicalize_name(d) for d in step.deps}
+    missing = [r for r in wanted if canonicalize_name(Requirement(r).name) not in installed]
+    name = f"{step.name}: build backend requires"
+    if missing:
+        return Check(
+            name,
+            False,
+            f"pyproject.toml's build-system needs {', '.join(missing)}, which the step does not install "
+            "(the build runs without isolation)",
+            f"add {', '.join(missing)} to the recipe's build.requires",
+        )
+    return Check(name, True, ", ".join(wanted) or "nothing")
 
 
 # --- requirements and dependency wheels ------------------------------------------------------------
@@ -396,6 +445,8 @@ def _step_checks(
         with tempfile.TemporaryDirectory(prefix="jetwheel-preflight-") as scratch:
             src, tree = source_check(step, client, needs.sources, Path(scratch))
             checks = [src, patches_check(step, recipe, tree)]
+            if backend := backend_check(step, recipe, tree):
+                checks.append(backend)
         deps, on_index = deps_check(step, plan, profile, client)
         checks.append(deps)
         checks.append(requirements_check(step, recipe, profile, client.simple_url, list(on_index)))

@@ -14,9 +14,10 @@ from rich.table import Table
 
 from .engine import Event, Listener
 
-_COUNTED = re.compile(r"^\[(\d+)/(\d+)\] ")  # ninja, and CMake's ninja generator
-_PERCENT = re.compile(r"^\[\s*(\d+)%\] ")  # CMake's Makefile generator
-_EXTENSION = re.compile(r"^building '([^']+)' extension")  # setuptools' build_ext
+# pip -v indents the backend's lines
+_COUNTED = re.compile(r"^\s*\[(\d+)/(\d+)\] ")  # ninja, and CMake's ninja generator
+_PERCENT = re.compile(r"^\s*\[\s*(\d+)%\] ")  # CMake's Makefile generator
+_EXTENSION = re.compile(r"^\s*building '([^']+)' extension")  # setuptools' build_ext
 
 
 @dataclass

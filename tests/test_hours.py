@@ -27,6 +27,7 @@ from jetwheel.plan import make_plan
 from jetwheel.progress import CompileProgress, PlainProgress
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner
+from jetwheel.runners.base import MARK, StepLog, failed
 from jetwheel.runners.baseimage import ensure_base_image
 from jetwheel.runners.ccache import CompilerCache
 
@@ -248,7 +249,7 @@ def test_compile_progress_from_ninja_lines_gives_rate_and_eta() -> None:
     p = CompileProgress()
     assert p.feed("[3363/6576] Building CXX object caffe2/CMakeFiles/torch_cpu.dir/x.cpp.o", now=100.0)
     assert not p.feed("/usr/bin/c++ -O2 -c x.cpp", now=101.0)
-    p.feed("[3463/6576] Building CUDA object y.cu.o", now=150.0)  # 100 steps in 50 s
+    p.feed("  [3463/6576] Building CUDA object y.cu.o", now=150.0)  # 100 steps in 50 s; pip -v indents
     assert p.fraction == pytest.approx(3463 / 6576)
     assert p.rate(150.0) == 2.0 and p.eta(150.0) == (6576 - 3463) / 2
     assert p.describe(150.0) == "53% (3463/6576), 2.0/s, ETA 25m56s"
@@ -296,3 +297,19 @@ def test_cache_tasks_show_and_clear_the_local_cache(
     assert capsys.readouterr().out.strip() == "compiler cache cleared"
     program.run(["jetwheel", "cache.stats"], exit=False)
     assert "Cache size (GB): 0.00 / 3.00" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_compiler_killed_for_memory_under_pip_is_named(tmp_path: Path) -> None:
+    plan = make_plan(load_recipes(), load_profile("mini"), "mini-torch", "local", Machine(cores=6, memory_gb=64))
+    log = StepLog(tmp_path / "step.log")
+    log.write(f"{MARK}4/7: pip wheel ...")
+    log.write("[412/1030] Building CXX object csrc/ops.cpp.o")
+    log.write("g++: fatal error: Killed signal terminated program cc1plus")
+    for line in ["compilation terminated.", "ninja: build stopped: subcommand failed."] + ["pip noise"] * 12:
+        log.write(line)
+    err = failed(plan.steps[0], 1, log, memory="64 GB RAM, 0 swap")
+    assert isinstance(err, OutOfMemory) and err.jobs == 6
+    assert str(err).startswith("mini-torch: killed for memory with MAX_JOBS=6; 64 GB RAM, 0 swap (in command 4/7")
+    plain = StepLog(tmp_path / "other.log")
+    plain.write("error: ops.cpp:3: expected ';'")
+    assert type(failed(plan.steps[0], 1, plain)) is BuildError

@@ -144,3 +144,14 @@ def test_engine_not_answering_fails_first(stack_server: Server, tmp_path: Path) 
     bad = only_failure(checks)
     assert bad.check.startswith("engine podman --remote") and "does not answer" in bad.detail
     assert "start the engine" in bad.fix
+
+
+def test_backend_requirement_the_step_does_not_install_fails(stack_server: Server, tmp_path: Path) -> None:
+    root = edited_recipes(tmp_path, "mini-vision", "[build]", "[build]")
+    pyproject = root / "examples" / "mini-vision" / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('requires = ["setuptools', 'requires = ["pybind11>=2.11", "setuptools')
+    )
+    bad = only_failure(run(stack_server, LocalRunner(), "mini-vision", root))
+    assert bad.check == "mini-vision: build backend requires" and "pybind11>=2.11" in bad.detail
+    assert bad.fix == "add pybind11>=2.11 to the recipe's build.requires"

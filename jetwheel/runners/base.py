@@ -21,7 +21,13 @@ MARK = "::jetwheel-command "
 DONE = ".jetwheel-done"  # in the work directory: the commands of the step that finished
 ENV_FILE = ".jetwheel-env"  # in the work directory: this attempt's variables (a retry may change MAX_JOBS)
 # what a compiler or the shell prints when the kernel's OOM killer (or a cgroup limit) took it
-_KILLED = re.compile(r"Killed signal terminated program|terminated by signal 9|\bKilled\b|out of memory", re.I)
+_KILLED = re.compile(
+    r"Killed signal terminated program"  # gcc/g++: cc1plus killed
+    r"|died due to signal 9"  # nvcc: cicc or ptxas killed
+    r"|terminated by signal 9|signal 9 \[Killed\]"
+    r"|line \d+: +\d+ Killed"  # bash's report of a killed child
+    r"|^Killed$|[Oo]ut of memory"
+)
 
 
 class StepLog:
@@ -107,8 +113,8 @@ def failed(step: BuildStep, code: int, log: StepLog, oom_killed: bool = False, m
     137, a compiler's "Killed signal", the engine's OOMKilled), else BuildError with the last line."""
     last = [line for line in log.tail if not line.startswith(MARK)][-1:] or [""]
     where = log.command or "the step script"
-    recent = list(log.tail)[-8:]
-    if oom_killed or code == 137 or any(_KILLED.search(line) for line in recent):
+    # pip and ninja print a dozen lines after the compiler's: the whole tail is searched
+    if oom_killed or code == 137 or any(_KILLED.search(line) for line in log.tail):
         jobs = step.env.get("MAX_JOBS", "?")
         return OutOfMemory(
             f"{step.name}: killed for memory with MAX_JOBS={jobs}; {memory or memory_note()} "
