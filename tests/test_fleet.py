@@ -4,6 +4,7 @@ services, one of them killed mid-step."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -161,3 +162,26 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine(
         ).stdout.split()
         if left:
             subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
+
+
+def test_live_view_has_one_row_per_engine() -> None:
+    from rich.console import Console
+
+    from jetwheel.progress import LiveProgress
+
+    view = LiveProgress()
+    for e in (
+        Event("engine", message="x86_64, 16 cores, 64 GiB", engine="jetson1"),
+        Event("engine", message="aarch64, 12 cores, 64 GiB, GPU", engine="jetson2"),
+        Event("start", "mini-audio", 2, 5, "mini_audio-0.1.0.whl", engine="jetson1"),
+        Event("line", "mini-audio", 2, 5, "compiling ext.cpp", engine="jetson1"),
+        Event("start", "mini-text", 3, 5, "mini_text-0.1.0.whl", engine="jetson2"),
+        Event("lost", "mini-text", 3, 5, "engine jetson2 stopped answering", engine="jetson2"),
+    ):
+        view(e)
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(view._render())
+    rows = console.export_text().splitlines()
+    assert any("jetson1" in r and "running mini-audio" in r and "compiling ext.cpp" in r for r in rows)
+    assert any("jetson2" in r and "lost mini-text" in r for r in rows)
+    assert any("mini-text" in r and "waiting" in r and "runs again elsewhere" in r for r in rows)
