@@ -108,7 +108,7 @@ def test_probe_reads_the_engines_facts(engines: dict[str, subprocess.Popen[bytes
 
 
 @pytest.mark.slow
-def test_three_engines_build_the_dag_and_survive_a_killed_engine(
+def test_three_engines_build_the_dag_and_survive_a_killed_engine_and_container(
     engines: dict[str, subprocess.Popen[bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if os.path.exists(CA):
@@ -117,13 +117,21 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine(
     server = start_server(tmp_path / "packages")
     events: list[Event] = []
     killed: list[str] = []
+    stopped: list[str] = []
 
     def listener(e: Event) -> None:
         events.append(e)
-        # mid-step: the first line the container prints for mini-audio, kill that engine's service
+        # mid-step: at the first line the container prints for mini-audio, kill that engine's
+        # service; at mini-text's, kill its container (the engine lives on)
         if e.kind == "line" and e.step == "mini-audio" and not killed:
             killed.append(e.engine)
             engines[e.engine].send_signal(signal.SIGKILL)
+        if e.kind == "line" and e.step == "mini-text" and not stopped:
+            stopped.append(e.engine)
+            ids = subprocess.run(
+                ["podman", "ps", "-q", "--filter", "name=^jetwheel-mini-text-"], capture_output=True, text=True
+            ).stdout.split()
+            subprocess.run(["podman", "kill", *ids], capture_output=True, check=True)
 
     try:
         fleet, down = connect(list(engines), plan, "podman")
@@ -138,10 +146,13 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine(
             listener,
         )
         assert [r.status for r in results] == ["published"] * 5
-        # the killed engine lost only that attempt; mini-audio was built and published elsewhere
-        assert killed and [(e.step, e.engine) for e in events if e.kind == "lost"] == [("mini-audio", killed[0])]
+        # each lost only that attempt; the step was built and published on another engine
+        lost = {e.step: (e.engine, e.message) for e in events if e.kind == "lost"}
+        assert lost.keys() == {"mini-audio", "mini-text"}
+        assert lost["mini-audio"][0] == killed[0] and "stopped answering" in lost["mini-audio"][1]
+        assert lost["mini-text"][0] == stopped[0] and "container was killed (exit 137)" in lost["mini-text"][1]
         by = {e.step: e.engine for e in events if e.kind == "published"}
-        assert by["mini-audio"] != killed[0]
+        assert by["mini-audio"] != killed[0] and by["mini-text"] != stopped[0]
         # the three branches overlapped: each started before the first of them was published
         first_branch_done = min(i for i, e in enumerate(events) if e.kind == "published" and e.step in BRANCHES)
         assert {e.step for e in events[:first_branch_done] if e.kind == "start"} >= set(BRANCHES)
@@ -157,9 +168,8 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine(
     finally:
         stop_server(server)
         # the killed engine's container lives on in conmon; the shared store holds it: remove it
-        left = subprocess.run(
-            ["podman", "ps", "-a", "-q", "--filter", "name=^jetwheel-mini-audio-"], capture_output=True, text=True
-        ).stdout.split()
+        ours = ["--filter", "name=^jetwheel-mini-(audio|text)-"]
+        left = subprocess.run(["podman", "ps", "-a", "-q", *ours], capture_output=True, text=True).stdout.split()
         if left:
             subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
 
