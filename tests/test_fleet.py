@@ -4,6 +4,7 @@ services, one of them killed mid-step."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -107,7 +108,7 @@ def test_probe_reads_the_engines_facts(engines: dict[str, subprocess.Popen[bytes
 
 
 @pytest.mark.slow
-def test_three_engines_build_the_dag_and_survive_a_killed_engine(
+def test_three_engines_build_the_dag_and_survive_a_killed_engine_and_container(
     engines: dict[str, subprocess.Popen[bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if os.path.exists(CA):
@@ -116,13 +117,21 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine(
     server = start_server(tmp_path / "packages")
     events: list[Event] = []
     killed: list[str] = []
+    stopped: list[str] = []
 
     def listener(e: Event) -> None:
         events.append(e)
-        # mid-step: the first line the container prints for mini-audio, kill that engine's service
+        # mid-step: at the first line the container prints for mini-audio, kill that engine's
+        # service; at mini-text's, kill its container (the engine lives on)
         if e.kind == "line" and e.step == "mini-audio" and not killed:
             killed.append(e.engine)
             engines[e.engine].send_signal(signal.SIGKILL)
+        if e.kind == "line" and e.step == "mini-text" and not stopped:
+            stopped.append(e.engine)
+            ids = subprocess.run(
+                ["podman", "ps", "-q", "--filter", "name=^jetwheel-mini-text-"], capture_output=True, text=True
+            ).stdout.split()
+            subprocess.run(["podman", "kill", *ids], capture_output=True, check=True)
 
     try:
         fleet, down = connect(list(engines), plan, "podman")
@@ -137,10 +146,13 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine(
             listener,
         )
         assert [r.status for r in results] == ["published"] * 5
-        # the killed engine lost only that attempt; mini-audio was built and published elsewhere
-        assert killed and [(e.step, e.engine) for e in events if e.kind == "lost"] == [("mini-audio", killed[0])]
+        # each lost only that attempt; the step was built and published on another engine
+        lost = {e.step: (e.engine, e.message) for e in events if e.kind == "lost"}
+        assert lost.keys() == {"mini-audio", "mini-text"}
+        assert lost["mini-audio"][0] == killed[0] and "stopped answering" in lost["mini-audio"][1]
+        assert lost["mini-text"][0] == stopped[0] and "container was killed (exit 137)" in lost["mini-text"][1]
         by = {e.step: e.engine for e in events if e.kind == "published"}
-        assert by["mini-audio"] != killed[0]
+        assert by["mini-audio"] != killed[0] and by["mini-text"] != stopped[0]
         # the three branches overlapped: each started before the first of them was published
         first_branch_done = min(i for i, e in enumerate(events) if e.kind == "published" and e.step in BRANCHES)
         assert {e.step for e in events[:first_branch_done] if e.kind == "start"} >= set(BRANCHES)
@@ -156,8 +168,30 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine(
     finally:
         stop_server(server)
         # the killed engine's container lives on in conmon; the shared store holds it: remove it
-        left = subprocess.run(
-            ["podman", "ps", "-a", "-q", "--filter", "name=^jetwheel-mini-audio-"], capture_output=True, text=True
-        ).stdout.split()
+        ours = ["--filter", "name=^jetwheel-mini-(audio|text)-"]
+        left = subprocess.run(["podman", "ps", "-a", "-q", *ours], capture_output=True, text=True).stdout.split()
         if left:
             subprocess.run(["podman", "rm", "-f", *left], capture_output=True)
+
+
+def test_live_view_has_one_row_per_engine() -> None:
+    from rich.console import Console
+
+    from jetwheel.progress import LiveProgress
+
+    view = LiveProgress()
+    for e in (
+        Event("engine", message="x86_64, 16 cores, 64 GiB", engine="jetson1"),
+        Event("engine", message="aarch64, 12 cores, 64 GiB, GPU", engine="jetson2"),
+        Event("start", "mini-audio", 2, 5, "mini_audio-0.1.0.whl", engine="jetson1"),
+        Event("line", "mini-audio", 2, 5, "compiling ext.cpp", engine="jetson1"),
+        Event("start", "mini-text", 3, 5, "mini_text-0.1.0.whl", engine="jetson2"),
+        Event("lost", "mini-text", 3, 5, "engine jetson2 stopped answering", engine="jetson2"),
+    ):
+        view(e)
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(view._render())
+    rows = console.export_text().splitlines()
+    assert any("jetson1" in r and "running mini-audio" in r and "compiling ext.cpp" in r for r in rows)
+    assert any("jetson2" in r and "lost mini-text" in r for r in rows)
+    assert any("mini-text" in r and "waiting" in r and "runs again elsewhere" in r for r in rows)
