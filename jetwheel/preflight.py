@@ -169,20 +169,9 @@ def patches_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check:
 
 
 def backend_requires(tree: Path, subdir: str) -> list[str] | None:
-    """[build-system].requires of the project in a local tree or archive; None if there is none."""
+    """[build-system].requires of the project in a source tree; None if there is none."""
     try:
-        if tree.is_dir():
-            text = (tree / subdir / "pyproject.toml").read_text()
-        else:
-            with tarfile.open(tree) as tf:
-                member = next(
-                    (m for m in tf.getmembers() if m.name.split("/", 1)[-1] == str(Path(subdir) / "pyproject.toml")),
-                    None,
-                )
-                f = tf.extractfile(member) if member else None
-                if f is None:
-                    return None
-                text = f.read().decode()
+        text = (tree / subdir / "pyproject.toml").read_text()
         return [str(r) for r in tomllib.loads(text).get("build-system", {}).get("requires", [])]
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return None
