@@ -28,8 +28,7 @@ from jetwheel.runners import make_runner
 from jetwheel.runners.baseimage import ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.sources import make_archive, sha256_file
-from jetwheel.verify import verify_wheel
-from jetwheel.verify.wheel import open_wheel
+from jetwheel.verify import read_wheels, verify_wheel
 
 ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"
 CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -175,7 +174,7 @@ def test_xgrammar_builds_for_aarch64_and_its_core_matches_json_in_a_fresh_arm64_
     """Crossed (the recipe's faster aarch64 path here, see bench/xgrammar_build.py), verified
     against the index's aarch64 torch, which its Requires-Dist names."""
     result = build(index, "bookworm-aarch64", "xgrammar", "cross", tmp_path)
-    wheel = open_wheel(index.root / result.wheel)
+    wheel = read_wheels([index.root / result.wheel])[0]
     assert wheel.machine == "aarch64" and "-cp311-cp311-manylinux_" in result.wheel
     assert result.report is not None and result.report.facts["closure"] == ["torch==2.6.0"]
     assert provenance_source(index, result.wheel)["from"] == f"{index.url}/packages/xgrammar-0.1.16-src.tar.gz"
@@ -194,9 +193,9 @@ def test_torch_extension_builds_against_pypi_torch_passes_verify_and_runs_throug
     result = build(index, "bookworm-aarch64", "torch-ext", "emulated", tmp_path, skip=("torch",))
     assert result.wheel == "torch_ext-0.1.0-cp311-cp311-linux_aarch64.whl"
     assert result.report is not None and result.report.facts["closure"] == ["torch==2.6.0"]
-    wheel = open_wheel(index.root / result.wheel)
+    wheel = read_wheels([index.root / result.wheel])[0]
     assert wheel.requires == ["torch==2.6.0"]
-    torch27 = open_wheel(real_wheel("torch", "2.7.0", "3.11", "aarch64"))
+    torch27 = read_wheels([real_wheel("torch", "2.7.0", "3.11", "aarch64")])[0]
     report = verify_wheel(wheel, load_profile("bookworm-aarch64").target(), load_recipes()["torch-ext"], [torch27])
     errors = {f.check: f.detail for f in report.findings if f.severity == "error" and f.check == "abi"}
     assert set(report.failing_checks()) == {"abi", "pins"}, report.to_json()
