@@ -135,21 +135,18 @@ def build_wheel(
 
     # a profile for another machine runs its containers emulated for that machine
     run_arch = arch or (prof.arch if prof.arch != platform.machine() else "")
-    the_runner = make_runner(runner, engine, connection, gpu, run_arch, container_memory)
     client = _client(index)
-    if preflight or not no_preflight:
-        from .preflight import Needs, failures, render
-        from .preflight import preflight as check
+    fleet = None
+    if engines:
+        from .schedule import connect, engine_names, run_fleet
 
-        checks = check(plan, known, prof, the_runner, client, Needs(disk_gb=disk_gb, **_sources_option(sources)), gpu)
-        print(render(checks), file=sys.stdout if preflight else sys.stderr, flush=True)
-        failed = failures(checks)
-        if failed:
-            raise Exit(
-                f"jetwheel: error: preflight: {len(failed)} of {len(checks)} checks failed "
-                f"(first: {failed[0].check}); fix them or pass --no-preflight",
-                code=1,
-            )
+        fleet, down = connect(engine_names(engines), plan, engine, gpu, arch)
+        for line in down:
+            print(f"jetwheel: WARNING: {line}; building without it", file=sys.stderr)
+    # preflight checks the engine the first step runs on (with --engines: the first that answered)
+    the_runner = fleet[0].runner if fleet else make_runner(runner, engine, connection, gpu, run_arch, container_memory)
+    if preflight or not no_preflight:
+        _preflight(plan, known, prof, the_runner, client, disk_gb, sources, gpu, verbose=preflight)
         if preflight:
             return
     if publish_failing:
@@ -164,12 +161,7 @@ def build_wheel(
         oom_retry=not no_oom_retry,
         **_sources_option(sources),
     )
-    if engines:
-        from .schedule import connect, engine_names, run_fleet
-
-        fleet, down = connect(engine_names(engines), plan, engine, gpu, arch)
-        for line in down:
-            print(f"jetwheel: WARNING: {line}; building without it", file=sys.stderr)
+    if fleet:
         results = run_fleet(plan, known, prof, fleet, client, options, make_listener(), gpu, arch)
     else:
         results = run_plan(plan, known, prof, the_runner, client, options, make_listener())
@@ -242,6 +234,37 @@ def status(c: Context, index: str = "", json: bool = False) -> None:
     print(f"verify: {len(doc['failing_verify'])} failing, {doc['unverified']} not verified; {doc['yanked']} yanked")
     for f in doc["failing_verify"]:
         print(f"  FAIL {f}")
+
+
+def _preflight(
+    plan: Any,
+    recipes: Any,
+    profile: Any,
+    runner: Any,
+    client: Any,
+    disk_gb: float,
+    sources: str,
+    gpu: bool,
+    verbose: bool,
+) -> None:
+    """Every check's line with --preflight or when one fails; before a build that passes, one line."""
+    import time
+
+    from .preflight import Needs, failures, preflight, render
+
+    started = time.monotonic()
+    checks = preflight(plan, recipes, profile, runner, client, Needs(disk_gb=disk_gb, **_sources_option(sources)), gpu)
+    failed = failures(checks)
+    if verbose or failed:
+        print(render(checks), file=sys.stdout if verbose else sys.stderr, flush=True)
+    else:
+        print(f"preflight: {len(checks)} checks passed in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    if failed:
+        raise Exit(
+            f"jetwheel: error: preflight: {len(failed)} of {len(checks)} checks failed "
+            f"(first: {failed[0].check}); fix them or pass --no-preflight",
+            code=1,
+        )
 
 
 def _sources_option(sources: str) -> dict[str, Any]:

@@ -116,7 +116,9 @@ def source_check(
     try:
         got = fetch_source(step.name, step.pin, src, scratch / step.name, client, local_dir)
     except JetwheelError as e:
-        return Check(name, False, str(e), "fix the recipe's pin, or replace the archive (inv sources.fetch)"), None
+        return Check(
+            name, False, str(e), "fix the recipe's source.sha256, or replace the archive (inv sources.fetch)"
+        ), None
     return Check(name, True, f"{got.origin}: sha256 {got.sha256[:12]}... matches the pin"), got.tree
 
 

@@ -42,10 +42,12 @@ def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
 
 @pytest.fixture
 def front(tmp_path: Path) -> Iterator[Server]:
-    root, ht = tmp_path / "packages", tmp_path / "htpasswd"
+    root, ht, config = tmp_path / "packages", tmp_path / "htpasswd", tmp_path / "config.toml"
     add_user(ht, USER, PASSWORD)
+    config.write_text(f'[index.roles]\n{USER} = "admin"\n')  # the test yanks and deletes
     port = free_port()
-    cmd = [sys.executable, "-m", "jetwheel", "index.serve", "--root", str(root), "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "jetwheel", "index.serve", "--config", str(config), "--root", str(root)]
+    cmd += ["--host", "127.0.0.1"]
     proc = subprocess.Popen(
         [*cmd, "--port", str(port), "--htpasswd", str(ht), "--upstream", "", "--workers", "2", "--nginx"]
     )

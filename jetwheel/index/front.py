@@ -25,6 +25,7 @@ from types import FrameType
 
 from ..errors import StoreError
 from . import static
+from .server import die_with_parent
 from .store import Store
 
 log = logging.getLogger("jetwheel.index.front")
@@ -149,14 +150,6 @@ def _wait(url: str, alive: Callable[[], bool], what: str, timeout: float = 30) -
     raise StoreError(f"{what} did not answer {url} in {timeout:.0f}s")
 
 
-def _die_with_parent() -> None:
-    """Children of the front must not outlive it when it is killed (-9)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM (podman stop) ends the front like Ctrl-C: children stopped
 
@@ -177,7 +170,7 @@ def serve_front(
 
     def app_main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _die_with_parent()
+        die_with_parent()
         run_app("127.0.0.1", app_port)
 
     # forked before this process starts any thread; the app forks its own workers
@@ -187,7 +180,7 @@ def serve_front(
     try:
         app.start()
         _wait(f"http://127.0.0.1:{app_port}/health", app.is_alive, "the index app")
-        proxy = subprocess.Popen([nginx, "-c", str(conf), "-p", str(conf.parent)], preexec_fn=_die_with_parent)
+        proxy = subprocess.Popen([nginx, "-c", str(conf), "-p", str(conf.parent)], preexec_fn=die_with_parent)
         front = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
         _wait(f"{front}/health", lambda: proxy is not None and proxy.poll() is None, "nginx")
         log.info("nginx on %s, the app on 127.0.0.1:%d", listen, app_port)

@@ -185,7 +185,7 @@ def serve(
     for _ in range(max(1, workers) - 1):
         pid = os.fork()
         if pid == 0:
-            _die_with_parent()
+            die_with_parent()
             _run(root, host, port, settings, max_upload, tls, limits or Limits())
             os._exit(0)
         children.append(pid)
@@ -200,7 +200,7 @@ def serve(
                 os.waitpid(pid, 0)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """A worker must not outlive a parent that died without stopping it (kill -9): die the same way.
     A parent that exits cleanly sends SIGTERM itself."""
     import ctypes
