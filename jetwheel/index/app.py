@@ -472,6 +472,8 @@ def make_app(store: Store, settings: Settings) -> web.Application:
     ]
     for method, path, handler, level in routes:
         index.levels[app.router.add_route(method, path, handler)] = level
+        if method == "GET":  # HEAD as HTTP asks (Triton's check and curl -I probe files with it)
+            index.levels[app.router.add_route("HEAD", path, handler)] = level
     if settings.self_url and settings.profiles:
         app.cleanup_ctx.append(_checking_profiles)
     app.on_cleanup.append(_stop_auth_pool)
