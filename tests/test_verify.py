@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -27,7 +28,7 @@ from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner, StepLog
 from jetwheel.verify import FactCache, Published, extract, read_wheels, resolve_report, verify_wheel
 from jetwheel.verify.extract import member_facts
-from jetwheel.verify.fatbin import Scanner, runs_on, scan
+from jetwheel.verify.fatbin import MAGIC, Scanner, runs_on, scan
 from jetwheel.verify.wheel import FORMAT, from_bytes
 from jetwheel.workflow import verify_paths
 
@@ -365,3 +366,19 @@ def test_verify_imports_nothing_of_the_index() -> None:
             else:
                 continue
             assert not any(n.startswith(("..index", "jetwheel.index")) for n in names), (path.name, names)
+
+
+def test_fatbin_scanner_waits_for_a_long_container_header_and_skips_non_containers() -> None:
+    # an entry: kind 2 (SASS), header 64 bytes, payload 8; arch 87 at +24, flags at +40
+    head = struct.pack("<HHIQ", 2, 0x101, 64, 8) + bytes(8) + struct.pack("<HHI", 0, 8, 87) + bytes(32)
+    entry = head + bytes(8)
+    # a container whose header is 32 bytes long, after a magic that starts no container
+    container = MAGIC + struct.pack("<HHQ", 1, 32, len(entry)) + bytes(16) + entry
+    data = b"x" * 5 + MAGIC + b"\x02\x00" + b"y" * 40 + container + MAGIC[:2]
+    start = data.index(container)
+    for size in (1, 3, 17, len(data)):
+        scanner = Scanner()
+        for at in range(0, len(data), size):
+            scanner.feed(data[at : at + size])
+        assert [e.label() for e in scanner.finish()] == ["sm_87"], size
+        assert scanner.spans == [(start, start + 32 + len(entry))]

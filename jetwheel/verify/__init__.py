@@ -17,6 +17,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..errors import JetwheelError
 from ..recipe import Recipe
 from ..target import Target
 from . import abi, extensions, fatbin, pins, resolve
@@ -36,7 +37,9 @@ def retarget(target: Target, platform: str) -> Target:
     with triton-25.04's pins): the platform tag and the loader's name in the system table change."""
     if not platform or platform == target.platform:
         return target
-    machine = platform.split("_", 1)[1]
+    machine = platform.removeprefix("linux_")
+    if machine not in LOADERS or not platform.startswith("linux_"):
+        raise JetwheelError(f"--platform {platform}: give linux_<machine>, one of {', '.join(sorted(LOADERS))}")
     old, new = LOADERS.get(target.machine), LOADERS.get(machine)
     libs = {(new if k == old and new else k): v for k, v in target.system_libs.items()}
     return dataclasses.replace(target, platform=platform, system_libs=libs)

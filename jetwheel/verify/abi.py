@@ -203,7 +203,9 @@ class Loader:
 
 
 def _search_dirs(e: WheelElf) -> list[str]:
-    """DT_RUNPATH, else DT_RPATH, as directories below site-packages ("" entries: outside it)."""
+    """DT_RUNPATH, else DT_RPATH, as directories below site-packages. Absolute entries (a build
+    machine's directories, like torchvision's /__w/_temp/...) and ones above site-packages name
+    nothing pip installs, so they are left out."""
     origin = posixpath.dirname(e.member)
     out = []
     for d in e.info.runpath or e.info.rpath:

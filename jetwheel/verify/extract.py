@@ -3,7 +3,7 @@ inflating their members once, in parallel threads (inflating releases the GIL), 
 
 Nothing is written to disk but the facts: each member streams through a fatbin scanner and an ELF
 reader that keeps only the ranges the dynamic linker reads (headers, non-executable segments, the
-section header table) minus fatbin payloads, a few MiB even for torch's 860 MB libtorch_cuda.so.
+section header table) minus fatbin payloads: 37 MiB of torch's 860 MB libtorch_cuda.so.
 When a library's symbol tables lie outside those ranges (an unusual layout), that member is
 streamed again keeping exactly the ranges its section headers name."""
 
@@ -67,7 +67,7 @@ def read_wheels(paths: Sequence[Path], cache: FactCache | None = None) -> list[W
                     if j == i:
                         fut.cancel()
         elves = {
-            i: [elf for j, fut in members if j == i and (elf := fut.result()) is not None] for i in todo if i not in out
+            i: [got for j, fut in members if j == i and (got := fut.result()) is not None] for i in todo if i not in out
         }
     for i, (path, _sha, zf) in todo.items():
         with zf:

@@ -17,6 +17,7 @@ MAGIC = struct.pack("<I", 0xBA55ED50)
 KIND_PTX, KIND_SASS = 1, 2
 COMPRESSED = 0x2000 | 0x8000
 _CHUNK = 16 << 20
+_MAX_HEADER = 4096  # nvcc writes 16; a larger value is not a container
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,14 @@ class Scanner:
             if hit == -1:
                 keep = max(pos, n - 3)  # a magic may straddle the next chunk
                 break
-            if hit + 64 > n:
+            if hit + 16 > n:
+                keep = hit
+                break
+            version, header = struct.unpack_from("<HH", data, hit + 4)
+            if version != 1 or not 16 <= header <= _MAX_HEADER:
+                pos = hit + 4
+                continue
+            if hit + header + 48 > n:  # its first entry header must be here to judge it
                 keep = hit
                 break
             found = _container(data, hit)

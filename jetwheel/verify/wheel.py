@@ -20,7 +20,7 @@ from .compress import gunzip, gzip
 from .elf import Symbols
 
 # Bump when the facts (or how they are read) change: entries of another format are never used.
-FORMAT = 1
+FORMAT = 2
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 
 
