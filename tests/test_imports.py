@@ -13,7 +13,20 @@ BOTTOM = {"jetwheel.target", "jetwheel.pipcmd", "jetwheel.errors"}
 # the index server: what runs per request; it knows nothing of recipes, plans, builds or verify
 SERVER = {
     f"jetwheel.index.{m}"
-    for m in ("app", "auth", "config", "export", "pages", "profiles", "server", "store", "validate", "web")
+    for m in (
+        "app",
+        "auth",
+        "config",
+        "export",
+        "front",
+        "pages",
+        "profiles",
+        "server",
+        "static",
+        "store",
+        "validate",
+        "web",
+    )
 }
 # the client side of the index (publish, look up, mirror): used by the build side, never by the server
 CLIENT = {"jetwheel.index.client", "jetwheel.index.mirror"}
