@@ -119,7 +119,7 @@ class IndexApp:
         self.throttle = Throttle()
         # bcrypt runs here, not on the event loop nor in the threads that store uploads
         self.auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jetwheel-auth")
-        self.levels: dict[object, str] = {}  # route -> who may use it
+        self.levels: dict[tuple[object, str], str] = {}  # (resource, method) -> who may use it
         # called when a request is done, with its transport (the connection guard re-arms its timer)
         self.on_done: Callable[[Any], None] = lambda transport: None
 
@@ -135,7 +135,8 @@ class IndexApp:
     @web.middleware
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            level = self.levels.get(request.match_info.route, READ)
+            method = "GET" if request.method == "HEAD" else request.method
+            level = self.levels.get((request.match_info.route.resource, method), READ)
             denied = await self._authorize(request, level)
             if denied is not None:
                 return denied
@@ -471,9 +472,9 @@ def make_app(store: Store, settings: Settings) -> web.Application:
         ("POST", "/api/files/{filename}/unyank", index.unyank, ADMIN),
     ]
     for method, path, handler, level in routes:
-        index.levels[app.router.add_route(method, path, handler)] = level
-        if method == "GET":  # HEAD as HTTP asks (Triton's check and curl -I probe files with it)
-            index.levels[app.router.add_route("HEAD", path, handler)] = level
+        # add_get also answers HEAD, at the same level
+        route = app.router.add_get(path, handler) if method == "GET" else app.router.add_route(method, path, handler)
+        index.levels[(route.resource, method)] = level
     if settings.self_url and settings.profiles:
         app.cleanup_ctx.append(_checking_profiles)
     app.on_cleanup.append(_stop_auth_pool)
