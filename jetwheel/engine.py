@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .errors import BuildError, OutOfMemory, VerifyFailed
 from .index.client import IndexClient
-from .indexwheels import IndexWheels, upload_with_facts
+from .indexwheels import IndexWheels
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
@@ -45,7 +45,8 @@ CACHE = Path.home() / ".cache" / "jetwheel"
 class Event:
     """Progress of a build, for whatever shows it (a live terminal view, plain log lines)."""
 
-    # plan | start | resume | line | oom | bytes | cached | verified | published | failed | lost (engine)
+    # plan | start | resume | line | oom | bytes | cached | verified | published | failed;
+    # lost and engine (an engine lost a step, or says something about itself: schedule.py)
     kind: str
     step: str = ""
     index: int = 0
@@ -244,12 +245,11 @@ def run_step(
                 f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
                 f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
             )
-        upload_with_facts(
-            client,
+        client.upload(
             wheel,
-            facts.to_bytes(),
             provenance=provenance(step, recipe, profile, runner, source),
             verify=report.to_json(),
+            facts=facts.to_bytes(),  # the next verify against this wheel reads none of its bytes
         )
         listener(Event("published", step.name, i, total, wheel.name))
         return StepResult(step, "published", wheel.name, report, time.monotonic() - started)

@@ -1,13 +1,11 @@
 """The build side's index client, as the `WheelSource` verify asks for (verify imports no index
-code; see verify/source.py), and publishing a wheel with its facts."""
+code; see verify/source.py)."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from packaging.tags import Tag
 
@@ -34,14 +32,4 @@ class IndexWheels:
         return self.client.download(filename, dest)
 
     def facts(self, filename: str) -> bytes | None:
-        # IndexClient.facts (GET /api/facts/<filename>) arrives with the index's derived facts
-        get = getattr(self.client, "facts", None)
-        return get(filename) if get is not None else None
-
-
-def upload_with_facts(client: IndexClient, path: Path, facts: bytes, **fields: Any) -> None:
-    """Publish `path` with its verify facts (form field `jetwheel_facts`) where the client can send
-    them, so the next verify against it reads no bytes of it; without them on an older client."""
-    if "facts" in inspect.signature(client.upload).parameters:
-        fields["facts"] = facts
-    client.upload(path, **fields)
+        return self.client.facts(filename)

@@ -4,6 +4,8 @@ for a target rather than for this machine."""
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from .target import Target
 
@@ -27,3 +29,24 @@ def target_args(target: Target) -> list[str]:
     for t in target.platform_tags():
         args += ["--platform", t]
     return args
+
+
+def dry_run_command(requirements: list[str], index_url: str, target: Target, report: Path) -> list[str]:
+    """`pip install --dry-run --report` of `requirements` for the target, from `index_url` alone:
+    what pip would install there, as JSON in `report` (no files fetched where PEP 658 metadata is)."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--report",
+        str(report),
+        "--index-url",
+        index_url,
+        *target_args(target),
+        *requirements,
+    ]

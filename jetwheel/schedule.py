@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,13 +51,16 @@ def engine_names(spec: str) -> list[str]:
     """`a,b,c`, or a file: TOML with `engines = [...]`, or one name per line (# comments)."""
     path = Path(spec)
     if path.is_file():
-        if path.suffix == ".toml":
-            with open(path, "rb") as f:
-                names = tomllib.load(f).get("engines", [])
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise PlanError(f"{path}: engines must be a list of strings (connections, contexts or URLs)")
-        else:
-            names = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+        try:
+            if path.suffix == ".toml":
+                with open(path, "rb") as f:
+                    names = tomllib.load(f).get("engines", [])
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    raise PlanError(f"{path}: engines must be a list of strings (connections, contexts or URLs)")
+            else:
+                names = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise PlanError(f"{path}: not a list of engines ({e})") from None
     else:
         names = spec.split(",")
     names = [n.strip() for n in names if n.strip()]
@@ -251,6 +255,11 @@ def run_fleet(
                 t.join(0.5)
     except KeyboardInterrupt:
         board.fail(BuildError("interrupted; only the steps already published are on the index"))
+        # Ctrl-C reached the engines' processes too: let each step's cleanup mark its work kept
+        # (a rerun resumes it) before the process exits
+        deadline = time.monotonic() + 30
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         raise
     if board.error is not None:
         raise board.error

@@ -50,6 +50,11 @@ def test_engine_list_from_flag_or_file(tmp_path: Path) -> None:
     assert engine_names(str(tmp_path / "engines")) == ["jetson1", "jetson2"]
     with pytest.raises(PlanError, match="twice"):
         engine_names("a,b,a")
+    (tmp_path / "bad.toml").write_text("engines = [\n")
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    for bad in ("bad.toml", "binary"):  # one clean line naming the file, not a traceback
+        with pytest.raises(PlanError, match=f"{bad}: not a list of engines"):
+            engine_names(str(tmp_path / bad))
 
 
 def test_engine_facts_decide_who_takes_a_step_and_its_max_jobs() -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from packaging.requirements import Requirement
 from packaging.tags import Tag
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from ..errors import PublishError
@@ -52,6 +52,8 @@ class IndexClient:
             raise PublishError(f"{self.url}{path}: HTTP {e.code} {_reason(e)}") from None
         except OSError as e:
             raise PublishError(f"index {self.url} unreachable: {e}") from None
+        except (ValueError, TypeError):  # JSON that is not an object, or no JSON at all
+            raise PublishError(f"{self.url}{path}: not a jetwheel index's answer (is the URL right?)") from None
 
     def cached(self, cache_key: str) -> str | None:
         """The filename already published for this cache key, if any."""
@@ -91,11 +93,14 @@ class IndexClient:
             while chunk := f.read(1 << 20):
                 sha.update(chunk)
         fields = {":action": "file_upload", "protocol_version": "1", "sha256_digest": sha.hexdigest()}
-        if not artifact:
-            name, version = path.name.split("-")[:2]
-            fields.update(name=name, version=version, filetype="bdist_wheel")
         if artifact:
             fields["jetwheel_artifact"] = "1"
+        else:
+            try:
+                name, version, _build, _tags = parse_wheel_filename(path.name)
+            except InvalidWheelFilename as e:
+                raise PublishError(f"{path.name}: not a wheel filename ({e})") from None
+            fields.update(name=name, version=str(version), filetype="bdist_wheel")
         if provenance:
             fields["jetwheel_provenance"] = json.dumps(provenance)
         if verify:

@@ -14,13 +14,12 @@ import fcntl
 import json
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipcmd import clean_pip_env, target_args
+from ..pipcmd import clean_pip_env, dry_run_command
 from ..target import Target
 from .store import Store
 
@@ -48,25 +47,8 @@ class Compat:
 
 
 def pip_command(view: ProfileView, simple_url: str, report: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--report",
-        str(report),
-        "--index-url",
-        simple_url,
-        # the server talks to itself over loopback: with TLS, its certificate need not name 127.0.0.1
-        "--trusted-host",
-        "127.0.0.1",
-        *target_args(view.target),
-        view.top,
-    ]
+    # the server talks to itself over loopback: with TLS, its certificate need not name 127.0.0.1
+    return [*dry_run_command([view.top], simple_url, view.target, report), "--trusted-host", "127.0.0.1"]
 
 
 async def resolve(view: ProfileView, simple_url: str, timeout: float = PIP_TIMEOUT) -> Compat:

@@ -112,7 +112,7 @@ def follow(store: Store, filename: str) -> None:
     try:
         _render_change(store, link.resolve(), filename)
         _mark(store)
-    except OSError as e:
+    except Exception as e:  # the change is committed: nothing after it may fail the request that made it
         log.warning("nginx front: could not render the change to %s (%s); the next repair re-renders", filename, e)
 
 

@@ -354,7 +354,7 @@ class Store:
         return info
 
     def add_file(self, source: Path, filename: str | None = None, **kw: Any) -> StoredFile:
-        """Add a file from disk (publish, mirror, tests): copied through staging like an upload."""
+        """Add a file from disk (tests and benchmarks fill a store this way): copied through staging like an upload."""
         filename = filename or source.name
         h = Hashes()
         with self.staging() as (out, tmp), open(source, "rb") as src:

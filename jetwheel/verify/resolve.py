@@ -8,35 +8,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from ..pipcmd import clean_pip_env, target_args
+from ..pipcmd import clean_pip_env, dry_run_command
 from ..target import Target
 from .report import ERROR, Finding
 
 _MISSING = re.compile(r"No matching distribution found for (\S+)")
 _CONFLICT = re.compile(r"(Cannot install .*|ResolutionImpossible.*|.* depends on .*)")
-
-
-def pip_command(requirements: list[str], index_url: str, target: Target, report: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--report",
-        str(report),
-        "--index-url",
-        index_url,
-        *target_args(target),
-        *requirements,
-    ]
 
 
 def resolve(requirements: list[str], index_url: str, target: Target) -> tuple[list[Finding], list[str]]:
@@ -53,7 +33,7 @@ def resolve_with_hashes(
         report = Path(tmp) / "report.json"
         env = clean_pip_env()
         proc = subprocess.run(
-            pip_command(requirements, index_url, target, report),
+            dry_run_command(requirements, index_url, target, report),
             capture_output=True,
             text=True,
             env=env,
