@@ -135,6 +135,9 @@ def test_a_mismatching_archive_is_one_line_naming_file_and_both_hashes(
     with pytest.raises(SourceError) as e:
         fetch_source("proj", "1.0", spec(upstream, wrong), tmp_path / "s", server.client(), made.path.parent)
     assert str(e.value) == f"proj: {made.path} has sha256 {made.sha256}, the recipe pins {wrong}"
+    # an unpinned recipe never takes a file it cannot check: the error gives the sha256 to pin
+    with pytest.raises(SourceError, match=f'pins no sha256 .* add source.sha256 = "{made.sha256}"'):
+        fetch_source("proj", "1.0", spec(upstream), tmp_path / "s", server.client(), made.path.parent)
     # a file on the index is checked the same way, and a pinned commit against the checkout
     server.client().upload(made.path, artifact=True)
     with pytest.raises(SourceError, match=f"has sha256 {made.sha256}, the recipe pins {wrong}"):
