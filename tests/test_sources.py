@@ -160,7 +160,8 @@ def test_cli_fetch_from_a_local_archive_prints_the_pinned_sha_and_upload_serves_
     # a tree that is not the pinned one: one clean line with both hashes, exit 1
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.cc").write_text("int x;\n")
-    code = cli("sources.fetch", "xgrammar", "--profile", "host-cp312", "--from", str(tmp_path / "other"))
+    other = ("--from", str(tmp_path / "other"), "--out", str(tmp_path / "other-out"))
+    code = cli("sources.fetch", "xgrammar", "--profile", "host-cp312", *other)
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert err.startswith("jetwheel: error: xgrammar: ") and f"the recipe pins {XGRAMMAR_SHA}" in err
