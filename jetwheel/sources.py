@@ -311,7 +311,8 @@ def fetch_source(
 
     A pinned source is taken from `local_dir`/<archive>, then the index's /packages/<archive>, then
     upstream; the first place that has the archive decides: a file there that does not match the
-    pin is an error, never skipped. An unpinned git source comes from upstream only."""
+    pin is an error, never skipped. An unpinned source comes from upstream only (a file found
+    locally or on the index for it is an error that prints its sha256 to pin)."""
     if src["kind"] == "path":
         shutil.copytree(
             src["path"], dest, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.so")
@@ -319,12 +320,19 @@ def fetch_source(
         return FetchedSource(dest, "", f"local tree {src['path']}")
     filename = archive_name(name, pin)
     expected = str(src.get("sha256", ""))
-    if expected and local_dir is not None and (local_dir / filename).is_file():
-        path = local_dir / filename
-        check_pin(path, expected, name)
-        _unpack(path, dest)
-        return FetchedSource(dest, expected, str(path))
-    if expected and client is not None and client.file_info(filename) is not None:
+    local = local_dir / filename if local_dir is not None and (local_dir / filename).is_file() else None
+    on_index = client.file_info(filename) if client is not None else None
+    if not expected and (local or on_index):
+        actual = sha256_file(local) if local else str(on_index["sha256"]) if on_index else ""
+        raise SourceError(
+            f"{name}: {local or filename + ' on the index'} is there, but the recipe pins no sha256 to check it "
+            f'against; add source.sha256 = "{actual}" if that is the source you trust'
+        )
+    if local is not None:
+        check_pin(local, expected, name)
+        _unpack(local, dest)
+        return FetchedSource(dest, expected, str(local))
+    if client is not None and on_index is not None:
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".index-", dir=cache) as tmp:
             path = client.download(filename, Path(tmp))
@@ -335,8 +343,8 @@ def fetch_source(
         try:
             archive = upstream_archive(name, pin, src, Path(tmp), cache)
         except SourceError as e:
-            where = f"{local_dir} or " if local_dir is not None else ""
-            raise SourceError(f"{e} (and no {filename} in {where}the index)") from None
+            looked = [str(p) for p in (local_dir, client.url if client else None) if p is not None]
+            raise SourceError(f"{e} (and no {filename} in {' or '.join(looked) or 'a source directory'})") from None
         _unpack(archive.path, dest)
     return FetchedSource(dest, archive.sha256, str(src["url"]), archive.commit)
 

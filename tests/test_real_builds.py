@@ -178,8 +178,9 @@ def test_xgrammar_builds_for_aarch64_and_its_core_matches_json_in_a_fresh_arm64_
     assert wheel.machine == "aarch64" and "-cp311-cp311-manylinux_" in result.wheel
     assert result.report is not None and result.report.facts["closure"] == ["torch==2.6.0"]
     assert provenance_source(index, result.wheel)["from"] == f"{index.url}/packages/xgrammar-0.1.16-src.tar.gz"
-    script = f"python3 -m venv /v && /v/bin/pip install -q --no-deps --index-url {index.simple} xgrammar==0.1.16"
-    out = run_in_arm64(arm64, f'{script} && /v/bin/python -c "$CODE"', XGRAMMAR_PROBE)
+    # into the throwaway container's own Python: a venv costs a minute of emulated pip bootstrapping
+    script = f"pip install -q --no-deps --break-system-packages --index-url {index.simple} xgrammar==0.1.16"
+    out = run_in_arm64(arm64, f'{script} && python3 -c "$CODE"', XGRAMMAR_PROBE)
     assert out.split() == ["True", "False", "False"]
 
 
@@ -207,7 +208,8 @@ def test_torch_extension_builds_against_pypi_torch_passes_verify_and_runs_throug
         "type(torch.ops.torch_ext.has_sve()).__name__)"
     )
     script = f'/v/bin/pip install -q --index-url {index.simple} torch-ext==0.1.0 && /v/bin/python -c "$CODE"'
-    assert run_in_arm64(torch_image, script, code).split() == ["2.6.0", "[2.0,", "3.0,", "4.0]", "bool"]
+    version, *rest = run_in_arm64(torch_image, script, code).split()
+    assert version.startswith("2.6.0") and rest == ["[2.0,", "3.0,", "4.0]", "bool"]  # PyPI aarch64: 2.6.0+cpu
 
 
 @pytest.mark.real

@@ -135,6 +135,9 @@ def test_a_mismatching_archive_is_one_line_naming_file_and_both_hashes(
     with pytest.raises(SourceError) as e:
         fetch_source("proj", "1.0", spec(upstream, wrong), tmp_path / "s", server.client(), made.path.parent)
     assert str(e.value) == f"proj: {made.path} has sha256 {made.sha256}, the recipe pins {wrong}"
+    # an unpinned recipe never takes a file it cannot check: the error gives the sha256 to pin
+    with pytest.raises(SourceError, match=f'pins no sha256 .* add source.sha256 = "{made.sha256}"'):
+        fetch_source("proj", "1.0", spec(upstream), tmp_path / "s", server.client(), made.path.parent)
     # a file on the index is checked the same way, and a pinned commit against the checkout
     server.client().upload(made.path, artifact=True)
     with pytest.raises(SourceError, match=f"has sha256 {made.sha256}, the recipe pins {wrong}"):
@@ -157,7 +160,8 @@ def test_cli_fetch_from_a_local_archive_prints_the_pinned_sha_and_upload_serves_
     # a tree that is not the pinned one: one clean line with both hashes, exit 1
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.cc").write_text("int x;\n")
-    code = cli("sources.fetch", "xgrammar", "--profile", "host-cp312", "--from", str(tmp_path / "other"))
+    other = ("--from", str(tmp_path / "other"), "--out", str(tmp_path / "other-out"))
+    code = cli("sources.fetch", "xgrammar", "--profile", "host-cp312", *other)
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert err.startswith("jetwheel: error: xgrammar: ") and f"the recipe pins {XGRAMMAR_SHA}" in err
