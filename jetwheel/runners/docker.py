@@ -12,6 +12,7 @@ the build directory (see step_script). The compiler cache is a named volume on t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -118,7 +119,7 @@ class DockerRunner:
     def _kept(self, step: BuildStep) -> list[str]:
         """Containers kept from failed runs of this step, any cache key."""
         done = self._quiet("ps", "--all", "--format", "{{.Names}}", "--filter", f"name=^jetwheel-{step.name}-")
-        return [n for n in done.stdout.split() if n.startswith(f"jetwheel-{step.name}-")]
+        return [n for n in done.stdout.split() if re.fullmatch(rf"jetwheel-{re.escape(step.name)}-[0-9a-f]{{12}}", n)]
 
     def _create(self, step: BuildStep, workdir: Path, index_url: str, name: str) -> None:
         made = subprocess.run(self.create_args(step, index_url, name), capture_output=True, text=True)
