@@ -3,6 +3,9 @@
 - /simple/<project>/ requests/s at 50 connections, 200 files: ours vs pypiserver (gunicorn, its best server) and vs
   nginx serving `index.export` output (wrk, 5 s each).
 - 1 GiB download throughput: ours vs nginx; our server's RSS before and after.
+- the same page and download through `index.serve --nginx` (nginx in front, reading the tree the store keeps
+  rendered) vs plain nginx serving a copy of the same files: both up at once, measured in alternation, ROUNDS
+  rounds each, means compared.
 - a 500 MB twine upload: our server's RSS growth (streamed, never buffered whole).
 - bytes on the wire for `pip install --dry-run --report` of a 3-package stack: ours (PEP 658) vs
   pypiserver (which has no metadata files, so pip downloads the wheels).
@@ -39,6 +42,7 @@ from jetwheel.index.store import Store  # noqa: E402
 from jetwheel.pipcmd import clean_pip_env  # noqa: E402
 
 USER, PASSWORD = "bench", "bench"
+ROUNDS = 3
 PIP_ENV = clean_pip_env()
 
 
@@ -175,6 +179,23 @@ def pip_dry_run_bytes(port: int, tmp: Path) -> int:
     return proxy.down
 
 
+def serve_cmd(root: Path, htpasswd: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "jetwheel",
+        "index.serve",
+        "--root",
+        str(root),
+        "--port",
+        str(port),
+        "--htpasswd",
+        str(htpasswd),
+        "--upstream",
+        "",
+    ]
+
+
 def main() -> int:
     if not shutil.which("wrk") or not shutil.which("nginx"):
         sys.exit("bench/index.py needs wrk and nginx (apt-get install wrk nginx-light)")
@@ -192,21 +213,8 @@ def main() -> int:
             store.add_file(big_wheel(wheels / name, name, 5 << 20, req))
         gib = big_wheel(tmp, "gib-blob", 1 << 30)
         store.add_file(gib)
-        ours_port, pps_port, nginx_port = free_port(), free_port(), free_port()
-        ours_cmd = [
-            sys.executable,
-            "-m",
-            "jetwheel",
-            "index.serve",
-            "--root",
-            str(root),
-            "--port",
-            str(ours_port),
-            "--htpasswd",
-            str(ht),
-            "--upstream",
-            "",
-        ]
+        ours_port, pps_port, nginx_port, front_port = free_port(), free_port(), free_port(), free_port()
+        ours_cmd, front_cmd = serve_cmd(root, ht, ours_port), [*serve_cmd(root, ht, front_port), "--nginx"]
         pps_cmd = [
             sys.executable,
             "-m",
@@ -274,9 +282,18 @@ def main() -> int:
         with process(pps_cmd, f"http://127.0.0.1:{pps_port}/simple/"):
             results["pps_rps"] = wrk(f"http://127.0.0.1:{pps_port}{page}")
             results["pps_bytes"] = pip_dry_run_bytes(pps_port, tmp)
-        with process(["nginx", "-c", str(conf), "-p", str(tmp)], f"http://127.0.0.1:{nginx_port}/simple/"):
-            results["nginx_rps"] = wrk(f"http://127.0.0.1:{nginx_port}{page}")
-            results["nginx_gib"] = download_mb_s(f"http://127.0.0.1:{nginx_port}/packages/{gib.name}")
+        with (
+            process(["nginx", "-c", str(conf), "-p", str(tmp)], f"http://127.0.0.1:{nginx_port}/simple/"),
+            process(front_cmd, f"http://127.0.0.1:{front_port}/health"),
+        ):
+            peers = (("nginx", nginx_port), ("front", front_port))
+            for key in ("nginx_rps", "front_rps", "nginx_gib", "front_gib"):
+                results[key] = 0.0
+            for _ in range(ROUNDS):
+                for name, port in peers:
+                    results[f"{name}_rps"] += wrk(f"http://127.0.0.1:{port}{page}") / ROUNDS
+                for name, port in peers:
+                    results[f"{name}_gib"] += download_mb_s(f"http://127.0.0.1:{port}/packages/{gib.name}") / ROUNDS
     r = results
     print(
         f"/simple/<project>/ (200 files), 50 conns: ours {r['ours_rps']:.0f} req/s, pypiserver(gunicorn) "
@@ -290,6 +307,12 @@ def main() -> int:
         f"1 GiB download: ours {r['ours_gib']:.0f} MB/s, nginx {r['nginx_gib']:.0f} MB/s, ratio "
         f"{r['ours_gib'] / r['nginx_gib']:.2f}x (target >= 0.9x); server RSS {idle / 1024:.0f} -> "
         f"{after_dl / 1024:.0f} MiB"
+    )
+    print(
+        f"nginx front (index.serve --nginx) vs plain nginx, same files, {ROUNDS} alternating rounds: page "
+        f"{r['front_rps']:.0f} vs {r['nginx_rps']:.0f} req/s = {r['front_rps'] / r['nginx_rps']:.2f}x; 1 GiB "
+        f"{r['front_gib']:.0f} vs {r['nginx_gib']:.0f} MB/s = {r['front_gib'] / r['nginx_gib']:.2f}x "
+        "(target >= 0.9x both)"
     )
     print(f"500 MB twine upload: server RSS peak +{(max(peak) - idle) / 1024:.0f} MiB over idle (target < 100 MiB)")
     print(

@@ -59,7 +59,8 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
     help={
         "name": "package to build (its build-time dependencies are built first)",
         "profile": "version set to build (default: the profile pinning NAME, triton-25.04 first)",
-        "runner": "local (this host / already in a JetPack container) or docker (docker or podman)",
+        "runner": "local (this host / already in a JetPack container), docker (docker or podman) or cross "
+        "(default: local; for another machine's profile, cross where every recipe allows it, else docker)",
         "dry_run": "print the plan (steps, env, commands, wheel names, cache keys) and build nothing",
         "json": "with --dry-run: the plan as JSON",
         "force": "rebuild steps whose cache key is already published",
@@ -72,11 +73,16 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "gpu": "give the container the GPU (--runtime nvidia on a Jetson)",
         "memory_gb": "build host memory to derive MAX_JOBS from (default: this machine's)",
         "cores": "build host cores (default: this machine's)",
+        "recipes": "directory of recipes and profiles (default: $JETWHEEL_RECIPES, ./recipes, the bundled ones)",
+        "sources": "directory of source archives (inv sources.fetch), tried before the index and upstream "
+        "(default: $JETWHEEL_SOURCES)",
         "preflight": "only check, in minutes, what would fail hours later (one line per check, with the fix)",
         "no_preflight": "skip the checks that run before a real build",
         "disk_gb": "free disk a step needs where it builds (preflight)",
         "no_oom_retry": "a step killed for memory fails at once (default: retried once with half MAX_JOBS)",
         "container_memory": "memory limit for the build containers, e.g. 12g (--runner docker)",
+        "engines": "build on several engines at once: podman connections, docker contexts or engine URLs, "
+        "comma-separated, or a file listing them (engines = [...] in TOML, or one a line)",
     }
 )
 @clean_errors
@@ -84,7 +90,7 @@ def build_wheel(
     c: Context,
     name: str,
     profile: str = "",
-    runner: str = "local",
+    runner: str = "",
     dry_run: bool = False,
     json: bool = False,
     force: bool = False,
@@ -97,24 +103,29 @@ def build_wheel(
     memory_gb: float = 0.0,
     cores: int = 0,
     keep_work: bool = False,
+    recipes: str = "",
+    sources: str = "",
     preflight: bool = False,
     no_preflight: bool = False,
     disk_gb: float = 20.0,
     no_oom_retry: bool = False,
     container_memory: str = "",
+    engines: str = "",
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index.
     A step that failed or was interrupted resumes in its kept work directory when run again."""
     from .machine import Machine, this_machine
-    from .plan import make_plan, render_plan
-    from .recipe import load_recipes
+    from .plan import default_runner, make_plan, render_plan
+    from .recipe import load_recipes, recipes_root
     from .workflow import profile_for
 
-    recipes = load_recipes()
-    prof = profile_for(name, profile, arch)
+    root = recipes_root(recipes)
+    known = load_recipes(root)
+    prof = profile_for(name, profile, arch, root)
     here = this_machine()
     machine = Machine(cores or here.cores, memory_gb or here.memory_gb)
-    plan = make_plan(recipes, prof, name, runner, machine)
+    runner = "docker" if engines else runner or default_runner(known, prof, name, platform.machine())
+    plan = make_plan(known, prof, name, runner, machine)
     if dry_run:
         print(_dumps(plan.to_json()) if json else render_plan(plan))
         return
@@ -124,21 +135,18 @@ def build_wheel(
 
     # a profile for another machine runs its containers emulated for that machine
     run_arch = arch or (prof.arch if prof.arch != platform.machine() else "")
-    the_runner = make_runner(runner, engine, connection, gpu, run_arch, container_memory)
     client = _client(index)
-    if preflight or not no_preflight:
-        from .preflight import Needs, failures, render
-        from .preflight import preflight as check
+    fleet = None
+    if engines:
+        from .schedule import connect, engine_names, run_fleet
 
-        checks = check(plan, recipes, prof, the_runner, client, Needs(disk_gb=disk_gb), gpu)
-        print(render(checks), file=sys.stdout if preflight else sys.stderr, flush=True)
-        failed = failures(checks)
-        if failed:
-            raise Exit(
-                f"jetwheel: error: preflight: {len(failed)} of {len(checks)} checks failed "
-                f"(first: {failed[0].check}); fix them or pass --no-preflight",
-                code=1,
-            )
+        fleet, down = connect(engine_names(engines), plan, engine, gpu, arch)
+        for line in down:
+            print(f"jetwheel: WARNING: {line}; building without it", file=sys.stderr)
+    # preflight checks the engine the first step runs on (with --engines: the first that answered)
+    the_runner = fleet[0].runner if fleet else make_runner(runner, engine, connection, gpu, run_arch, container_memory)
+    if preflight or not no_preflight:
+        _preflight(plan, known, prof, the_runner, client, disk_gb, sources, gpu, verbose=preflight)
         if preflight:
             return
     if publish_failing:
@@ -146,15 +154,17 @@ def build_wheel(
             "jetwheel: WARNING: --publish-failing: wheels that fail verify will be published, marked failing",
             file=sys.stderr,
         )
-    results = run_plan(
-        plan,
-        recipes,
-        prof,
-        the_runner,
-        client,
-        Options(force=force, publish_failing=publish_failing, keep_work=keep_work, oom_retry=not no_oom_retry),
-        make_listener(),
+    options = Options(
+        force=force,
+        publish_failing=publish_failing,
+        keep_work=keep_work,
+        oom_retry=not no_oom_retry,
+        **_sources_option(sources),
     )
+    if fleet:
+        results = run_fleet(plan, known, prof, fleet, client, options, make_listener(), gpu, arch)
+    else:
+        results = run_plan(plan, known, prof, the_runner, client, options, make_listener())
     for r in results:
         print(f"{r.status:>9}  {r.wheel}")
 
@@ -168,6 +178,9 @@ def build_wheel(
         "arch": "GPU compute capability to check fatbins for (default: the profile's, e.g. 8.7)",
         "resolve": "also check that the profile's top requirement resolves from the index",
         "json": "print the reports as JSON",
+        "platform": "check for this platform instead of the profile's, with its pins and system policy "
+        "(e.g. linux_x86_64 for PyPI's x86_64 wheels)",
+        "facts": "the fact cache directory (default ~/.cache/jetwheel/facts, or $JETWHEEL_FACTS)",
     },
     iterable=["paths", "with_"],
 )
@@ -181,12 +194,15 @@ def verify(
     arch: str = "",
     resolve: bool = False,
     json: bool = False,
+    platform: str = "",
+    facts: str = "",
 ) -> None:
     """Check wheels for missing sm_87 code, missing extensions, unresolved symbols, pins, resolution."""
     from .verify.report import render
     from .workflow import verify_paths
 
-    reports = verify_paths(paths, profile, _client(index) if index or resolve else None, with_ or [], arch, resolve)
+    client = _client(index) if index or resolve else None
+    reports = verify_paths(paths, profile, client, with_ or [], arch, resolve, platform, facts)
     print(_dumps([r.to_json() for r in reports]) if json else render(reports))
     if not all(r.passed for r in reports):
         raise Exit(code=1)
@@ -220,6 +236,41 @@ def status(c: Context, index: str = "", json: bool = False) -> None:
         print(f"  FAIL {f}")
 
 
+def _preflight(
+    plan: Any,
+    recipes: Any,
+    profile: Any,
+    runner: Any,
+    client: Any,
+    disk_gb: float,
+    sources: str,
+    gpu: bool,
+    verbose: bool,
+) -> None:
+    """Every check's line with --preflight or when one fails; before a build that passes, one line."""
+    import time
+
+    from .preflight import Needs, failures, preflight, render
+
+    started = time.monotonic()
+    checks = preflight(plan, recipes, profile, runner, client, Needs(disk_gb=disk_gb, **_sources_option(sources)), gpu)
+    failed = failures(checks)
+    if verbose or failed:
+        print(render(checks), file=sys.stdout if verbose else sys.stderr, flush=True)
+    else:
+        print(f"preflight: {len(checks)} checks passed in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    if failed:
+        raise Exit(
+            f"jetwheel: error: preflight: {len(failed)} of {len(checks)} checks failed "
+            f"(first: {failed[0].check}); fix them or pass --no-preflight",
+            code=1,
+        )
+
+
+def _sources_option(sources: str) -> dict[str, Any]:
+    return {"sources": Path(sources)} if sources else {}
+
+
 def _dumps(doc: Any) -> str:
     return json.dumps(doc, indent=2, sort_keys=False)
 
@@ -227,20 +278,29 @@ def _dumps(doc: Any) -> str:
 # --- index -----------------------------------------------------------------------------------------
 @task(
     help={
-        "root": "directory of distribution files (default: index/packages)",
+        "config": "index config file (default: ./index/config.toml in a checkout, else the XDG data dir's)",
+        "root": "directory of distribution files (default: the config's, ./index/packages in a checkout)",
         "host": "address to bind",
         "port": "port",
-        "htpasswd": "htpasswd file for uploads (bcrypt; pypiserver's format)",
+        "htpasswd": "htpasswd file for uploads (bcrypt; pypiserver's format); roles are in the config",
         "upstream": "simple index for names no recipe builds ('' = air-gapped)",
-        "auth_reads": "require a login for reads too",
-        "allow_overwrite": "let uploads replace files",
+        "auth_reads": "require a login or a token (inv index.token) for reads too",
+        "allow_overwrite": "let admins replace files",
         "max_upload_mb": "largest accepted upload",
         "workers": "server processes sharing the port (default: one per core)",
+        "certfile": "serve HTTPS with this certificate chain (PEM)",
+        "keyfile": "the certificate's private key (PEM)",
+        "public_url": "the index's address as people and pip reach it (shown on its pages)",
+        "max_connections": "open connections at most (default: from the open-file limit)",
+        "client_timeout": "seconds a client may take to send a request's headers, and an idle connection "
+        "stays open (default 15 and 30)",
+        "nginx": "nginx answers the reads from a tree kept rendered on every change; the app behind it",
     }
 )
 @clean_errors
 def serve(
     c: Context,
+    config: str = "",
     root: str = "",
     host: str = "",
     port: int = 0,
@@ -250,12 +310,35 @@ def serve(
     allow_overwrite: bool = False,
     max_upload_mb: int = 8192,
     workers: int = 0,
+    certfile: str = "",
+    keyfile: str = "",
+    public_url: str = "",
+    max_connections: int = 0,
+    client_timeout: float = 0.0,
+    nginx: bool = False,
 ) -> None:
     """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
-    from .workflow import serve_index
+    from .workflow import ServeOptions, serve_index
 
     serve_index(
-        root, host, port, htpasswd, upstream, auth_reads, allow_overwrite, max_upload_mb, workers or os.cpu_count() or 1
+        ServeOptions(
+            config,
+            root,
+            host,
+            port,
+            htpasswd,
+            upstream,
+            auth_reads,
+            allow_overwrite,
+            max_upload_mb,
+            workers or os.cpu_count() or 1,
+            certfile,
+            keyfile,
+            public_url,
+            max_connections,
+            client_timeout,
+            nginx,
+        )
     )
 
 
@@ -303,17 +386,58 @@ def export(
         print(line)
 
 
-@task(help={"user": "user name", "password": "password", "htpasswd": "file (default: index/htpasswd)"})
+@task(
+    help={
+        "user": "user name",
+        "password": "password",
+        "role": "read, upload (the default) or admin (may also yank, delete and overwrite)",
+        "htpasswd": "file (default: the index config's)",
+        "config": "index config file that gets the role (default: the index's)",
+    }
+)
 @clean_errors
-def adduser(c: Context, user: str, password: str, htpasswd: str = "") -> None:
-    """Add or change an upload user in the htpasswd file."""
-    from .index.config import add_user, load_config
+def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd: str = "", config: str = "") -> None:
+    """Add or change a user of the index: the password in the htpasswd file, the role in the config."""
+    from .index.auth import check_role
+    from .index.config import add_user, load_config, set_role
 
-    path = Path(htpasswd) if htpasswd else load_config().htpasswd
+    check_role(role)
+    cfg = load_config(Path(config) if config else None)
+    path = Path(htpasswd) if htpasswd else cfg.htpasswd
     if path is None:
-        raise Exit("jetwheel: error: index/config.toml sets no htpasswd; pass --htpasswd", code=1)
+        raise Exit("jetwheel: error: the index config sets no htpasswd; pass --htpasswd", code=1)
     add_user(path, user, password)
-    print(f"user {user} written to {path}")
+    set_role(cfg.path, user, role)
+    print(f"user {user} ({role}) written to {path} and {cfg.path}")
+
+
+@task(
+    help={
+        "read": "a read-only token (the only kind there is: say so)",
+        "expires": "how long it is valid: 30m, 2h, 7d",
+        "root": "store directory (default: the index config's)",
+    }
+)
+@clean_errors
+def token(c: Context, read: bool = False, expires: str = "2h", root: str = "") -> None:
+    """Print a read-only token that expires: use it as the password of any user name, e.g.
+    https://token:TOKEN@index.lan/simple/ (safe in an image's build history once expired)."""
+    from .workflow import issue_token
+
+    if not read:
+        raise Exit("jetwheel: error: only read-only tokens are issued: pass --read", code=2)
+    print(issue_token(root, expires))
+
+
+@task(help={"root": "store directory (default: the index config's)", "url": "the index (default: the config's)"})
+@clean_errors
+def check_profiles(c: Context, root: str = "", url: str = "") -> None:
+    """Check now whether each profile resolves from the index, and record it for the pages (the
+    server does this by itself a few seconds after its files change)."""
+    from .workflow import check_profiles as check
+
+    for name, result in check(root, url).items():
+        print(f"{'pass' if result['passed'] else 'FAIL'}  {name}: {result['detail']}")
 
 
 @task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
@@ -333,6 +457,39 @@ def upload_artifact(c: Context, path: str, index: str = "") -> None:
     """Put a file on the index at a stable URL (/packages/NAME) without listing it as a project."""
     _client(index).upload(Path(path), artifact=True)
     print(f"{_client(index).url}/packages/{Path(path).name}")
+
+
+# --- sources ---------------------------------------------------------------------------------------
+@task(
+    help={
+        "name": "recipe whose pinned source to fetch",
+        "profile": "profile giving the version (default: the profile pinning NAME, triton-25.04 first)",
+        "from_": "a local git checkout, directory or source archive to pack instead of cloning upstream",
+        "out": "directory to write <name>-<version>-src.tar.gz to",
+    }
+)
+@clean_errors
+def fetch(c: Context, name: str, profile: str = "", from_: str = "", out: str = ".") -> None:
+    """Make the reproducible source archive of NAME's pinned source (submodules included); print its
+    path, sha256 and commit."""
+    from .workflow import source_archive
+
+    archive = source_archive(name, profile, Path(out), Path(from_) if from_ else None)
+    print(archive.path)
+    print(f"sha256 {archive.sha256}")
+    if archive.commit:
+        print(f"commit {archive.commit}")
+
+
+@task(help={"path": "a source archive made by inv sources.fetch", "index": "index URL"})
+@clean_errors
+def upload(c: Context, path: str, index: str = "") -> None:
+    """Put a source archive on the index, where builds look for it before upstream."""
+    from .sources import sha256_file
+
+    client = _client(index)
+    client.upload(Path(path), artifact=True)
+    print(f"{client.url}/packages/{Path(path).name}  sha256 {sha256_file(Path(path))}")
 
 
 # --- triton ----------------------------------------------------------------------------------------
@@ -476,12 +633,15 @@ def clear(c: Context, runner: str = "local", engine: str = "", connection: str =
     print("compiler cache cleared")
 
 
-index_ns = Collection("index", serve, export, mirror, yank, adduser, upload_artifact)
+index_ns = Collection("index", serve, export, mirror, yank, adduser, token, check_profiles, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
 aarch64_ns = Collection("aarch64", setup)
+sources_ns = Collection("sources", fetch, upload)
 cache_ns = Collection("cache", stats, clear)
-namespace = Collection(build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, cache_ns)
+namespace = Collection(
+    build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns, cache_ns
+)
 
 
 def main() -> None:

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
+import json
 import logging
 import platform
 import re
 import shutil
 import socket
-import subprocess
-import tarfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,10 +29,12 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .errors import BuildError, OutOfMemory, VerifyFailed
 from .index.client import IndexClient
+from .indexwheels import IndexWheels, upload_with_facts
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
-from .verify import verify_wheel
+from .sources import FetchedSource, fetch_source, local_sources_dir
+from .verify import read_wheels, verify_wheel
 from .verify.report import Report
 
 log = logging.getLogger("jetwheel.engine")
@@ -46,7 +45,7 @@ CACHE = Path.home() / ".cache" / "jetwheel"
 class Event:
     """Progress of a build, for whatever shows it (a live terminal view, plain log lines)."""
 
-    # plan | start | resume | line | oom | bytes | cached | verified | published | failed
+    # plan | start | resume | line | oom | bytes | cached | verified | published | failed | lost (engine)
     kind: str
     step: str = ""
     index: int = 0
@@ -54,12 +53,13 @@ class Event:
     message: str = ""
     done: int = 0  # for "bytes": transferred so far, of `size`, of the file named in message
     size: int = 0
+    engine: str = ""  # the engine running the step, when a plan runs on several (schedule.py)
 
 
 @dataclass
 class StepResult:
     step: BuildStep
-    status: str  # cached | published | built (not published: --no-publish)
+    status: str  # cached | published
     wheel: str
     report: Report | None = None
     seconds: float = 0.0
@@ -72,71 +72,22 @@ class Options:
     work_root: Path = field(default_factory=lambda: CACHE / "work")
     log_root: Path = field(default_factory=lambda: CACHE / "logs")
     keep_work: bool = False
+    sources: Path | None = field(default_factory=local_sources_dir)  # local source archives, tried first
     oom_retry: bool = True  # a step killed for memory runs once more with half MAX_JOBS
 
 
 Listener = Callable[[Event], None]
 
 
-def fetch_source(step: BuildStep, dest: Path, cache: Path = CACHE / "sources") -> None:
-    """Put the step's source tree at dest (a fresh directory the build may modify)."""
-    src = step.source
-    if src["kind"] == "path":
-        shutil.copytree(
-            src["path"], dest, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.so")
-        )
-        return
-    if src["kind"] == "git":
-        cmd = ["git", "clone", "--depth", "1", "--branch", src["ref"]]
-        if src.get("submodules"):
-            cmd += ["--recurse-submodules", "--shallow-submodules"]
-        done = subprocess.run([*cmd, src["url"], str(dest)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise BuildError(
-                f"{step.name}: git clone of {src['url']} at {src['ref']} failed: "
-                f"{(done.stderr.strip().splitlines() or ['?'])[-1]}"
-            )
-        return
-    archive = download_archive(step, cache)
-    with tarfile.open(archive) as tf:
-        top = {m.name.split("/")[0] for m in tf.getmembers()}
-        tf.extractall(dest.parent / ".extract", filter="data")
-    extracted = dest.parent / ".extract"
-    inner = extracted / next(iter(top)) if len(top) == 1 else extracted
-    inner.rename(dest)
-    shutil.rmtree(extracted, ignore_errors=True)
-
-
-def download_archive(step: BuildStep, cache: Path = CACHE / "sources") -> Path:
-    """The step's source archive in the cache, downloaded once and checked against the recipe's sha256."""
-    src = step.source
-    cache.mkdir(parents=True, exist_ok=True)
-    archive: Path = cache / src["sha256"]
-    if not archive.exists():
-        tmp = cache / f".{src['sha256']}.part"
-        try:
-            with urllib.request.urlopen(src["url"], timeout=300) as r, open(tmp, "wb") as f:
-                shutil.copyfileobj(r, f, 1 << 20)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise BuildError(f"{step.name}: download of {src['url']} failed: {e}") from None
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        if digest != src["sha256"]:
-            tmp.unlink()
-            raise BuildError(
-                f"{step.name}: {src['url']} has sha256 {digest}, the recipe pins {src['sha256']}; "
-                "the file changed upstream or the pin is wrong"
-            )
-        tmp.rename(archive)
-    return archive
-
-
-def provenance(step: BuildStep, recipe: Recipe, profile: Profile, runner: Runner) -> dict[str, Any]:
+def provenance(
+    step: BuildStep, recipe: Recipe, profile: Profile, runner: Runner, source: FetchedSource
+) -> dict[str, Any]:
+    origin = {"sha256": source.sha256, "from": source.origin, **({"commit": source.commit} if source.commit else {})}
     return {
         "recipe": recipe.name,
         "recipe_digest": recipe.digest,
         "cache_key": step.cache_key,
-        "source": dict(step.source),
+        "source": {**step.source, **origin},
         "image": step.image,
         "runner": runner.name,
         "profile": profile.name,
@@ -178,27 +129,32 @@ def work_dir(root: Path, step: BuildStep) -> Path:
     return root / f"{step.name}-{step.cache_key[:16]}"
 
 
-def prepare_work(step: BuildStep, recipe: Recipe, work: Path) -> bool:
-    """Make the work directory ready; True when it resumes one a failed run left (its source and
-    finished commands intact). Kept directories of the step's other cache keys are removed: at most
-    one kept directory per step bounds the disk this costs."""
+def prepare_work(
+    step: BuildStep, recipe: Recipe, work: Path, client: IndexClient, options: Options
+) -> tuple[bool, FetchedSource]:
+    """Make the work directory ready; (True, ...) when it resumes one a failed run left (its source
+    and finished commands intact). Kept directories of the step's other cache keys are removed: at
+    most one kept directory per step bounds the disk this costs. The source's origin is recorded in
+    the directory so a resumed build publishes the same provenance."""
     for stale in work.parent.glob(f"{step.name}-*"):
         if stale != work and re.fullmatch(rf"{re.escape(step.name)}-[0-9a-f]{{16}}", stale.name):
             shutil.rmtree(stale, ignore_errors=True)
-    if (work / KEPT).exists():
+    record = work / "source.json"
+    if (work / KEPT).exists() and record.is_file():
         (work / KEPT).unlink()
         shutil.rmtree(work / "out", ignore_errors=True)
-        return True
+        return True, FetchedSource(work / "src", **json.loads(record.read_text()))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    fetch_source(step, work / "src")
+    source = fetch_source(step.name, step.pin, step.source, work / "src", client, options.sources)
     (work / "patches").mkdir()
     for p in recipe.patches:
         shutil.copy2(p, work / "patches" / p.name)
-    return False
+    record.write_text(json.dumps({"sha256": source.sha256, "origin": source.origin, "commit": source.commit}))
+    return False, source
 
 
-def run_step(
+def _run_retrying_oom(
     runner: Runner, step: BuildStep, work: Path, index_url: str, log: StepLog, options: Options, say: Listener
 ) -> None:
     """Run the step; if the kernel killed it for memory, say so and run it once more with half the
@@ -226,71 +182,94 @@ def run_plan(
 ) -> list[StepResult]:
     """Run every step in order; raise BuildError/VerifyFailed at the first failure (later steps
     depend on it). Each published wheel is on the index before the next step installs it."""
-    results: list[StepResult] = []
     total = len(plan.steps)
     listener(Event("plan", total=total, message=f"{plan.target} for {plan.profile}"))
+    return [
+        run_step(step, i, total, recipes[canonicalize_name(step.name)], profile, runner, client, options, listener)
+        for i, step in enumerate(plan.steps, 1)
+    ]
+
+
+def run_step(
+    step: BuildStep,
+    i: int,
+    total: int,
+    recipe: Recipe,
+    profile: Profile,
+    runner: Runner,
+    client: IndexClient,
+    options: Options,
+    listener: Listener = lambda e: None,
+) -> StepResult:
+    """One step: skip it if its cache key is published, else build, verify and publish it. Raises
+    (BuildError, VerifyFailed, RunnerError, ...) with nothing published. `client` is used by this
+    step alone (its byte-progress callback is set for the step's transfers)."""
     target = profile.target()
-    for i, step in enumerate(plan.steps, 1):
-        recipe = recipes[canonicalize_name(step.name)]
-        if not options.force:
-            cached = client.cached(step.cache_key)
-            if cached:
-                listener(Event("cached", step.name, i, total, cached))
-                results.append(StepResult(step, "cached", cached))
-                continue
-        listener(Event("start", step.name, i, total, step.wheel))
-        started = time.monotonic()
-        work = work_dir(options.work_root, step)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        steplog = StepLog(
-            options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log",
-            functools.partial(_line_event, listener, step.name, i, total),
-        )
-        client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
-        resumable = False  # the work directory is worth keeping: the compile failed or was cut off
-        try:
-            if prepare_work(step, recipe, work):
-                listener(Event("resume", step.name, i, total, f"continuing the interrupted build in {work}"))
-            resumable = True
-            run_step(runner, step, work, client.simple_url, steplog, options, _at(listener, i, total))
-            resumable = False
-            wheel = _built_wheel(step, work / "out")
-            report = verify_wheel(wheel, target, recipe, client=client, cache=work / "deps")
-            listener(
-                Event(
-                    "verified",
-                    step.name,
-                    i,
-                    total,
-                    "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()),
-                )
+    if not options.force:
+        cached = client.cached(step.cache_key)
+        if cached:
+            listener(Event("cached", step.name, i, total, cached))
+            return StepResult(step, "cached", cached)
+    listener(Event("start", step.name, i, total, step.wheel))
+    started = time.monotonic()
+    work = work_dir(options.work_root, step)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    steplog = StepLog(
+        options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log",
+        functools.partial(_line_event, listener, step.name, i, total),
+    )
+    client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
+    resumable = False  # the work directory is worth keeping: the compile failed or was cut off
+    try:
+        resumed, source = prepare_work(step, recipe, work, client, options)
+        if resumed:
+            listener(Event("resume", step.name, i, total, f"continuing the interrupted build in {work}"))
+        resumable = True
+        _run_retrying_oom(runner, step, work, client.simple_url, steplog, options, _at(listener, i, total))
+        resumable = False
+        wheel = _built_wheel(step, work / "out")
+        facts = read_wheels([wheel])[0]
+        report = verify_wheel(facts, target, recipe, source=IndexWheels(client), downloads=work / "deps")
+        listener(
+            Event(
+                "verified",
+                step.name,
+                i,
+                total,
+                "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()),
             )
-            if not report.passed and not options.publish_failing:
-                raise VerifyFailed(
-                    f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
-                    f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
-                )
-            client.upload(wheel, provenance=provenance(step, recipe, profile, runner), verify=report.to_json())
-            listener(Event("published", step.name, i, total, wheel.name))
-            results.append(StepResult(step, "published", wheel.name, report, time.monotonic() - started))
-        except BaseException as e:
-            listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
-            if isinstance(e, KeyboardInterrupt):
-                raise BuildError(
-                    f"{step.name}: interrupted; nothing was published"
-                    + (f" (a rerun resumes from {work})" if resumable else "")
-                ) from None
-            raise
-        finally:
-            client.on_bytes = None
-            steplog.close()
-            if resumable:
-                (work / KEPT).touch()
-            else:
-                runner.discard(step)
-                if not options.keep_work:
-                    shutil.rmtree(work, ignore_errors=True)
-    return results
+        )
+        if not report.passed and not options.publish_failing:
+            raise VerifyFailed(
+                f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
+                f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
+            )
+        upload_with_facts(
+            client,
+            wheel,
+            facts.to_bytes(),
+            provenance=provenance(step, recipe, profile, runner, source),
+            verify=report.to_json(),
+        )
+        listener(Event("published", step.name, i, total, wheel.name))
+        return StepResult(step, "published", wheel.name, report, time.monotonic() - started)
+    except BaseException as e:
+        listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
+        if isinstance(e, KeyboardInterrupt):
+            raise BuildError(
+                f"{step.name}: interrupted; nothing was published"
+                + (f" (a rerun resumes from {work})" if resumable else "")
+            ) from None
+        raise
+    finally:
+        client.on_bytes = None
+        steplog.close()
+        if resumable:
+            (work / KEPT).touch()
+        else:
+            runner.discard(step)
+            if not options.keep_work:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 def _at(listener: Listener, index: int, total: int) -> Listener:

@@ -17,10 +17,6 @@ class BuildError(JetwheelError):
     """A build step failed; nothing was published."""
 
 
-class RepairError(BuildError):
-    """auditwheel could not repair the wheel."""
-
-
 class VerifyFailed(BuildError):
     """A wheel failed verification and was not published."""
 
@@ -45,9 +41,22 @@ class RunnerError(JetwheelError):
     """A runner could not start (no container engine, missing image, ...)."""
 
 
+class SourceError(BuildError):
+    """A build's source could not be had, or does not match the recipe's pin."""
+
+
 class OutOfMemory(BuildError):
     """The kernel killed a process of a build step for memory; ``jobs`` is the MAX_JOBS it ran with."""
 
     def __init__(self, message: str, jobs: int = 0) -> None:
         super().__init__(message)
         self.jobs = jobs
+
+
+class EngineLost(RunnerError):
+    """The engine running a step went away mid-step (connection lost: ``gone``; or its container was
+    killed): only that attempt is lost, the step can run again elsewhere. Nothing was published."""
+
+    def __init__(self, message: str, gone: bool) -> None:
+        super().__init__(message)
+        self.gone = gone

@@ -96,6 +96,19 @@ def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
     return order
 
 
+def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str, host_arch: str) -> str:
+    """local for this machine's architecture; for another, `cross` when every recipe of the chain
+    may be crossed (bench/xgrammar_build.py: many times faster than emulation) and the target's
+    Python is the one running jetwheel (the cross runner builds with it), else the emulated
+    container (docker --arch)."""
+    if profile.arch == host_arch:
+        return "local"
+    crossable = all(r.cross for r in build_order(recipes, target))
+    return (
+        "cross" if crossable and profile.python_version == f"{sys.version_info[0]}.{sys.version_info[1]}" else "docker"
+    )
+
+
 def wheel_version(recipe: Recipe, profile: Profile) -> str:
     pin = profile.pin(recipe.name)
     label = {"profile": profile.local_version, "none": ""}.get(recipe.local_version, recipe.local_version)
@@ -133,11 +146,12 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def _source(recipe: Recipe, version: str, pin: str) -> dict[str, Any]:
+def source_spec(recipe: Recipe, version: str, pin: str) -> dict[str, Any]:
     s = recipe.source
     fill = {"version": version, "pin": pin}
     if s.kind == "git":
-        return {"kind": "git", "url": s.location, "ref": s.ref.format(**fill), "submodules": s.submodules}
+        pins = {k: v for k, v in (("commit", s.commit), ("sha256", s.sha256)) if v}
+        return {"kind": "git", "url": s.location, "ref": s.ref.format(**fill), "submodules": s.submodules, **pins}
     if s.kind == "url":
         return {"kind": "url", "url": s.location.format(**fill), "sha256": s.sha256}
     return {"kind": "path", "path": s.location, "digest": tree_digest(Path(s.location))}
@@ -244,7 +258,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         image = profile.image if step_runner == "docker" else "host"
         env = _env(recipe, profile, machine, version, pin)
         commands = _commands(recipe, profile, dep_pins, step_runner)
-        source = _source(recipe, version, pin)
+        source = source_spec(recipe, version, pin)
         key_input = {
             # the tree's digest, not where it lies, identifies a local source
             "recipe": recipe.digest,

@@ -7,27 +7,27 @@ with the other steps' (pip resolutions and container probes are the slow part)."
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .engine import CACHE, download_archive
+from .engine import CACHE
 from .errors import JetwheelError
 from .index.client import IndexClient
 from .machine import Machine
 from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
+from .sources import fetch_source, locate
 from .verify.resolve import resolve
 
 if sys.version_info >= (3, 11):
@@ -54,6 +54,7 @@ class Needs:
 
     disk_gb: float = 20.0  # free space for the work directory (source, env, build tree) and outputs
     work_root: Path = CACHE / "work"
+    sources: Path | None = None  # the local source directory the engine tries first
 
 
 @dataclass(frozen=True)
@@ -95,15 +96,13 @@ def probe(argv: list[str], python: str, path: str, timeout: float = PROBE_TIMEOU
     return Probe(True, "", facts)
 
 
-# --- sources -------------------------------------------------------------------------------------
-# The engine's fetch (engine.fetch_source) takes a path, a git ref or a pinned archive. When
-# jetwheel/sources.py lands (local source dir -> index artifact -> network), `source_check` is the
-# one function to point at its lookup: everything else here only needs a local tree from it.
-
-
-def source_check(step: BuildStep) -> tuple[Check, Path | None]:
-    """Reachable and matching its pin; with the local tree patches can be tried on, if there is one
-    without cloning (a path, or an archive)."""
+# --- sources ---------------------------------------------------------------------------------------
+def source_check(
+    step: BuildStep, client: IndexClient, local_dir: Path | None, scratch: Path
+) -> tuple[Check, Path | None]:
+    """Reachable where the engine will take it from (local source dir, index, upstream) and matching
+    its pin; returns the laid-out tree to try the patches on. A git source that only upstream has is
+    checked with ls-remote instead of a clone (torch's takes longer than a whole preflight)."""
     src, name = step.source, f"{step.name}: source"
     if src["kind"] == "path":
         root = Path(src["path"])
@@ -112,15 +111,18 @@ def source_check(step: BuildStep) -> tuple[Check, Path | None]:
         if tree_digest(root) != src["digest"]:
             return Check(name, False, f"{root} changed since the plan was made", "plan again"), None
         return Check(name, True, f"{root} (tree digest {src['digest'][:12]})"), root
-    if src["kind"] == "url":
-        try:
-            archive = download_archive(step)
-        except JetwheelError as e:
-            return Check(name, False, str(e), "fix the recipe's source.url / sha256, or the network"), None
-        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-        if digest != src["sha256"]:
-            return Check(name, False, f"cached {archive} has sha256 {digest}", f"delete {archive}"), None
-        return Check(name, True, f"{src['url']} sha256 {digest[:12]}... matches"), archive
+    if src["kind"] == "git" and locate(step.name, step.pin, src, client, local_dir) is None:
+        return _git_check(name, src), None
+    try:
+        got = fetch_source(step.name, step.pin, src, scratch / step.name, client, local_dir)
+    except JetwheelError as e:
+        return Check(
+            name, False, str(e), "fix the recipe's source.sha256, or replace the archive (inv sources.fetch)"
+        ), None
+    return Check(name, True, f"{got.origin}: sha256 {got.sha256[:12]}... matches the pin"), got.tree
+
+
+def _git_check(name: str, src: Mapping[str, Any]) -> Check:
     try:
         done = subprocess.run(
             ["git", "ls-remote", "--exit-code", src["url"], src["ref"], f"{src['ref']}^{{}}"],
@@ -130,16 +132,19 @@ def source_check(step: BuildStep) -> tuple[Check, Path | None]:
             env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
         )
     except subprocess.TimeoutExpired:
-        return Check(name, False, f"{src['url']}: no answer in {GIT_TIMEOUT}s", _GIT_FIX), None
+        return Check(name, False, f"{src['url']}: no answer in {GIT_TIMEOUT}s", _GIT_FIX)
     if done.returncode == 2:
-        return Check(name, False, f"{src['url']} has no ref {src['ref']}", "fix the recipe's source.ref"), None
+        return Check(name, False, f"{src['url']} has no ref {src['ref']}", "fix the recipe's source.ref")
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return Check(name, False, f"{src['url']} unreachable: {why}", _GIT_FIX), None
-    return Check(name, True, f"{src['url']} has {src['ref']} ({done.stdout.split()[0][:12]})"), None
+        return Check(name, False, f"{src['url']} unreachable: {why}", _GIT_FIX)
+    return Check(name, True, f"{src['url']} has {src['ref']} ({done.stdout.split()[0][:12]})")
 
 
-_GIT_FIX = "check the network to the git host, or build where it is reachable"
+_GIT_FIX = (
+    "check the network to the git host, or put the source archive in the sources directory or on the index "
+    "(inv sources.fetch --from CHECKOUT, inv sources.upload)"
+)
 
 
 def patches_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check:
@@ -148,44 +153,27 @@ def patches_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check:
         return Check(name, True, "none")
     if tree is None:
         return Check(name, True, f"{len(recipe.patches)} not tried: the source is a git ref, cloned at build time")
-    with tempfile.TemporaryDirectory(prefix="jetwheel-preflight-") as tmp:
-        if tree.is_file():  # an archive: patches apply to its extracted tree
-            with tarfile.open(tree) as tf:
-                tf.extractall(tmp, filter="data")
-            tops = list(Path(tmp).iterdir())
-            tree = tops[0] if len(tops) == 1 and tops[0].is_dir() else Path(tmp)
-        for p in recipe.patches:
-            done = subprocess.run(
-                ["patch", "--dry-run", "-p1", "--forward", "-d", str(tree / recipe.subdir), "-i", str(p)],
-                capture_output=True,
-                text=True,
+    for p in recipe.patches:
+        done = subprocess.run(
+            ["patch", "--dry-run", "-p1", "--forward", "-d", str(tree / recipe.subdir), "-i", str(p)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            why = next((ln for ln in done.stdout.splitlines() if "FAILED" in ln or "can't" in ln), "")
+            return Check(
+                name,
+                False,
+                f"{p.name} does not apply: {why or done.stdout.strip()[-200:]}",
+                f"rebase {p} on the pinned source",
             )
-            if done.returncode != 0:
-                why = next((ln for ln in done.stdout.splitlines() if "FAILED" in ln or "can't" in ln), "")
-                return Check(
-                    name,
-                    False,
-                    f"{p.name} does not apply: {why or done.stdout.strip()[-200:]}",
-                    f"rebase {p} on the pinned source",
-                )
     return Check(name, True, f"{len(recipe.patches)} apply cleanly")
 
 
 def backend_requires(tree: Path, subdir: str) -> list[str] | None:
-    """[build-system].requires of the project in a local tree or archive; None if there is none."""
+    """[build-system].requires of the project in a source tree; None if there is none."""
     try:
-        if tree.is_dir():
-            text = (tree / subdir / "pyproject.toml").read_text()
-        else:
-            with tarfile.open(tree) as tf:
-                member = next(
-                    (m for m in tf.getmembers() if m.name.split("/", 1)[-1] == str(Path(subdir) / "pyproject.toml")),
-                    None,
-                )
-                f = tf.extractfile(member) if member else None
-                if f is None:
-                    return None
-                text = f.read().decode()
+        text = (tree / subdir / "pyproject.toml").read_text()
         return [str(r) for r in tomllib.loads(text).get("build-system", {}).get("requires", [])]
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return None
@@ -445,11 +433,13 @@ def _step_checks(
 
     def one(step: BuildStep) -> list[Check]:
         recipe = recipes[canonicalize_name(step.name)]
-        src, tree = source_check(step)
+        with tempfile.TemporaryDirectory(prefix="jetwheel-preflight-") as scratch:
+            src, tree = source_check(step, client, needs.sources, Path(scratch))
+            checks = [src, patches_check(step, recipe, tree)]
+            if backend := backend_check(step, recipe, tree):
+                checks.append(backend)
         deps, on_index = deps_check(step, plan, profile, client)
-        checks = [src, patches_check(step, recipe, tree), deps]
-        if backend := backend_check(step, recipe, tree):
-            checks.append(backend)
+        checks.append(deps)
         checks.append(requirements_check(step, recipe, profile, client.simple_url, list(on_index)))
         if step.image in probes and probes[step.image].ok:
             checks += resource_checks(step, recipe, probes[step.image], needs)

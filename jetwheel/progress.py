@@ -123,7 +123,7 @@ class PlainProgress:
             if e.step in self.started and e.kind in ("published", "failed")
             else ""
         )
-        where = f"[{e.index}/{e.total}] {e.step} " if e.step else ""
+        where = (f"{e.engine}: " if e.engine else "") + (f"[{e.index}/{e.total}] {e.step} " if e.step else "")
         if e.kind == "bytes":
             print(f"jetwheel: {where}{e.message}: {e.size / 1e3:,.1f} kB", file=self.out, flush=True)
             return
@@ -131,7 +131,8 @@ class PlainProgress:
 
 
 class LiveProgress:
-    """A rich live view: every step with its state and time, and the running step's last lines."""
+    """A rich live view: every step with its state and time, and the running step's last lines;
+    on several engines, one row per engine (its step, time, last line) above the steps."""
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -146,10 +147,15 @@ class LiveProgress:
         self.transfer = ""  # the last upload/download, as a bar
         self.total = 0
         self.compile = CompileProgress()
+        self.engines: dict[str, list[str]] = {}  # engine -> [state, step, last line]
+        self.engine_started: dict[str, float] = {}
 
     def _render(self) -> Table:
         t = Table.grid(padding=(0, 2))
         now = time.monotonic()
+        for name, (state, step, line) in self.engines.items():
+            secs = f"{now - self.engine_started[name]:.0f}s" if state == "running" else ""
+            t.add_row(f"[cyan]{escape(name)}[/]", f"{state} {step}".strip(), secs, "[dim]" + escape(line[:80]) + "[/]")
         for name in self.order:
             state, detail = self.steps[name]
             running = name in self.started and state in ("running", "resuming")
@@ -172,6 +178,8 @@ class LiveProgress:
         if e.step and e.step not in self.steps:
             self.order.append(e.step)
             self.steps[e.step] = ["waiting", ""]
+        if e.engine:
+            self._engine(e)
         if e.kind == "line":
             self.lines.append(e.message)
             self.compile.feed(e.message, time.monotonic())
@@ -188,9 +196,25 @@ class LiveProgress:
             self.compile = CompileProgress()
         elif e.kind in ("cached", "published", "failed", "verified"):
             self.steps[e.step] = [e.kind, e.message]
+        elif e.kind == "lost":
+            self.steps[e.step] = ["waiting", "engine lost: runs again elsewhere"]
         self.live.update(self._render())
         if e.kind == "failed" or (e.kind in ("published", "cached") and e.index == self.total):
             self.live.stop()
+
+    def _engine(self, e: Event) -> None:
+        row = self.engines.setdefault(e.engine, ["idle", "", ""])
+        if e.kind == "engine":
+            row[2] = e.message
+        elif e.kind == "start":
+            self.engine_started[e.engine] = time.monotonic()
+            row[:] = ["running", e.step, ""]
+        elif e.kind == "line":
+            row[2] = e.message
+        elif e.kind == "lost":
+            row[:] = ["lost", e.step, e.message]
+        elif e.kind in ("published", "cached", "failed"):
+            row[:] = ["idle" if e.kind != "failed" else "failed", "" if e.kind != "failed" else e.step, ""]
 
 
 def _gauge(fraction: float, width: int = 24) -> str:

@@ -26,12 +26,27 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-DEFAULT_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+_HERE = Path(__file__).resolve().parent
+# The recipes that ship with jetwheel: package data (jetwheel/recipes/) in an installed wheel, the
+# top-level recipes/ of a source checkout (which pyproject.toml maps into the wheel)
+DEFAULT_RECIPES = next(
+    (d for d in (_HERE / "recipes", _HERE.parent / "recipes") if (d / "profiles").is_dir()), _HERE / "recipes"
+)
 
 
-def recipes_root() -> Path:
-    """recipes/ beside the package, or the directory JETWHEEL_RECIPES names (a site's own recipes)."""
-    return Path(os.environ.get("JETWHEEL_RECIPES", DEFAULT_RECIPES))
+def _is_recipes(path: Path) -> bool:
+    return (path / "profiles").is_dir() or any(path.glob("*.toml"))
+
+
+def recipes_root(explicit: str | Path = "") -> Path:
+    """Where recipes and profiles are read from, the first that is given or present: `explicit`
+    (--recipes DIR), $JETWHEEL_RECIPES, ./recipes, then the bundled ones."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("JETWHEEL_RECIPES"):
+        return Path(os.environ["JETWHEEL_RECIPES"])
+    here = Path("recipes")
+    return here.resolve() if _is_recipes(here) else DEFAULT_RECIPES
 
 
 @dataclass(frozen=True)
@@ -41,7 +56,8 @@ class Source:
     kind: str  # "git" | "url" | "path"
     location: str  # git URL, sdist URL or absolute path; may hold {version}
     ref: str = ""  # git ref (tag or commit); may hold {version}
-    sha256: str = ""  # for kind == "url"
+    sha256: str = ""  # of the sdist (url), or of the reproducible source archive (git; inv sources.fetch)
+    commit: str = ""  # for kind == "git": the commit the ref must resolve to
     submodules: bool = False
     subdir: str = ""  # where the build's pyproject/setup.py is, inside the source tree
 
@@ -63,6 +79,9 @@ class Recipe:
     pre: tuple[str, ...]  # shell commands run in the source tree before the build
     patches: tuple[Path, ...]
     job_memory_gb: float  # peak memory of one compile job; MAX_JOBS is derived from it
+    # the build runs no binary of its dependencies (xgrammar: C++ and CMake only; not torchvision,
+    # whose setup.py imports torch): another machine's wheel can then be crossed, not emulated
+    cross: bool
     exclude: tuple[str, ...]  # sonames auditwheel must not graft (JetPack or a dependency wheel has them)
     manylinux: bool  # False: keep linux_<arch>, see manylinux_reason
     manylinux_reason: str
@@ -239,13 +258,16 @@ def load_recipe(path: Path) -> Recipe:
         raise RecipeError(f"{path}: source needs exactly one of git, url or path (found {given or 'none'})")
     ref = src.get("ref", str, "")
     sha256 = src.get("sha256", str, "")
+    commit = src.get("commit", str, "")
     submodules = src.get("submodules", bool, False)
     subdir = src.get("subdir", str, "")
     src.done()
     if git:
         if not ref:
             raise RecipeError(f'{path}: source.ref is missing; pin a tag or commit, e.g. ref = "v{{version}}"')
-        source = Source("git", git, ref=ref, submodules=submodules, subdir=subdir)
+        if sha256 and len(sha256) != 64:
+            raise RecipeError(f"{path}: source.sha256 must be 64 hex digits (inv sources.fetch prints it)")
+        source = Source("git", git, ref=ref, sha256=sha256, commit=commit, submodules=submodules, subdir=subdir)
     elif url:
         if len(sha256) != 64:
             raise RecipeError(
@@ -269,6 +291,7 @@ def load_recipe(path: Path) -> Recipe:
     pre = build.strings("pre")
     patch_names = build.strings("patches")
     job_memory_gb = build.get("job_memory_gb", float, 2.0)
+    cross = build.get("cross", bool, False)
     abi3 = build.get("abi3", str, "")
     build.done()
     patches = []
@@ -310,6 +333,7 @@ def load_recipe(path: Path) -> Recipe:
         pre=pre,
         patches=tuple(patches),
         job_memory_gb=job_memory_gb,
+        cross=cross,
         exclude=exclude,
         manylinux=manylinux,
         manylinux_reason=reason,

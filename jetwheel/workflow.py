@@ -3,112 +3,233 @@ yields lines; the tasks print them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from .errors import BuildError, JetwheelError, PlanError, RecipeError
 from .index.client import IndexClient
+from .indexwheels import IndexWheels
 from .recipe import Profile, load_profile, load_recipes, recipes_root
-from .verify import resolve_report, verify_wheel
+from .sources import Archive, make_archive
+from .verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
 from .verify.report import Report
-from .verify.wheel import open_wheel
 
 PREFERRED_PROFILE = "triton-25.04"
 
 
-def profile_for(name: str, profile: str = "", arch: str = "") -> Profile:
+def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None = None) -> Profile:
     """The named profile, or the one that pins `name` (triton-25.04 first); with `arch`, one whose
     target is that architecture (mini-aarch64 for `--arch aarch64`)."""
+    root = root or recipes_root()
     if profile:
-        return load_profile(profile)
-    names = sorted(p.stem for p in (recipes_root() / "profiles").glob("*.toml"))
+        return load_profile(profile, root)
+    names = sorted(p.stem for p in (root / "profiles").glob("*.toml"))
     names.sort(key=lambda n: n != PREFERRED_PROFILE)
     for n in names:
-        prof = load_profile(n)
+        prof = load_profile(n, root)
         if canonicalize_name(name) in prof.versions and (not arch or prof.arch == arch):
             return prof
     raise PlanError(f"no profile pins {name!r}; pass --profile (known: {', '.join(names)})")
 
 
+def source_archive(name: str, profile: str, out: Path, from_path: Path | None) -> Archive:
+    """`inv sources.fetch`: the recipe's pinned source as a reproducible archive in `out`."""
+    from .plan import source_spec, wheel_version
+
+    recipes = load_recipes()
+    recipe = recipes.get(canonicalize_name(name))
+    if recipe is None:
+        raise PlanError(f"unknown package {name!r}; recipes exist for: {', '.join(sorted(recipes))}")
+    prof = profile_for(name, profile)
+    pin = prof.pin(name)
+    return make_archive(recipe.name, pin, source_spec(recipe, wheel_version(recipe, prof), pin), out, from_path)
+
+
 def verify_paths(
-    paths: list[str], profile: str, client: IndexClient | None, with_: list[str], arch: str, resolve: bool
+    paths: list[str],
+    profile: str,
+    client: IndexClient | None,
+    with_: list[str],
+    arch: str,
+    resolve: bool,
+    platform: str = "",
+    facts: str = "",
 ) -> list[Report]:
     prof = load_profile(profile)
     if not paths and not resolve:
         raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
     recipes = load_recipes()
-    target = prof.target(arch)
+    target = retarget(prof.target(arch), platform)
+    source = IndexWheels(client) if client is not None else None
+    cache = FactCache(Path(facts) if facts else None)
     with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
-        files: list[Path] = []
+        wanted: list[Path | Wheel] = []  # in the order given: files, or the facts of published wheels
         for p in paths:
             if Path(p).is_file():
-                files.append(Path(p))
-            elif client is not None:
-                filename = client.find_wheel(
+                wanted.append(Path(p))
+            elif source is not None:
+                found = source.find(
                     f"{p}=={prof.pin(p)}" if canonicalize_name(p) in prof.versions else p, target.tags()
                 )
-                if filename is None:
-                    raise JetwheelError(f"{p}: no such file, and no wheel for it on {client.url}")
-                files.append(client.download(filename, Path(tmp)))
+                if found is None:
+                    raise JetwheelError(f"{p}: no such file, and no wheel for it on {source.url}")
+                # the index's facts for that very file, when it has them: no download
+                wanted.append(published_facts(found, source, cache, Path(tmp)))
             else:
                 raise JetwheelError(f"{p}: no such file (pass --index to verify a name on the index)")
-        # each wheel is read once: it is both checked and part of the set the others resolve against
-        opened = [open_wheel(f) for f in files]
-        given = [*(open_wheel(Path(w)) for w in with_), *opened]
-        reports = [verify_wheel(w, target, recipes.get(w.name), given, client, Path(tmp) / "deps") for w in opened]
+        # every wheel is read once, all in one parallel pass: each is both checked and part of the
+        # set the others resolve against
+        files = [w for w in wanted if isinstance(w, Path)]
+        read = iter(read_wheels([*files, *(Path(w) for w in with_)], cache))
+        opened = [w if isinstance(w, Wheel) else next(read) for w in wanted]
+        given = [*read, *opened]
+        reports = [
+            verify_wheel(w, target, recipes.get(w.name), given, source, cache, Path(tmp) / "deps") for w in opened
+        ]
         if resolve and client is not None:
             reports.append(resolve_report(prof.top, client.simple_url, target))
     return reports
 
 
-def serve_index(
-    root: str,
-    host: str,
-    port: int,
-    htpasswd: str,
-    upstream: str | None,
-    auth_reads: bool,
-    allow_overwrite: bool,
-    max_upload_mb: int,
-    workers: int = 1,
-) -> None:
-    from .index.app import Settings, serve
-    from .index.config import load_config
+def profile_views() -> dict[str, Any]:
+    """Every profile as the plain data the index's pages show (the server reads no recipes)."""
+    from .index.profiles import ProfileView
 
-    cfg = load_config()
+    views = {}
+    for path in sorted((recipes_root() / "profiles").glob("*.toml")):
+        with contextlib.suppress(RecipeError):
+            p = load_profile(path.stem)
+            views[p.name] = ProfileView(
+                p.name, p.top, {str(k): v for k, v in p.versions.items()}, p.target(), p.jetpack, p.l4t
+            )
+    return views
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `inv index.serve` was asked for; empty values fall back to the index config."""
+
+    config: str = ""
+    root: str = ""
+    host: str = ""
+    port: int = 0
+    htpasswd: str = ""
+    upstream: str | None = None
+    auth_reads: bool = False
+    allow_overwrite: bool = False
+    max_upload_mb: int = 8192
+    workers: int = 1
+    certfile: str = ""
+    keyfile: str = ""
+    public_url: str = ""
+    max_connections: int = 0
+    client_timeout: float = 0.0
+    nginx: bool = False  # nginx serves reads from a tree kept rendered; the app takes the rest
+
+
+def serve_index(opts: ServeOptions) -> None:
+    from .index.app import Settings
+    from .index.config import load_config
+    from .index.server import Limits, Tls, serve
+
+    cfg = load_config(Path(opts.config) if opts.config else None)
     try:
         owned = frozenset(load_recipes())
     except RecipeError:
         owned = frozenset()
-    profiles = {}
-    for path in sorted((recipes_root() / "profiles").glob("*.toml")):
-        with contextlib.suppress(RecipeError):
-            profiles[path.stem] = load_profile(path.stem)
+    host, port = opts.host or cfg.host, opts.port or cfg.port
+    certfile = Path(opts.certfile) if opts.certfile else cfg.certfile
+    keyfile = Path(opts.keyfile) if opts.keyfile else cfg.keyfile
+    if bool(certfile) != bool(keyfile):
+        raise JetwheelError("TLS needs both --certfile and --keyfile")
+    tls = Tls(certfile, keyfile) if certfile and keyfile else None
+    scheme = "https" if tls else "http"
+    loopback = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1", "localhost") else host
+    shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+    htpasswd = Path(opts.htpasswd) if opts.htpasswd else cfg.htpasswd
     settings = Settings(
-        htpasswd=Path(htpasswd) if htpasswd else cfg.htpasswd if cfg.htpasswd and cfg.htpasswd.is_file() else None,
-        auth_reads=auth_reads,
-        upstream=cfg.upstream if upstream is None else upstream,
+        htpasswd=htpasswd if htpasswd and htpasswd.is_file() else None,
+        roles=cfg.roles,
+        auth_reads=opts.auth_reads,
+        upstream=cfg.upstream if opts.upstream is None else opts.upstream,
         owned=owned,
-        profiles=profiles,
+        allow_overwrite=opts.allow_overwrite or cfg.allow_overwrite,
+        profiles=profile_views(),
+        url=(opts.public_url or cfg.public_url or f"{scheme}://{shown}:{port}").rstrip("/"),
+        self_url=f"{scheme}://{loopback}:{port}",
     )
-    serve(
-        Path(root) if root else cfg.root,
-        host or cfg.host,
-        port or cfg.port,
-        settings,
-        allow_overwrite=allow_overwrite or cfg.allow_overwrite,
-        max_upload=max_upload_mb << 20,
-        workers=workers,
+    store_root = Path(opts.root) if opts.root else cfg.root
+    limits = (
+        Limits(max_connections=opts.max_connections)
+        if not opts.client_timeout
+        else Limits(opts.client_timeout, opts.client_timeout, opts.max_connections)
     )
+
+    def run_app(on_host: str, on_port: int) -> None:
+        serve(
+            store_root,
+            on_host,
+            on_port,
+            settings,
+            max_upload=opts.max_upload_mb << 20,
+            workers=opts.workers,
+            tls=tls,
+            limits=limits,
+        )
+
+    if not opts.nginx:
+        run_app(host, port)
+        return
+    if settings.auth_reads:
+        raise JetwheelError("--nginx serves reads without a login; drop --auth-reads or serve without --nginx")
+    if tls is not None:
+        raise JetwheelError("--nginx serves plain HTTP; put TLS in front of it, or serve with TLS without --nginx")
+    from .index.front import serve_front
+
+    serve_front(store_root, host, port, run_app, opts.max_upload_mb << 20)
+
+
+def check_profiles(root: str, url: str) -> dict[str, Any]:
+    """Check now whether each profile resolves from the index at `url` (default: the configured
+    one), and record it in the store as the server does after a change."""
+    from .index import profiles
+    from .index.config import load_config
+    from .index.store import Store
+
+    cfg = load_config()
+    store = Store(Path(root) if root else cfg.root)
+    views = profile_views()
+    got = asyncio.run(profiles.refresh(store, views, f"{(url or cfg.url).rstrip('/')}/simple/"))
+    if got is None:
+        raise JetwheelError("the index is checking its profiles right now; try again in a minute")
+    return {name: vars(c) for name, c in got.items()}
+
+
+def issue_token(root: str, expires: str) -> str:
+    """A read-only token for the index's store, valid for `expires` (e.g. 90m, 2h, 7d)."""
+    from .index.auth import issue_token as issue
+    from .index.auth import token_key
+    from .index.config import load_config
+    from .index.store import Store
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if not expires or expires[-1] not in units or not expires[:-1].isdigit() or int(expires[:-1]) <= 0:
+        raise JetwheelError(f"--expires {expires!r}: a number and a unit (s, m, h, d), e.g. 2h")
+    store = Store(Path(root) if root else load_config().root)
+    return issue(token_key(store.state), int(time.time()) + int(expires[:-1]) * units[expires[-1]])
 
 
 def export_index(

@@ -55,8 +55,10 @@ class Server:
 def start_server(root: Path, *extra: str, upstream: str = "https://pypi.org/simple") -> Server:
     root.mkdir(parents=True, exist_ok=True)
     htpasswd = root.parent / f"{root.name}.htpasswd"
+    config = root.parent / f"{root.name}.config.toml"
     if not htpasswd.exists():
         add_user(htpasswd, USER, PASSWORD)
+        config.write_text(f'[index.roles]\n{USER} = "admin"\n')  # the tests yank and delete
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -64,6 +66,8 @@ def start_server(root: Path, *extra: str, upstream: str = "https://pypi.org/simp
             "-m",
             "jetwheel",
             "index.serve",
+            "--config",
+            str(config),
             "--root",
             str(root),
             "--host",

@@ -21,8 +21,7 @@ from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner
 from jetwheel.runners.baseimage import CACHE, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
-from jetwheel.verify import verify_wheel
-from jetwheel.verify.wheel import open_wheel
+from jetwheel.verify import read_wheels, verify_wheel
 
 pytestmark = pytest.mark.slow
 ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"
@@ -70,7 +69,7 @@ def test_mini_stack_builds_installs_and_runs_on_aarch64(arm64: str, tmp_path: Pa
         ]
         for r in results:  # verified as aarch64 objects, the symbol closure against the aarch64 mini-torch
             assert r.report is not None and r.report.passed
-            assert {e.info.machine for e in open_wheel(server.root / r.wheel).elves} == {"aarch64"}
+            assert {e.info.machine for e in read_wheels([server.root / r.wheel])[0].elves} == {"aarch64"}
         code = (
             "import platform, mini_vision, mini_torch; "
             "print(platform.machine(), mini_vision.boxes(3), mini_torch.has_op('mini_vision::nms'))"
@@ -192,7 +191,7 @@ def test_cross_runner_builds_mini_torch_for_aarch64_without_emulation(arm64: str
         )
         assert result.wheel == "mini_torch-1.0.0-cp311-cp311-linux_aarch64.whl"
         assert result.report is not None and result.report.passed
-        assert {e.info.machine for e in open_wheel(server.root / result.wheel).elves} == {"aarch64"}
+        assert {e.info.machine for e in read_wheels([server.root / result.wheel])[0].elves} == {"aarch64"}
         code = "import mini_torch; print(mini_torch.ones_sum(5))"
         assert run_in_arm64(arm64, server.simple, "mini-torch", code).strip() == "5.0"
     finally:

@@ -3,7 +3,9 @@ Selenium), `inv status`, and the build's live view on a terminal and as plain li
 
 from __future__ import annotations
 
+import asyncio
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -13,9 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, start_server, stop_server
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import Server, free_port, start_server, stop_server
+from wheelmaker import make_wheel
 
+from jetwheel.index import profiles as compat
+from jetwheel.index.app import INDEX, Settings, make_app
+from jetwheel.index.profiles import ProfileView
+from jetwheel.index.store import Store
 from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.target import Target
 from jetwheel.verify import verify_wheel
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -117,8 +126,10 @@ def test_build_progress_plain_lines_without_a_tty(tmp_path: Path) -> None:
         )
         assert r.returncode == 0, r.stderr
         lines = r.stderr.strip().splitlines()
-        assert lines[0] == "jetwheel: plan: mini-torch for mini"
-        assert re.fullmatch(r"jetwheel: \[1/1\] mini-torch start: mini_torch-1\.0\.0-.*\.whl", lines[1])
+        # a passing preflight before a real build is one line
+        assert re.fullmatch(r"preflight: \d+ checks passed in \d+s", lines[0])
+        assert lines[1] == "jetwheel: plan: mini-torch for mini"
+        assert re.fullmatch(r"jetwheel: \[1/1\] mini-torch start: mini_torch-1\.0\.0-.*\.whl", lines[2])
         assert "jetwheel: [1/1] mini-torch verified: pass" in lines
         assert any(
             re.fullmatch(r"jetwheel: \[1/1\] mini-torch uploading mini_torch-1\.0\.0-\S+\.whl: [\d,.]+ kB", ln)
@@ -161,3 +172,49 @@ def test_build_live_view_on_a_terminal(tmp_path: Path) -> None:
         assert "mini_torch-1.0.0" in screen
     finally:
         stop_server(s)
+
+
+# -- nothing in a request steers the server (in-process) --------------------------------------------
+def _view() -> ProfileView:
+    here = Target(f"{sys.version_info.major}.{sys.version_info.minor}", f"linux_{platform.machine()}", "", "")
+    return ProfileView("demo", "demo-pkg==1.0", {"demo-pkg": "1.0"}, here)
+
+
+def test_profile_compatibility_is_checked_on_store_change_against_the_servers_own_url(tmp_path: Path) -> None:
+    store = Store(tmp_path / "packages")
+    port = free_port()
+    settings = Settings(profiles={"demo": _view()}, url="http://index.lan", self_url=f"http://127.0.0.1:{port}")
+
+    async def main() -> None:
+        async with TestClient(TestServer(make_app(store, settings), port=port)) as c:
+            page = await (await c.get("/profiles/demo")).text()
+            assert "not checked yet" in page
+            store.add_file(make_wheel(tmp_path, "demo-pkg", "1.0"))
+            for _ in range(120):  # the server settles 2 s, then its pip resolves against itself
+                await asyncio.sleep(0.5)
+                if compat.read(store.state)[0] == list(store.generation()):
+                    break
+            page = await (await c.get("/profiles/demo", headers={"Host": "evil.example:1"})).text()
+            assert "demo-pkg==1.0 resolves to demo-pkg==1.0" in page, page
+            home = await (await c.get("/", headers={"Host": "evil.example:1"})).text()
+            assert "pip install --index-url http://index.lan/simple/ demo-pkg==1.0" in home
+            assert "evil.example" not in home
+
+    asyncio.run(main())
+
+
+def test_requests_with_any_host_header_add_nothing_to_the_caches(tmp_path: Path) -> None:
+    store = Store(tmp_path / "packages")
+    store.add_file(make_wheel(tmp_path, "demo-pkg", "1.0"))
+    app = make_app(store, Settings(profiles={"demo": _view()}, url="http://index.lan"))
+
+    async def main() -> None:
+        async with TestClient(TestServer(app)) as c:
+            for i in range(300):
+                host = {"Host": f"h{i}.example"}
+                for path in ("/", "/profiles/demo", "/simple/", "/simple/demo-pkg/"):
+                    assert (await c.get(path, headers=host)).status == 200
+            assert len(app[INDEX].cache.values) <= 3  # simple pages, home, the one profile
+            assert not (store.state / "compat.json").exists()  # and no pip ran for any of them
+
+    asyncio.run(main())

@@ -1,50 +1,85 @@
 """The index's HTTP face (aiohttp): simple API reads, twine uploads, yank/delete, upstream fallback.
 
-This is an edge: typed errors become one-line HTTP answers here and nowhere else.
+This is an edge: typed errors become one-line HTTP answers here and nowhere else. Every route
+declares who may use it (public, read, upload, admin); one middleware enforces it. Nothing in a
+request steers the server: it connects to no address a request names, and its caches are keyed by
+its own state only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
-import signal
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
-from passlib.apache import HtpasswdFile
 
 from ..errors import JetwheelError, StoreError, UploadRejected
-from ..recipe import Profile
 from . import pages
+from . import profiles as compat
 from . import web as web_pages
-from .store import Hashes, Store
+from .auth import (
+    ADMIN,
+    PUBLIC,
+    RANK,
+    READ,
+    TOKEN_PREFIX,
+    UPLOAD,
+    BadCredentials,
+    Throttle,
+    Users,
+    check_token,
+    issue_token,
+    parse_basic,
+)
+from .auth import token_key as load_token_key
+from .profiles import ProfileView
+from .store import FULL, Hashes, Store, disk_full
+from .validate import check_filename
 
 log = logging.getLogger("jetwheel.index")
 CHUNK = 1 << 16
+MAX_FIELD = 8 << 20  # a form field (provenance, verify report)
+MAX_FACTS = 64 << 20  # a build's facts about the file: gzip'd JSON
+MAX_JSON_DEPTH = 64
+BODY_IDLE = 60.0  # seconds an upload may send nothing before it is dropped
+GZIP_MAGIC = b"\x1f\x8b"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ROLE = web.RequestKey("role", str)  # the role the request was let in with
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     htpasswd: Path | None = None
-    auth_reads: bool = False  # reads need a login too (private LAN index)
+    roles: Mapping[str, str] = field(default_factory=dict)  # user -> read | upload | admin (default upload)
+    auth_reads: bool = False  # reads need a login (or a token) too: a private LAN index
     upstream: str = ""  # e.g. https://pypi.org/simple ; empty: air-gapped, no fallback
     owned: frozenset[str] = frozenset()  # names recipes build: never taken from upstream
-    admins: frozenset[str] = frozenset()  # may delete; empty: every htpasswd user may
-    profiles: Mapping[str, Profile] = field(default_factory=dict)  # for the web pages' matrices
+    allow_overwrite: bool = False  # an admin may replace a file
+    profiles: Mapping[str, ProfileView] = field(default_factory=dict)  # for the web pages' matrices
+    url: str = ""  # the index's address for people and pip, shown on the pages
+    self_url: str = ""  # where the server reaches itself to check profiles; "" = never checks
 
 
 class _PerGeneration:
-    """Values computed from the store (rendered pages), kept until the store's generation changes."""
+    """Values computed from the store (rendered pages), kept until the store's generation changes.
+    Keys come from the server's own state only; the cap is a guard, not a policy."""
+
+    CAP = 64
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -53,7 +88,7 @@ class _PerGeneration:
 
     def get(self, key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
         gen = self.store.generation()
-        if gen != self.gen:
+        if gen != self.gen or len(self.values) >= self.CAP:
             self.values, self.gen = {}, gen
         if key not in self.values:
             self.values[key] = compute()
@@ -70,8 +105,8 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())[:500]
 
 
-def error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=_one_line(message) + "\n")
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=_one_line(message) + "\n", headers=headers)
 
 
 class IndexApp:
@@ -79,45 +114,73 @@ class IndexApp:
         self.store = store
         self.settings = settings
         self.cache = _PerGeneration(store)
-        self._htpasswd: HtpasswdFile | None = None
-        if settings.htpasswd:
-            if not settings.htpasswd.is_file():
-                raise StoreError(f"htpasswd file {settings.htpasswd} does not exist")
-            self._htpasswd = HtpasswdFile(str(settings.htpasswd))
+        self.users = Users(settings.htpasswd, settings.roles)
+        self.token_key = load_token_key(store.state)
+        self.throttle = Throttle()
+        # bcrypt runs here, not on the event loop nor in the threads that store uploads
+        self.auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jetwheel-auth")
+        self.levels: dict[object, str] = {}  # route -> who may use it
+        # called when a request is done, with its transport (the connection guard re-arms its timer)
+        self.on_done: Callable[[Any], None] = lambda transport: None
 
-    # -- auth --------------------------------------------------------------------------------------
-    def _user(self, request: web.Request) -> str | None:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Basic ") or self._htpasswd is None:
-            return None
+    def self_simple_url(self) -> str:
+        """The server's own simple URL for its pip, with a short-lived read token where reads need one."""
+        scheme, _, rest = self.settings.self_url.partition("://")
+        if not self.settings.auth_reads:
+            return f"{self.settings.self_url}/simple/"
+        token = issue_token(self.token_key, int(time.time()) + 3600)
+        return f"{scheme}://jetwheel:{token}@{rest}/simple/"
+
+    # -- access ------------------------------------------------------------------------------------
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        self._htpasswd.load_if_changed()
-        return user if self._htpasswd.check_password(user, password) else None
+            level = self.levels.get(request.match_info.route, READ)
+            denied = await self._authorize(request, level)
+            if denied is not None:
+                return denied
+            return await handler(request)
+        except UploadRejected as e:
+            return error(e.status, str(e))
+        except BadCredentials as e:
+            return error(400, str(e))
+        except OSError as e:
+            if e.errno in FULL:
+                return error(507, str(disk_full(e)))
+            if e.errno == errno.ENAMETOOLONG:
+                return error(400, "name too long")
+            raise
+        finally:
+            self.on_done(request.transport)
 
-    def _require(self, request: web.Request, write: bool, admin: bool = False) -> web.Response | None:
-        if not write and not self.settings.auth_reads:
+    async def _authorize(self, request: web.Request, level: str) -> web.StreamResponse | None:
+        if level == PUBLIC or (level == READ and not self.settings.auth_reads):
             return None
-        if self._htpasswd is None:
-            if write:
-                return error(403, "uploads are disabled: start the index with --htpasswd FILE")
-            return None
-        user = self._user(request)
-        if user is None:
-            return web.Response(
-                status=401, text="authentication required\n", headers={"WWW-Authenticate": 'Basic realm="jetwheel"'}
-            )
-        if admin and self.settings.admins and user not in self.settings.admins:
-            return error(403, f"user {user!r} is not an admin of this index")
+        if level != READ and not self.users.enabled:
+            return error(403, "uploads are disabled: start the index with --htpasswd FILE")
+        address = request.remote or "unknown"
+        now = time.monotonic()
+        wait = self.throttle.wait(address, now)
+        if wait > 0:
+            return error(429, "too many failed logins from this address", {"Retry-After": str(math.ceil(wait))})
+        creds = parse_basic(request.headers.get("Authorization", ""))
+        if creds is None:
+            return error(401, "authentication required", {"WWW-Authenticate": 'Basic realm="jetwheel"'})
+        if creds.password.startswith(TOKEN_PREFIX):
+            role = check_token(self.token_key, creds.password, time.time())
+        else:
+            role = await asyncio.get_running_loop().run_in_executor(self.auth_pool, self.users.role, creds)
+        if role is None:
+            self.throttle.failed(address, now)
+            log.warning("failed login for %r from %s", creds.user[:64], address)
+            return error(401, "wrong user name, password or token", {"WWW-Authenticate": 'Basic realm="jetwheel"'})
+        if RANK[role] < RANK[level]:
+            return error(403, f"user {creds.user!r} has the role {role}; this needs {level}")
+        request[ROLE] = role
         return None
 
     # -- reads -------------------------------------------------------------------------------------
     async def simple_root(self, request: web.Request) -> web.StreamResponse:
-        denied = self._require(request, write=False)
-        if denied is not None:
-            return denied
         page = self._page(request, "")
         return page if page is not None else error(404, "not found")
 
@@ -126,9 +189,6 @@ class IndexApp:
         name = canonicalize_name(raw)
         if raw != name or not request.path.endswith("/"):
             raise web.HTTPMovedPermanently(f"/simple/{name}/")
-        denied = self._require(request, write=False)
-        if denied is not None:
-            return denied
         page = self._page(request, name)
         if page is not None:
             return page
@@ -157,26 +217,24 @@ class IndexApp:
         return web.Response(body=body, headers=headers, content_type=kind)
 
     async def package(self, request: web.Request) -> web.StreamResponse:
-        denied = self._require(request, write=False)
-        if denied:
-            return denied
         filename = request.match_info["filename"]
-        try:
-            if filename.endswith(".metadata"):
-                path = self.store.metadata_path(filename[: -len(".metadata")])
-            else:
-                path = self.store.path(filename)
-        except UploadRejected as e:
-            return error(400, str(e))
-        if not path.is_file():
-            return error(404, f"{filename}: no such file")
+        if filename.endswith(".metadata"):
+            path = self.store.metadata_path(filename[: -len(".metadata")])
+        else:
+            path = self.store.path(filename)
+        return self._file(path, filename, "application/octet-stream")
+
+    async def facts(self, request: web.Request) -> web.StreamResponse:
+        filename = request.match_info["filename"]
+        return self._file(self.store.facts_path(filename), f"facts of {filename}", "application/gzip")
+
+    def _file(self, path: Path, what: str, content_type: str) -> web.StreamResponse:
+        if not self.store.regular_file(path):  # missing, or a symbolic link: never followed
+            return error(404, f"{what}: no such file")
         # FileResponse: sendfile(2) (zero-copy), Range, ETag / If-None-Match, Last-Modified
-        return web.FileResponse(path, chunk_size=1 << 20, headers={"Content-Type": "application/octet-stream"})
+        return web.FileResponse(path, chunk_size=1 << 20, headers={"Content-Type": content_type})
 
     async def file_info(self, request: web.Request) -> web.StreamResponse:
-        denied = self._require(request, write=False)
-        if denied:
-            return denied
         f = self.store.files().get(request.match_info["filename"])
         if f is None:
             return error(404, "no such file")
@@ -195,9 +253,6 @@ class IndexApp:
         )
 
     async def cache_lookup(self, request: web.Request) -> web.StreamResponse:
-        denied = self._require(request, write=False)
-        if denied:
-            return denied
         f = self.store.find_cache_key(request.match_info["key"])
         if f is None:
             return error(404, "no wheel with this cache key")
@@ -211,38 +266,28 @@ class IndexApp:
         return best.top if best else "<package>"
 
     async def home(self, request: web.Request) -> web.StreamResponse:
-        denied = self._require(request, write=False)
-        if denied:
-            return denied
-        base = f"{request.scheme}://{request.host}"
         body = await asyncio.to_thread(
             self.cache.get,
-            ("home", base),
-            lambda: web_pages.render_home(self.store, base, self.settings.profiles, self._top()),
+            ("home",),
+            lambda: web_pages.render_home(self.store, self.settings.url, self.settings.profiles, self._top()),
         )
         return web.Response(body=body, content_type="text/html", charset="utf-8")
 
     async def profile(self, request: web.Request) -> web.StreamResponse:
-        denied = self._require(request, write=False)
-        if denied:
-            return denied
-        prof = self.settings.profiles.get(request.match_info["name"])
-        if prof is None:
-            return error(404, f"no profile {request.match_info['name']!r}; known: {', '.join(self.settings.profiles)}")
-        base = f"{request.scheme}://{request.host}"
-
-        def render() -> bytes:
-            # pip resolves against this very server (from a thread, so the loop keeps serving it)
-            resolved = web_pages.resolve_status(prof, f"{base}/simple/")
-            return web_pages.render_profile(self.store, prof, resolved, self.settings.profiles)
-
-        body = await asyncio.to_thread(self.cache.get, ("profile", prof.name, base), render)
+        view = self.settings.profiles.get(request.match_info["name"])
+        if view is None:
+            return error(404, f"no such profile; known: {', '.join(self.settings.profiles)}")
+        checked_for, results = compat.read(self.store.state)
+        # the result recorded for this very generation, else "not checked yet" (never a stale one)
+        resolved = results.get(view.name) if checked_for == list(self.store.generation()) else None
+        body = await asyncio.to_thread(
+            self.cache.get,
+            ("profile", view.name, json.dumps(checked_for)),
+            lambda: web_pages.render_profile(self.store, view, resolved, self.settings.profiles),
+        )
         return web.Response(body=body, content_type="text/html", charset="utf-8")
 
     async def status(self, request: web.Request) -> web.StreamResponse:
-        denied = self._require(request, write=False)
-        if denied:
-            return denied
         return web.json_response(await asyncio.to_thread(web_pages.summary, self.store))
 
     async def health(self, request: web.Request) -> web.StreamResponse:
@@ -250,16 +295,17 @@ class IndexApp:
 
     # -- writes ------------------------------------------------------------------------------------
     async def upload(self, request: web.Request) -> web.StreamResponse:
-        denied = self._require(request, write=True)
-        if denied:
-            return denied
         length = request.content_length
-        if length is not None and length > self.store.max_upload + (1 << 20):
+        if length is not None and length > self.store.max_upload + MAX_FACTS + (1 << 20):
             return error(413, f"upload too large: {length} bytes > limit {self.store.max_upload}")
         try:
             return await self._upload(request)
         except UploadRejected as e:
+            if e.status == 409 and self.settings.allow_overwrite and request.get(ROLE) != ADMIN:
+                return error(409, f"{e} (only an admin may overwrite)")
             return error(e.status, str(e))
+        except asyncio.TimeoutError:
+            return error(408, f"the upload sent nothing for {BODY_IDLE:.0f}s")
         except JetwheelError as e:
             return error(400, str(e))
         except (ValueError, AssertionError, asyncio.IncompleteReadError, ConnectionError, HttpProcessingError) as e:
@@ -272,9 +318,10 @@ class IndexApp:
         fields: dict[str, str] = {}
         filename = ""
         hashes = Hashes()
-        with self.store.staging() as (out, tmp):
+        with self.store.staging() as (out, tmp), self.store.staging() as (facts_out, facts_tmp):
+            has_facts = False
             while True:
-                part = await reader.next()
+                part = await asyncio.wait_for(reader.next(), BODY_IDLE)
                 if part is None:
                     break
                 if not isinstance(part, BodyPartReader):
@@ -285,24 +332,24 @@ class IndexApp:
                     filename = part.filename or ""
                     if not filename:
                         raise UploadRejected("the content part has no filename", 400)
-                    while chunk := await part.read_chunk(CHUNK):
-                        hashes.update(chunk)
-                        if hashes.size > self.store.max_upload:
-                            raise UploadRejected(
-                                f"file too large: over the limit of {self.store.max_upload} bytes", 413
-                            )
-                        out.write(chunk)
+                    check_filename(filename)  # before a byte of it is written
+                    await _stream(part, out, hashes, self.store.max_upload, "file")
+                elif part.name == "jetwheel_facts":
+                    has_facts = True
+                    await _stream(part, facts_out, Hashes(), MAX_FACTS, "jetwheel_facts")
                 elif part.name:
-                    value = await part.read(decode=False)
-                    if len(value) > 8 << 20:
-                        raise UploadRejected(f"form field {part.name!r} is too large", 400)
-                    fields[part.name] = value.decode("utf-8", errors="replace")
-            out.flush()
-            os.fsync(out.fileno())
-            if fields.get(":action", "file_upload") != "file_upload":
-                raise UploadRejected(f"unsupported :action {fields.get(':action')!r}", 400)
+                    fields[part.name] = await _read_field(part)
             if not filename:
                 raise UploadRejected("no file in the upload (a 'content' part is required)", 400)
+            for f in (out, facts_out):
+                f.flush()
+                os.fsync(f.fileno())
+            if has_facts:
+                with open(facts_tmp, "rb") as f:
+                    if f.read(2) != GZIP_MAGIC:
+                        raise UploadRejected("form field 'jetwheel_facts' must be gzip'd JSON", 400)
+            if fields.get(":action", "file_upload") != "file_upload":
+                raise UploadRejected(f"unsupported :action {fields.get(':action')!r}", 400)
             artifact = fields.get("jetwheel_artifact") == "1"
             if not artifact and fields.get("name") and "-" in filename:
                 claimed = canonicalize_name(fields["name"])
@@ -317,6 +364,8 @@ class IndexApp:
                 sha256_digest=fields.get("sha256_digest", ""),
                 md5_digest=fields.get("md5_digest", ""),
                 artifact=artifact,
+                facts=facts_tmp if has_facts else None,
+                overwrite=self.settings.allow_overwrite and request.get(ROLE) == ADMIN,
                 **extras,
             )
         log.info("stored %s (%d bytes)", info.filename, info.size)
@@ -329,20 +378,15 @@ class IndexApp:
         return await self._change(request, lambda f, body: self.store.unyank(f))
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
-        return await self._change(request, lambda f, body: self.store.delete(f), admin=True)
+        return await self._change(request, lambda f, body: self.store.delete(f))
 
-    async def _change(
-        self, request: web.Request, action: Callable[[str, dict[str, Any]], Any], admin: bool = False
-    ) -> web.StreamResponse:
-        denied = self._require(request, write=True, admin=admin)
-        if denied:
-            return denied
+    async def _change(self, request: web.Request, action: Callable[[str, dict[str, Any]], Any]) -> web.StreamResponse:
         try:
             body = await request.json() if request.can_read_body else {}
             if not isinstance(body, dict):
                 raise ValueError("expected a JSON object")
             await asyncio.to_thread(action, request.match_info["filename"], body)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             return error(400, f"bad request body: {e}")
         except UploadRejected as e:
             return error(e.status, str(e))
@@ -351,97 +395,103 @@ class IndexApp:
         return web.json_response({"ok": True})
 
 
+async def _stream(part: BodyPartReader, out: IO[bytes], hashes: Hashes, cap: int, what: str) -> None:
+    while chunk := await asyncio.wait_for(part.read_chunk(CHUNK), BODY_IDLE):
+        hashes.update(chunk)
+        if hashes.size > cap:
+            raise UploadRejected(f"{what} too large: over the limit of {cap} bytes", 413)
+        try:
+            out.write(chunk)
+        except OSError as e:
+            if e.errno in FULL:
+                raise disk_full(e) from None
+            raise
+
+
+async def _read_field(part: BodyPartReader) -> str:
+    value = bytearray()
+    while chunk := await asyncio.wait_for(part.read_chunk(CHUNK), BODY_IDLE):
+        value += chunk
+        if len(value) > MAX_FIELD:
+            raise UploadRejected(f"form field {part.name!r} is too large (over {MAX_FIELD} bytes)", 400)
+    return value.decode("utf-8", errors="replace")
+
+
 def _json_field(fields: dict[str, str], key: str) -> dict[str, Any]:
     if key not in fields:
         return {}
     try:
         value = json.loads(fields[key])
-    except ValueError:
-        raise UploadRejected(f"form field {key!r} is not valid JSON", 400) from None
+    except (ValueError, RecursionError):
+        raise UploadRejected(f"form field {key!r} is not valid JSON (or nested too deeply)", 400) from None
     if not isinstance(value, dict):
         raise UploadRejected(f"form field {key!r} must be a JSON object", 400)
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise UploadRejected(f"form field {key!r} is nested deeper than {MAX_JSON_DEPTH} levels", 400)
     return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion (the parser already bounded it by its own stack)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, dict):
+            todo += [(x, d + 1) for x in v.values()]
+        elif isinstance(v, list):
+            todo += [(x, d + 1) for x in v]
+    return deepest
+
+
+INDEX = web.AppKey("index", IndexApp)
 
 
 def make_app(store: Store, settings: Settings) -> web.Application:
     index = IndexApp(store, settings)
-    app = web.Application(client_max_size=1 << 20)
-    app["index"] = index
-    r = app.router
-    r.add_get("/health", index.health)
-    r.add_get("/", index.home)
-    r.add_get("/profiles/{name}", index.profile)
-    r.add_get("/api/status", index.status)
-    r.add_get("/simple/", index.simple_root)
-    r.add_get("/simple", lambda req: _redirect("/simple/"))
-    r.add_get("/simple/{project}/", index.simple_project)
-    r.add_get("/simple/{project}", index.simple_project)
-    r.add_get("/packages/{filename}", index.package)
-    r.add_post("/", index.upload)
-    r.add_post("/legacy/", index.upload)
-    r.add_get("/api/files/{filename}", index.file_info)
-    r.add_delete("/api/files/{filename}", index.delete)
-    r.add_post("/api/files/{filename}/yank", index.yank)
-    r.add_post("/api/files/{filename}/unyank", index.unyank)
-    r.add_get("/api/cache/{key}", index.cache_lookup)
+    app = web.Application(client_max_size=1 << 20, middlewares=[index.guard])
+    app[INDEX] = index
+    routes: list[tuple[str, str, Handler, str]] = [
+        ("GET", "/health", index.health, PUBLIC),
+        ("GET", "/", index.home, READ),
+        ("GET", "/profiles/{name}", index.profile, READ),
+        ("GET", "/api/status", index.status, READ),
+        ("GET", "/simple/", index.simple_root, READ),
+        ("GET", "/simple", _to_simple, READ),
+        ("GET", "/simple/{project}/", index.simple_project, READ),
+        ("GET", "/simple/{project}", index.simple_project, READ),
+        ("GET", "/packages/{filename}", index.package, READ),
+        ("GET", "/api/files/{filename}", index.file_info, READ),
+        ("GET", "/api/facts/{filename}", index.facts, READ),
+        ("GET", "/api/cache/{key}", index.cache_lookup, READ),
+        ("POST", "/", index.upload, UPLOAD),
+        ("POST", "/legacy/", index.upload, UPLOAD),
+        ("DELETE", "/api/files/{filename}", index.delete, ADMIN),
+        ("POST", "/api/files/{filename}/yank", index.yank, ADMIN),
+        ("POST", "/api/files/{filename}/unyank", index.unyank, ADMIN),
+    ]
+    for method, path, handler, level in routes:
+        index.levels[app.router.add_route(method, path, handler)] = level
+        if method == "GET":  # HEAD as HTTP asks (Triton's check and curl -I probe files with it)
+            index.levels[app.router.add_route("HEAD", path, handler)] = level
+    if settings.self_url and settings.profiles:
+        app.cleanup_ctx.append(_checking_profiles)
+    app.on_cleanup.append(_stop_auth_pool)
     return app
 
 
-async def _redirect(location: str) -> web.StreamResponse:
-    raise web.HTTPMovedPermanently(location)
+async def _checking_profiles(app: web.Application) -> Any:
+    index: IndexApp = app[INDEX]
+    task = asyncio.create_task(compat.keep_fresh(index.store, index.settings.profiles, index.self_simple_url))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
-def serve(
-    root: Path,
-    host: str,
-    port: int,
-    settings: Settings,
-    allow_overwrite: bool = False,
-    max_upload: int = 8 << 30,
-    workers: int = 1,
-) -> None:
-    """Run the index until interrupted. Cleans staging leftovers of a killed predecessor first.
-
-    With workers > 1, that many processes share the port (SO_REUSEPORT) and the kernel spreads
-    connections over them; the store's lock and generation file keep them consistent."""
-    store = Store(root, allow_overwrite=allow_overwrite, max_upload=max_upload)
-    store.clean_tmp()
-    children: list[int] = []
-    for _ in range(max(1, workers) - 1):
-        pid = os.fork()
-        if pid == 0:
-            _die_with_parent()
-            _run(store, host, port, settings)
-            os._exit(0)
-        children.append(pid)
-    try:
-        _run(store, host, port, settings)
-    finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        for pid in children:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+async def _stop_auth_pool(app: web.Application) -> None:
+    app[INDEX].auth_pool.shutdown(wait=False)
 
 
-def _die_with_parent() -> None:
-    """A worker must not outlive a parent that died without stopping it (kill -9): die the same way.
-    A parent that exits cleanly sends SIGTERM itself."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _run(store: Store, host: str, port: int, settings: Settings) -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        web.run_app(
-            make_app(Store(store.root, store.allow_overwrite, store.max_upload), settings),
-            host=host,
-            port=port,
-            access_log=None,
-            print=None,
-            reuse_port=True,
-        )
+async def _to_simple(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently("/simple/")

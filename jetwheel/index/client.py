@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from packaging.requirements import Requirement
 from packaging.tags import Tag
@@ -80,8 +81,11 @@ class IndexClient:
         provenance: dict[str, Any] | None = None,
         verify: dict[str, Any] | None = None,
         artifact: bool = False,
+        facts: bytes | None = None,
     ) -> None:
-        """Publish one file. The body streams from disk; nothing is held whole in memory."""
+        """Publish one file. The body streams from disk; nothing is held whole in memory.
+        `facts`: gzip'd JSON about the file (at most 64 MiB), kept by the index once the file is
+        stored and read back with facts()."""
         sha = hashlib.sha256()
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
@@ -101,6 +105,16 @@ class IndexClient:
             f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
             for k, v in fields.items()
         )
+        if facts is not None:
+            head += (
+                (
+                    f"--{boundary}\r\nContent-Disposition: form-data; "
+                    'name="jetwheel_facts"; filename="facts.json.gz"\r\n'
+                    "Content-Type: application/gzip\r\n\r\n"
+                ).encode()
+                + facts
+                + b"\r\n"
+            )
         head += (
             f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
@@ -132,6 +146,18 @@ class IndexClient:
             raise PublishError(f"index refused {path.name}: HTTP {e.code} {_reason(e)}") from None
         except OSError as e:
             raise PublishError(f"index {self.url} unreachable while uploading {path.name}: {e}") from None
+
+    def facts(self, filename: str) -> bytes | None:
+        """The gzip'd facts uploaded with the file, as they were sent; None when it has none."""
+        try:
+            with self._open(urllib.request.Request(f"{self.url}/api/facts/{quote(filename)}")) as r:
+                return bytes(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise PublishError(f"{self.url}/api/facts/{filename}: HTTP {e.code} {_reason(e)}") from None
+        except OSError as e:
+            raise PublishError(f"index {self.url} unreachable: {e}") from None
 
     def yank(self, filename: str, reason: str = "", undo: bool = False) -> None:
         _post_json(self, f"/api/files/{filename}/{'unyank' if undo else 'yank'}", {"reason": reason})

@@ -2,16 +2,22 @@
 plus derived data under .jetwheel/ (pypiserver ignores dot-directories).
 
 Nothing half-done is ever visible: a file is streamed to .jetwheel/tmp/, checked, its derived data
-written, and only then renamed into the directory. The rename is the commit.
+written, and only then renamed into the directory. The rename is the commit, and the last step that
+can fail: everything that needs disk space is written before it, so a full disk refuses the upload
+(507) and leaves nothing behind, and the client's retry succeeds once there is space.
+
+Symbolic links in the directory are never followed, listed or served.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 import zipfile
@@ -49,23 +55,35 @@ class Hashes:
 
     sha256: Any = field(default_factory=hashlib.sha256)
     md5: Any = field(default_factory=hashlib.md5)
-    blake2_256: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=32))
     size: int = 0
 
     def update(self, chunk: bytes) -> None:
         self.sha256.update(chunk)
         self.md5.update(chunk)
-        self.blake2_256.update(chunk)
         self.size += len(chunk)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(e: OSError) -> UploadRejected:
+    return UploadRejected(
+        f"the index's disk is full ({e.strerror}); nothing was stored, retry when there is space", 507
+    )
+
+
+def _write_staged(tmpdir: Path, data: bytes) -> Path:
+    """`data` in a new file under tmpdir (same file system as the store), synced: ready to rename."""
+    fd, name = tempfile.mkstemp(dir=tmpdir, prefix="derived-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -84,7 +102,8 @@ class Store:
         self.allow_overwrite = allow_overwrite
         self.max_upload = max_upload
         self.state = self.root / STATE
-        for d in (self.root, self.state, self.state / "meta", self.state / "metadata", self.state / "tmp"):
+        self.tmp = self.state / "tmp"
+        for d in (self.root, self.state, self.state / "meta", self.state / "metadata", self.state / "facts", self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         self._snapshot: tuple[tuple[int, ...], dict[str, StoredFile]] | None = None
         self._root_s, self._gen_s = str(self.root), str(self.state / "generation")
@@ -112,7 +131,7 @@ class Store:
             return self._snapshot[1]
         out: dict[str, StoredFile] = {}
         for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not entry.is_file():
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False) or not _utf8(entry.name):
                 continue
             info = self._info(entry.name)
             if info is not None:
@@ -136,8 +155,22 @@ class Store:
     def metadata_path(self, filename: str) -> Path:
         return self.state / "metadata" / f"{check_filename(filename)}.metadata"
 
+    def facts_path(self, filename: str) -> Path:
+        """Where a build's facts about the file (gzip'd JSON, as its uploader sent them) are kept."""
+        return self.state / "facts" / f"{check_filename(filename)}.gz"
+
     def _meta_path(self, filename: str) -> Path:
         return self.state / "meta" / f"{filename}.json"
+
+    def _derived(self, filename: str) -> tuple[Path, Path, Path]:
+        return self._meta_path(filename), self.metadata_path(filename), self.facts_path(filename)
+
+    def regular_file(self, path: Path) -> bool:
+        """True for a regular file that is not a symbolic link (links are never served)."""
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            return False
 
     def _info(self, filename: str) -> StoredFile | None:
         meta_path = self._meta_path(filename)
@@ -166,13 +199,14 @@ class Store:
         path = self.root / filename
         h = Hashes()
         try:
-            with open(path, "rb") as f:
+            with open(path, "rb", opener=_nofollow) as f:
                 while chunk := f.read(1 << 20):
                     h.update(chunk)
-            st = path.stat()
-        except FileNotFoundError:
+                mtime = os.fstat(f.fileno()).st_mtime
+        except OSError:  # gone, or a symbolic link (O_NOFOLLOW)
             return None
-        meta: dict[str, Any] = {"size": h.size, "sha256": h.sha256.hexdigest(), "upload_time": st.st_mtime}
+        meta: dict[str, Any] = {"size": h.size, "sha256": h.sha256.hexdigest(), "upload_time": mtime}
+        derived = []
         try:
             dist = inspect_wheel(path, filename)
         except UploadRejected:
@@ -182,10 +216,12 @@ class Store:
         else:
             meta.update(project=dist.project, version=str(dist.version), requires_python=dist.requires_python)
             if dist.metadata is not None:
-                _atomic_write(self.metadata_path(filename), dist.metadata)
                 meta["metadata_sha256"] = hashlib.sha256(dist.metadata).hexdigest()
-        with contextlib.suppress(OSError):
-            _atomic_write(self._meta_path(filename), json.dumps(meta).encode())
+                derived.append((self.metadata_path(filename), dist.metadata))
+        derived.append((self._meta_path(filename), json.dumps(meta).encode()))
+        with contextlib.suppress(OSError):  # kept for next time when there is room; used either way
+            for target, data in derived:
+                os.replace(_write_staged(self.tmp, data), target)
         return meta
 
     def find_cache_key(self, key: str) -> StoredFile | None:
@@ -204,13 +240,25 @@ class Store:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _bump(self) -> None:
-        _atomic_write(self.state / "generation", str(time.time_ns()).encode())
+    def _next_generation(self) -> Path:
+        """A new generation file, staged: renaming it over the old one (no space needed) is the bump."""
+        return _write_staged(self.tmp, str(time.time_ns()).encode())
+
+    def _changed(self, staged_generation: Path) -> None:
+        """Publish a change that has already been made: every reader's next look sees it."""
+        os.replace(staged_generation, self.state / "generation")
+
+    def _follow(self, filename: str) -> None:
+        """After each committed change, with the lock held: the nginx front's tree follows it
+        (jetwheel/index/static.py; nothing happens when no front serves this store)."""
+        from .static import follow  # static imports this module
+
+        follow(self, filename)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[tuple[Any, Path]]:
         """A temp file in the store's filesystem to stream an upload into; always removed after."""
-        fd, name = tempfile.mkstemp(dir=self.state / "tmp", prefix="upload-", suffix=".part")
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-", suffix=".part")
         tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -230,8 +278,12 @@ class Store:
         artifact: bool = False,
         provenance: dict[str, Any] | None = None,
         verify: dict[str, Any] | None = None,
+        facts: Path | None = None,
+        overwrite: bool | None = None,
     ) -> StoredFile:
-        """Commit a staged upload. Raises UploadRejected (and leaves the store as it was) on any fault."""
+        """Commit a staged upload (and its staged facts file). Raises UploadRejected, leaving the store
+        as it was, on any fault: 507 when the disk is full. `overwrite` (default: the store's
+        allow_overwrite) lets the upload replace a file of the same name."""
         check_filename(filename)
         if hashes.size > self.max_upload:
             raise UploadRejected(f"file too large: {hashes.size} bytes > limit {self.max_upload}", 413)
@@ -262,16 +314,41 @@ class Store:
         if metadata is not None:
             meta["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
         target = self.root / filename
+        may_replace = self.allow_overwrite if overwrite is None else overwrite
         with self._lock():
-            if target.exists() and not self.allow_overwrite:
+            if os.path.lexists(target) and not may_replace:
                 raise UploadRejected(f"{filename} already exists; the index does not overwrite files", 409)
-            if metadata is not None:
-                _atomic_write(self.metadata_path(filename), metadata)
-            _atomic_write(self._meta_path(filename), json.dumps(meta).encode())
-            os.chmod(staged, 0o644)
+            # everything that needs space, staged first; then only renames
+            staged_derived: list[Path] = []
+            try:
+                meta_tmp = _write_staged(self.tmp, json.dumps(meta).encode())
+                staged_derived.append(meta_tmp)
+                metadata_tmp = _write_staged(self.tmp, metadata) if metadata is not None else None
+                if metadata_tmp is not None:
+                    staged_derived.append(metadata_tmp)
+                generation = self._next_generation()
+                staged_derived.append(generation)
+                os.chmod(staged, 0o644)
+            except OSError as e:
+                for p in staged_derived:
+                    p.unlink(missing_ok=True)
+                if e.errno in FULL:
+                    raise disk_full(e) from None
+                raise
+            os.replace(meta_tmp, self._meta_path(filename))
+            if metadata_tmp is not None:
+                os.replace(metadata_tmp, self.metadata_path(filename))
+            else:
+                self.metadata_path(filename).unlink(missing_ok=True)
             os.replace(staged, target)  # the commit: the file becomes visible only now, whole
-            _fsync_dir(self.root)
-            self._bump()
+            if facts is not None:
+                os.replace(facts, self.facts_path(filename))
+            else:
+                self.facts_path(filename).unlink(missing_ok=True)
+            self._changed(generation)
+            self._follow(filename)
+            with contextlib.suppress(OSError):  # durability only: the commit has happened
+                _fsync_dir(self.root)
         info = self._info(filename)
         assert info is not None
         return info
@@ -289,15 +366,22 @@ class Store:
             return self.add(tmp, filename, h, **kw)
 
     def _rewrite_meta(self, filename: str, **changes: Any) -> StoredFile:
-        if not (self.root / check_filename(filename)).is_file():
+        if not self.regular_file(self.root / check_filename(filename)):
             raise StoreError(f"no such file: {filename}")
         with self._lock():
             info = self._info(filename)
             assert info is not None
             meta = json.loads(self._meta_path(filename).read_bytes())
             meta.update(changes)
-            _atomic_write(self._meta_path(filename), json.dumps(meta).encode())
-            self._bump()
+            try:
+                staged, generation = _write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
+            except OSError as e:
+                if e.errno in FULL:
+                    raise disk_full(e) from None
+                raise
+            os.replace(staged, self._meta_path(filename))
+            self._changed(generation)
+            self._follow(filename)
         new = self._info(filename)
         assert new is not None
         return new
@@ -309,26 +393,46 @@ class Store:
     def unyank(self, filename: str) -> StoredFile:
         return self._rewrite_meta(filename, yanked=None)
 
-    def set_verify(self, filename: str, report: dict[str, Any]) -> StoredFile:
-        return self._rewrite_meta(filename, verify=report)
-
     def delete(self, filename: str) -> None:
         target = self.root / check_filename(filename)
         with self._lock():
+            if not self.regular_file(target):
+                raise StoreError(f"no such file: {filename}")
+            target.unlink()
+            for p in self._derived(filename):
+                p.unlink(missing_ok=True)
             try:
-                target.unlink()
-            except FileNotFoundError:
-                raise StoreError(f"no such file: {filename}") from None
-            for p in (self._meta_path(filename), self.metadata_path(filename)):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-            self._bump()
+                self._changed(self._next_generation())
+            except OSError:  # a full disk must not keep the deletion from being seen
+                (self.state / "generation").unlink(missing_ok=True)
+            self._follow(filename)
 
-    def clean_tmp(self) -> int:
-        """Remove staging leftovers of a killed process. Safe at start-up, before serving."""
+    def clean(self) -> int:
+        """Remove what a killed process left: staged uploads and derived files of distributions
+        that are gone. Safe at start-up, before serving. Returns how many files it removed."""
         n = 0
-        for p in (self.state / "tmp").iterdir():
+        for p in self.tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
                 n += 1
+        for kind, suffix in (("meta", ".json"), ("metadata", ".metadata"), ("facts", ".gz")):
+            for p in (self.state / kind).iterdir():
+                if not p.name.endswith(suffix) or not self.regular_file(self.root / p.name[: -len(suffix)]):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                        n += 1
         return n
+
+
+def _utf8(name: str) -> bool:
+    """False for a name the file system holds as bytes that are not UTF-8 (Python decodes them with
+    surrogates): such a file cannot be named in a URL or a page, so the index ignores it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)

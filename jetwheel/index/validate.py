@@ -6,6 +6,7 @@ import email.parser
 import email.policy
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from ..errors import UploadRejected
 # tarball behind NVPL_SLIM_URL): stored and served, never listed as a project.
 ARTIFACT_SUFFIXES = (".tar", ".tar.gz", ".tar.xz", ".tgz", ".zip")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+# The store keeps derived files named <filename>.metadata beside a 255-byte file-system limit
+MAX_NAME = 240
+MAX_METADATA = 4 << 20  # a wheel's METADATA; real ones (vLLM's, with its README) are well under 100 kB
+MAX_INFLATED = 64 << 30  # all members of a wheel together, as their headers declare them
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,16 @@ def check_filename(filename: str) -> str:
         or ".." in filename
         or _BAD_NAME.search(filename)
         or filename.startswith(".")
-        or len(filename) > 255
     ):
         raise UploadRejected(
             f"invalid filename {filename!r}: no path separators, '..', control characters or leading dot", 400
         )
+    try:
+        size = len(filename.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UploadRejected(f"invalid filename {filename!r}: not UTF-8", 400) from None
+    if size > MAX_NAME:
+        raise UploadRejected(f"filename too long: {size} bytes, at most {MAX_NAME}", 400)
     return filename
 
 
@@ -79,6 +89,17 @@ def _parse_metadata(raw: bytes, where: str) -> tuple[str, str, str]:
     return str(name), str(version), str(msg.get("Requires-Python") or "")
 
 
+def _read_capped(zf: zipfile.ZipFile, member: str, cap: int) -> bytes:
+    """A member's bytes, read in bounded chunks: one that inflates past `cap` is refused, never held."""
+    out = bytearray()
+    with zf.open(member) as f:
+        while chunk := f.read(1 << 16):
+            out += chunk
+            if len(out) > cap:
+                raise UploadRejected(f"{member} inflates to more than {cap >> 20} MiB", 413)
+    return bytes(out)
+
+
 def inspect_wheel(path: Path, filename: str) -> Distribution:
     """Open the uploaded file as a wheel and check that its METADATA agrees with its filename."""
     name, version, kind = parse_filename(filename)
@@ -86,18 +107,20 @@ def inspect_wheel(path: Path, filename: str) -> Distribution:
         return Distribution(filename, name, version, kind, None, "")
     try:
         with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-            if bad is not None:
-                raise UploadRejected(f"corrupt wheel: member {bad!r} fails its CRC check", 400)
+            if sum(i.file_size for i in zf.infolist()) > MAX_INFLATED:
+                raise UploadRejected(f"wheel inflates to more than {MAX_INFLATED >> 30} GiB", 413)
             dist_info = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
             for member in zf.namelist():
                 if member.startswith("/") or ".." in member.split("/"):
                     raise UploadRejected(f"wheel member {member!r} escapes the install directory", 400)
             if len(dist_info) != 1:
                 raise UploadRejected("wheel must contain exactly one *.dist-info/METADATA", 400)
-            raw = zf.read(dist_info[0])
-    except zipfile.BadZipFile:
-        raise UploadRejected("not a valid zip archive (corrupt or truncated wheel)", 400) from None
+            raw = _read_capped(zf, dist_info[0], MAX_METADATA)
+            bad = zf.testzip()
+            if bad is not None:
+                raise UploadRejected(f"corrupt wheel: member {bad!r} fails its CRC check", 400)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        raise UploadRejected(f"not a valid zip archive (corrupt or truncated wheel): {e}", 400) from None
     meta_name, meta_version, requires_python = _parse_metadata(raw, dist_info[0])
     if canonicalize_name(meta_name) != name:
         raise UploadRejected(f"METADATA Name {meta_name!r} does not match filename project {name!r}", 400)

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from packaging.utils import parse_wheel_filename
+from packaging.utils import NormalizedName, parse_wheel_filename
 
-from ..recipe import Profile
-from ..verify.resolve import resolve
+from .profiles import Compat, ProfileView
 from .store import Store, StoredFile
 
 _env = jinja2.Environment(
@@ -42,10 +41,15 @@ def _first_error(report: Mapping[str, Any]) -> str:
 
 def _source(src: Mapping[str, Any]) -> str:
     if src.get("kind") == "git":
-        return f"git {src.get('url', '')} @ {src.get('ref', '')}"
-    if src.get("kind") == "url":
-        return f"{src.get('url', '')} (sha256 {str(src.get('sha256', ''))[:12]}…)"
-    return f"local tree {str(src.get('digest', ''))[:12]}…"
+        text = f"git {src.get('url', '')} @ {src.get('ref', '')}"
+        text += f" (commit {str(src['commit'])[:12]})" if src.get("commit") else ""
+    elif src.get("kind") == "url":
+        text = str(src.get("url", ""))
+    else:
+        return f"local tree {str(src.get('digest', ''))[:12]}…"
+    text += f", sha256 {str(src['sha256'])[:12]}…" if src.get("sha256") else ""
+    # where the builder took the bytes from: a local source directory, the index, or upstream
+    return text + (f", taken from {src['from']}" if src.get("from") and src.get("from") != src.get("url") else "")
 
 
 def summary(store: Store) -> dict[str, Any]:
@@ -65,7 +69,7 @@ def summary(store: Store) -> dict[str, Any]:
     }
 
 
-def render_home(store: Store, base: str, profiles: Mapping[str, Profile], top: str) -> bytes:
+def render_home(store: Store, base: str, profiles: Mapping[str, ProfileView], top: str) -> bytes:
     projects = store.projects()
     files = store.files()
     versions = {p: sorted({f.version for f in fs}, key=_version_key, reverse=True) for p, fs in projects.items()}
@@ -109,14 +113,14 @@ class Row:
     pins_class: str
 
 
-def matrix(store: Store, profile: Profile) -> list[Row]:
+def matrix(store: Store, profile: ProfileView) -> list[Row]:
     """Per pinned package: the best wheel this index serves for the profile's target and its checks."""
-    priority = {t: i for i, t in enumerate(profile.target().tags())}
+    priority = {t: i for i, t in enumerate(profile.target.tags())}
     by_project = store.projects()
     rows = []
     for name, pin in profile.versions.items():
         best: tuple[int, StoredFile] | None = None
-        for f in by_project.get(name, []):
+        for f in by_project.get(NormalizedName(name), []):
             if not f.filename.endswith(".whl") or f.yanked is not None:
                 continue
             _n, version, _b, tags = parse_wheel_filename(f.filename)
@@ -144,17 +148,10 @@ def matrix(store: Store, profile: Profile) -> list[Row]:
     return rows
 
 
-def resolve_status(profile: Profile, simple_url: str) -> dict[str, Any]:
-    target = profile.target()
-    findings, got = resolve([profile.top], simple_url, target)
-    if findings:
-        return {"passed": False, "detail": findings[0].detail}
-    return {"passed": True, "detail": f"{profile.top} resolves to " + ", ".join(got)}
-
-
 def render_profile(
-    store: Store, profile: Profile, resolved: Mapping[str, Any], profiles: Mapping[str, Profile]
+    store: Store, profile: ProfileView, resolved: Compat | None, profiles: Mapping[str, ProfileView]
 ) -> bytes:
+    """`resolved` is None while the index has not yet checked this generation of the store."""
     return (
         _env.get_template("profile.html")
         .render(profile=profile, rows=matrix(store, profile), resolve=resolved, profiles=sorted(profiles))

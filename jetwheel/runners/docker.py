@@ -17,12 +17,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..errors import RunnerError
+from ..errors import BuildError, EngineLost, RunnerError
 from ..plan import BuildStep
 from .base import ENV_FILE, StepLog, env_file, failed, step_script, stream
 from .ccache import VOLUME_MOUNT, CompilerCache
 
 WORK = "/jw"
+KILLED = (137, 143)  # the container's main process got SIGKILL / SIGTERM from outside
 
 
 def find_engine(preferred: str = "") -> str:
@@ -72,8 +73,7 @@ class DockerRunner:
         if self.arch:
             args += ["--arch", self.arch] if "podman" in self.engine else ["--platform", f"linux/{self.arch}"]
         if self.gpu:
-            # JetPack's container runtime exposes the iGPU and mounts CUDA from the host (csv mode)
-            args += ["--runtime", "nvidia"] if "docker" in self.engine else ["--device", "nvidia.com/gpu=all"]
+            args += self.gpu_args()
         if self.memory:
             args += ["--memory", self.memory, "--memory-swap", self.memory]
         if self.ccache.enabled:
@@ -95,8 +95,19 @@ class DockerRunner:
             args += ["--env", f"{k}={v}"]
         return [*args, step.image, "bash", "-c", step_script(step)]
 
-    def _quiet(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.base(), *args], capture_output=True, text=True)
+    def gpu_args(self) -> list[str]:
+        # JetPack's container runtime exposes the iGPU and mounts CUDA from the host (csv mode)
+        return ["--runtime", "nvidia"] if "docker" in self.engine else ["--device", "nvidia.com/gpu=all"]
+
+    def _quiet(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.base(), *args], capture_output=True, text=True, timeout=timeout)
+
+    def alive(self, timeout: float = 15) -> bool:
+        """The engine answers (its daemon or service is up and reachable)."""
+        try:
+            return self._quiet("version", timeout=timeout).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def probe_argv(self, image: str) -> list[str]:
         return [
@@ -121,6 +132,21 @@ class DockerRunner:
         done = self._quiet("ps", "--all", "--format", "{{.Names}}", "--filter", f"name=^jetwheel-{step.name}-")
         return [n for n in done.stdout.split() if re.fullmatch(rf"jetwheel-{re.escape(step.name)}-[0-9a-f]{{12}}", n)]
 
+    def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
+        try:
+            self._run(step, workdir, index_url, log)
+        except EngineLost:
+            raise
+        except (BuildError, RunnerError) as e:
+            # a build that fails on its own leaves the engine answering; one that does not answer
+            # any more lost only this attempt
+            if self.alive():
+                raise
+            raise EngineLost(
+                f"{step.name}: engine {self.connection or self.engine} stopped answering ({e}); nothing was published",
+                gone=True,
+            ) from None
+
     def _create(self, step: BuildStep, workdir: Path, index_url: str, name: str) -> None:
         made = subprocess.run(self.create_args(step, index_url, name), capture_output=True, text=True)
         if made.returncode != 0:
@@ -134,7 +160,7 @@ class DockerRunner:
         if copied.returncode != 0:
             raise RunnerError(f"{self.engine} cp into the container failed: {copied.stderr.strip()}")
 
-    def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
+    def _run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         name = self.container_name(step)
         kept = self._kept(step)
         for stale in (n for n in kept if n != name):  # one kept container per step: bounded by disk
@@ -154,6 +180,8 @@ class DockerRunner:
             raise
         if code != 0:
             oom = self._quiet("inspect", "--format", "{{.State.OOMKilled}}", name).stdout.strip() == "true"
+            if code in KILLED and not oom:
+                raise EngineLost(f"{step.name}: its container was killed (exit {code}); nothing was published", False)
             raise failed(step, code, log, oom, f"container limit {self.memory}" if self.memory else "")
         (workdir / "out").mkdir(exist_ok=True)
         back = self._quiet("cp", f"{name}:{WORK}/out/.", str(workdir / "out"))

@@ -1,28 +1,55 @@
-"""verify: find, before anyone deploys, what would fail at run time on the Jetson.
+"""verify: find, before anyone deploys, what would fail at run time on the target.
 
 One module per check (fatbin, extensions, abi, pins, resolve); each returns Findings. This module
-only gathers the set of wheels pip would install together and runs the checks over it."""
+gathers the set of wheels pip would install together and runs the checks over it. Wheels are read
+as facts (extract.py): from the local fact cache, from the index's facts for a published wheel
+(checked against the sha256 the index publishes for the file pip would install), or by inflating
+the wheel once. Dependency wheels come through a `WheelSource` (source.py), never an index client.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..index.client import IndexClient
+from ..errors import JetwheelError
 from ..recipe import Recipe
 from ..target import Target
 from . import abi, extensions, fatbin, pins, resolve
-from .report import ERROR, INFO, Finding, Report
-from .wheel import Wheel, open_wheel
+from .extract import read_wheels
+from .factcache import FactCache
+from .report import ERROR, INFO, WARNING, Finding, Report
+from .source import Published, WheelSource
+from .wheel import Wheel, from_bytes
 
 CHECKS = ("fatbin", "extensions", "abi", "pins")
+# The dynamic loader's name on each machine: a profile's system table names its own machine's.
+LOADERS = {"aarch64": "ld-linux-aarch64.so.1", "x86_64": "ld-linux-x86-64.so.2"}
 
 
-def check_fatbin(wheel: Wheel, target: Target, must_have_cuda: bool) -> tuple[list[Finding], dict[str, list[str]]]:
-    """Catches `CUDA error: no kernel image is available for execution on the device`."""
+def retarget(target: Target, platform: str) -> Target:
+    """The same pins and system policy on another machine (e.g. PyPI's x86_64 wheels checked
+    with triton-25.04's pins): the platform tag and the loader's name in the system table change."""
+    if not platform or platform == target.platform:
+        return target
+    machine = platform.removeprefix("linux_")
+    if machine not in LOADERS or not platform.startswith("linux_"):
+        raise JetwheelError(f"--platform {platform}: give linux_<machine>, one of {', '.join(sorted(LOADERS))}")
+    old, new = LOADERS.get(target.machine), LOADERS.get(machine)
+    libs = {(new if k == old and new else k): v for k, v in target.system_libs.items()}
+    return dataclasses.replace(target, platform=platform, system_libs=libs)
+
+
+def check_fatbin(
+    wheel: Wheel, target: Target, must_have_cuda: bool, needed: set[str]
+) -> tuple[list[Finding], dict[str, list[str]]]:
+    """Catches `CUDA error: no kernel image is available for execution on the device`. A module
+    nothing promised loads (vLLM's Hopper-only _flashmla_C, imported only on sm_90) gets a warning."""
     findings: list[Finding] = []
     facts: dict[str, list[str]] = {}
     cc = int(target.cuda_arch.replace(".", "").removesuffix("+PTX")) if target.cuda_arch else 0
@@ -32,15 +59,16 @@ def check_fatbin(wheel: Wheel, target: Target, must_have_cuda: bool) -> tuple[li
         facts[e.member] = sorted({x.label() for x in e.fatbin})
         if not cc:
             continue
-        ok, how = fatbin.runs_on(e.fatbin, cc, target.cuda)
+        ok, how = fatbin.runs_on(list(e.fatbin), cc, target.cuda)
         if not ok:
             findings.append(
                 Finding(
                     "fatbin",
-                    ERROR,
+                    ERROR if e.member in needed else WARNING,
                     e.member,
                     f"no kernel image for sm_{cc}: it carries {', '.join(facts[e.member])}"
-                    + (f"; {how}" if how else ""),
+                    + (f"; {how}" if how else "")
+                    + ("" if e.member in needed else "; nothing the recipe promises loads it"),
                     f"rebuild with TORCH_CUDA_ARCH_LIST={target.cuda_arch} (the profile sets it; check the build "
                     "honoured it)",
                 )
@@ -50,19 +78,22 @@ def check_fatbin(wheel: Wheel, target: Target, must_have_cuda: bool) -> tuple[li
             Finding(
                 "fatbin",
                 ERROR,
-                wheel.path.name,
-                "the recipe promises CUDA code, but no ELF in the wheel carries a fatbin",
-                "build with the CUDA toolkit visible (CUDA_HOME, nvcc)",
+                wheel.filename,
+                "no CUDA code at all: this is a CPU-only build, and the GPU would not be used "
+                f"(no ELF file in the wheel carries a CUDA fatbin; the recipe promises CUDA code for sm_{cc})",
+                f"use the wheel built for the target (inv build-wheel {wheel.name} --profile ...), installed from "
+                "the jetwheel index; PyPI's aarch64 torch, torchvision and torchaudio wheels are CPU-only",
             )
         )
     return findings, facts
 
 
 def closure(
-    wheel: Wheel, given: Iterable[Wheel], client: IndexClient | None, target: Target, cache: Path
+    wheel: Wheel, given: Iterable[Wheel], source: WheelSource | None, target: Target, cache: FactCache, downloads: Path
 ) -> tuple[list[Wheel], list[Finding]]:
-    """The dependency wheels pip would install with `wheel`: given ones first, the rest from the index.
-    Only names the profile pins are fetched: those are the ones carrying shared libraries we link."""
+    """The dependency wheels pip would install with `wheel`: given ones first, the rest from the
+    source. Only names the profile pins are fetched: those are the ones carrying shared libraries
+    we link."""
     have = {w.name: w for w in given}
     have.pop(wheel.name, None)
     findings: list[Finding] = []
@@ -74,53 +105,83 @@ def closure(
         name = canonicalize_name(req.name)
         if (req.marker and not req.marker.evaluate(env)) or name in have or name == wheel.name:
             continue
-        if name not in target.pins or client is None:
+        if name not in target.pins or source is None:
             continue
-        filename = client.find_wheel(str(req), tags)
-        if filename is None:
+        found = source.find(str(req), tags)
+        if found is None:
             findings.append(
                 Finding(
                     "abi",
                     ERROR,
-                    wheel.path.name,
-                    f"dependency {req} has no wheel on {client.url} "
+                    wheel.filename,
+                    f"dependency {req} has no wheel on {source.url} "
                     f"for cp{target.python.replace('.', '')} {target.platform}",
                     f"publish {name} first (inv build-wheel {name})",
                 )
             )
             continue
-        dep = open_wheel(client.download(filename, cache))
+        dep = published_facts(found, source, cache, downloads)
         have[name] = dep
         queue += dep.requires
     return list(have.values()), findings
 
 
+def published_facts(found: Published, source: WheelSource, cache: FactCache, downloads: Path) -> Wheel:
+    """A published wheel's facts: from the local cache or the index when they are for the very file
+    pip would install (same sha256), else read from the downloaded file."""
+    known = cache.get(found.sha256) if found.sha256 else None
+    if known is None and found.sha256 and (data := source.facts(found.filename)) is not None:
+        try:
+            known = from_bytes(data)
+        except ValueError:
+            known = None
+        if known is not None and known.sha256 == found.sha256:
+            cache.put(known, data)
+        else:
+            known = None
+    if known is not None:
+        return dataclasses.replace(known, filename=found.filename)
+    return read_wheels([source.download(found.filename, downloads)], cache)[0]
+
+
 def verify_wheel(
-    wheel_path: Path | Wheel,
+    wheel: Wheel | Path,
     target: Target,
     recipe: Recipe | None = None,
     given: Iterable[Wheel] = (),
-    client: IndexClient | None = None,
-    cache: Path | None = None,
+    source: WheelSource | None = None,
+    cache: FactCache | None = None,
+    downloads: Path | None = None,
 ) -> Report:
-    """Run every check on one wheel (a path, or a wheel already read: reading torch takes seconds)."""
-    wheel = wheel_path if isinstance(wheel_path, Wheel) else open_wheel(wheel_path)
-    report = Report(wheel=wheel.path.name, checks=list(CHECKS))
-    found, facts = check_fatbin(wheel, target, bool(recipe and recipe.cuda))
+    """Run every check on one wheel (its facts from read_wheels, or its file: reading torch takes
+    seconds the first time) against the wheels `given` and, for the rest of its pins, those of `source`."""
+    cache = cache or FactCache()
+    if not isinstance(wheel, Wheel):
+        wheel = read_wheels([wheel], cache)[0]
+    report = Report(wheel=wheel.filename, checks=list(CHECKS))
+    with tempfile.TemporaryDirectory(prefix="jetwheel-deps-") as tmp:
+        deps, missing = closure(wheel, given, source, target, cache, downloads or Path(tmp))
+    modules = recipe.extensions if recipe else ()
+    loader = abi.Loader([wheel, *deps], target)
+    needed = abi.required(loader, wheel, modules)
+    found, facts = check_fatbin(wheel, target, bool(recipe and recipe.cuda), needed)
     report.findings += found
     if facts:
         report.facts["fatbin"] = facts
-    report.findings += extensions.check(wheel, recipe.extensions if recipe else ())
-    if wheel.machine and target.platform and not target.platform.endswith(wheel.machine):
+    report.findings += extensions.check(wheel, modules, target)
+    if wheel.machine and not target.platform.endswith(wheel.machine):
         report.findings.append(
             Finding(
-                "extensions", ERROR, wheel.path.name, f"wheel is for {wheel.machine}, the target is {target.platform}"
+                "extensions",
+                ERROR,
+                wheel.filename,
+                f"wheel is for {wheel.machine}, the target is {target.platform}",
+                "verify it for its own machine with --platform linux_" + wheel.machine,
             )
         )
-    deps, missing = closure(wheel, given, client, target, cache or Path("/tmp/jetwheel-cache"))
     report.findings += missing
-    report.findings += abi.check(wheel, deps, target.system_libs, target.system_versions)
-    report.findings += pins.check([wheel, *deps], target.pins, target.python, target.platform.split("_", 1)[1])
+    report.findings += abi.check(wheel, loader, target, needed)
+    report.findings += pins.check([wheel, *deps], target.pins, target.python, target.machine)
     report.facts["closure"] = sorted(f"{w.name}=={w.version}" for w in deps)
     return report
 
@@ -135,4 +196,18 @@ def resolve_report(requirement: str, index_url: str, target: Target) -> Report:
     return report
 
 
-__all__ = ["ERROR", "Finding", "Report", "Target", "resolve_report", "verify_wheel"]
+__all__ = [
+    "ERROR",
+    "FactCache",
+    "Finding",
+    "Published",
+    "Report",
+    "Target",
+    "Wheel",
+    "WheelSource",
+    "published_facts",
+    "read_wheels",
+    "resolve_report",
+    "retarget",
+    "verify_wheel",
+]

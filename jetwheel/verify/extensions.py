@@ -1,66 +1,63 @@
-"""The extension modules a recipe promises are in the wheel, built for its machine and Python ABI.
+"""The extension modules a recipe promises are in the wheel under a file name the target's
+CPython imports, built for the target's machine.
 
-Catches `ModuleNotFoundError: No module named 'vllm._C'` (a wheel built without its extensions)."""
+Catches `ModuleNotFoundError: No module named 'vllm._C'` (a wheel built without its extensions,
+or for another Python)."""
 
 from __future__ import annotations
 
+from ..target import Target
 from .report import ERROR, Finding
 from .wheel import Wheel
 
 
-def _abi_suffixes(wheel: Wheel) -> list[str]:
-    out = []
-    for t in wheel.tags:
-        if t.abi == "abi3":
-            out.append(".abi3.so")
-        elif t.abi.startswith("cp3"):
-            out.append(f".cpython-{t.abi[2:].rstrip('mdu')}-")
-    return out
+def extension_suffixes(target: Target) -> tuple[str, ...]:
+    """importlib.machinery.EXTENSION_SUFFIXES of the target's CPython on Linux, e.g.
+    ('.cpython-312-aarch64-linux-gnu.so', '.abi3.so', '.so')."""
+    return (f".cpython-{target.python.replace('.', '')}-{target.machine}-linux-gnu.so", ".abi3.so", ".so")
 
 
-def check(wheel: Wheel, expected: tuple[str, ...]) -> list[Finding]:
+def check(wheel: Wheel, expected: tuple[str, ...], target: Target) -> list[Finding]:
     findings: list[Finding] = []
     elves = {e.member: e for e in wheel.elves}
-    suffixes = _abi_suffixes(wheel)
+    suffixes = extension_suffixes(target)
     for module in expected:
         stem = module.replace(".", "/")
-        candidates = [m for m in wheel.members if m.startswith(stem + ".") and m.endswith(".so")]
-        if not candidates:
+        importable = [stem + s for s in suffixes if stem + s in wheel.libraries]
+        if not importable:
+            others = [m for m in wheel.libraries if m.startswith(stem + ".") and m.endswith(".so")]
             findings.append(
                 Finding(
                     "extensions",
                     ERROR,
-                    wheel.path.name,
-                    f"extension {module} is missing (no {stem}.*.so in the wheel)",
-                    "the build skipped its extensions: check the build log for the CMake/CUDA step, "
+                    others[0] if others else wheel.filename,
+                    f"extension {module} cannot be imported by CPython {target.python} on {target.machine}: "
+                    + (
+                        f"{', '.join(others)} is for another Python or machine; "
+                        f"it would load {stem}{{{','.join(suffixes)}}}"
+                        if others
+                        else f"no {stem}.*.so in the wheel"
+                    ),
+                    "build with the profile's Python (python_exe) so the module gets the right suffix"
+                    if others
+                    else "the build skipped its extensions: check the build log for the CMake/CUDA step, "
                     "set the recipe's env (e.g. VLLM_TARGET_DEVICE=cuda) and rebuild",
                 )
             )
             continue
-        for m in candidates:
-            e = elves.get(m)
-            if e is None:
-                findings.append(Finding("extensions", ERROR, m, f"{module} is not an ELF shared object"))
-                continue
-            if wheel.machine and e.info.machine != wheel.machine:
-                findings.append(
-                    Finding(
-                        "extensions",
-                        ERROR,
-                        m,
-                        f"{module} is built for {e.info.machine}, the wheel is tagged {wheel.machine}",
-                        "build inside the target's container (docker runner with --arch) or with its cross compiler",
-                    )
+        # the first suffix that exists is the file the import system loads
+        m = importable[0]
+        e = elves.get(m)
+        if e is None:
+            findings.append(Finding("extensions", ERROR, m, f"{module} is not an ELF shared object"))
+        elif e.info.machine != target.machine:
+            findings.append(
+                Finding(
+                    "extensions",
+                    ERROR,
+                    m,
+                    f"{module} is built for {e.info.machine}, the target is {target.machine}",
+                    "build inside the target's container (docker runner with --arch) or with its cross compiler",
                 )
-            if suffixes and not any(s in m for s in suffixes):
-                findings.append(
-                    Finding(
-                        "extensions",
-                        ERROR,
-                        m,
-                        f"{module}'s file name does not match the wheel's Python ABI "
-                        f"({', '.join(sorted({t.abi for t in wheel.tags}))})",
-                        "build with the profile's Python (python_exe) so the module gets the right suffix",
-                    )
-                )
+            )
     return findings

@@ -4,7 +4,7 @@ A fatbin container starts with magic 0xBA55ED50 (u32), a version (u16), its head
 the size of the entries that follow (u64). Each entry has a kind (1 = PTX, 2 = ELF cubin), its own
 header size, the payload size, the PTX ISA or cubin version, the target arch (e.g. 87) and flags
 (bit 0x2000 or 0x8000: compressed payload). nvcc puts containers in .nv_fatbin; some builds embed
-them in other sections, so the whole file is scanned, in chunks, never loaded whole.
+them in other sections, so the whole file is scanned, as it streams, never loaded whole.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ MAGIC = struct.pack("<I", 0xBA55ED50)
 KIND_PTX, KIND_SASS = 1, 2
 COMPRESSED = 0x2000 | 0x8000
 _CHUNK = 16 << 20
+_MAX_HEADER = 4096  # nvcc writes 16; a larger value is not a container
 
 
 @dataclass(frozen=True)
@@ -34,61 +35,96 @@ class Entry:
         )
 
 
-def _parse_container(buf: bytes, at: int) -> tuple[list[Entry], int] | None:
-    if len(buf) < at + 16:
-        return None
+def _container(buf: bytes, at: int) -> tuple[int, int] | None:
+    """(header size, size of the entries) if `buf[at:]` starts a plausible container whose first
+    entry header is in `buf`; None if it is not one."""
     _magic, version, header, size = struct.unpack_from("<IHHQ", buf, at)
-    if version != 1 or header < 16 or size > len(buf) - at - header:
+    if version != 1 or header < 16 or size < 48 or _entry(buf, at + header, size) is None:
         return None
-    entries, off, end = [], at + header, at + header + size
-    while off + 48 <= end:
-        kind, _ev, ehead, payload = struct.unpack_from("<HHIQ", buf, off)
-        minor, major, arch = struct.unpack_from("<HHI", buf, off + 24)
-        (flags,) = struct.unpack_from("<Q", buf, off + 40)
-        if kind not in (KIND_PTX, KIND_SASS) or ehead < 48 or ehead + payload > end - off:
-            return None
-        entries.append(Entry("ptx" if kind == KIND_PTX else "sass", arch, (major, minor), bool(flags & COMPRESSED)))
-        off += ehead + payload
-    return entries, end
+    return header, size
+
+
+def _entry(buf: bytes, off: int, room: int) -> tuple[Entry, int] | None:
+    """The entry whose header starts at `off` and its total length, or None if it is not one."""
+    kind, _ev, ehead, payload = struct.unpack_from("<HHIQ", buf, off)
+    minor, major, arch = struct.unpack_from("<HHI", buf, off + 24)
+    (flags,) = struct.unpack_from("<Q", buf, off + 40)
+    if kind not in (KIND_PTX, KIND_SASS) or ehead < 48 or ehead + payload > room:
+        return None
+    return Entry("ptx" if kind == KIND_PTX else "sass", arch, (major, minor), bool(flags & COMPRESSED)), ehead + payload
 
 
 class Scanner:
-    """Finds fatbin containers in a file's bytes fed in order, e.g. while the file is being
-    extracted from a wheel, so the bytes are read once. Holds at most one window plus a container
-    that straddles its end."""
+    """Finds fatbin containers in a file's bytes fed in order (while the file is being inflated out
+    of a wheel, so its bytes are read once). Entry headers are parsed as they stream by and their
+    payloads skipped, so it holds only a few bytes between calls; `spans` lists each container's
+    [start, end) in the file, for the caller to forget those bytes."""
 
     def __init__(self) -> None:
         self.found: list[Entry] = []
-        self._buf = b""
+        self.spans: list[tuple[int, int]] = []
+        self._tail = b""
+        self._base = 0  # file offset of _tail[0]
+        self._end = 0  # end of the container being read (0: searching)
+        self._next = 0  # file offset of its next entry header
+        self._pending: list[Entry] = []
 
     def feed(self, chunk: bytes) -> None:
-        self._buf = self._buf + chunk if self._buf else chunk
-        self._drain(final=False)
+        data = self._tail + chunk if self._tail else chunk
+        start, n, pos, keep = self._base, len(data), 0, len(data)
+        while True:
+            if self._end:
+                at = self._next - start
+                if at > n:  # inside a payload
+                    break
+                if self._next >= self._end:
+                    self.found += self._pending
+                    self._pending, self._end, pos = [], 0, at
+                    continue
+                if at + 48 > n:
+                    keep = at
+                    break
+                got = _entry(data, at, self._end - self._next)
+                if got is None:  # not a container after all: resume searching here
+                    self._pending, self._end, pos = [], 0, at
+                    continue
+                self._pending.append(got[0])
+                self._next += got[1]
+                continue
+            if pos >= n:
+                keep = n
+                break
+            hit = data.find(MAGIC, pos)
+            if hit == -1:
+                keep = max(pos, n - 3)  # a magic may straddle the next chunk
+                break
+            if hit + 16 > n:
+                keep = hit
+                break
+            version, header = struct.unpack_from("<HH", data, hit + 4)
+            if version != 1 or not 16 <= header <= _MAX_HEADER:
+                pos = hit + 4
+                continue
+            if hit + header + 48 > n:  # its first entry header must be here to judge it
+                keep = hit
+                break
+            found = _container(data, hit)
+            if found is None:
+                pos = hit + 4
+                continue
+            self._end, self._next = start + hit + found[0] + found[1], start + hit + found[0]
+            self.spans.append((start + hit, self._end))
+        self._tail = data[keep:]
+        self._base = start + keep
 
     def finish(self) -> list[Entry]:
-        self._drain(final=True)
+        """Every complete container's entries (a container torn by the end of the file is not one)."""
+        self._tail, self._pending = b"", []
         return self.found
-
-    def _drain(self, final: bool) -> None:
-        buf, pos = self._buf, 0
-        while (hit := buf.find(MAGIC, pos)) != -1:
-            parsed = _parse_container(buf, hit)
-            if parsed is None:
-                if final or len(buf) - hit >= (64 << 20):
-                    pos = hit + 4  # not a container (or a torn one at the end of the file)
-                    continue
-                break  # may straddle the window: keep it until more bytes arrive
-            entries, pos = parsed
-            self.found += entries
-        if final:
-            self._buf = b""
-            return
-        keep = buf.find(MAGIC, pos)
-        self._buf = buf[keep if keep != -1 else max(pos, len(buf) - 3) :]
 
 
 def scan(f: BinaryIO) -> list[Entry]:
-    """Every fatbin entry in the file, in file order. Reads in 16 MiB windows."""
+    """Every fatbin entry in the file, in file order."""
     scanner = Scanner()
     f.seek(0)
     while chunk := f.read(_CHUNK):

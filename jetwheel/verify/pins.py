@@ -26,7 +26,7 @@ def check(wheels: list[Wheel], pins: Mapping[str, str], python: str, machine: st
                 Finding(
                     "pins",
                     ERROR,
-                    w.path.name,
+                    w.filename,
                     f"{w.name} {w.version} is not the profile's pin {pins[w.name]}",
                     "build the version the profile pins, or change the pin",
                 )
@@ -35,7 +35,7 @@ def check(wheels: list[Wheel], pins: Mapping[str, str], python: str, machine: st
             try:
                 req = Requirement(raw)
             except InvalidRequirement:
-                findings.append(Finding("pins", ERROR, w.path.name, f"unparsable Requires-Dist {raw!r}"))
+                findings.append(Finding("pins", ERROR, w.filename, f"unparsable Requires-Dist {raw!r}"))
                 continue
             if req.marker is not None and not req.marker.evaluate(dict(env, extra="")):
                 continue
@@ -49,7 +49,7 @@ def check(wheels: list[Wheel], pins: Mapping[str, str], python: str, machine: st
                     Finding(
                         "pins",
                         ERROR,
-                        w.path.name,
+                        w.filename,
                         f"requires {req}, but {name} {have} is {source}",
                         f"rebuild {w.name} against {name} {have}, or pin {name} to a version matching {req.specifier}",
                     )

@@ -1,16 +1,14 @@
-"""A wheel as verify sees it: tags, core metadata, and its ELF members read one at a time."""
+"""A wheel as verify sees it: its tags, Requires-Dist, shared-object members, and the facts of
+every ELF member (dynamic linking and fatbin entries), in a form that travels as gzip'd JSON
+(the local fact cache, and the index's `jetwheel_facts` for a published wheel)."""
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import os
-import tempfile
-import zipfile
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+import functools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
 
 from packaging.tags import Tag
 from packaging.utils import NormalizedName, parse_wheel_filename
@@ -18,25 +16,81 @@ from packaging.version import Version
 
 from ..errors import JetwheelError
 from . import fatbin
-from .elf import ElfInfo, is_elf, read_elf
+from .compress import gunzip, gzip
+from .elf import Symbols
+
+# Bump when the facts (or how they are read) change: entries of another format are never used.
+FORMAT = 2
+_SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 
 
-@dataclass
+def is_shared_object(member: str) -> bool:
+    return bool(_SHARED_OBJECT.search(member))
+
+
+@dataclass(frozen=True)
 class WheelElf:
-    member: str  # path inside the wheel
-    info: ElfInfo
-    fatbin: list[fatbin.Entry]
+    member: str  # path inside the wheel, i.e. below site-packages
+    info: Symbols
+    fatbin: tuple[fatbin.Entry, ...]
+
+    @functools.cached_property
+    def exported(self) -> frozenset[str]:
+        """Names an unversioned reference binds to: unversioned, base or default-version definitions."""
+        return frozenset(
+            line.partition("@")[0] for line in self.info.exports.split("\n") if "@" not in line or "@@" in line
+        )
+
+    @functools.cached_property
+    def exported_versions(self) -> frozenset[str]:
+        """ "name@VER" for every versioned definition, default or hidden (a versioned reference binds to either)."""
+        return frozenset(line.replace("@@", "@") for line in self.info.exports.split("\n") if "@" in line)
+
+    def defines(self, name: str, version: str) -> bool:
+        """Whether a reference to name (at `version`, "" if unversioned) binds here, as ld.so decides:
+        a versioned reference takes a definition of that version, or any in an object without versions."""
+        if not version or not self.info.verdefs:
+            return name in self.exported
+        return f"{name}@{version}" in self.exported_versions
+
+    @functools.cached_property
+    def imports(self) -> tuple[tuple[str, str, str, bool], ...]:
+        """(name, version, file it is required from, weak) for every undefined dynamic symbol."""
+        out = []
+        for line in self.info.imports.split("\n"):
+            if line:
+                name, version, file, weak = line.split("\t")
+                out.append((name, version, file, weak == "w"))
+        return tuple(out)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Wheel:
-    path: Path
-    name: NormalizedName
-    version: Version
-    tags: frozenset[Tag]
-    members: list[str]
-    requires: list[str]
-    elves: list[WheelElf] = field(default_factory=list)
+    filename: str
+    sha256: str
+    requires: tuple[str, ...]
+    libraries: tuple[str, ...]  # members named like shared objects (*.so, *.so.N), ELF or not
+    elves: tuple[WheelElf, ...]
+
+    @functools.cached_property
+    def _parsed(self) -> tuple[NormalizedName, Version, frozenset[Tag]]:
+        try:
+            name, version, _build, tags = parse_wheel_filename(self.filename)
+        except ValueError as e:
+            raise JetwheelError(f"{self.filename}: not a wheel filename ({e})") from None
+        return name, version, frozenset(tags)
+
+    @property
+    def name(self) -> NormalizedName:
+        return self._parsed[0]
+
+    @property
+    def version(self) -> Version:
+        return self._parsed[1]
+
+    @property
+    def tags(self) -> frozenset[Tag]:
+        return self._parsed[2]
 
     @property
     def machine(self) -> str:
@@ -46,97 +100,39 @@ class Wheel:
                 return arch
         return ""
 
+    def to_bytes(self) -> bytes:
+        """gzip'd JSON: the local fact cache's entry, and the index's `jetwheel_facts` field."""
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "filename": self.filename,
+            "sha256": self.sha256,
+            "requires": list(self.requires),
+            "libraries": list(self.libraries),
+            "elves": [
+                {
+                    "member": e.member,
+                    **{k: list(v) if isinstance(v, tuple) else v for k, v in vars(e.info).items()},
+                    "fatbin": [[x.kind, x.arch, *x.version, x.compressed] for x in e.fatbin],
+                }
+                for e in self.elves
+            ],
+        }
+        return gzip(json.dumps(doc, separators=(",", ":")).encode())
 
-def open_wheel(path: Path) -> Wheel:
-    """Read a wheel's metadata and every ELF member (extracted to a temp file one at a time)."""
+
+def from_bytes(data: bytes) -> Wheel:
+    """The facts `Wheel.to_bytes` wrote; ValueError if they are of another format or damaged."""
     try:
-        name, version, _build, tags = parse_wheel_filename(path.name)
-    except ValueError as e:
-        raise JetwheelError(f"{path.name}: not a wheel filename ({e})") from None
-    try:
-        zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as e:
-        raise JetwheelError(f"{path}: cannot open as a wheel ({e})") from None
-    with zf:
-        members = zf.namelist()
-        meta_name = next((m for m in members if m.count("/") == 1 and m.endswith(".dist-info/METADATA")), None)
-        if meta_name is None:
-            raise JetwheelError(f"{path.name}: no .dist-info/METADATA")
-        msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(zf.read(meta_name))
-        wheel = Wheel(
-            path, name, version, frozenset(tags), members, [str(r) for r in msg.get_all("Requires-Dist") or []]
-        )
-        candidates = [m for m in members if _may_be_elf(m)]
-    # zlib releases the GIL: members decompress in parallel, each worker with its own zip handle
-    with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp, ThreadPoolExecutor(_WORKERS) as pool:
-        parts = [candidates[i::_WORKERS] for i in range(_WORKERS)]
-        results = pool.map(lambda n: _read_members(path, parts[n], Path(tmp) / f"member-{n}"), range(_WORKERS))
-        found = {e.member: e for part in results for e in part}
-    wheel.elves = [found[m] for m in candidates if m in found]
-    return wheel
-
-
-_WORKERS = min(4, os.cpu_count() or 1)
-# Files that are never ELF objects: skipping them saves opening thousands of members (torch has 12k).
-_NOT_ELF = (
-    ".py",
-    ".pyi",
-    ".pyc",
-    ".h",
-    ".hpp",
-    ".cuh",
-    ".cpp",
-    ".c",
-    ".txt",
-    ".json",
-    ".yaml",
-    ".md",
-    ".cmake",
-    ".typed",
-    "METADATA",
-    "RECORD",
-    "WHEEL",
-    "LICENSE",
-    ".html",
-    ".js",
-    ".css",
-    ".png",
-)
-
-
-def _may_be_elf(member: str) -> bool:
-    return not member.endswith("/") and not member.endswith(_NOT_ELF)
-
-
-def _read_members(path: Path, members: list[str], scratch: Path) -> list[WheelElf]:
-    """Extract each member once: decompress, write for the ELF reader and scan for fatbins."""
-    out: list[WheelElf] = []
-    with zipfile.ZipFile(path) as zf:
-        for m in members:
-            with zf.open(m) as src:
-                head = src.read(4)
-                if not is_elf(head):
-                    continue
-                scanner = fatbin.Scanner()
-                scanner.feed(head)
-                with open(scratch, "wb") as dst:
-                    dst.write(head)
-                    while chunk := src.read(16 << 20):
-                        dst.write(chunk)
-                        scanner.feed(chunk)
-            with open(scratch, "rb") as f:
-                try:
-                    info = read_elf(f)
-                except ValueError:
-                    continue
-            out.append(WheelElf(m, info, scanner.finish()))
-    return out
-
-
-def elves_by_soname(wheels: list[Wheel]) -> Iterator[tuple[str, Wheel, WheelElf]]:
-    """Each shared library in the set under the names the dynamic linker finds it by."""
-    for w in wheels:
-        for e in w.elves:
-            yield (e.info.soname or Path(e.member).name), w, e
-            if e.info.soname and e.info.soname != Path(e.member).name:
-                yield Path(e.member).name, w, e
+        doc = json.loads(gunzip(data))
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"facts format {doc.get('format')!r}, this jetwheel reads {FORMAT}")
+        elves = []
+        for e in doc["elves"]:
+            fat = tuple(fatbin.Entry(k, a, (ma, mi), c) for k, a, ma, mi, c in e.pop("fatbin"))
+            member = e.pop("member")
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in e.items()}
+            sym = Symbols(**fields)
+            elves.append(WheelElf(member, sym, fat))
+        return Wheel(doc["filename"], doc["sha256"], tuple(doc["requires"]), tuple(doc["libraries"]), tuple(elves))
+    except (OSError, EOFError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"unreadable facts ({e})") from None

@@ -1,0 +1,364 @@
+"""A build step's source: taken from a local source directory, then the index, then the network, and
+always checked against the recipe's sha256 pin. Also makes the reproducible archives an air-gapped
+LAN keeps on its index (`inv sources.fetch`, `inv sources.upload`).
+
+A source archive is named `<name>-<pin>-src.tar.gz` wherever it lies (a local directory, the
+index's /packages/). For a git source it is a reproducible tarball of the pinned tree, submodules
+included: members sorted as GNU tar's --sort=name, one fixed mtime, owner 0, modes 0775 (directories,
+executables) or 0664, GNU format, `gzip -n -6` (no name, no timestamp). Packing the same tree gives
+the same bytes whether it came from a git checkout or from another such archive; an sdist (a `url`
+source) is kept byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from packaging.utils import canonicalize_name
+
+from .errors import SourceError
+from .index.client import IndexClient
+
+CACHE = Path.home() / ".cache" / "jetwheel" / "sources"
+# One mtime for every member: that of the archives in the project's shared/sources, so that an
+# upstream tree packs to the same bytes whoever packs it (2025-03-01T00:00:00Z)
+ARCHIVE_MTIME = 1740787200
+SOURCES_ENV = "JETWHEEL_SOURCES"
+
+
+@dataclass(frozen=True)
+class FetchedSource:
+    """A source tree laid out for a build, and where its bytes came from."""
+
+    tree: Path
+    sha256: str  # of the archive the tree was unpacked from ("" for a recipe's local tree)
+    origin: str  # the file or URL it was taken from
+    commit: str = ""  # the git commit, when a git checkout was packed here
+
+
+@dataclass(frozen=True)
+class Archive:
+    path: Path
+    sha256: str
+    commit: str  # "" when the tree did not come from a git checkout
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str  # path inside the tree, "/"-separated, no top directory
+    kind: str  # file | dir | link
+    executable: bool = False
+    link: str = ""
+    path: Path | None = None  # where a file's bytes are, for a tree on disk
+    size: int = 0
+
+
+def local_sources_dir() -> Path | None:
+    """The local source directory $JETWHEEL_SOURCES names, if any."""
+    value = os.environ.get(SOURCES_ENV, "")
+    return Path(value) if value else None
+
+
+def archive_name(name: str, pin: str) -> str:
+    return f"{canonicalize_name(name)}-{pin}-src.tar.gz"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_pin(path: Path, expected: str, what: str) -> str:
+    """The file's sha256; SourceError naming the file and both hashes when a pin disagrees."""
+    actual = sha256_file(path)
+    if expected and actual != expected:
+        raise SourceError(f"{what}: {path} has sha256 {actual}, the recipe pins {expected}")
+    return actual
+
+
+# --- packing ---------------------------------------------------------------------------------------
+def _git(checkout: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SourceError(f"git {' '.join(args[:2])} in {checkout} failed: {done.stderr.strip()[-200:]}")
+    return done.stdout
+
+
+def _tree_members(root: Path) -> Iterator[_Member]:
+    """Every file (git-tracked ones, submodules included, for a checkout) and their directories."""
+    if (root / ".git").exists():
+        names = [n for n in _git(root, "ls-files", "-z", "--recurse-submodules").split("\0") if n]
+        # a submodule left uninitialised is an empty directory in the tree, as in `git archive`
+        gitlinks = [
+            line.split("\t", 1)[1]
+            for line in _git(root, "ls-files", "-z", "--stage").split("\0")
+            if line.startswith("160000 ")
+        ]
+    else:
+        names = [str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir() or not any(p.iterdir())]
+        names = [n for n in names if ".git" not in Path(n).parts]
+        gitlinks = []
+    dirs: set[str] = set(gitlinks)
+    for n in [*names, *gitlinks]:
+        parts = n.split("/")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    for d in dirs:
+        yield _Member(d, "dir")
+    for n in names:
+        p = root / n
+        if p.is_symlink():
+            yield _Member(n, "link", link=os.readlink(p))
+        elif p.is_dir():
+            yield _Member(n, "dir")
+        elif p.is_file():
+            yield _Member(n, "file", executable=os.access(p, os.X_OK), path=p, size=p.stat().st_size)
+
+
+def _archive_members(tf: tarfile.TarFile) -> tuple[str, list[_Member]]:
+    """The members of a source archive with its single top directory taken off, and that prefix."""
+    members = tf.getmembers()
+    tops = {m.name.split("/")[0] for m in members}
+    top = next(iter(tops)) if len(tops) == 1 else ""
+    prefix = f"{top}/" if top and any(m.isdir() and m.name.strip("/") == top for m in members) else ""
+    out = []
+    for m in members:
+        full = m.name.strip("/")
+        if prefix and full == top:
+            continue
+        name = full.removeprefix(prefix)
+        if m.isdir():
+            out.append(_Member(name, "dir"))
+        elif m.issym():
+            out.append(_Member(name, "link", link=m.linkname))
+        elif m.isfile():
+            out.append(_Member(name, "file", executable=bool(m.mode & 0o111), size=m.size))
+    return prefix, out
+
+
+def _tarinfo(top: str, m: _Member) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(f"{top}/{m.name}" if m.name else top)
+    info.mtime = ARCHIVE_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if m.kind == "dir":
+        info.type, info.mode = tarfile.DIRTYPE, 0o775
+    elif m.kind == "link":
+        info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, m.link
+    else:
+        info.mode, info.size = (0o775 if m.executable else 0o664), m.size
+    return info
+
+
+def _write(members: list[_Member], top: str, out: Path, read: Any) -> str:
+    """Write the reproducible archive; `read(member)` opens a file member. Returns its sha256."""
+    if shutil.which("gzip") is None:
+        raise SourceError("gzip is not installed (the archives are compressed with `gzip -n -6`)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.part")
+    # the order GNU tar's --sort=name gives: each directory's entries by name, depth first
+    ordered = [_Member("", "dir"), *sorted(members, key=lambda m: m.name.split("/"))]
+    with open(tmp, "wb") as f:
+        gz = subprocess.Popen(["gzip", "-n", "-6"], stdin=subprocess.PIPE, stdout=f)
+        assert gz.stdin is not None
+        try:
+            with tarfile.open(fileobj=gz.stdin, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+                for m in ordered:
+                    if m.kind == "file":
+                        with read(m) as data:
+                            tar.addfile(_tarinfo(top, m), data)
+                    else:
+                        tar.addfile(_tarinfo(top, m))
+        finally:
+            gz.stdin.close()
+            code = gz.wait()
+    if code != 0:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"gzip failed (exit {code}) writing {out}")
+    os.replace(tmp, out)
+    return sha256_file(out)
+
+
+def pack(source: Path, top: str, out: Path) -> Archive:
+    """Pack a git checkout, a directory or a source archive (tar, tar.gz) into a reproducible archive
+    whose top directory is `top`."""
+    if source.is_dir():
+        commit = _git(source, "rev-parse", "HEAD").strip() if (source / ".git").exists() else ""
+        members = list(_tree_members(source))
+        return Archive(out, _write(members, top, out, lambda m: open(m.path, "rb")), commit)
+    try:
+        with tarfile.open(source) as tf:
+            prefix, members = _archive_members(tf)
+
+            def read(m: _Member) -> IO[bytes]:
+                f = tf.extractfile(prefix + m.name)
+                assert f is not None
+                return f
+
+            return Archive(out, _write(members, top, out, read), "")
+    except (tarfile.TarError, OSError) as e:
+        raise SourceError(f"{source}: not a git checkout, directory or readable source archive ({e})") from None
+
+
+# --- fetching for a build ----------------------------------------------------------------------------
+def _download(name: str, url: str, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        with urllib.request.urlopen(url, timeout=300) as r, open(tmp, "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"{name}: download of {url} failed: {e}") from None
+    os.replace(tmp, dest)
+
+
+def _clone(name: str, src: Mapping[str, Any], dest: Path) -> None:
+    cmd = ["git", "clone", "--depth", "1", "--branch", str(src["ref"])]
+    if src.get("submodules"):
+        cmd += ["--recurse-submodules", "--shallow-submodules"]
+    done = subprocess.run([*cmd, str(src["url"]), str(dest)], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        raise SourceError(f"{name}: git clone of {src['url']} at {src['ref']} failed: {last}")
+
+
+def upstream_archive(name: str, pin: str, src: Mapping[str, Any], out_dir: Path, cache: Path = CACHE) -> Archive:
+    """The source archive from upstream (git clone + pack, or the sdist URL), checked against the pin;
+    a checked download is kept in `cache` by its sha256."""
+    expected = str(src.get("sha256", ""))
+    out = out_dir / archive_name(name, pin)
+    if src["kind"] == "url":
+        cached = cache / expected if expected else None
+        if cached is None or not cached.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = cache / f".{name}-{pin}.download"
+            _download(name, str(src["url"]), tmp)
+            try:
+                actual = check_pin(tmp, expected, name)
+            except SourceError:
+                tmp.unlink()
+                raise
+            cached = cache / actual
+            os.replace(tmp, cached)
+        if out != cached:
+            shutil.copyfile(cached, out)
+        return Archive(out, sha256_file(out), "")
+    with tempfile.TemporaryDirectory(prefix=f"jetwheel-{name}-clone-") as tmp_dir:
+        checkout = Path(tmp_dir) / "src"
+        _clone(name, src, checkout)
+        archive = pack(checkout, f"{canonicalize_name(name)}-{pin}", out)
+    check_commit(archive, src, name)
+    check_pin(out, expected, name)
+    return archive
+
+
+def check_commit(archive: Archive, src: Mapping[str, Any], name: str) -> None:
+    pinned = str(src.get("commit", ""))
+    if pinned and archive.commit and archive.commit != pinned:
+        raise SourceError(f"{name}: the checkout is at commit {archive.commit}, the recipe pins {pinned}")
+
+
+def _unpack(archive: Path, dest: Path) -> None:
+    extract = dest.parent / f".{dest.name}.extract"
+    shutil.rmtree(extract, ignore_errors=True)
+    try:
+        with tarfile.open(archive) as tf:
+            top = {m.name.split("/")[0] for m in tf.getmembers()}
+            tf.extractall(extract, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise SourceError(f"{archive}: cannot unpack ({e})") from None
+    inner = extract / next(iter(top)) if len(top) == 1 and (extract / next(iter(top))).is_dir() else extract
+    inner.rename(dest)
+    shutil.rmtree(extract, ignore_errors=True)
+
+
+def locate(
+    name: str, pin: str, src: Mapping[str, Any], client: IndexClient | None = None, local_dir: Path | None = None
+) -> str | None:
+    """Where fetch_source would take a pinned archive from before going upstream (the local file or
+    the index's URL), without fetching it; None when only upstream can have it."""
+    filename = archive_name(name, pin)
+    if not src.get("sha256") or src["kind"] == "path":
+        return None
+    if local_dir is not None and (local_dir / filename).is_file():
+        return str(local_dir / filename)
+    if client is not None and client.file_info(filename) is not None:
+        return f"{client.url}/packages/{filename}"
+    return None
+
+
+def fetch_source(
+    name: str,
+    pin: str,
+    src: Mapping[str, Any],
+    dest: Path,
+    client: IndexClient | None = None,
+    local_dir: Path | None = None,
+    cache: Path = CACHE,
+) -> FetchedSource:
+    """Lay the step's source tree out at `dest` (a fresh directory the build may modify).
+
+    A pinned source is taken from `local_dir`/<archive>, then the index's /packages/<archive>, then
+    upstream; the first place that has the archive decides: a file there that does not match the
+    pin is an error, never skipped. An unpinned git source comes from upstream only."""
+    if src["kind"] == "path":
+        shutil.copytree(
+            src["path"], dest, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.so")
+        )
+        return FetchedSource(dest, "", f"local tree {src['path']}")
+    filename = archive_name(name, pin)
+    expected = str(src.get("sha256", ""))
+    if expected and local_dir is not None and (local_dir / filename).is_file():
+        path = local_dir / filename
+        check_pin(path, expected, name)
+        _unpack(path, dest)
+        return FetchedSource(dest, expected, str(path))
+    if expected and client is not None and client.file_info(filename) is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".index-", dir=cache) as tmp:
+            path = client.download(filename, Path(tmp))
+            check_pin(path, expected, name)
+            _unpack(path, dest)
+        return FetchedSource(dest, expected, f"{client.url}/packages/{filename}")
+    with tempfile.TemporaryDirectory(prefix=f"jetwheel-{canonicalize_name(name)}-") as tmp:
+        try:
+            archive = upstream_archive(name, pin, src, Path(tmp), cache)
+        except SourceError as e:
+            where = f"{local_dir} or " if local_dir is not None else ""
+            raise SourceError(f"{e} (and no {filename} in {where}the index)") from None
+        _unpack(archive.path, dest)
+    return FetchedSource(dest, archive.sha256, str(src["url"]), archive.commit)
+
+
+def make_archive(name: str, pin: str, src: Mapping[str, Any], out_dir: Path, from_path: Path | None) -> Archive:
+    """`inv sources.fetch`: the step's source archive in out_dir, from upstream or from a local
+    checkout/archive, checked against the recipe's pins (the error names both hashes)."""
+    if src["kind"] == "path":
+        raise SourceError(f"{name}: its source is a local tree ({src['path']}); there is nothing to fetch")
+    if from_path is None:
+        try:
+            return upstream_archive(name, pin, src, out_dir)
+        except SourceError as e:
+            raise SourceError(f"{e} (no way to upstream from here? pack a copy: --from CHECKOUT_OR_ARCHIVE)") from None
+    if not from_path.exists():
+        raise SourceError(f"{from_path}: no such file or directory")
+    out = out_dir / archive_name(name, pin)
+    if src["kind"] == "url":
+        shutil.copyfile(from_path, out)
+        archive = Archive(out, sha256_file(out), "")
+    else:
+        archive = pack(from_path, f"{canonicalize_name(name)}-{pin}", out)
+        check_commit(archive, src, name)
+    check_pin(out, str(src.get("sha256", "")), name)
+    return archive

@@ -1,0 +1,98 @@
+"""The import contract (DESIGN.md, "Imports run one way"), checked on every module's imports,
+those inside functions included."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "jetwheel"
+BOTTOM = {"jetwheel.target", "jetwheel.pipcmd", "jetwheel.errors"}
+# the index server: what runs per request; it knows nothing of recipes, plans, builds or verify
+SERVER = {
+    f"jetwheel.index.{m}"
+    for m in (
+        "app",
+        "auth",
+        "config",
+        "export",
+        "front",
+        "pages",
+        "profiles",
+        "server",
+        "static",
+        "store",
+        "validate",
+        "web",
+    )
+}
+# the client side of the index (publish, look up, mirror): used by the build side, never by the server
+CLIENT = {"jetwheel.index.client", "jetwheel.index.mirror"}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every jetwheel module `path` imports, resolved to its full name."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("jetwheel")}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if not mod.startswith("jetwheel"):
+                continue
+            for a in node.names:  # `from . import pages` names a module; `from .x import y` names x
+                sub = f"{mod}.{a.name}"
+                found.add(sub if (PKG.parent / (sub.replace(".", "/") + ".py")).exists() else mod)
+    return found
+
+
+MODULES = {module_name(p): imports(p) for p in sorted(PKG.rglob("*.py"))}
+
+
+def test_every_server_module_is_checked() -> None:
+    present = {m for m in MODULES if m.startswith("jetwheel.index.")}
+    assert present <= SERVER | CLIENT, f"classify the new index modules: {sorted(present - SERVER - CLIENT)}"
+
+
+@pytest.mark.parametrize("module", sorted(SERVER))
+def test_the_index_server_imports_only_the_bottom_layer_and_itself(module: str) -> None:
+    bad = {m for m in MODULES[module] if m not in BOTTOM and m not in SERVER and m != "jetwheel.index"}
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("jetwheel.verify")))
+def test_verify_imports_no_index_code(module: str) -> None:
+    bad = {m for m in MODULES[module] if m.startswith("jetwheel.index")}
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", sorted(BOTTOM))
+def test_the_bottom_layer_imports_nothing_above_it(module: str) -> None:
+    bad = MODULES[module] - BOTTOM
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_the_client_side_never_reaches_the_build_side() -> None:
+    for module in CLIENT:
+        bad = {m for m in MODULES[module] if m not in BOTTOM and not m.startswith("jetwheel.index")}
+        assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_the_walker_sees_imports_inside_functions() -> None:
+    assert "jetwheel.index.server" in MODULES["jetwheel.workflow"]  # imported in serve_index's body
+    assert "jetwheel.index.pages" in MODULES["jetwheel.index.app"]  # `from . import pages`
