@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..errors import BuildError, EngineLost, RunnerError
+from ..errors import BuildError, EngineLost, OutOfMemory, RunnerError
 from ..plan import BuildStep
 from .base import ENV_FILE, StepLog, env_file, failed, step_script, stream
 from .ccache import VOLUME_MOUNT, CompilerCache
@@ -180,9 +180,11 @@ class DockerRunner:
             raise
         if code != 0:
             oom = self._quiet("inspect", "--format", "{{.State.OOMKilled}}", name).stdout.strip() == "true"
-            if code in KILLED and not oom:
+            error = failed(step, code, log, oom, f"container limit {self.memory}" if self.memory else "")
+            # the script itself killed, with no process inside reported killed: stopped from outside
+            if code in KILLED and not isinstance(error, OutOfMemory):
                 raise EngineLost(f"{step.name}: its container was killed (exit {code}); nothing was published", False)
-            raise failed(step, code, log, oom, f"container limit {self.memory}" if self.memory else "")
+            raise error
         (workdir / "out").mkdir(exist_ok=True)
         back = self._quiet("cp", f"{name}:{WORK}/out/.", str(workdir / "out"))
         if back.returncode != 0:
