@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -143,7 +144,10 @@ def main() -> int:
             client = IndexClient(url, "bench", "bench")
             if args.xgrammar:
                 # the real recipe, for this machine's cp312 (python3.12: pyenv's where it is there)
-                if shutil.which("pyenv") and not shutil.which("python3.12"):
+                if (
+                    shutil.which("pyenv")
+                    and subprocess.run(["python3.12", "--version"], capture_output=True).returncode
+                ):
                     os.environ.setdefault("PYENV_VERSION", "3.12.1")
                 recipes, profile = load_recipes(), load_profile("host-cp312")
                 sources = xgrammar_sources(Path(tmp), recipes)
