@@ -148,7 +148,7 @@ def main() -> int:
                     shutil.which("pyenv")
                     and subprocess.run(["python3.12", "--version"], capture_output=True).returncode
                 ):
-                    os.environ.setdefault("PYENV_VERSION", "3.12.1")
+                    os.environ["PYENV_VERSION"] = "3.12.1"  # pyenv's shim may have set its own
                 recipes, profile = load_recipes(), load_profile("host-cp312")
                 sources = xgrammar_sources(Path(tmp), recipes)
                 plan = make_plan(recipes, profile, "xgrammar", "local", this_machine())
