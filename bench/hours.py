@@ -139,7 +139,9 @@ def main() -> int:
         add_user(ht, "bench", "bench")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        index_args = ["--root", str(root), "--port", str(port), "--htpasswd", str(ht)]
+        config = Path(tmp) / "config.toml"
+        config.write_text('[index.roles]\nbench = "admin"\n')  # unpublish deletes
+        index_args = ["--config", str(config), "--root", str(root), "--port", str(port), "--htpasswd", str(ht)]
         with running_index([*index_args, "--upstream", "https://pypi.org/simple"], url):
             client = IndexClient(url, "bench", "bench")
             if args.xgrammar:
