@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,11 +27,12 @@ from jetwheel.index.client import IndexClient
 from jetwheel.index.config import add_user
 from jetwheel.machine import Machine, this_machine
 from jetwheel.plan import Plan, make_plan
-from jetwheel.preflight import failures, preflight
+from jetwheel.preflight import Needs, failures, preflight
 from jetwheel.recipe import Profile, Recipe, load_profile, load_recipes
 from jetwheel.runners import LocalRunner, make_runner
 from jetwheel.runners.base import MARK
 from jetwheel.runners.ccache import CompilerCache
+from jetwheel.sources import make_archive
 from jetwheel.workflow import running_index
 
 
@@ -68,6 +70,7 @@ def timed(
     work: Path,
     ccache: Path,
     kill_after: float | None = None,
+    sources: Path | None = None,
 ) -> Run:
     """Run the plan (its last step is the only one not on the index); with kill_after, send this
     process SIGINT that many seconds into the compile, as a user's Ctrl-C."""
@@ -88,7 +91,7 @@ def timed(
                 run.compile_end = now
 
     runner = LocalRunner(ccache=CompilerCache(directory=ccache))
-    opts = Options(work_root=work, log_root=work.parent / "logs")
+    opts = Options(work_root=work, log_root=work.parent / "logs", sources=sources)
     try:
         run_plan(plan, recipes, profile, runner, client, opts, watch)
     except BuildError as e:
@@ -116,32 +119,14 @@ XGRAMMAR = next(
     ),
     Path("xgrammar-0.1.16.tar.gz"),
 )
-XGRAMMAR_SHA256 = "4742d1a7e5fbdb05baefa3353a901effab99c92b93dcf8745546733806908973"
-PY312 = Path.home() / ".pyenv" / "versions" / "3.12.1" / "bin" / "python3.12"
 
 
-def xgrammar_recipes(tmp: Path) -> Path:
-    """The real xgrammar recipe built from the shared source archive for cp312 on this machine: its
-    torch dependency (runtime only, not needed to compile) dropped, and pybind11, which 0.1.16's
-    build backend needs, installed."""
-    root = tmp / "recipes"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "recipes", root)
-    recipe = root / "xgrammar.toml"
-    text = recipe.read_text()
-    text = text.replace(
-        'git = "https://github.com/mlc-ai/xgrammar"\nref = "v{pin}"\nsubmodules = true',
-        f'url = "{XGRAMMAR.as_uri()}"\nsha256 = "{XGRAMMAR_SHA256}"',
-    )
-    text = text.replace('deps = ["torch"]', "deps = []").replace('"nanobind>=2.0"', '"pybind11>=2.11"')
-    recipe.write_text(text)
-    mini = (root / "profiles" / "mini.toml").read_text()
-    profile = mini.split("[versions]")[0].replace('python = "current"', 'python = "3.12"')
-    profile = profile.replace('python_exe = "python3"', f'python_exe = "{PY312}"').replace(
-        'top = "mini-cuda==0.1.0"', 'top = "xgrammar==0.1.16"'
-    )
-    system = mini[mini.index("[system]") :]
-    (root / "profiles" / "xgrammar-x86_64.toml").write_text(f'{profile}[versions]\nxgrammar = "0.1.16"\n\n{system}')
-    return root
+def xgrammar_sources(tmp: Path, recipes: dict[str, Recipe]) -> Path:
+    """A local source directory holding xgrammar's pinned archive, packed from the shared copy of
+    upstream (as `inv sources.fetch --from` does): the build reads it instead of GitHub."""
+    src = {"kind": "git", "sha256": recipes["xgrammar"].source.sha256}
+    make_archive("xgrammar", "0.1.16", src, tmp / "sources", XGRAMMAR)
+    return tmp / "sources"
 
 
 def main() -> int:
@@ -154,34 +139,46 @@ def main() -> int:
         add_user(ht, "bench", "bench")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        index_args = ["--root", str(root), "--port", str(port), "--htpasswd", str(ht)]
+        config = Path(tmp) / "config.toml"
+        config.write_text('[index.roles]\nbench = "admin"\n')  # unpublish deletes
+        index_args = ["--config", str(config), "--root", str(root), "--port", str(port), "--htpasswd", str(ht)]
         with running_index([*index_args, "--upstream", "https://pypi.org/simple"], url):
             client = IndexClient(url, "bench", "bench")
             if args.xgrammar:
-                xroot = xgrammar_recipes(Path(tmp))
-                recipes, profile = load_recipes(xroot), load_profile("xgrammar-x86_64", xroot)
+                # the real recipe, for this machine's cp312 (python3.12: pyenv's where it is there)
+                if (
+                    shutil.which("pyenv")
+                    and subprocess.run(["python3.12", "--version"], capture_output=True).returncode
+                ):
+                    os.environ["PYENV_VERSION"] = "3.12.1"  # pyenv's shim may have set its own
+                recipes, profile = load_recipes(), load_profile("host-cp312")
+                sources = xgrammar_sources(Path(tmp), recipes)
                 plan = make_plan(recipes, profile, "xgrammar", "local", this_machine())
             else:
+                sources = None
                 recipes, profile = load_recipes(), load_profile("mini")
                 plan = make_plan(recipes, profile, "mini-cuda", "local", this_machine())
                 # its dependencies first, untimed: each timed run builds mini-cuda only
-                timed(plan, recipes, profile, client, Path(tmp) / "w0", Path(tmp) / "cc0")
+                timed(plan, recipes, profile, client, Path(tmp) / "w0", Path(tmp) / "cc0", sources=sources)
                 unpublish(client, plan)
 
-            cold = timed(plan, recipes, profile, client, Path(tmp) / "w1", Path(tmp) / "cc-cold")
+            cold = timed(plan, recipes, profile, client, Path(tmp) / "w1", Path(tmp) / "cc-cold", sources=sources)
             unpublish(client, plan)
             kill_after = args.kill_at * cold.compile_seconds
-            killed = timed(plan, recipes, profile, client, Path(tmp) / "w2", Path(tmp) / "cc-killed", kill_after)
-            resumed = timed(plan, recipes, profile, client, Path(tmp) / "w2", Path(tmp) / "cc-killed")
+            killed = timed(
+                plan, recipes, profile, client, Path(tmp) / "w2", Path(tmp) / "cc-killed", kill_after, sources=sources
+            )
+            resumed = timed(plan, recipes, profile, client, Path(tmp) / "w2", Path(tmp) / "cc-killed", sources=sources)
             unpublish(client, plan)
             # a clean rebuild (new work directory) with the cache the cold build filled
-            warm = timed(plan, recipes, profile, client, Path(tmp) / "w3", Path(tmp) / "cc-cold")
+            warm = timed(plan, recipes, profile, client, Path(tmp) / "w3", Path(tmp) / "cc-cold", sources=sources)
 
             # the Jetson plan, as a user runs it before the first hour: docker runner, arm64
             tplan_recipes, tprofile = load_recipes(), load_profile("triton-25.04")
             tplan = make_plan(tplan_recipes, tprofile, "vllm", "docker", Machine(12, 64))
             started = time.perf_counter()
-            checks = preflight(tplan, tplan_recipes, tprofile, make_runner("docker", arch="aarch64"), client)
+            runner = make_runner("docker", arch="aarch64")
+            checks = preflight(tplan, tplan_recipes, tprofile, runner, client, Needs(sources=sources))
             pf_seconds = time.perf_counter() - started
 
     assert resumed.resumed and not cold.resumed and not warm.resumed

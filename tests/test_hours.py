@@ -151,7 +151,8 @@ def test_a_compile_killed_part_way_resumes_where_it_stopped(server: Server, tmp_
     second = next((tmp_path / "logs").glob("mini-ninja-*.log")).read_text()
     # the venv and installs were not redone, and ninja compiled only what was left
     assert "command 1/" not in second and "command 3/" not in second
-    assert ninja_totals(second)[0] <= PARTS + 1 - PARTS // 2
+    # ninja prints [6/13] as the sixth compile starts: it may or may not have finished when killed
+    assert ninja_totals(second)[0] <= PARTS + 2 - PARTS // 2
     assert list((tmp_path / "work").iterdir()) == []  # cleaned on success
 
 

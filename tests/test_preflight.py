@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Server
+from invoke.program import Program
 
+from jetwheel.cli import namespace
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.preflight import Check, Needs, failures, preflight, render
@@ -155,3 +157,23 @@ def test_backend_requirement_the_step_does_not_install_fails(stack_server: Serve
     bad = only_failure(run(stack_server, LocalRunner(), "mini-vision", root))
     assert bad.check == "mini-vision: build backend requires" and "pybind11>=2.11" in bad.detail
     assert bad.fix == "add pybind11>=2.11 to the recipe's build.requires"
+
+
+def test_build_wheel_preflight_prints_one_line_per_check_and_builds_nothing(
+    stack_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
+    argv = ["jetwheel", "build-wheel", "mini-cuda", "--profile", "mini", "--index", stack_server.url]
+    before = stack_server.snapshot()
+    program.run([*argv, "--preflight", "--disk-gb", "1"], exit=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 10 and all(line.startswith("  ok  ") for line in lines)
+    assert stack_server.snapshot() == before
+    root = edited_recipes(tmp_path, "mini-vision", 'requires = ["setuptools>=68"]', 'requires = ["setuptools>=999"]')
+    monkeypatch.setenv("JETWHEEL_RECIPES", str(root))
+    with pytest.raises(SystemExit) as exited:
+        program.run([*argv, "--preflight", "--disk-gb", "1"])
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert "FAIL  mini-vision: build requirements" in out
+    assert "preflight: 1 of" in err and "(first: mini-vision: build requirements)" in err

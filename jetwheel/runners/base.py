@@ -109,12 +109,13 @@ def memory_note() -> str:
 
 
 def failed(step: BuildStep, code: int, log: StepLog, oom_killed: bool = False, memory: str = "") -> BuildError:
-    """The error for a failed step script: OutOfMemory when the kernel killed a process of it (exit
-    137, a compiler's "Killed signal", the engine's OOMKilled), else BuildError with the last line."""
+    """The error for a failed step script: OutOfMemory when the kernel killed a process of it (the
+    engine's OOMKilled, a compiler's "Killed signal", bash's report of a killed child, or the script
+    itself SIGKILLed on this host), else BuildError with the last line."""
     last = [line for line in log.tail if not line.startswith(MARK)][-1:] or [""]
     where = log.command or "the step script"
     # pip and ninja print a dozen lines after the compiler's: the whole tail is searched
-    if oom_killed or code == 137 or any(_KILLED.search(line) for line in log.tail):
+    if oom_killed or code == -signal.SIGKILL or any(_KILLED.search(line) for line in log.tail):
         jobs = step.env.get("MAX_JOBS", "?")
         return OutOfMemory(
             f"{step.name}: killed for memory with MAX_JOBS={jobs}; {memory or memory_note()} "

@@ -12,11 +12,12 @@ the build directory (see step_script). The compiler cache is a named volume on t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from ..errors import BuildError, EngineLost, RunnerError
+from ..errors import BuildError, EngineLost, OutOfMemory, RunnerError
 from ..plan import BuildStep
 from .base import ENV_FILE, StepLog, env_file, failed, step_script, stream
 from .ccache import VOLUME_MOUNT, CompilerCache
@@ -129,7 +130,7 @@ class DockerRunner:
     def _kept(self, step: BuildStep) -> list[str]:
         """Containers kept from failed runs of this step, any cache key."""
         done = self._quiet("ps", "--all", "--format", "{{.Names}}", "--filter", f"name=^jetwheel-{step.name}-")
-        return [n for n in done.stdout.split() if n.startswith(f"jetwheel-{step.name}-")]
+        return [n for n in done.stdout.split() if re.fullmatch(rf"jetwheel-{re.escape(step.name)}-[0-9a-f]{{12}}", n)]
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         try:
@@ -179,9 +180,11 @@ class DockerRunner:
             raise
         if code != 0:
             oom = self._quiet("inspect", "--format", "{{.State.OOMKilled}}", name).stdout.strip() == "true"
-            if code in KILLED and not oom:
+            error = failed(step, code, log, oom, f"container limit {self.memory}" if self.memory else "")
+            # the script itself killed, with no process inside reported killed: stopped from outside
+            if code in KILLED and not isinstance(error, OutOfMemory):
                 raise EngineLost(f"{step.name}: its container was killed (exit {code}); nothing was published", False)
-            raise failed(step, code, log, oom, f"container limit {self.memory}" if self.memory else "")
+            raise error
         (workdir / "out").mkdir(exist_ok=True)
         back = self._quiet("cp", f"{name}:{WORK}/out/.", str(workdir / "out"))
         if back.returncode != 0:
