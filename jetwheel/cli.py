@@ -83,7 +83,9 @@ def _client(index: str, user: str = "", password: str = "") -> Any:
         "container_memory": "memory limit for the build containers, e.g. 12g (--runner docker)",
         "engines": "build on several engines at once: podman connections, docker contexts or engine URLs, "
         "comma-separated, or a file listing them (engines = [...] in TOML, or one a line)",
-    }
+    },
+    # twenty options: only long flags (automatic short ones collide and give --no-preflight a "-")
+    auto_shortflags=False,
 )
 @clean_errors
 def build_wheel(
