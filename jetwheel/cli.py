@@ -142,7 +142,7 @@ def build_wheel(
     if engines:
         from .schedule import connect, engine_names, run_fleet
 
-        fleet, down = connect(engine_names(engines), plan, engine, gpu, arch)
+        fleet, down = connect(engine_names(engines), plan, engine, gpu, arch, container_memory)
         for line in down:
             print(f"jetwheel: WARNING: {line}; building without it", file=sys.stderr)
     # preflight checks the engine the first step runs on (with --engines: the first that answered)

@@ -143,7 +143,6 @@ def prepare_work(
     record = work / "source.json"
     if (work / KEPT).exists() and record.is_file():
         (work / KEPT).unlink()
-        shutil.rmtree(work / "out", ignore_errors=True)
         return True, FetchedSource(work / "src", **json.loads(record.read_text()))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -225,6 +224,8 @@ def run_step(
         resumed, source = prepare_work(step, recipe, work, client, options)
         if resumed:
             listener(Event("resume", step.name, i, total, f"continuing the interrupted build in {work}"))
+        else:  # a fresh start: nothing the runner kept from an earlier attempt may be resumed instead
+            runner.discard(step)
         resumable = True
         _run_retrying_oom(runner, step, work, client.simple_url, steplog, options, _at(listener, i, total))
         resumable = False

@@ -13,7 +13,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from .machine import Machine
 from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
-from .sources import fetch_source, locate
+from .sources import fetch_source, local_sources_dir, locate
 from .verify.resolve import resolve
 
 if sys.version_info >= (3, 11):
@@ -54,7 +54,7 @@ class Needs:
 
     disk_gb: float = 20.0  # free space for the work directory (source, env, build tree) and outputs
     work_root: Path = CACHE / "work"
-    sources: Path | None = None  # the local source directory the engine tries first
+    sources: Path | None = field(default_factory=local_sources_dir)  # the engine's first place to look
 
 
 @dataclass(frozen=True)

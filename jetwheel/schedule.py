@@ -72,11 +72,11 @@ def engine_names(spec: str) -> list[str]:
 
 
 def connect(
-    names: Iterable[str], plan: Plan, engine: str = "", gpu: bool = False, emulate: str = ""
+    names: Iterable[str], plan: Plan, engine: str = "", gpu: bool = False, emulate: str = "", memory: str = ""
 ) -> tuple[list[Engine], list[str]]:
     """Probe every engine at once. Returns the engines that answered (plus this host when the plan
     has host steps) and one line for each that did not. `emulate`: the architecture an engine of
-    another one may build for under emulation (none by default)."""
+    another one may build for under emulation (none by default); `memory`: each build container's limit."""
     images = {s.image for s in plan.steps if s.runner == "docker"}
     plain = [DockerRunner(engine=engine, connection=n, gpu=gpu) for n in names]
     with ThreadPoolExecutor(max_workers=len(plain) or 1) as pool:
@@ -90,7 +90,7 @@ def connect(
             down.append(str(e))
             continue
         arch = emulate if emulate and facts.arch != emulate else ""
-        engines.append(Engine(facts.name, DockerRunner(engine, runner.connection, gpu, arch), facts))
+        engines.append(Engine(facts.name, DockerRunner(engine, runner.connection, gpu, arch, memory=memory), facts))
     if not engines:
         raise PlanError("no engine answered: " + "; ".join(down))
     if any(s.runner == "local" for s in plan.steps):
