@@ -23,6 +23,7 @@ from jetwheel.preflight import Check, Needs, failures, preflight, render
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner, Runner
 from jetwheel.runners.baseimage import ensure_base_image
+from jetwheel.sources import archive_name, pack
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SMALL = Needs(disk_gb=1)
@@ -177,3 +178,24 @@ def test_build_wheel_preflight_prints_one_line_per_check_and_builds_nothing(
     out, err = capsys.readouterr()
     assert "FAIL  mini-vision: build requirements" in out
     assert "preflight: 1 of" in err and "(first: mini-vision: build requirements)" in err
+
+
+def test_git_source_comes_from_the_sources_dir_the_engine_uses(
+    stack_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$JETWHEEL_SOURCES is where an air-gapped LAN keeps archives: preflight looks there, as the
+    engine does, before asking a git host it cannot reach."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    archive = pack(
+        RECIPES / "examples" / "mini-torch", "mini-torch-1.0.0", sources / archive_name("mini-torch", "1.0.0")
+    )
+    pinned = f'git = "https://git.invalid/mini-torch"\nref = "v1.0.0"\nsha256 = "{archive.sha256}"'
+    root = edited_recipes(tmp_path, "mini-torch", 'path = "mini-torch"', pinned)
+    monkeypatch.setenv("JETWHEEL_SOURCES", str(sources))
+    checks = run(stack_server, LocalRunner(), "mini-torch", root, needs=Needs(disk_gb=1))
+    assert failures(checks) == [], render(failures(checks))
+    assert str(sources) in next(c.detail for c in checks if c.check == "mini-torch: source")
+    monkeypatch.delenv("JETWHEEL_SOURCES")
+    bad = only_failure(run(stack_server, LocalRunner(), "mini-torch", root, needs=Needs(disk_gb=1)))
+    assert bad.check == "mini-torch: source" and "git.invalid" in bad.detail and "sources.fetch" in bad.fix
