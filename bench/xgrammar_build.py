@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,8 +88,8 @@ def main() -> int:
     ap.add_argument("--only", default="x86,cross,emulated")
     ap.add_argument("--timeout-emulated", type=float, default=2400)
     args = ap.parse_args()
-    if subprocess.run(["python3.12", "--version"], capture_output=True).returncode != 0:
-        os.environ.setdefault("PYENV_VERSION", "3.12.1")  # pyenv's 3.12 on these machines
+    if shutil.which("pyenv") and subprocess.run(["python3.12", "--version"], capture_output=True).returncode != 0:
+        os.environ["PYENV_VERSION"] = "3.12.1"  # the host profile's python3.12: pyenv's on these machines
     times: dict[str, float] = {}
     print(f"xgrammar 0.1.16, one full engine step each, {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory(prefix="jetwheel-bench-xgrammar-") as tmp:
