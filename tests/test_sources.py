@@ -19,7 +19,8 @@ from jetwheel.errors import SourceError
 from jetwheel.index.web import _source
 from jetwheel.sources import ARCHIVE_MTIME, archive_name, fetch_source, make_archive, pack
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "sources"
+# shared/ lies beside the checkout (CI lays a copy of it beside its clone)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "sources"
 XGRAMMAR = Path(os.environ.get("JETWHEEL_SHARED_SOURCES", SHARED)) / "xgrammar-0.1.16.tar.gz"
 # shared/sources/README.md: mlc-ai/xgrammar v0.1.16 with its dlpack submodule
 XGRAMMAR_SHA = "4742d1a7e5fbdb05baefa3353a901effab99c92b93dcf8745546733806908973"
