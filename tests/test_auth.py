@@ -4,16 +4,16 @@ logins, and password checks that run off the event loop and take as long for unk
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from uploads import basic as basic_auth
+from uploads import run_app
 from wheelmaker import make_wheel
 
 from jetwheel.cli import namespace
@@ -26,15 +26,7 @@ FN = "demo_pkg-1.0-py3-none-any.whl"
 
 
 def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def run_app(store: Store, settings: Settings, body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with TestClient(TestServer(make_app(store, settings))) as client:
-            await body(client)
-
-    asyncio.run(main())
+    return {"Authorization": basic_auth(user, password)}
 
 
 @pytest.fixture

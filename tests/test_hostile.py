@@ -3,38 +3,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import errno
 import gzip
-import hashlib
 import io
 import json
 import os
 import subprocess
 import zipfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
+from uploads import basic, multipart, run_app, upload_fields
 from wheelmaker import make_wheel
 
 from jetwheel.index import store as store_module
-from jetwheel.index.app import Settings, make_app
+from jetwheel.index.app import Settings
 from jetwheel.index.config import add_user
 from jetwheel.index.store import Store
 
 USER, PASSWORD = "ci", "s3cret-pass"
 AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 FN = "demo_pkg-1.0-py3-none-any.whl"
-
-
-def basic(user: str | bytes, password: str | bytes) -> str:
-    raw = (user.encode() if isinstance(user, str) else user) + b":"
-    raw += password.encode() if isinstance(password, str) else password
-    return "Basic " + base64.b64encode(raw).decode()
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -44,41 +37,6 @@ def tree(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not p.is_symlink() and not p.name.endswith("lock") and p.name != "token.key"
     }
-
-
-def multipart(fields: dict[str, str], filename: str | bytes | None, content: bytes, boundary: str = "xXx") -> bytes:
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
-    )
-    if filename is not None:
-        name = filename.encode() if isinstance(filename, str) else filename
-        body += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="'.encode()
-            + name
-            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
-            + content
-            + b"\r\n"
-        )
-    return body + f"--{boundary}--\r\n".encode()
-
-
-def upload_fields(data: bytes, name: str = "demo-pkg", version: str = "1.0") -> dict[str, str]:
-    return {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "name": name,
-        "version": version,
-        "sha256_digest": hashlib.sha256(data).hexdigest(),
-        "md5_digest": hashlib.md5(data).hexdigest(),
-    }
-
-
-def run_app(store: Store, settings: Settings, body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with TestClient(TestServer(make_app(store, settings))) as client:
-            await body(client)
-
-    asyncio.run(main())
 
 
 @pytest.fixture

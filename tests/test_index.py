@@ -30,6 +30,7 @@ from conftest import (
     start_server,
     stop_server,
 )
+from uploads import multipart, upload_fields
 from wheelmaker import make_wheel
 
 AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -40,22 +41,6 @@ def tree(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "lock"
     }
-
-
-def multipart(fields: dict[str, str], filename: str | None, content: bytes, boundary: str = "xXx") -> bytes:
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
-    )
-    if filename is not None:
-        body += (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
-            + content
-            + b"\r\n"
-        )
-    return body + f"--{boundary}--\r\n".encode()
 
 
 def post(
@@ -70,17 +55,6 @@ def post(
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def upload_fields(data: bytes, name: str = "demo-pkg", version: str = "1.0") -> dict[str, str]:
-    return {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "name": name,
-        "version": version,
-        "sha256_digest": hashlib.sha256(data).hexdigest(),
-        "md5_digest": hashlib.md5(data).hexdigest(),
-    }
 
 
 def get(url: str, accept: str = "", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
