@@ -27,7 +27,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from .errors import BuildError, OutOfMemory, VerifyFailed
+from .errors import BuildError, EngineLost, OutOfMemory, VerifyFailed
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
 from .plan import BuildStep, Plan
@@ -255,6 +255,9 @@ def run_step(
         listener(Event("published", step.name, i, total, wheel.name))
         return StepResult(step, "published", wheel.name, report, time.monotonic() - started)
     except BaseException as e:
+        if isinstance(e, EngineLost):
+            # what the attempt left lives on the lost engine: the step starts afresh elsewhere
+            resumable = False
         listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
         if isinstance(e, KeyboardInterrupt):
             raise BuildError(

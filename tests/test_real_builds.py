@@ -195,7 +195,7 @@ def test_torch_extension_builds_against_pypi_torch_passes_verify_and_runs_throug
     assert result.wheel == "torch_ext-0.1.0-cp311-cp311-linux_aarch64.whl"
     assert result.report is not None and result.report.facts["closure"] == ["torch==2.6.0"]
     wheel = read_wheels([index.root / result.wheel])[0]
-    assert wheel.requires == ["torch==2.6.0"]
+    assert list(wheel.requires) == ["torch==2.6.0"]
     torch27 = read_wheels([real_wheel("torch", "2.7.0", "3.11", "aarch64")])[0]
     report = verify_wheel(wheel, load_profile("bookworm-aarch64").target(), load_recipes()["torch-ext"], [torch27])
     errors = {f.check: f.detail for f in report.findings if f.severity == "error" and f.check == "abi"}
