@@ -144,3 +144,14 @@ def pip_download(index: str, requirement: str, dest: Path, deps: bool = False) -
 def pip_env() -> dict[str, str]:
     """pip as a user runs it, without this machine's pip.conf constraints or find-links."""
     return {**clean_pip_env(), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def run_in_arm64(image: str, script: str, code: str) -> str:
+    """Run `script` (sh) in a fresh arm64 container (qemu) with $CODE set to `code`; return stdout."""
+    out = subprocess.run(
+        ["podman", "run", "--rm", "--arch", "arm64", "--network=host", "-e", f"CODE={code}", image, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout

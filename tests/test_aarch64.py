@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import start_server, stop_server
+from conftest import run_in_arm64, start_server, stop_server
 from wheelmaker import make_wheel
 
 from jetwheel.engine import Options, run_plan
@@ -29,18 +29,12 @@ CA = "/etc/ssl/certs/ca-certificates.crt"
 ROOTFS = CACHE / "rootfs-bookworm-aarch64"
 
 
-def run_in_arm64(image: str, index: str, requirement: str, code: str) -> str:
+def install_in_arm64(image: str, index: str, requirement: str, code: str) -> str:
     """pip-install from the index in a fresh arm64 container (qemu) and run `code`; return stdout."""
     script = (
         f'python3 -m venv /v && /v/bin/pip install -q --index-url {index} {requirement} && /v/bin/python -c "$CODE"'
     )
-    out = subprocess.run(
-        ["podman", "run", "--rm", "--arch", "arm64", "--network=host", "-e", f"CODE={code}", image, "sh", "-c", script],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
+    return run_in_arm64(image, script, code)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +68,7 @@ def test_mini_stack_builds_installs_and_runs_on_aarch64(arm64: str, tmp_path: Pa
             "import platform, mini_vision, mini_torch; "
             "print(platform.machine(), mini_vision.boxes(3), mini_torch.has_op('mini_vision::nms'))"
         )
-        assert run_in_arm64(arm64, server.simple, "mini-vision", code).split() == ["aarch64", "3.0", "True"]
+        assert install_in_arm64(arm64, server.simple, "mini-vision", code).split() == ["aarch64", "3.0", "True"]
     finally:
         stop_server(server)
 
@@ -193,6 +187,6 @@ def test_cross_runner_builds_mini_torch_for_aarch64_without_emulation(arm64: str
         assert result.report is not None and result.report.passed
         assert {e.info.machine for e in read_wheels([server.root / result.wheel])[0].elves} == {"aarch64"}
         code = "import mini_torch; print(mini_torch.ones_sum(5))"
-        assert run_in_arm64(arm64, server.simple, "mini-torch", code).strip() == "5.0"
+        assert install_in_arm64(arm64, server.simple, "mini-torch", code).strip() == "5.0"
     finally:
         stop_server(server)

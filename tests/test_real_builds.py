@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, pip_env, start_server, stop_server
+from conftest import Server, pip_env, run_in_arm64, start_server, stop_server
 from realwheels import real_wheel
 from test_sources import XGRAMMAR
 
@@ -130,16 +130,6 @@ def provenance_source(server: Server, wheel: str) -> dict[str, str]:
     info = server.client().file_info(wheel)
     assert info is not None
     return dict(info["provenance"]["source"])
-
-
-def run_in_arm64(image: str, script: str, code: str) -> str:
-    out = subprocess.run(
-        ["podman", "run", "--rm", "--arch", "arm64", "--network=host", "-e", f"CODE={code}", image, "sh", "-c", script],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
 
 
 @pytest.mark.real
