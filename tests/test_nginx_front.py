@@ -104,7 +104,7 @@ def test_reads_come_from_nginx_and_follow_each_upload_yank_and_delete(front: Ser
 
 def test_readers_never_see_a_torn_page_or_a_link_to_a_missing_file(front: Server, tmp_path: Path) -> None:
     client = front.client(USER, PASSWORD)
-    wheels = [make_wheel(tmp_path, "busy-front", f"1.{i}") for i in range(15)]
+    wheels = [make_wheel(tmp_path, "busy-front", f"1.{i}") for i in range(10)]
     client.upload(wheels[0])
     stop = threading.Event()
     seen: list[list[int]] = [[], [], []]
