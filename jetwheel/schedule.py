@@ -101,7 +101,7 @@ def connect(
 def refusal(engine: Engine, step: BuildStep, target_arch: str, gpu: bool, emulate: str = "") -> str:
     """Why `engine` may not take `step`; "" when it may."""
     if (step.runner == "local") != (engine.facts is None):
-        return "host steps run on this host" if engine.facts is None else "a host step (it starts its own container)"
+        return "this host takes host steps only" if engine.facts is None else "a host step (starts its own container)"
     facts = engine.facts
     if facts is None:
         return ""

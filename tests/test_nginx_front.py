@@ -106,7 +106,7 @@ def test_reads_come_from_nginx_and_follow_each_upload_yank_and_delete(front: Ser
 
 def test_readers_never_see_a_torn_page_or_a_link_to_a_missing_file(front: Server, tmp_path: Path) -> None:
     client = front.client(USER, PASSWORD)
-    wheels = [make_wheel(tmp_path, "busy-front", f"1.{i}") for i in range(15)]
+    wheels = [make_wheel(tmp_path, "busy-front", f"1.{i}") for i in range(10)]
     client.upload(wheels[0])
     stop = threading.Event()
     seen: list[list[int]] = [[], [], []]
@@ -169,10 +169,7 @@ def test_a_change_rewrites_only_its_project_and_the_root(tmp_path: Path) -> None
         "simple/alpha/index.html",
         "simple/alpha/index.json",
         "simple/alpha/index.v1html",
-        "simple/index.html",
-        "simple/index.json",
-        "simple/index.v1html",
-    ]
+    ]  # the root page lists the same projects as before: left as it was, its ETag too
     # the same bytes a full export renders
     fresh = tmp_path / "fresh"
     from jetwheel.index.export import export

@@ -52,18 +52,23 @@ def _mark(store: Store) -> None:
     _replace(store.state / "front.rendered", _fingerprint(store).encode())
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write whole and rename into place. nginx's ETag is the mtime's second and the size: a page
-    rewritten within the same second at the same size gets the next second, so its ETag changes."""
+def _replace(path: Path, data: bytes) -> bool:
+    """Write whole and rename into place, unless the bytes are already there (the ETag then stays).
+    nginx's ETag is the mtime's second and the size: a page rewritten within the same second at
+    the same size gets the next second, so its ETag changes. True if written."""
+    try:
+        old = path.stat()
+        if old.st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        old = None
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
-    with contextlib.suppress(FileNotFoundError):
-        old = path.stat()
-        now = time.time_ns()
-        if old.st_size == len(data) and old.st_mtime_ns // 10**9 >= now // 10**9:
-            later = (old.st_mtime_ns // 10**9 + 1) * 10**9
-            os.utime(tmp, ns=(later, later))
+    if old is not None and old.st_size == len(data) and old.st_mtime_ns // 10**9 >= time.time_ns() // 10**9:
+        later = (old.st_mtime_ns // 10**9 + 1) * 10**9
+        os.utime(tmp, ns=(later, later))
     os.replace(tmp, path)
+    return True
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -79,8 +84,7 @@ def _link(src: Path, dst: Path) -> None:
 
 def _write_page(directory: Path, form: str, body: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    _replace(directory / FORMS[form], body)
-    if form == "html":
+    if _replace(directory / FORMS[form], body) and form == "html":
         _link(directory / FORMS[form], directory / V1HTML)
 
 
