@@ -42,16 +42,24 @@ class IndexClient:
             req.add_header("Authorization", self._auth)
         return urllib.request.urlopen(req, timeout=timeout)
 
-    def _get_json(self, path: str, accept: str = "application/json") -> dict[str, Any] | None:
+    def _get(self, path: str, accept: str = "*/*") -> bytes | None:
+        """The body at `path`; None for a 404, PublishError for any other failure."""
         try:
             with self._open(urllib.request.Request(self.url + path, headers={"Accept": accept})) as r:
-                return dict(json.load(r))
+                return bytes(r.read())
         except urllib.error.HTTPError as e:
             if e.code == 404:
                 return None
             raise PublishError(f"{self.url}{path}: HTTP {e.code} {_reason(e)}") from None
         except OSError as e:
             raise PublishError(f"index {self.url} unreachable: {e}") from None
+
+    def _get_json(self, path: str, accept: str = "application/json") -> dict[str, Any] | None:
+        body = self._get(path, accept)
+        if body is None:
+            return None
+        try:
+            return dict(json.loads(body))
         except (ValueError, TypeError):  # JSON that is not an object, or no JSON at all
             raise PublishError(f"{self.url}{path}: not a jetwheel index's answer (is the URL right?)") from None
 
@@ -154,15 +162,7 @@ class IndexClient:
 
     def facts(self, filename: str) -> bytes | None:
         """The gzip'd facts uploaded with the file, as they were sent; None when it has none."""
-        try:
-            with self._open(urllib.request.Request(f"{self.url}/api/facts/{quote(filename)}")) as r:
-                return bytes(r.read())
-        except urllib.error.HTTPError as e:
-            if e.code == 404:
-                return None
-            raise PublishError(f"{self.url}/api/facts/{filename}: HTTP {e.code} {_reason(e)}") from None
-        except OSError as e:
-            raise PublishError(f"index {self.url} unreachable: {e}") from None
+        return self._get(f"/api/facts/{quote(filename)}")
 
     def yank(self, filename: str, reason: str = "", undo: bool = False) -> None:
         _post_json(self, f"/api/files/{filename}/{'unyank' if undo else 'yank'}", {"reason": reason})
