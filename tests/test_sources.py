@@ -18,6 +18,7 @@ from jetwheel.cli import namespace
 from jetwheel.errors import SourceError
 from jetwheel.index.web import _source
 from jetwheel.sources import ARCHIVE_MTIME, archive_name, fetch_source, make_archive, pack
+from jetwheel.stepsource import StepSource
 
 # shared/ lies beside the checkout (CI lays a copy of it beside its clone)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "sources"
@@ -67,15 +68,8 @@ def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return {"url": f"file://{repo}", "ref": "v1.0", "commit": git(repo, "rev-parse", "HEAD"), "path": str(repo)}
 
 
-def spec(upstream: dict[str, str], sha256: str = "", commit: str = "") -> dict[str, object]:
-    return {
-        "kind": "git",
-        "url": upstream["url"],
-        "ref": upstream["ref"],
-        "submodules": True,
-        "sha256": sha256,
-        "commit": commit,
-    }
+def spec(upstream: dict[str, str], sha256: str = "", commit: str = "") -> StepSource:
+    return StepSource("git", upstream["url"], ref=upstream["ref"], submodules=True, sha256=sha256, commit=commit)
 
 
 def test_archive_is_reproducible_from_checkout_or_archive_with_submodules(
