@@ -429,6 +429,7 @@ def make_archive(name: str, pin: str, src: StepSource, out_dir: Path, from_path:
     checkout/archive, checked against the recipe's pins (the error names both hashes)."""
     if src.kind == "path":
         raise SourceError(f"{name}: its source is a local tree ({src.path}); there is nothing to fetch")
+    out_dir.mkdir(parents=True, exist_ok=True)
     if from_path is None:
         try:
             return upstream_archive(name, pin, src, out_dir)
