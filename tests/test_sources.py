@@ -175,3 +175,24 @@ def test_web_page_names_the_source_origin() -> None:
         "git https://github.com/mlc-ai/xgrammar @ v0.1.16 (commit 989222175c2a), sha256 4742d1a7e5fb…, "
         "taken from http://index.lan:8080/packages/xgrammar-0.1.16-src.tar.gz"
     )
+
+
+def test_web_page_names_each_sub_source_and_where_it_came_from() -> None:
+    sub = {
+        "name": "flash-attention",
+        "repo": "https://github.com/vllm-project/flash-attention",
+        "commit": "9bfa9869829d8c593527eb34c5271d0090f7ccc9",
+        "sha256": "864dd153d77e944c30825fec7805be948bcff87de78ca6cf7ac8332d1e1cea2d",
+        "patches": ["flash-attention-sm87.patch"],
+        "from": "/srv/sources/flash-attention-9bfa9869.tar.gz",
+    }
+    src = {
+        "kind": "url",
+        "url": "https://files.pythonhosted.org/vllm-0.8.1.tar.gz",
+        "sha256": "03d641f10d01" + "0" * 52,
+    }
+    assert _source({**src, "subs": [sub]}) == (
+        "https://files.pythonhosted.org/vllm-0.8.1.tar.gz, sha256 03d641f10d01…; with flash-attention "
+        "https://github.com/vllm-project/flash-attention (commit 9bfa9869829d), sha256 864dd153d77e… patched "
+        "(flash-attention-sm87.patch), taken from /srv/sources/flash-attention-9bfa9869.tar.gz"
+    )
