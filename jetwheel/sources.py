@@ -400,6 +400,45 @@ def fetch_sub(
     return FetchedSource(dest, sub.sha256, sub.url, sub.commit)
 
 
+def pinned_sub(sub: SubSource, client: IndexClient | None = None, local_dir: Path | None = None) -> str:
+    """Where a build would take a sub-source's archive from, checked against its pin without
+    unpacking it (a local file is hashed; the index's published sha256 is compared); raises
+    SourceError naming both hashes, or where to put an archive that is nowhere."""
+    local = local_dir / sub.archive if local_dir is not None else None
+    if local is not None and local.is_file():
+        check_pin(local, sub.sha256, sub.name)
+        return str(local)
+    info = client.file_info(sub.archive) if client is not None else None
+    if client is not None and info is not None:
+        if info.get("sha256") != sub.sha256:
+            theirs = info.get("sha256")
+            raise SourceError(
+                f"{sub.name}: {sub.archive} on {client.url} has sha256 {theirs}, the recipe pins {sub.sha256}"
+            )
+        return f"{client.url}/packages/{sub.archive}"
+    if not sub.url:
+        raise _no_upstream(sub, client, local_dir)
+    return sub.url
+
+
+def unpack_members(archive: Path, names: set[str], dest: Path) -> Path:
+    """Only the named files of a source archive (paths below its top directory) laid out at `dest`:
+    enough to try a patch on a tree of thousands of files."""
+    try:
+        with tarfile.open(archive) as tf:
+            prefix, members = _archive_members(tf)
+            for m in members:
+                if m.kind == "file" and m.name in names:
+                    f = tf.extractfile(prefix + m.name)
+                    assert f is not None
+                    (dest / m.name).parent.mkdir(parents=True, exist_ok=True)
+                    (dest / m.name).write_bytes(f.read())
+    except (tarfile.TarError, OSError) as e:
+        raise SourceError(f"{archive}: cannot unpack ({e})") from None
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
 def sub_archive(
     sub: SubSource, out_dir: Path, client: IndexClient | None = None, local_dir: Path | None = None, cache: Path = CACHE
 ) -> Archive:
