@@ -27,7 +27,7 @@ from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
 from .sources import fetch_source, local_sources_dir, locate, pinned_sub, sub_archive, unpack_members
-from .stepsource import StepSource
+from .stepsource import StepSource, SubSource
 from .verify.resolve import resolve
 
 if sys.version_info >= (3, 11):
@@ -131,24 +131,27 @@ def sub_checks(step: BuildStep, client: IndexClient, local_dir: Path | None, scr
         name = f"{step.name}: sub-source {sub.name}"
         try:
             origin = pinned_sub(sub, client, local_dir)
-            out.append(
-                Check(
-                    name,
-                    True,
-                    f"{origin}: sha256 {sub.sha256[:12]}... matches the pin ({sub.repo} @ {sub.commit[:12]}; "
-                    f"${sub.env})",
-                )
-            )
-            tree = None
-            if sub.patches:
-                archive = Path(origin) if origin == str(local_dir and local_dir / sub.archive) else None
-                archive = archive or sub_archive(sub, scratch / "archives", client, local_dir).path
-                tree = unpack_members(archive, _patched_files(sub.patches), scratch / "sub" / sub.name)
         except JetwheelError as e:
-            out.append(Check(name, False, str(e), "fix the recipe's source.sub sha256, or replace the archive"))
+            fix = "put the pinned archive there (inv sources.fetch, inv sources.upload), or fix the recipe's sha256"
+            out.append(Check(name, False, str(e), fix))
             continue
-        out.append(patches_check(f"{name} patches", [Path(p) for p in sub.patches], tree))
+        where = f"{sub.repo} @ {sub.commit[:12]}; ${sub.env}"
+        out.append(Check(name, True, f"{origin}: sha256 {sub.sha256[:12]}... matches the pin ({where})"))
+        out.append(_sub_patches_check(sub, f"{name} patches", client, local_dir, scratch))
     return out
+
+
+def _sub_patches_check(sub: SubSource, name: str, client: IndexClient, local_dir: Path | None, scratch: Path) -> Check:
+    if not sub.patches:
+        return patches_check(name, [], None)
+    local = local_dir / sub.archive if local_dir is not None else None
+    try:
+        archive = local if local is not None and local.is_file() else None
+        archive = archive or sub_archive(sub, scratch / "archives", client, local_dir).path
+        tree = unpack_members(archive, _patched_files(sub.patches), scratch / "sub" / sub.name)
+    except JetwheelError as e:
+        return Check(name, False, f"not tried: {e}", "fix the archive first")
+    return patches_check(name, [Path(p) for p in sub.patches], tree)
 
 
 def _patched_files(patches: Iterable[str]) -> set[str]:
