@@ -26,8 +26,9 @@ from .machine import Machine
 from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
-from .sources import fetch_source, local_sources_dir, locate, pinned_sub, sub_archive, unpack_members
+from .sources import fetch_source, local_sources_dir, locate, unpack_members
 from .stepsource import StepSource, SubSource
+from .subsources import pinned_sub, sub_archive
 from .verify.resolve import resolve
 
 if sys.version_info >= (3, 11):

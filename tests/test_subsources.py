@@ -22,7 +22,8 @@ from jetwheel.plan import BuildStep, Plan, make_plan, render_plan
 from jetwheel.preflight import sub_checks
 from jetwheel.recipe import load_profile, load_recipe, load_recipes
 from jetwheel.runners import LocalRunner, StepLog
-from jetwheel.sources import fetch_sub, sha256_file
+from jetwheel.sources import sha256_file
+from jetwheel.subsources import fetch_sub
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SOURCES = Path(os.environ.get("JETWHEEL_SHARED_SOURCES", SHARED))
@@ -103,6 +104,12 @@ def test_sub_sources_come_from_the_local_dir_checked_and_patch_applies(tmp_path:
         fetch_sub(wrong, tmp_path / "x", local_dir=SOURCES)
     with pytest.raises(SourceError, match="names no upstream URL for it; put it in the source directory"):
         fetch_sub(subs["FlashMLA"], tmp_path / "y", local_dir=tmp_path / "empty")
+    # where a recipe names an upstream URL for the very archive, it is the last resort, checked too
+    upstream = dataclasses.replace(subs["FlashMLA"], url=(SOURCES / "FlashMLA-575f7724.tar.gz").as_uri())
+    got_up = fetch_sub(upstream, tmp_path / "z", local_dir=tmp_path / "empty", cache=tmp_path / "cache")
+    assert got_up.origin == upstream.url and (tmp_path / "z" / "csrc").is_dir()
+    with pytest.raises(SourceError, match=f"the recipe pins {'0' * 64}"):
+        fetch_sub(dataclasses.replace(upstream, sha256="0" * 64), tmp_path / "w", cache=tmp_path / "cache")
 
 
 @pytest.mark.real
