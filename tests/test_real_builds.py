@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -219,6 +220,12 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
     src = fetch_source(step.name, step.pin, step.source, tmp_path / "src", cache=CACHE / "sources")
     assert src.origin == step.source.url and src.sha256 == step.source.sha256
     tree = tmp_path / "src"
+    # the recipe expects what setup.py builds for CUDA 12 (line 642-664), but the Hopper-only two,
+    # which are empty CMake targets for 8.7 (FlashMLA's by vLLM, FA3's by the flash-attention patch)
+    setup = (tree / "setup.py").read_text()
+    built = set(re.findall(r'CMakeExtension\(\s*name="(vllm\.[\w.]+)"', setup)) - {"vllm._rocm_C"}
+    hopper = {"vllm.vllm_flash_attn._vllm_fa3_C", "vllm._flashmla_C"}
+    assert hopper <= built and set(load_recipes()["vllm"].extensions) == built - hopper
     before = {p: (tree / p).read_text().splitlines() for p in ["pyproject.toml", *sorted(_reqs(tree))]}
     # the step's venv (with the profile's Python), then its pre-steps, verbatim
     venv, export = step.commands[:2]
