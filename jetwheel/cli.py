@@ -20,6 +20,7 @@ from invoke.tasks import task
 
 from . import __version__
 from .errors import JetwheelError
+from .runners.baseimage import BUILDER, BUILDER_ARM64
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -444,13 +445,11 @@ def check_profiles(c: Context, root: str = "", url: str = "") -> None:
 
 @task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
 @clean_errors
-def base_image(
-    c: Context, name: str = "localhost/jetwheel-builder:bookworm", arch: str = "", engine: str = "podman"
-) -> None:
+def base_image(c: Context, name: str = BUILDER, arch: str = "", engine: str = "podman") -> None:
     """Build the local debootstrap base image the docker runner uses where no registry is reachable."""
     from .runners.baseimage import ensure_base_image
 
-    print(ensure_base_image(name, arch, engine))
+    print(ensure_base_image(name, arch or None, engine))
 
 
 @task(help={"path": "the file (e.g. nvpl_slim_24.04.tar, or a wheel fetched by URL)", "index": "index URL"})
@@ -589,9 +588,7 @@ def mirror(
     }
 )
 @clean_errors
-def setup(
-    c: Context, arch: str = "aarch64", image: str = "localhost/jetwheel-base:bookworm-arm64", engine: str = "podman"
-) -> None:
+def setup(c: Context, arch: str = "aarch64", image: str = BUILDER_ARM64, engine: str = "podman") -> None:
     """Run arm64 containers here: binfmt_misc + qemu-aarch64, and an arm64 debootstrap base image."""
     from .runners.baseimage import ensure_base_image
     from .runners.emulation import ensure_emulation

@@ -30,6 +30,7 @@ from .index.client import IndexClient
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, LocalRunner, Runner
+from .runners.baseimage import image_fix
 from .runners.probe import EngineFacts, probe
 
 if sys.version_info >= (3, 11):
@@ -108,7 +109,7 @@ def refusal(engine: Engine, step: BuildStep, target_arch: str, gpu: bool, emulat
     if facts.arch != target_arch and emulate != target_arch:
         return f"{facts.arch} engine, {target_arch} target (pass --arch {target_arch} to emulate)"
     if step.image not in facts.images:
-        return f"lacks image {step.image}"
+        return f"lacks image {step.image} ({image_fix(step.image)})"
     if gpu and not facts.gpu:
         return "no GPU"
     return ""

@@ -25,12 +25,12 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import make_runner
-from jetwheel.runners.baseimage import ensure_base_image
+from jetwheel.runners.baseimage import BUILDER_ARM64, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.sources import make_archive, sha256_file
 from jetwheel.verify import read_wheels, verify_wheel
 
-ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"
+ARM_IMAGE = BUILDER_ARM64
 CA = "/etc/ssl/certs/ca-certificates.crt"
 CACHE = Path.home() / ".cache" / "jetwheel"
 
