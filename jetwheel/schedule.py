@@ -25,7 +25,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .engine import Event, Listener, Options, StepResult, run_step
-from .errors import BuildError, EngineLost, JetwheelError, PlanError
+from .errors import BuildError, EngineLost, JetwheelError, PlanError, RunnerError
 from .index.client import IndexClient
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
@@ -93,7 +93,7 @@ def connect(
         arch = emulate if emulate and facts.arch != emulate else ""
         engines.append(Engine(facts.name, DockerRunner(engine, runner.connection, gpu, arch, memory=memory), facts))
     if not engines:
-        raise PlanError("no engine answered: " + "; ".join(down))
+        raise RunnerError("no engine answered: " + "; ".join(down))
     if any(s.runner == "local" for s in plan.steps):
         engines.append(Engine("host", LocalRunner(), None))
     return engines, down

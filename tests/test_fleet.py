@@ -92,7 +92,7 @@ def test_cli_with_no_engine_answering_is_one_clean_line(tmp_path: Path, capsys: 
     with pytest.raises(SystemExit) as done:
         program.run(["jetwheel", "build-wheel", "mini-llm", "--profile", "fleet", "--engines", gone])
     err = capsys.readouterr().err
-    assert done.value.code == 1 and err.startswith("jetwheel: error: no engine answered") and len(err.splitlines()) == 1
+    assert done.value.code == 3 and err.startswith("jetwheel: error: no engine answered") and len(err.splitlines()) == 1
 
 
 # -- three real podman services -----------------------------------------------------------------------
