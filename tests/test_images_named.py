@@ -4,7 +4,11 @@ the README tells the user to bring: a name nothing makes passes only where an ea
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from jetwheel.recipe import load_profile
 from jetwheel.runners.baseimage import BRING_YOUR_OWN, BUILDER, LOCAL_IMAGES, image_fix
@@ -51,3 +55,20 @@ def test_a_missing_image_names_the_command_that_makes_it() -> None:
     arm = next(i for i, a in LOCAL_IMAGES.items() if a == "aarch64")
     assert image_fix(arm).endswith("--arch aarch64")
     assert image_fix("jetwheel/builder:r36.4.0-py3.12", "docker").startswith("docker build -t jetwheel/builder")
+
+
+def test_concurrent_callers_make_a_missing_image_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jetwheel.runners import baseimage
+
+    made: list[str] = []
+
+    def make(name: str, *_args: object) -> str:
+        time.sleep(0.2)  # debootstrap's minutes, shortened: long enough for the others to arrive
+        made.append(name)
+        return name
+
+    monkeypatch.setattr(baseimage, "image_exists", lambda _engine, _name: bool(made))
+    monkeypatch.setattr(baseimage, "_make", make)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: baseimage.ensure_base_image(BUILDER, cache=tmp_path), range(4)))
+    assert got == [BUILDER] * 4 and made == [BUILDER]

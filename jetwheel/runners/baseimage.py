@@ -4,6 +4,7 @@ in the engine's store."""
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 from pathlib import Path
@@ -63,6 +64,17 @@ def ensure_base_image(
         arch = LOCAL_IMAGES.get(name, "")
     if image_exists(engine, name):
         return name
+    cache.mkdir(parents=True, exist_ok=True)
+    # Two builds (or test runs) on one machine share the rootfs: the second waits for the first,
+    # then finds the image made, instead of debootstrapping into the same directory at once.
+    with open(cache / f".{suite}-{arch or 'native'}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if image_exists(engine, name):
+            return name
+        return _make(name, arch, engine, suite, cache)
+
+
+def _make(name: str, arch: str, engine: str, suite: str, cache: Path) -> str:
     if shutil.which("debootstrap") is None:
         raise RunnerError("debootstrap is not installed (apt-get install debootstrap)")
     rootfs = cache / f"rootfs-{suite}-{arch or 'native'}"
@@ -77,7 +89,11 @@ def ensure_base_image(
             [*cmd, suite, str(rootfs), "http://deb.debian.org/debian"], capture_output=True, text=True
         )
         if done.returncode != 0:
-            raise RunnerError(f"debootstrap failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
+            log = rootfs / "debootstrap" / "debootstrap.log"
+            tail = log.read_text(errors="replace") if log.is_file() else done.stdout + done.stderr
+            raise RunnerError(
+                f"debootstrap {suite} {arch or 'native'} failed: {' | '.join(tail.strip().splitlines()[-3:])}"
+            )
         stamp.write_text(PACKAGES)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     imp = [engine, "import", "--change", f"LABEL {LABEL}={PACKAGES}"]
