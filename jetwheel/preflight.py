@@ -26,6 +26,7 @@ from .machine import Machine
 from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
+from .runners.baseimage import image_fix
 from .sources import fetch_source, local_sources_dir, locate, unpack_members
 from .stepsource import StepSource, SubSource
 from .subsources import pinned_sub, sub_archive
@@ -330,11 +331,7 @@ def image_check(runner: DockerRunner, image: str) -> Check:
     )
     if done.returncode == 0:
         return Check(name, True, f"present ({done.stdout.strip()[:12]})")
-    if "jetwheel-builder:bookworm" in image or "jetwheel-base:" in image:
-        fix = f"inv podman.base-image --name {image}"
-    else:
-        fix = f"{runner.engine} build -t {image} docker/builder (see README)"
-    return Check(name, False, f"not on the engine {' '.join(runner.base())}", fix)
+    return Check(name, False, f"not on the engine {' '.join(runner.base())}", image_fix(image, runner.engine))
 
 
 def environment_checks(image: str, found: Probe, profile: Profile, gpu: bool, cuda_steps: list[str]) -> list[Check]:

@@ -25,14 +25,14 @@ from jetwheel.engine import Options, StepResult, run_plan
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
-from jetwheel.runners import make_runner
-from jetwheel.runners.baseimage import ensure_base_image
+from jetwheel.runners import Runner, make_runner
+from jetwheel.runners.baseimage import BUILDER_ARM64, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.sources import make_archive, sha256_file
 from jetwheel.stepsource import StepSource
 from jetwheel.verify import read_wheels, verify_wheel
 
-ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"
+ARM_IMAGE = BUILDER_ARM64
 CA = "/etc/ssl/certs/ca-certificates.crt"
 CACHE = Path.home() / ".cache" / "jetwheel"
 
@@ -118,7 +118,7 @@ def build(
     if runner == "emulated":
         from jetwheel.runners import DockerRunner
 
-        run = DockerRunner(engine="podman", arch="aarch64", ca_bundle=CA if os.path.exists(CA) else "")
+        run: Runner = DockerRunner(engine="podman", arch="aarch64", ca_bundle=CA if os.path.exists(CA) else "")
     else:
         run = make_runner(runner, arch="aarch64" if profile.arch == "aarch64" else "")
     [result] = run_plan(
