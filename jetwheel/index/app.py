@@ -269,8 +269,7 @@ class IndexApp:
     async def package(self, request: web.Request) -> web.StreamResponse:
         """A distribution or artifact the store lists (never any other file in its root), or its METADATA."""
         filename = request.match_info["filename"]
-        check_filename(filename)
-        base = filename[: -len(".metadata")] if filename.endswith(".metadata") else filename
+        base = check_filename(filename[: -len(".metadata")] if filename.endswith(".metadata") else filename)
         f = self.store.files().get(base)
         if f is None or (base != filename and not f.metadata_sha256):
             return error(404, f"{filename}: no such file")
@@ -431,7 +430,7 @@ class IndexApp:
 
     def _may_publish(self, filename: str, artifact: bool, role: str) -> None:
         """Refuse a name the recipes own to all but builders, and a new project that looks like one
-        already here or owned (a Cyrillic о in torch)."""
+        already here or owned (torch spelt with a Cyrillic o)."""
         if artifact:
             check_artifact_name(filename)
             project = canonicalize_name(filename.split("-", 1)[0])

@@ -124,7 +124,7 @@ def issue_token(key: bytes, expires_at: int, user: str, role: str = READ) -> str
 
 def check_token(key: bytes, token: str, now: float) -> Token | None:
     """The user and role of a valid, unexpired token; None otherwise (also for any garbage)."""
-    role, user, expires, sig = (token[len(TOKEN_PREFIX) :].split(".") + ["", "", ""])[:4]
+    role, user, expires, sig = [*token[len(TOKEN_PREFIX) :].split("."), "", "", ""][:4]
     body = f"{role}.{user}.{expires}"
     if role not in ROLES or not expires.isdigit() or not hmac.compare_digest(sig.encode(), _sign(key, body).encode()):
         return None

@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001, RUF002, RUF003  (look-alike letters, on purpose)
+# ruff: noqa: RUF001, RUF002  (look-alike letters, on purpose)
 """Look-alike project names: a small confusable skeleton after Unicode TR39 (section 4), so that
 `tоrch` (Cyrillic о) or `t0rch` cannot stand beside `torch` on the index.
 
