@@ -163,7 +163,7 @@ def serve_index(opts: ServeOptions) -> None:
     settings = Settings(
         htpasswd=htpasswd if htpasswd and htpasswd.is_file() else None,
         roles=cfg.roles,
-        config=cfg.path,
+        config=Path(opts.config).resolve() if opts.config else cfg.path,
         auth_reads=opts.auth_reads,
         upstream=cfg.upstream if opts.upstream is None else opts.upstream,
         owned=owned | cfg.owned,

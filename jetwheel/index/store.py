@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import time
@@ -32,6 +33,7 @@ from .validate import ARTIFACT_SUFFIXES, check_artifact_name, check_filename, in
 
 STATE = ".jetwheel"
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked yet
+_UPLOAD = re.compile(r"upload-(\d+)-.*\.part")  # a staged upload, named by its writer's pid
 
 
 @dataclass(frozen=True)
@@ -213,8 +215,8 @@ class Store:
         try:
             dist = inspect_wheel(path, filename)
         except UploadRejected:
-            if not filename.endswith(ARTIFACT_SUFFIXES) and not filename.endswith(".whl"):
-                return None
+            if filename.endswith(".whl") or not filename.endswith(ARTIFACT_SUFFIXES):
+                return None  # a wheel that fails its checks is not served, not even as an artifact
             meta.update(project="", version="")  # an artifact (e.g. the NVPL tarball): served, not listed
         else:
             meta.update(project=dist.project, version=str(dist.version), requires_python=dist.requires_python)
@@ -442,7 +444,11 @@ class Store:
 
 
 def _abandoned(path: Path, before: float) -> bool:
-    """True for a staged file last written before `before` that no process holds locked."""
+    """True for a staged upload whose writer (the pid in its name) is dead, or any staged file last
+    written before `before` that no process holds locked."""
+    writer = _UPLOAD.fullmatch(path.name)
+    if writer is not None and not _alive(int(writer[1])):
+        return True
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         if os.fstat(fd).st_mtime >= before:
@@ -454,6 +460,16 @@ def _abandoned(path: Path, before: float) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _utf8(name: str) -> bool:
