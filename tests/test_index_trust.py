@@ -330,7 +330,14 @@ def test_behind_the_front_the_throttle_counts_the_real_client_only_with_the_fron
 
 
 def test_the_fronts_nginx_conf_names_the_client_and_drops_root(tmp_path: Path) -> None:
-    conf = nginx_conf(Store(tmp_path / "p"), "127.0.0.1:1", 2, 1 << 20, "s3cr3t")
+    store = Store(tmp_path / "p")
+    if os.geteuid() == 0:
+        tmp_path.parent.chmod(0o700)
+        with pytest.raises(StoreError, match=r"workers run as nobody, who cannot reach the store .* chmod o\+x"):
+            nginx_conf(store, "127.0.0.1:1", 2, 1 << 20, "s3cr3t")
+        for d in (tmp_path, *tmp_path.parents):
+            d.chmod(d.stat().st_mode | 0o001)
+    conf = nginx_conf(store, "127.0.0.1:1", 2, 1 << 20, "s3cr3t")
     text = conf.read_text()
     assert text.count("proxy_set_header X-Real-IP $remote_addr;") == 2
     assert text.count(f'proxy_set_header {FRONT_HEADER} "s3cr3t";') == 2

@@ -126,10 +126,8 @@ def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int, secret
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / d).mkdir(parents=True, exist_ok=True)
     user = ""
-    if os.geteuid() == 0:
-        # started as root, nginx's workers run as nobody: they read the tree (world-readable) and
-        # write only their temp directories, never as root
-        worker = pwd.getpwnam(WORKER_USER)
+    worker = worker_user(store)
+    if worker is not None:
         user = f"user {worker.pw_name} {grp.getgrgid(worker.pw_gid).gr_name};\n"
         for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             os.chown(run / d, worker.pw_uid, worker.pw_gid)
@@ -151,6 +149,24 @@ def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int, secret
             )
         )
     return conf
+
+
+def worker_user(store: Store) -> pwd.struct_passwd | None:
+    """Who nginx's workers run as when the front is started as root (None otherwise): never root.
+    The store's owner when that is not root; else nobody, who must be able to reach the tree
+    (its files are world-readable; every directory on the way must be searchable by others)."""
+    if os.geteuid() != 0:
+        return None
+    owner = store.root.stat().st_uid
+    if owner != 0:
+        return pwd.getpwuid(owner)
+    for d in (static.tree(store).parent, *static.tree(store).parent.parents):
+        if not d.stat().st_mode & 0o001:
+            raise StoreError(
+                f"--nginx as root: nginx's workers run as {WORKER_USER}, who cannot reach the store "
+                f"({d} is not searchable by others); serve as a non-root user, or chmod o+x {d}"
+            )
+    return pwd.getpwnam(WORKER_USER)
 
 
 def _loopback_port() -> int:

@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import stat
 import tempfile
 import time
@@ -32,8 +31,7 @@ from ..errors import StoreError, UploadRejected
 from .validate import ARTIFACT_SUFFIXES, check_artifact_name, check_filename, inspect_wheel
 
 STATE = ".jetwheel"
-CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked yet
-_UPLOAD = re.compile(r"upload-(\d+)-.*\.part")  # a staged upload, named by its writer's pid
+CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
 
 
 @dataclass(frozen=True)
@@ -265,11 +263,18 @@ class Store:
     @contextlib.contextmanager
     def staging(self) -> Iterator[tuple[Any, Path]]:
         """A temp file in the store's filesystem to stream an upload into; always removed after.
-        Locked (flock) while it is written: clean() leaves alone what a live writer holds."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"upload-{os.getpid()}-", suffix=".part")
-        tmp = Path(name)
+        Locked (flock) for as long as it lives under its upload-* name (it is locked under a name of
+        its own first): clean() removes an upload-* file exactly when no live writer holds it."""
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="new-", suffix=".part")
+        tmp = Path(name).with_name("upload-" + Path(name).name[len("new-") :])
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(name, tmp)
+        except BaseException:
+            os.close(fd)
+            os.unlink(name)
+            raise
+        try:
             with os.fdopen(fd, "wb") as f:
                 yield f, tmp
         finally:
@@ -444,14 +449,11 @@ class Store:
 
 
 def _abandoned(path: Path, before: float) -> bool:
-    """True for a staged upload whose writer (the pid in its name) is dead, or any staged file last
-    written before `before` that no process holds locked."""
-    writer = _UPLOAD.fullmatch(path.name)
-    if writer is not None and not _alive(int(writer[1])):
-        return True
+    """True for a staged file that no process holds locked: an upload-* file at once (its writer
+    locks it before naming it so), any other one once it was last written before `before`."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        if os.fstat(fd).st_mtime >= before:
+        if not path.name.startswith("upload-") and os.fstat(fd).st_mtime >= before:
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -460,16 +462,6 @@ def _abandoned(path: Path, before: float) -> bool:
         return True
     finally:
         os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _utf8(name: str) -> bool:
