@@ -218,7 +218,10 @@ def serve_front(
     try:
         app.start()
         _wait(f"http://127.0.0.1:{app_port}/health", app.is_alive, "the index app")
-        proxy = subprocess.Popen([nginx, "-c", str(conf), "-p", str(conf.parent)], preexec_fn=die_with_parent)
+        # -e stderr: unprivileged (the image), nginx cannot open its compiled-in log file
+        proxy = subprocess.Popen(
+            [nginx, "-e", "stderr", "-c", str(conf), "-p", str(conf.parent)], preexec_fn=die_with_parent
+        )
         front = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
         _wait(f"{front}/health", lambda: proxy is not None and proxy.poll() is None, "nginx")
         log.info("nginx on %s, the app on 127.0.0.1:%d", listen, app_port)
