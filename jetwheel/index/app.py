@@ -169,13 +169,13 @@ class IndexApp:
                 return request.headers.get("X-Real-IP", peer)
         return peer
 
-    def _token_role(self, token: str) -> tuple[str, str] | None:
-        """(user, role) of a valid token: never more than its user may do now; None once the user is gone."""
+    def _token_role(self, token: str) -> str | None:
+        """The role of a valid token: never more than its user may do now; None once the user is gone."""
         found = check_token(self.token_key, token, time.time())
         now = self.users.current_role(found.user) if found is not None else None
         if found is None or now is None:
             return None
-        return found.user, min(found.role, now, key=RANK.__getitem__)
+        return min(found.role, now, key=RANK.__getitem__)
 
     # -- access ------------------------------------------------------------------------------------
     @web.middleware
@@ -216,8 +216,7 @@ class IndexApp:
             return error(401, "authentication required", {"WWW-Authenticate": 'Basic realm="jetwheel"'})
         loop = asyncio.get_running_loop()
         if creds.password.startswith(TOKEN_PREFIX):
-            found = await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
-            role = found[1] if found is not None else None
+            role = await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
         else:
             role = await loop.run_in_executor(self.auth_pool, self.users.role, creds)
         if role is None:
