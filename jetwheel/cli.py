@@ -417,29 +417,32 @@ def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd
 @task(
     help={
         "read": "a read-only token (the only kind there is: say so)",
-        "expires": "how long it is valid: 30m, 2h, 7d",
+        "expires": "how long it is valid: 30m, 2h, 7d (at most 366d)",
         "root": "store directory (default: the index config's)",
+        "user": "the index user the token stands for: it dies when the user is removed",
     }
 )
 @clean_errors
-def token(c: Context, read: bool = False, expires: str = "2h", root: str = "") -> None:
+def token(c: Context, read: bool = False, expires: str = "2h", root: str = "", user: str = "") -> None:
     """Print a read-only token that expires: use it as the password of any user name, e.g.
     https://token:TOKEN@index.lan/simple/ (safe in an image's build history once expired)."""
     from .workflow import issue_token
 
     if not read:
         raise Exit("jetwheel: error: only read-only tokens are issued: pass --read", code=ExitCode.USAGE)
-    print(issue_token(root, expires))
+    if not user:
+        raise Exit("jetwheel: error: name the index user the token stands for: --user NAME", code=ExitCode.USAGE)
+    print(issue_token(root, expires, user))
 
 
-@task(help={"root": "store directory (default: the index config's)", "url": "the index (default: the config's)"})
+@task(help={"root": "store directory (default: the index config's)"})
 @clean_errors
-def check_profiles(c: Context, root: str = "", url: str = "") -> None:
+def check_profiles(c: Context, root: str = "") -> None:
     """Check now whether each profile resolves from the index, and record it for the pages (the
     server does this by itself a few seconds after its files change)."""
     from .workflow import check_profiles as check
 
-    for name, result in check(root, url).items():
+    for name, result in check(root).items():
         print(f"{'pass' if result['passed'] else 'FAIL'}  {name}: {result['detail']}")
 
 
@@ -452,7 +455,7 @@ def base_image(c: Context, name: str = BUILDER, arch: str = "", engine: str = "p
     print(ensure_base_image(name, arch or None, engine))
 
 
-@task(help={"path": "the file (e.g. nvpl_slim_24.04.tar, or a wheel fetched by URL)", "index": "index URL"})
+@task(help={"path": "the file (e.g. nvpl_slim_24.04.tar; a wheel goes up as a wheel)", "index": "index URL"})
 @clean_errors
 def upload_artifact(c: Context, path: str, index: str = "") -> None:
     """Put a file on the index at a stable URL (/packages/NAME) without listing it as a project."""

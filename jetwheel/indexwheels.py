@@ -9,6 +9,7 @@ from pathlib import Path
 
 from packaging.tags import Tag
 
+from .index.auth import TRUSTED
 from .index.client import IndexClient
 from .verify.source import Published
 
@@ -26,7 +27,7 @@ class IndexWheels:
         if filename is None:
             return None
         info = self.client.file_info(filename) or {}
-        return Published(filename, str(info.get("sha256", "")))
+        return Published(filename, str(info.get("sha256", "")), info.get("published_by") in TRUSTED)
 
     def download(self, filename: str, dest: Path) -> Path:
         return self.client.download(filename, dest)

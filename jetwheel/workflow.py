@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -173,19 +174,19 @@ def serve_index(opts: ServeOptions) -> None:
         raise JetwheelError("TLS needs both --certfile and --keyfile")
     tls = Tls(certfile, keyfile) if certfile and keyfile else None
     scheme = "https" if tls else "http"
-    loopback = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1", "localhost") else host
     shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
     htpasswd = Path(opts.htpasswd) if opts.htpasswd else cfg.htpasswd
     settings = Settings(
         htpasswd=htpasswd if htpasswd and htpasswd.is_file() else None,
         roles=cfg.roles,
+        config=Path(opts.config).resolve() if opts.config else cfg.path,
         auth_reads=opts.auth_reads,
         upstream=cfg.upstream if opts.upstream is None else opts.upstream,
-        owned=owned,
+        owned=owned | cfg.owned,
         allow_overwrite=opts.allow_overwrite or cfg.allow_overwrite,
         profiles=profile_views(),
         url=(opts.public_url or cfg.public_url or f"{scheme}://{shown}:{port}").rstrip("/"),
-        self_url=f"{scheme}://{loopback}:{port}",
+        check_profiles=True,
     )
     store_root = Path(opts.root) if opts.root else cfg.root
     limits = (
@@ -194,12 +195,12 @@ def serve_index(opts: ServeOptions) -> None:
         else Limits(opts.client_timeout, opts.client_timeout, opts.max_connections)
     )
 
-    def run_app(on_host: str, on_port: int) -> None:
+    def run_app(on_host: str, on_port: int, front_secret: str = "") -> None:
         serve(
             store_root,
             on_host,
             on_port,
-            settings,
+            dataclasses.replace(settings, front_secret=front_secret),
             max_upload=opts.max_upload_mb << 20,
             workers=opts.workers,
             tls=tls,
@@ -218,9 +219,9 @@ def serve_index(opts: ServeOptions) -> None:
     serve_front(store_root, host, port, run_app, opts.max_upload_mb << 20)
 
 
-def check_profiles(root: str, url: str) -> dict[str, Any]:
-    """Check now whether each profile resolves from the index at `url` (default: the configured
-    one), and record it in the store as the server does after a change."""
+def check_profiles(root: str) -> dict[str, Any]:
+    """Check now whether each profile resolves from the index's store, and record it there as the
+    server does after a change."""
     from .index import profiles
     from .index.config import load_config
     from .index.store import Store
@@ -228,24 +229,27 @@ def check_profiles(root: str, url: str) -> dict[str, Any]:
     cfg = load_config()
     store = Store(Path(root) if root else cfg.root)
     views = profile_views()
-    got = asyncio.run(profiles.refresh(store, views, f"{(url or cfg.url).rstrip('/')}/simple/"))
+    got = asyncio.run(profiles.refresh(store, views))
     if got is None:
         raise StoreError("the index is checking its profiles right now; try again in a minute")
     return {name: vars(c) for name, c in got.items()}
 
 
-def issue_token(root: str, expires: str) -> str:
-    """A read-only token for the index's store, valid for `expires` (e.g. 90m, 2h, 7d)."""
+def issue_token(root: str, expires: str, user: str) -> str:
+    """A read-only token of `user` for the index's store, valid for `expires` (e.g. 90m, 2h, 7d)."""
+    from .index.auth import MAX_TOKEN_DAYS, token_key
     from .index.auth import issue_token as issue
-    from .index.auth import token_key
     from .index.config import load_config
     from .index.store import Store
 
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if not expires or expires[-1] not in units or not expires[:-1].isdigit() or int(expires[:-1]) <= 0:
         raise JetwheelError(f"--expires {expires!r}: a number and a unit (s, m, h, d), e.g. 2h")
+    seconds = int(expires[:-1]) * units[expires[-1]]
+    if seconds > MAX_TOKEN_DAYS * 86400:
+        raise JetwheelError(f"--expires {expires}: at most {MAX_TOKEN_DAYS}d; issue a new token when it runs out")
     store = Store(Path(root) if root else load_config().root)
-    return issue(token_key(store.state), int(time.time()) + int(expires[:-1]) * units[expires[-1]])
+    return issue(token_key(store.state), int(time.time()) + seconds, user)
 
 
 def export_index(

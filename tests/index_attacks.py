@@ -1,5 +1,5 @@
-"""Re-run issue 12's attack cases against a real `jetwheel index.serve` on loopback (not collected
-by pytest: each case also has a test; this is the whole attack in one go, with numbers).
+"""Re-run issue 12's and issue 18's attack cases against a real `jetwheel index.serve` on loopback
+(not collected by pytest: each case also has a test; this is the whole attack in one go, with numbers).
 
     python3 tests/index_attacks.py SCRATCH_DIR     # needs root for the tmpfs of the full-disk case
 """
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import io
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -91,7 +93,10 @@ def serve(root: Path, *extra: str, nofile: int | None = None):
     if not ht.exists():
         add_user(ht, "admin", "admin-pw")
         add_user(ht, "up", "up-pw")
-        (TMP / "config.toml").write_text('[index.roles]\nadmin = "admin"\n')
+        add_user(ht, "builder", "builder-pw")
+        (TMP / "config.toml").write_text(
+            '[index]\nowned = ["torch", "pytorch-triton"]\n[index.roles]\nadmin = "admin"\nbuilder = "builder"\n'
+        )
     port = free_port()
 
     def limit():
@@ -307,8 +312,10 @@ def main():
     proc.terminate()
     proc.wait()
 
-    # 17. .tmp leftovers cleaned at start-up
+    # 17. .tmp leftovers cleaned at start-up (an unlocked upload at once, other staged files once old)
     (root / ".jetwheel" / "tmp" / "upload-left.part").write_bytes(b"x")
+    (root / ".jetwheel" / "tmp" / "derived-left").write_bytes(b"x")
+    os.utime(root / ".jetwheel" / "tmp" / "derived-left", (time.time() - 3600,) * 2)
     (root / ".jetwheel" / "meta" / "gone.whl.json").write_bytes(b"{}")
     proc, url = serve(root, "--workers", "1")
     left = list((root / ".jetwheel" / "tmp").iterdir()) + list((root / ".jetwheel" / "meta").glob("gone*"))
@@ -336,8 +343,199 @@ def main():
     finally:
         subprocess.run(["umount", str(small)])
 
+    issue_18(root)
     held = sum(ok for _, ok, _ in results)
     print(f"\nattack cases: {len(results)} tried, {held} held")
+
+
+BUILDER = basic("builder", "builder-pw")
+
+
+def wheel(name, version, **kw):
+    d = TMP / "w18" / f"{name}-{version}"
+    d.mkdir(parents=True, exist_ok=True)
+    return make_wheel(d, name, version, **kw)
+
+
+def issue_18(root: Path) -> None:
+    proc, url = serve(root, "--workers", "2")
+    # 1. direct-URL Requires-Dist: refused, and nothing connects to the URL it names
+    tarpit = socket.socket()
+    tarpit.bind(("127.0.0.1", 0))
+    tarpit.listen(10)
+    tarpit.settimeout(5)
+    evil = wheel("evil-dep", "1.0", requires=(f"evil @ http://127.0.0.1:{tarpit.getsockname()[1]}/evil-1.0.tar.gz",))
+    st, body = upload(url, evil.name, evil.read_bytes())
+    try:
+        tarpit.accept()
+        connected = True
+    except TimeoutError:
+        connected = False
+    check("direct-URL Requires-Dist: 400, no connection", st == 400 and not connected, f"{st} {body[:90]!r}")
+
+    # 2. owned names and cache keys: builders only; the listing names the role
+    torch = wheel("torch", "2.7.0").read_bytes()
+    claim = '{"cache_key": "k18"}'
+    st1, _ = upload(url, "torch-2.7.0-py3-none-any.whl", torch, jetwheel_provenance=claim)
+    st2, _ = upload(
+        url, "demo_pkg-1.8-py3-none-any.whl", wheel("demo-pkg", "1.8").read_bytes(), jetwheel_provenance=claim
+    )
+    st3 = req(url + "/api/cache/k18")[0]
+    st4, _ = upload(url, "torch-2.7.0-py3-none-any.whl", torch, auth=BUILDER, jetwheel_provenance=claim)
+    st5, found = req(url + "/api/cache/k18")
+    page = req(url + "/simple/torch/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})[1]
+    check(
+        "owned name by upload role 403, key claimed by upload role 404, builder 200, listing names the role",
+        (st1, st2, st3, st4, st5) == (403, 200, 404, 200, 200)
+        and b"torch-2.7.0" in found
+        and b'"_jetwheel-published-by": "builder"' in page,
+        f"{st1} {st2} {st3} {st4} {st5}",
+    )
+
+    # 4-5. look-alikes and disguised artifacts
+    cyr = "t\u043erch"
+    st1, b1 = upload(url, f"{cyr}-2.7.0-py3-none-any.whl", wheel(cyr, "2.7.0").read_bytes(), auth=BUILDER)
+    st2, b2 = upload(
+        url, "pytorch_triton-3.3.0-cp312-cp312-linux_aarch64.whl", b"PK\x05\x06" + bytes(18), jetwheel_artifact="1"
+    )
+    st3, _ = upload(url, "torch-2.7.0-src.tar.gz", b"x" * 100, jetwheel_artifact="1")
+    check(
+        "look-alike torch 400, wheel as artifact 400, owned artifact by upload role 403",
+        (st1, st2, st3) == (400, 400, 403),
+        f"{st1} {b1[:70]!r} {st2} {b2[:60]!r} {st3}",
+    )
+
+    # 3/8. tokens: a non-ASCII signature 401; --expires 36500d refused
+    st = req(
+        url + "/", b"x", {"Authorization": basic("x", "jw2.read.eA.99999999999.\u00e9"), "Content-Type": CT}, "POST"
+    )[0]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jetwheel",
+            "index.token",
+            "--read",
+            "--root",
+            str(root),
+            "--user",
+            "up",
+            "--expires",
+            "36500d",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    check(
+        "non-ASCII token 401; --expires 36500d refused",
+        st == 401 and out.returncode != 0 and "366d" in out.stderr,
+        f"{st} {out.stderr.strip()[:80]}",
+    )
+
+    # 8. /packages/ serves distributions only; yank racing delete never 500
+    (root / "htpasswd").write_text("admin:$2b$leak\n")
+    st = req(url + "/packages/htpasswd", headers={"Authorization": ADMIN})[0]
+    (root / "htpasswd").unlink()
+    statuses = set()
+    for i in range(20):
+        fn = f"race_pkg-1.{i}-py3-none-any.whl"
+        upload(url, fn, wheel("race-pkg", f"1.{i}").read_bytes())
+        hdr = {"Authorization": ADMIN, "Content-Type": "application/json"}
+        t = threading.Thread(
+            target=lambda fn=fn, hdr=hdr: statuses.add(req(url + f"/api/files/{fn}/yank", b"{}", hdr, "POST")[0])
+        )
+        t.start()
+        statuses.add(req(url + f"/api/files/{fn}", b"{}", hdr, "DELETE")[0])
+        t.join()
+    check(
+        "/packages/htpasswd 404; yank racing delete: no 500",
+        st == 404 and 500 not in statuses,
+        f"{st} {sorted(statuses)}",
+    )
+
+    # 7. a second server starting on the store does not cut an upload in flight
+    big = wheel("inflight", "1.0", payload=4_000_000).read_bytes()
+    body = multipart(
+        {":action": "file_upload", "sha256_digest": hashlib.sha256(big).hexdigest()},
+        "inflight-1.0-py3-none-any.whl",
+        big,
+    )
+    conn = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    conn.sendall(
+        f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {UP}\r\nContent-Type: {CT}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[: len(body) // 2]
+    )
+    time.sleep(2)
+    proc2, _ = serve(root, "--workers", "1")
+    conn.sendall(body[len(body) // 2 :])
+    answer = conn.recv(200)
+    conn.close()
+    proc2.terminate()
+    proc2.wait()
+    check("start-up cleanup spares an upload in flight", answer.startswith(b"HTTP/1.1 200"), repr(answer[:40]))
+
+    # 8. a demoted admin loses yank at the next request
+    cfg = TMP / "config.toml"
+    saved = cfg.read_text()
+    cfg.write_text(saved.replace('admin = "admin"', 'admin = "upload"'))
+    os.utime(cfg, (time.time() + 2,) * 2)
+    st = req(
+        url + "/api/files/demo_pkg-1.8-py3-none-any.whl/yank",
+        b"{}",
+        {"Authorization": ADMIN, "Content-Type": "application/json"},
+        "POST",
+    )[0]
+    cfg.write_text(saved)
+    check("role change counts without a restart", st == 403, str(st))
+    proc.terminate()
+    proc.wait()
+
+    # 3. four workers creating the token key at once agree on one whole key
+    fresh = TMP / "fresh18"
+    proc, url = serve(fresh, "--workers", "4")
+    key = (fresh / ".jetwheel" / "token.key").read_bytes()
+    proc.terminate()
+    proc.wait()
+    (fresh / ".jetwheel" / "token.key").write_bytes(b"")
+    bad = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "index.serve", "--root", str(fresh), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    check(
+        "token key: 32 bytes from 4 workers; an empty one refused at start",
+        len(key) == 32 and bad.returncode != 0 and "fewer than 32" in bad.stderr,
+        bad.stderr.strip()[:100],
+    )
+
+    # 6. behind --nginx, one client's failed logins lock out that client only
+    if shutil.which("nginx"):
+        proc, url = serve(TMP / "front18", "--workers", "1", "--nginx")
+        port = int(url.rsplit(":", 1)[1])
+
+        def from_addr(src, password, forged=""):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(src, 0))
+            h = {"Authorization": basic("up", password), "Content-Type": CT}
+            if forged:
+                h.update({"X-Real-IP": forged, "X-Jetwheel-Front": "guess"})
+            c.request("POST", "/", b"x", h)
+            st = c.getresponse().status
+            c.close()
+            return st
+
+        for _ in range(10):
+            from_addr("127.0.0.2", "wrong", forged="10.9.9.9")
+        locked = from_addr("127.0.0.2", "up-pw")
+        other = from_addr("127.0.0.3", "up-pw")
+        check(
+            "behind nginx: the guesser gets 429, another client does not (and forged X-Real-IP is ignored)",
+            locked == 429 and other != 429,
+            f"{locked} {other}",
+        )
+        proc.terminate()
+        proc.wait()
 
 
 main()

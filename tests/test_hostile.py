@@ -299,7 +299,12 @@ def test_startup_cleans_staging_and_orphan_derived_files(index: tuple[Store, Set
     for kind, name in (("meta", "gone-1.0-py3-none-any.whl.json"), ("metadata", "gone-1.0-py3-none-any.whl.metadata")):
         (store.state / kind / name).write_bytes(b"{}")
     (store.state / "facts" / "gone-1.0-py3-none-any.whl.gz").write_bytes(gzip.compress(b"{}"))
-    assert Store(store.root).clean() == 5
+    with store.staging() as (live, live_path):  # another server's upload, still streaming in
+        live.write(b"half an upload")
+        assert Store(store.root).clean() == 4  # the unlocked upload and the orphans; derived-y is young
+        assert Store(store.root).clean(grace=0) == 1  # derived-y; the live upload is locked
+        assert live_path.exists()
+    assert not list(store.tmp.iterdir())
     assert tree(store.root) == kept
 
 

@@ -70,6 +70,7 @@ def test_index_image_builds_runs_and_serves(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data, ht = tmp_path / "data", tmp_path / "htpasswd"
     data.mkdir()
+    os.chown(data, 10001, 10001)  # the image's user (docker/index/Containerfile): it must own the store
     add_user(ht, USER, PASSWORD)
     port = free_port()
     cid = subprocess.run(

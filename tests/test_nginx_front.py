@@ -43,6 +43,9 @@ def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
 @pytest.fixture
 def front(tmp_path: Path) -> Iterator[Server]:
     root, ht, config = tmp_path / "packages", tmp_path / "htpasswd", tmp_path / "config.toml"
+    if os.geteuid() == 0:  # nginx's workers then run as nobody: the store must be reachable by others
+        for d in (tmp_path, *tmp_path.parents):
+            d.chmod(d.stat().st_mode | 0o001)
     add_user(ht, USER, PASSWORD)
     config.write_text(f'[index.roles]\n{USER} = "admin"\n')  # the test yanks and deletes
     port = free_port()

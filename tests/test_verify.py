@@ -243,11 +243,12 @@ class Index:
     published_facts: dict[str, bytes]
     downloaded: list[str] = dataclasses.field(default_factory=list)
     url: str = "test-index"
+    trusted: bool = True  # the listing says a builder published the files
 
     def find(self, requirement: str, tags: Sequence[Tag]) -> Published | None:
         name = canonicalize_name(Requirement(requirement).name)
         path = next((p for p in self.files.values() if p.name.startswith(name.replace("-", "_") + "-")), None)
-        return Published(path.name, hashlib.sha256(path.read_bytes()).hexdigest()) if path else None
+        return Published(path.name, hashlib.sha256(path.read_bytes()).hexdigest(), self.trusted) if path else None
 
     def download(self, filename: str, dest: Path) -> Path:
         self.downloaded.append(filename)
@@ -273,6 +274,10 @@ def test_dependency_facts_from_the_index_are_used_only_for_the_file_pip_would_in
     stale = dataclasses.replace(torch, sha256="0" * 64).to_bytes()
     index = Index(files, {torch_path.name: stale})
     report = verify_wheel(stack_wheels["mini_vision"], target, recipe, source=index, cache=FactCache(tmp_path / "b"))
+    assert report.passed and index.downloaded == [torch_path.name]
+    # facts for the very file, but the file is not a builder's: the wheel is read instead
+    index = Index(files, {torch_path.name: torch.to_bytes()}, trusted=False)
+    report = verify_wheel(stack_wheels["mini_vision"], target, recipe, source=index, cache=FactCache(tmp_path / "c"))
     assert report.passed and index.downloaded == [torch_path.name]
 
 

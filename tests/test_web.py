@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import Server, free_port, start_server, stop_server
+from conftest import Server, start_server, stop_server
 from wheelmaker import make_wheel
 
 from jetwheel.index import profiles as compat
@@ -180,17 +180,16 @@ def _view() -> ProfileView:
     return ProfileView("demo", "demo-pkg==1.0", {"demo-pkg": "1.0"}, here)
 
 
-def test_profile_compatibility_is_checked_on_store_change_against_the_servers_own_url(tmp_path: Path) -> None:
+def test_profile_compatibility_is_checked_on_store_change_from_the_store_alone(tmp_path: Path) -> None:
     store = Store(tmp_path / "packages")
-    port = free_port()
-    settings = Settings(profiles={"demo": _view()}, url="http://index.lan", self_url=f"http://127.0.0.1:{port}")
+    settings = Settings(profiles={"demo": _view()}, url="http://index.lan", check_profiles=True)
 
     async def main() -> None:
-        async with TestClient(TestServer(make_app(store, settings), port=port)) as c:
+        async with TestClient(TestServer(make_app(store, settings))) as c:
             page = await (await c.get("/profiles/demo")).text()
             assert "not checked yet" in page
             store.add_file(make_wheel(tmp_path, "demo-pkg", "1.0"))
-            for _ in range(120):  # the server settles 2 s, then its pip resolves against itself
+            for _ in range(120):  # the server settles 2 s, then resolves over its own metadata
                 await asyncio.sleep(0.5)
                 if compat.read(store.state)[0] == list(store.generation()):
                     break

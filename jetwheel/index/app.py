@@ -1,7 +1,9 @@
 """The index's HTTP face (aiohttp): simple API reads, twine uploads, yank/delete, upstream fallback.
 
 This is an edge: typed errors become one-line HTTP answers here and nowhere else. Every route
-declares who may use it (public, read, upload, admin); one middleware enforces it. Nothing in a
+declares who may use it (public, read, upload, builder, admin); one middleware enforces it. Names the
+recipes own may be published by a builder (or admin) alone, and only a builder's files answer a
+build-cache lookup; every file says which role published it. Nothing in a
 request steers the server: it connects to no address a request names, and its caches are keyed by
 its own state only.
 """
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -33,22 +36,25 @@ from . import profiles as compat
 from . import web as web_pages
 from .auth import (
     ADMIN,
+    BUILDER,
     PUBLIC,
     RANK,
     READ,
     TOKEN_PREFIX,
+    TRUSTED,
     UPLOAD,
     BadCredentials,
     Throttle,
     Users,
     check_token,
-    issue_token,
     parse_basic,
 )
 from .auth import token_key as load_token_key
+from .config import load_config
+from .names import confusable_with
 from .profiles import ProfileView
 from .store import FULL, Hashes, Store, disk_full
-from .validate import check_filename
+from .validate import check_artifact_name, check_filename, parse_filename
 
 log = logging.getLogger("jetwheel.index")
 CHUNK = 1 << 16
@@ -60,19 +66,23 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ROLE = web.RequestKey("role", str)  # the role the request was let in with
+FRONT_HEADER = "X-Jetwheel-Front"  # the nginx front's per-start secret (front.py): its X-Real-IP is true
+LOOPBACK = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
 class Settings:
     htpasswd: Path | None = None
-    roles: Mapping[str, str] = field(default_factory=dict)  # user -> read | upload | admin (default upload)
+    roles: Mapping[str, str] = field(default_factory=dict)  # user -> read | upload | builder | admin (default upload)
+    config: Path | None = None  # the index config: its roles and owned names are re-read when it changes
     auth_reads: bool = False  # reads need a login (or a token) too: a private LAN index
     upstream: str = ""  # e.g. https://pypi.org/simple ; empty: air-gapped, no fallback
-    owned: frozenset[str] = frozenset()  # names recipes build: never taken from upstream
+    owned: frozenset[str] = frozenset()  # names recipes build: never from upstream, published by builders only
     allow_overwrite: bool = False  # an admin may replace a file
     profiles: Mapping[str, ProfileView] = field(default_factory=dict)  # for the web pages' matrices
     url: str = ""  # the index's address for people and pip, shown on the pages
-    self_url: str = ""  # where the server reaches itself to check profiles; "" = never checks
+    check_profiles: bool = False  # compute the profiles' compatibility after each change (in-process)
+    front_secret: str = ""  # set by the nginx front it runs behind: requests bearing it name their client
 
 
 class _PerGeneration:
@@ -116,6 +126,8 @@ class IndexApp:
         self.cache = _PerGeneration(store)
         self.users = Users(settings.htpasswd, settings.roles)
         self.token_key = load_token_key(store.state)
+        self.config_owned: frozenset[str] = frozenset()
+        self._config_seen: int | None = None
         self.throttle = Throttle()
         # bcrypt runs here, not on the event loop nor in the threads that store uploads
         self.auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jetwheel-auth")
@@ -123,13 +135,47 @@ class IndexApp:
         # called when a request is done, with its transport (the connection guard re-arms its timer)
         self.on_done: Callable[[Any], None] = lambda transport: None
 
-    def self_simple_url(self) -> str:
-        """The server's own simple URL for its pip, with a short-lived read token where reads need one."""
-        scheme, _, rest = self.settings.self_url.partition("://")
-        if not self.settings.auth_reads:
-            return f"{self.settings.self_url}/simple/"
-        token = issue_token(self.token_key, int(time.time()) + 3600)
-        return f"{scheme}://jetwheel:{token}@{rest}/simple/"
+    def owned(self) -> frozenset[str]:
+        return self.settings.owned | self.config_owned
+
+    def _reread_config(self) -> None:
+        """A role changed in the config counts from the next request on (one stat per request)."""
+        path = self.settings.config
+        if path is None:
+            return
+        try:
+            seen = path.stat().st_mtime_ns
+        except OSError:
+            seen = 0
+        if seen == self._config_seen:
+            return
+        try:
+            cfg = load_config(path)
+        except StoreError as e:  # half-edited: keep what was read last, and try again next time
+            log.warning("%s", e)
+            return
+        self._config_seen = seen
+        self.users.roles = dict(cfg.roles)
+        self.config_owned = cfg.owned
+
+    def client_address(self, request: web.Request) -> str:
+        """The client's address: the peer's, or the one our own nginx front names (X-Real-IP from
+        its $remote_addr) when the request comes from loopback with the front's per-start secret."""
+        peer = request.remote or "unknown"
+        secret = self.settings.front_secret
+        if secret and peer in LOOPBACK:
+            told = request.headers.get(FRONT_HEADER, "")
+            if hmac.compare_digest(told.encode(), secret.encode()):
+                return request.headers.get("X-Real-IP", peer)
+        return peer
+
+    def _token_role(self, token: str) -> str | None:
+        """The role of a valid token: never more than its user may do now; None once the user is gone."""
+        found = check_token(self.token_key, token, time.time())
+        now = self.users.current_role(found.user) if found is not None else None
+        if found is None or now is None:
+            return None
+        return min(found.role, now, key=RANK.__getitem__)
 
     # -- access ------------------------------------------------------------------------------------
     @web.middleware
@@ -159,7 +205,8 @@ class IndexApp:
             return None
         if level != READ and not self.users.enabled:
             return error(403, "uploads are disabled: start the index with --htpasswd FILE")
-        address = request.remote or "unknown"
+        self._reread_config()
+        address = self.client_address(request)
         now = time.monotonic()
         wait = self.throttle.wait(address, now)
         if wait > 0:
@@ -167,10 +214,11 @@ class IndexApp:
         creds = parse_basic(request.headers.get("Authorization", ""))
         if creds is None:
             return error(401, "authentication required", {"WWW-Authenticate": 'Basic realm="jetwheel"'})
+        loop = asyncio.get_running_loop()
         if creds.password.startswith(TOKEN_PREFIX):
-            role = check_token(self.token_key, creds.password, time.time())
+            role = await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
         else:
-            role = await asyncio.get_running_loop().run_in_executor(self.auth_pool, self.users.role, creds)
+            role = await loop.run_in_executor(self.auth_pool, self.users.role, creds)
         if role is None:
             self.throttle.failed(address, now)
             log.warning("failed login for %r from %s", creds.user[:64], address)
@@ -193,7 +241,7 @@ class IndexApp:
         page = self._page(request, name)
         if page is not None:
             return page
-        if name in self.settings.owned:
+        if name in self.owned():
             # Ours even though nothing is published yet: falling back would hand out PyPI's build
             # (for torch on aarch64: a CPU-only wheel) in place of the one jetwheel must build.
             return error(404, f"{name}: built by jetwheel and not published here yet; never taken from upstream")
@@ -218,11 +266,13 @@ class IndexApp:
         return web.Response(body=body, headers=headers, content_type=kind)
 
     async def package(self, request: web.Request) -> web.StreamResponse:
+        """A distribution or artifact the store lists (never any other file in its root), or its METADATA."""
         filename = request.match_info["filename"]
-        if filename.endswith(".metadata"):
-            path = self.store.metadata_path(filename[: -len(".metadata")])
-        else:
-            path = self.store.path(filename)
+        base = check_filename(filename[: -len(".metadata")] if filename.endswith(".metadata") else filename)
+        f = self.store.files().get(base)
+        if f is None or (base != filename and not f.metadata_sha256):
+            return error(404, f"{filename}: no such file")
+        path = self.store.metadata_path(base) if base != filename else self.store.path(base)
         return self._file(path, filename, "application/octet-stream")
 
     async def facts(self, request: web.Request) -> web.StreamResponse:
@@ -248,15 +298,16 @@ class IndexApp:
                 "sha256": f.sha256,
                 "upload_time": f.upload_time,
                 "yanked": f.yanked,
+                "published_by": f.published_by,
                 "provenance": f.provenance,
                 "verify": f.verify,
             }
         )
 
     async def cache_lookup(self, request: web.Request) -> web.StreamResponse:
-        f = self.store.find_cache_key(request.match_info["key"])
+        f = self.store.find_cache_key(request.match_info["key"], TRUSTED)
         if f is None:
-            return error(404, "no wheel with this cache key")
+            return error(404, "no wheel a builder published with this cache key")
         return web.json_response({"filename": f.filename, "sha256": f.sha256})
 
     # -- pages for people ----------------------------------------------------------------------------
@@ -292,6 +343,8 @@ class IndexApp:
         return web.json_response(await asyncio.to_thread(web_pages.summary, self.store))
 
     async def health(self, request: web.Request) -> web.StreamResponse:
+        if self.settings.auth_reads:  # public: what the index holds is for those who may read it
+            return web.json_response({"ok": True})
         return web.json_response({"ok": True, "files": len(self.store.files())})
 
     # -- writes ------------------------------------------------------------------------------------
@@ -352,6 +405,7 @@ class IndexApp:
             if fields.get(":action", "file_upload") != "file_upload":
                 raise UploadRejected(f"unsupported :action {fields.get(':action')!r}", 400)
             artifact = fields.get("jetwheel_artifact") == "1"
+            self._may_publish(filename, artifact, request.get(ROLE, UPLOAD))
             if not artifact and fields.get("name") and "-" in filename:
                 claimed = canonicalize_name(fields["name"])
                 if claimed != canonicalize_name(filename.split("-", 1)[0]):
@@ -367,10 +421,31 @@ class IndexApp:
                 artifact=artifact,
                 facts=facts_tmp if has_facts else None,
                 overwrite=self.settings.allow_overwrite and request.get(ROLE) == ADMIN,
+                published_by=request.get(ROLE, UPLOAD),
                 **extras,
             )
         log.info("stored %s (%d bytes)", info.filename, info.size)
         return web.Response(status=200, text=f"stored {info.filename}\n")
+
+    def _may_publish(self, filename: str, artifact: bool, role: str) -> None:
+        """Refuse a name the recipes own to all but builders, and a new project that looks like one
+        already here or owned (torch spelt with a Cyrillic o)."""
+        if artifact:
+            check_artifact_name(filename)
+            project = canonicalize_name(filename.split("-", 1)[0])
+        else:
+            project = parse_filename(filename)[0]
+        owned = self.owned()
+        if project in owned and RANK[role] < RANK[BUILDER]:
+            raise UploadRejected(
+                f"{project}: a name the recipes own; only a builder or admin may publish it (this user is {role})", 403
+            )
+        if not artifact and project not in self.store.projects():
+            other = confusable_with(project, [*self.store.projects(), *owned])
+            if other is not None:
+                raise UploadRejected(
+                    f"{project!r} looks like the project {other!r} (same Unicode TR39 skeleton): refused", 400
+                )
 
     async def yank(self, request: web.Request) -> web.StreamResponse:
         return await self._change(request, lambda f, body: self.store.yank(f, str(body.get("reason", ""))))
@@ -475,7 +550,7 @@ def make_app(store: Store, settings: Settings) -> web.Application:
         # add_get also answers HEAD, at the same level
         route = app.router.add_get(path, handler) if method == "GET" else app.router.add_route(method, path, handler)
         index.levels[(route.resource, method)] = level
-    if settings.self_url and settings.profiles:
+    if settings.check_profiles and settings.profiles:
         app.cleanup_ctx.append(_checking_profiles)
     app.on_cleanup.append(_stop_auth_pool)
     return app
@@ -483,7 +558,7 @@ def make_app(store: Store, settings: Settings) -> web.Application:
 
 async def _checking_profiles(app: web.Application) -> Any:
     index: IndexApp = app[INDEX]
-    task = asyncio.create_task(compat.keep_fresh(index.store, index.settings.profiles, index.self_simple_url))
+    task = asyncio.create_task(compat.keep_fresh(index.store, index.settings.profiles))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

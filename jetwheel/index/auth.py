@@ -1,14 +1,19 @@
 """Who may do what on the index: users (htpasswd, bcrypt) with roles, expiring read-only tokens,
 and a per-address throttle on failed logins.
 
-Roles are ordered: read < upload < admin. Uploading needs `upload`; yank, delete and overwrite need
-`admin`. A user the htpasswd file knows and the config gives no role has `upload`.
+Roles are ordered: read < upload < builder < admin. Uploading needs `upload`; the names the recipes
+own, cache keys and the facts other machines' verifies trust need `builder`; yank, delete and
+overwrite need `admin`. A user the htpasswd file knows and the config gives no role has `upload`.
+
+Tokens name their user: one is worth no more than what that user may do now (none once the user is
+gone from the htpasswd file).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -26,10 +31,13 @@ from passlib.hash import bcrypt
 
 from ..errors import StoreError
 
-PUBLIC, READ, UPLOAD, ADMIN = "public", "read", "upload", "admin"
-RANK = {PUBLIC: 0, READ: 1, UPLOAD: 2, ADMIN: 3}
-ROLES = (READ, UPLOAD, ADMIN)
-TOKEN_PREFIX = "jw1."
+PUBLIC, READ, UPLOAD, BUILDER, ADMIN = "public", "read", "upload", "builder", "admin"
+RANK = {PUBLIC: 0, READ: 1, UPLOAD: 2, BUILDER: 3, ADMIN: 4}
+ROLES = (READ, UPLOAD, BUILDER, ADMIN)
+TRUSTED = (BUILDER, ADMIN)  # whose files may stand for a build: owned names, cache keys, facts
+TOKEN_PREFIX = "jw2."
+KEY_BYTES = 32  # the signing key; a shorter one (an empty file a full disk left) is refused
+MAX_TOKEN_DAYS = 366
 MAX_PASSWORD = 1024  # bytes; bcrypt reads 72 of them, but a longer one must not be an error
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
@@ -71,35 +79,68 @@ def check_role(role: str) -> str:
 
 
 # -- tokens ------------------------------------------------------------------------------------------
+class BadKey(StoreError):
+    """The token key on disk cannot sign anything safely (empty or short)."""
+
+
 def token_key(state: Path) -> bytes:
-    """The index's secret for signing tokens, created on first use (mode 0600) in its state dir."""
+    """The index's secret for signing tokens, created on first use (mode 0600) in its state dir.
+
+    Created whole or not at all: the key is written and synced under a temporary name, then linked
+    to its name (link fails if another worker got there first: both then read the winner's key).
+    A short key on disk is refused, never used: a token signed with an empty key is anyone's."""
     path = state / "token.key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_bytes(32))
-    return path.read_bytes()
+    if not path.exists():
+        tmp = state / f".token.key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(KEY_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = path.read_bytes()
+    if len(key) < KEY_BYTES:
+        raise BadKey(f"{path} holds {len(key)} bytes, fewer than {KEY_BYTES}: remove it and restart to make a new key")
+    return key
 
 
-def issue_token(key: bytes, expires_at: int, role: str = READ) -> str:
-    """A token that grants `role` until `expires_at` (Unix time). Stateless: signed with the key."""
-    body = f"{check_role(role)}.{expires_at}"
+@dataclass(frozen=True)
+class Token:
+    user: str
+    role: str
+
+
+def issue_token(key: bytes, expires_at: int, user: str, role: str = READ) -> str:
+    """A token that grants `user` at most `role` until `expires_at` (Unix time). Stateless: signed."""
+    if not USER_NAME.fullmatch(user):
+        raise StoreError(f"invalid user name {user!r}")
+    body = f"{check_role(role)}.{_b64(user.encode())}.{expires_at}"
     return TOKEN_PREFIX + body + "." + _sign(key, body)
 
 
-def check_token(key: bytes, token: str, now: float) -> str | None:
-    """The role a valid, unexpired token grants; None otherwise."""
-    role, _, rest = token[len(TOKEN_PREFIX) :].partition(".")
-    expires, _, sig = rest.partition(".")
-    if role not in ROLES or not expires.isdigit() or not hmac.compare_digest(sig, _sign(key, f"{role}.{expires}")):
+def check_token(key: bytes, token: str, now: float) -> Token | None:
+    """The user and role of a valid, unexpired token; None otherwise (also for any garbage)."""
+    role, user, expires, sig = [*token[len(TOKEN_PREFIX) :].split("."), "", "", ""][:4]
+    body = f"{role}.{user}.{expires}"
+    if role not in ROLES or not expires.isdigit() or not hmac.compare_digest(sig.encode(), _sign(key, body).encode()):
         return None
-    return role if int(expires) > now else None
+    try:
+        name = base64.urlsafe_b64decode(user + "=" * (-len(user) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+    return Token(name, role) if int(expires) > now else None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def _sign(key: bytes, body: str) -> str:
-    return base64.urlsafe_b64encode(hmac.new(key, body.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+    return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
 
 
 # -- users -------------------------------------------------------------------------------------------
@@ -128,6 +169,16 @@ class Users:
     @property
     def enabled(self) -> bool:
         return self._ht is not None
+
+    def current_role(self, user: str) -> str | None:
+        """The role the user has now; None when the htpasswd file no longer knows them."""
+        if self._ht is None:
+            return None
+        with self._lock:
+            if self._ht.load_if_changed():
+                self._ok.clear()
+            known = self._ht.get_hash(user) is not None
+        return self.roles.get(user, UPLOAD) if known else None
 
     def role(self, creds: Credentials) -> str | None:
         """The role of a user whose password is right; None otherwise."""

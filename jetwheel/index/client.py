@@ -21,6 +21,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from ..errors import PublishError
+from .auth import TRUSTED
 from .pages import JSON_V1
 
 
@@ -190,14 +191,15 @@ class IndexClient:
 
     def find_wheel(self, requirement: str, tags: Iterable[Tag]) -> str | None:
         """The best wheel on the index for a requirement and a target's tags (newest version first,
-        then the most specific tag), ignoring yanked files unless pinned with ==."""
+        then one a builder published, then the most specific tag), ignoring yanked files unless
+        pinned with ==. A name that sorts last never beats a builder's file of the same version."""
         req = Requirement(requirement)
         doc = self.project(req.name)
         if not doc:
             return None
         priority = {t: i for i, t in enumerate(tags)}
         pinned = any(s.operator in ("==", "===") for s in req.specifier)
-        best: tuple[Version, int, str] | None = None
+        best: tuple[Version, bool, int, str] | None = None
         for f in doc.get("files", []):
             fn = f["filename"]
             if not fn.endswith(".whl") or (f.get("yanked") and not pinned):
@@ -208,10 +210,10 @@ class IndexClient:
             rank = min((priority[t] for t in ftags if t in priority), default=None)
             if rank is None:
                 continue
-            cand = (version, -rank, fn)
+            cand = (version, f.get("_jetwheel-published-by") in TRUSTED, -rank, fn)
             if best is None or cand > best:
                 best = cand
-        return best[2] if best else None
+        return best[3] if best else None
 
 
 def _reason(e: urllib.error.HTTPError) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
 from passlib.apache import HtpasswdFile
 
 from ..errors import StoreError
@@ -46,7 +47,8 @@ class IndexConfig:
     htpasswd: Path | None
     upstream: str
     allow_overwrite: bool
-    roles: Mapping[str, str] = field(default_factory=dict)  # user -> read | upload | admin
+    roles: Mapping[str, str] = field(default_factory=dict)  # user -> read | upload | builder | admin
+    owned: frozenset[str] = frozenset()  # names only a builder may publish, besides the recipes' own
     certfile: Path | None = None
     keyfile: Path | None = None
     public_url: str = ""  # the address people and pip use, shown on the pages
@@ -76,11 +78,15 @@ def load_config(path: Path | None = None) -> IndexConfig:
         raise StoreError(f"{path}: cannot read index config ({e})") from None
     roles = data.get("roles", {})
     if not isinstance(roles, dict):
-        raise StoreError(f"{path}: [index.roles] must map user names to read, upload or admin")
+        raise StoreError(f"{path}: [index.roles] must map user names to read, upload, builder or admin")
     try:
         roles = {str(u): check_role(str(r)) for u, r in roles.items()}
     except StoreError as e:
         raise StoreError(f"{path}: [index.roles]: {e}") from None
+
+    owned = data.get("owned", [])
+    if not isinstance(owned, list) or not all(isinstance(n, str) for n in owned):
+        raise StoreError(f"{path}: [index] owned must be a list of project names")
 
     def file(key: str, default: str = "") -> Path | None:
         value = data.get(key, default)
@@ -95,6 +101,7 @@ def load_config(path: Path | None = None) -> IndexConfig:
         upstream=data.get("upstream", ""),
         allow_overwrite=bool(data.get("allow_overwrite", False)),
         roles=roles,
+        owned=frozenset(canonicalize_name(n) for n in owned),
         certfile=file("certfile"),
         keyfile=file("keyfile"),
         public_url=str(data.get("public_url", "")),

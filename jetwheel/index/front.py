@@ -9,10 +9,12 @@ copied in by hand), until interrupted or until either process dies."""
 from __future__ import annotations
 
 import contextlib
+import grp
 import logging
 import multiprocessing
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -25,10 +27,12 @@ from types import FrameType
 
 from ..errors import StoreError
 from . import static
+from .app import FRONT_HEADER
 from .server import die_with_parent
 from .store import Store
 
 log = logging.getLogger("jetwheel.index.front")
+WORKER_USER = "nobody"
 
 # Accept -> which rendering answers. An empty value hands the request to the app, which weighs
 # q-values exactly (pages.negotiate) and answers 406; the fast cases are the clients' usual headers:
@@ -96,6 +100,8 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header {front_header} "{secret}";
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
         }}
@@ -105,32 +111,62 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header {front_header} "{secret}";
         }}
     }}
 }}
 """
 
 
-def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int) -> Path:
-    """Write the front's nginx.conf under the store's state directory; returns its path."""
+def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int, secret: str) -> Path:
+    """Write the front's nginx.conf under the store's state directory (mode 0600: it holds the
+    secret by which the app knows its front); returns its path."""
     run = store.state / "nginx"
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / d).mkdir(parents=True, exist_ok=True)
-    # as root, nginx's workers would drop to nobody, who cannot read a store made by root
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
+    user = ""
+    worker = worker_user(store)
+    if worker is not None:
+        user = f"user {worker.pw_name} {grp.getgrgid(worker.pw_gid).gr_name};\n"
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.chown(run / d, worker.pw_uid, worker.pw_gid)
     conf = run / "nginx.conf"
-    conf.write_text(
-        CONF.format(
-            user=user,
-            run=run,
-            accept_map="\n".join("    " + line for line in ACCEPT_MAP.splitlines()),
-            app_port=app_port,
-            listen=listen,
-            tree=static.tree(store),
-            max_body=f"{(max_upload >> 20) + 1}m",
+    conf.unlink(missing_ok=True)
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            CONF.format(
+                user=user,
+                front_header=FRONT_HEADER,
+                secret=secret,
+                run=run,
+                accept_map="\n".join("    " + line for line in ACCEPT_MAP.splitlines()),
+                app_port=app_port,
+                listen=listen,
+                tree=static.tree(store),
+                max_body=f"{(max_upload >> 20) + 1}m",
+            )
         )
-    )
     return conf
+
+
+def worker_user(store: Store) -> pwd.struct_passwd | None:
+    """Who nginx's workers run as when the front is started as root (None otherwise): never root.
+    The store's owner when that is not root; else nobody, who must be able to reach the tree
+    (its files are world-readable; every directory on the way must be searchable by others)."""
+    if os.geteuid() != 0:
+        return None
+    owner = store.root.stat().st_uid
+    if owner != 0:
+        return pwd.getpwuid(owner)
+    for d in (static.tree(store).parent, *static.tree(store).parent.parents):
+        if not d.stat().st_mode & 0o001:
+            raise StoreError(
+                f"--nginx as root: nginx's workers run as {WORKER_USER}, who cannot reach the store "
+                f"({d} is not searchable by others); serve as a non-root user, or chmod o+x {d}"
+            )
+    return pwd.getpwnam(WORKER_USER)
 
 
 def _loopback_port() -> int:
@@ -155,9 +191,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def serve_front(
-    root: Path, host: str, port: int, run_app: Callable[[str, int], None], max_upload: int, poll: float = 1.0
+    root: Path, host: str, port: int, run_app: Callable[[str, int, str], None], max_upload: int, poll: float = 1.0
 ) -> None:
-    """Serve `root` with nginx on host:port in front of `run_app(host, port)` on a loopback port."""
+    """Serve `root` with nginx on host:port in front of `run_app(host, port, secret)` on a loopback
+    port; nginx sends `secret` with every request, and the app believes its X-Real-IP for those alone."""
     nginx = shutil.which("nginx")
     if nginx is None:
         raise StoreError("--nginx needs nginx (apt-get install nginx-light)")
@@ -166,12 +203,13 @@ def serve_front(
         static.sync(store)
     app_port = _loopback_port()
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    conf = nginx_conf(store, listen, app_port, max_upload)
+    secret = secrets.token_urlsafe(32)
+    conf = nginx_conf(store, listen, app_port, max_upload, secret)
 
     def app_main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with_parent()
-        run_app("127.0.0.1", app_port)
+        run_app("127.0.0.1", app_port, secret)
 
     # forked before this process starts any thread; the app forks its own workers
     app = multiprocessing.get_context("fork").Process(target=app_main, name="jetwheel index app")
@@ -180,7 +218,10 @@ def serve_front(
     try:
         app.start()
         _wait(f"http://127.0.0.1:{app_port}/health", app.is_alive, "the index app")
-        proxy = subprocess.Popen([nginx, "-c", str(conf), "-p", str(conf.parent)], preexec_fn=die_with_parent)
+        # -e stderr: unprivileged (the image), nginx cannot open its compiled-in log file
+        proxy = subprocess.Popen(
+            [nginx, "-e", "stderr", "-c", str(conf), "-p", str(conf.parent)], preexec_fn=die_with_parent
+        )
         front = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
         _wait(f"{front}/health", lambda: proxy is not None and proxy.poll() is None, "nginx")
         log.info("nginx on %s, the app on 127.0.0.1:%d", listen, app_port)

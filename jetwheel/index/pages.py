@@ -84,6 +84,9 @@ def project_json(project: str, files: Sequence[StoredFile], prefix: str = "../..
             "size": f.size,
             "upload-time": _iso(f.upload_time),
             "yanked": (f.yanked or True) if f.yanked is not None else False,
+            # PEP 691 keeps keys with a leading underscore for the index: the uploader's role, by
+            # which clients decide whether the file may stand for a build and its facts be trusted
+            "_jetwheel-published-by": f.published_by,
         }
         if f.metadata_sha256:
             # PEP 714: only the new key. pip 22.3-23.0 (Debian bookworm's is 23.0.1) crashes on a dict

@@ -1,8 +1,8 @@
 """The profiles the index's pages show, and whether each one resolves from the store.
 
 The server gets profiles as plain data (the build side turns its recipes into ProfileView before
-starting it) and never reads recipes itself. Compatibility is computed when the store changes, by a
-pip that the server runs against its own configured URL, never against an address a request named;
+starting it) and never reads recipes itself. Compatibility is computed when the store changes,
+in-process over the store's own metadata (resolve.py: nothing an upload says is fetched or run);
 the result is recorded in the store's derived data (.jetwheel/compat.json) for every worker to read.
 """
 
@@ -13,19 +13,15 @@ import contextlib
 import fcntl
 import json
 import os
-import re
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipcmd import clean_pip_env, dry_run_command
 from ..target import Target
+from .resolve import resolve
 from .store import Store
 
 COMPAT = "compat.json"
-PIP_TIMEOUT = 300.0
-_MISSING = re.compile(r"No matching distribution found for (\S+)")
 
 
 @dataclass(frozen=True)
@@ -46,39 +42,14 @@ class Compat:
     detail: str
 
 
-def pip_command(view: ProfileView, simple_url: str, report: Path) -> list[str]:
-    # the server talks to itself over loopback: with TLS, its certificate need not name 127.0.0.1
-    return [*dry_run_command([view.top], simple_url, view.target, report), "--trusted-host", "127.0.0.1"]
-
-
-async def resolve(view: ProfileView, simple_url: str, timeout: float = PIP_TIMEOUT) -> Compat:
-    """Would pip install the profile's top requirement for its target from `simple_url`? Runs pip
-    as a child process (the event loop and its threads keep serving meanwhile), bounded in time."""
+def check(store: Store, view: ProfileView) -> Compat:
+    """Would the profile's top requirement install for its target from this store alone?
+    In-process over the store's metadata (resolve.py): no pip, no network, no build step."""
     where = f"cp{view.target.python.replace('.', '')} {view.target.platform}"
-    with tempfile.TemporaryDirectory(prefix="jetwheel-compat-") as tmp:
-        report = Path(tmp) / "report.json"
-        proc = await asyncio.create_subprocess_exec(
-            *pip_command(view, simple_url, report),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=clean_pip_env(),
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            return Compat(False, f"pip did not finish resolving {view.top} for {where} in {timeout:.0f}s")
-        if proc.returncode == 0 and report.is_file():
-            doc = json.loads(report.read_bytes())
-            got = [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in doc.get("install", [])]
-            return Compat(True, f"{view.top} resolves to " + ", ".join(got))
-    text = out.decode("utf-8", "replace")
-    missing = _MISSING.findall(text)
-    if missing:
-        return Compat(False, f"{', '.join(missing)}: no {where} wheel on this index")
-    last = (text.strip().splitlines() or ["pip failed"])[-1]
-    return Compat(False, f"pip cannot resolve {view.top} for {where}: {last[:300]}")
+    got = resolve(store, [view.top], view.target)
+    if got.missing:
+        return Compat(False, f"{', '.join(got.missing)}: no {where} wheel on this index")
+    return Compat(True, f"{view.top} resolves to " + ", ".join(got.installs))
 
 
 def read(state: Path) -> tuple[list[int], dict[str, Compat]]:
@@ -92,10 +63,10 @@ def read(state: Path) -> tuple[list[int], dict[str, Compat]]:
         return [], {}
 
 
-async def refresh(store: Store, profiles: Mapping[str, ProfileView], simple_url: str) -> dict[str, Compat] | None:
+async def refresh(store: Store, profiles: Mapping[str, ProfileView]) -> dict[str, Compat] | None:
     """Compute and record every profile's compatibility for this generation of the store. Only one
     process does it at a time: None when another one is at it (its result lands in the same file).
-    A profile none of whose packages the store holds is not worth a pip run."""
+    A profile none of whose packages the store holds is not worth resolving."""
     with open(store.state / "compat.lock", "a+b") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -103,7 +74,7 @@ async def refresh(store: Store, profiles: Mapping[str, ProfileView], simple_url:
             return None
         generation, present = store.generation(), set(store.projects())
         results = {
-            name: await resolve(view, simple_url)
+            name: await asyncio.to_thread(check, store, view)
             if present & set(view.versions)
             else Compat(False, "none of its packages is on this index yet")
             for name, view in profiles.items()
@@ -115,9 +86,7 @@ async def refresh(store: Store, profiles: Mapping[str, ProfileView], simple_url:
         return results
 
 
-async def keep_fresh(
-    store: Store, profiles: Mapping[str, ProfileView], simple_url: Callable[[], str], settle: float = 2.0
-) -> None:
+async def keep_fresh(store: Store, profiles: Mapping[str, ProfileView], settle: float = 2.0) -> None:
     """Run forever: once the store has not changed for `settle` seconds and its recorded
     compatibility is for an older generation, compute it again."""
     seen: tuple[int, ...] | None = None
@@ -129,4 +98,4 @@ async def keep_fresh(
             continue
         if read(store.state)[0] != list(gen):
             with contextlib.suppress(OSError):
-                await refresh(store, profiles, simple_url())
+                await refresh(store, profiles)

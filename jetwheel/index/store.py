@@ -20,7 +20,6 @@ import os
 import stat
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +28,10 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from ..errors import StoreError, UploadRejected
-from .validate import ARTIFACT_SUFFIXES, check_filename, inspect_wheel, parse_filename
+from .validate import ARTIFACT_SUFFIXES, check_artifact_name, check_filename, inspect_wheel
 
 STATE = ".jetwheel"
+CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class StoredFile:
     requires_python: str
     metadata_sha256: str  # "" when there is no PEP 658 metadata (sdists)
     yanked: str | None  # None, or the reason ("" is allowed: yanked without reason)
+    published_by: str = ""  # the uploader's role ("": a file put in by hand, trusted by no one)
     provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     verify: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -76,6 +77,7 @@ def _write_staged(tmpdir: Path, data: bytes) -> Path:
     """`data` in a new file under tmpdir (same file system as the store), synced: ready to rename."""
     fd, name = tempfile.mkstemp(dir=tmpdir, prefix="derived-")
     try:
+        os.fchmod(fd, 0o644)  # derived data is as public as the file (nginx's workers read it)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -190,6 +192,7 @@ class Store:
             requires_python=meta.get("requires_python", ""),
             metadata_sha256=meta.get("metadata_sha256", ""),
             yanked=meta.get("yanked"),
+            published_by=str(meta.get("published_by", "")),
             provenance=meta.get("provenance", {}),
             verify=meta.get("verify", {}),
         )
@@ -210,8 +213,8 @@ class Store:
         try:
             dist = inspect_wheel(path, filename)
         except UploadRejected:
-            if not filename.endswith(ARTIFACT_SUFFIXES) and not filename.endswith(".whl"):
-                return None
+            if filename.endswith(".whl") or not filename.endswith(ARTIFACT_SUFFIXES):
+                return None  # a wheel that fails its checks is not served, not even as an artifact
             meta.update(project="", version="")  # an artifact (e.g. the NVPL tarball): served, not listed
         else:
             meta.update(project=dist.project, version=str(dist.version), requires_python=dist.requires_python)
@@ -224,9 +227,11 @@ class Store:
                 os.replace(_write_staged(self.tmp, data), target)
         return meta
 
-    def find_cache_key(self, key: str) -> StoredFile | None:
+    def find_cache_key(self, key: str, trusted: tuple[str, ...]) -> StoredFile | None:
+        """The file whose provenance claims the build cache key, among those uploaded by a role in
+        `trusted` (anyone could claim a key: it stands for hours of build only from a builder)."""
         for f in self.files().values():
-            if f.provenance.get("cache_key") == key:
+            if f.published_by in trusted and f.provenance.get("cache_key") == key:
                 return f
         return None
 
@@ -257,9 +262,18 @@ class Store:
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[tuple[Any, Path]]:
-        """A temp file in the store's filesystem to stream an upload into; always removed after."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-", suffix=".part")
-        tmp = Path(name)
+        """A temp file in the store's filesystem to stream an upload into; always removed after.
+        Locked (flock) for as long as it lives under its upload-* name (it is locked under a name of
+        its own first): clean() removes an upload-* file exactly when no live writer holds it."""
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="new-", suffix=".part")
+        tmp = Path(name).with_name("upload-" + Path(name).name[len("new-") :])
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(name, tmp)
+        except BaseException:
+            os.close(fd)
+            os.unlink(name)
+            raise
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f, tmp
@@ -280,6 +294,7 @@ class Store:
         verify: dict[str, Any] | None = None,
         facts: Path | None = None,
         overwrite: bool | None = None,
+        published_by: str = "",
     ) -> StoredFile:
         """Commit a staged upload (and its staged facts file). Raises UploadRejected, leaving the store
         as it was, on any fault: 507 when the disk is full. `overwrite` (default: the store's
@@ -293,23 +308,20 @@ class Store:
         if md5_digest and md5_digest.lower() != hashes.md5.hexdigest():
             raise UploadRejected("md5_digest does not match the uploaded bytes", 400)
         if artifact:
-            if not filename.endswith((*ARTIFACT_SUFFIXES, ".whl")):
-                raise UploadRejected(f"artifact {filename!r} must be a .whl, .tar, .tar.gz, .tar.xz, .tgz or .zip", 400)
+            check_artifact_name(filename)
             meta: dict[str, Any] = {"project": "", "version": ""}
             metadata = None
-            if filename.endswith(".whl"):
-                try:
-                    parse_filename(filename)
-                    with zipfile.ZipFile(staged):
-                        pass
-                except (UploadRejected, zipfile.BadZipFile) as e:
-                    raise UploadRejected(f"artifact {filename!r} is not a valid wheel: {e}", 400) from None
         else:
             dist = inspect_wheel(staged, filename)
             metadata = dist.metadata
             meta = {"project": dist.project, "version": str(dist.version), "requires_python": dist.requires_python}
         meta.update(
-            size=hashes.size, sha256=sha, upload_time=time.time(), provenance=provenance or {}, verify=verify or {}
+            size=hashes.size,
+            sha256=sha,
+            upload_time=time.time(),
+            provenance=provenance or {},
+            verify=verify or {},
+            published_by=published_by,
         )
         if metadata is not None:
             meta["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
@@ -369,9 +381,13 @@ class Store:
         if not self.regular_file(self.root / check_filename(filename)):
             raise StoreError(f"no such file: {filename}")
         with self._lock():
-            info = self._info(filename)
-            assert info is not None
-            meta = json.loads(self._meta_path(filename).read_bytes())
+            # a delete may have won the race for the lock: the file is gone, say so (404)
+            try:
+                if self._info(filename) is None:
+                    raise FileNotFoundError(filename)
+                meta = json.loads(self._meta_path(filename).read_bytes())
+            except (FileNotFoundError, ValueError):
+                raise StoreError(f"no such file: {filename}") from None
             meta.update(changes)
             try:
                 staged, generation = _write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
@@ -382,8 +398,9 @@ class Store:
             os.replace(staged, self._meta_path(filename))
             self._changed(generation)
             self._follow(filename)
-        new = self._info(filename)
-        assert new is not None
+            new = self._info(filename)
+        if new is None:
+            raise StoreError(f"no such file: {filename}")
         return new
 
     def yank(self, filename: str, reason: str = "") -> StoredFile:
@@ -407,14 +424,21 @@ class Store:
                 (self.state / "generation").unlink(missing_ok=True)
             self._follow(filename)
 
-    def clean(self) -> int:
-        """Remove what a killed process left: staged uploads and derived files of distributions
-        that are gone. Safe at start-up, before serving. Returns how many files it removed."""
+    def clean(self, grace: float = CLEAN_GRACE) -> int:
+        """Remove what a killed process left: staged files no live writer holds and derived files
+        of distributions that are gone. Under the store's lock, so another server's commit is never
+        cut in half; an upload still streaming in (its staging file locked) is left alone, and so is
+        any staged file younger than `grace` seconds. Returns how many files it removed."""
+        with self._lock():
+            return self._clean(time.time() - grace)
+
+    def _clean(self, before: float) -> int:
         n = 0
         for p in self.tmp.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                n += 1
+            with contextlib.suppress(OSError):  # gone meanwhile, a link, a directory: not ours to remove
+                if _abandoned(p, before):
+                    p.unlink()
+                    n += 1
         for kind, suffix in (("meta", ".json"), ("metadata", ".metadata"), ("facts", ".gz")):
             for p in (self.state / kind).iterdir():
                 if not p.name.endswith(suffix) or not self.regular_file(self.root / p.name[: -len(suffix)]):
@@ -422,6 +446,22 @@ class Store:
                         p.unlink()
                         n += 1
         return n
+
+
+def _abandoned(path: Path, before: float) -> bool:
+    """True for a staged file that no process holds locked: an upload-* file at once (its writer
+    locks it before naming it so), any other one once it was last written before `before`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        if not path.name.startswith("upload-") and os.fstat(fd).st_mtime >= before:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    finally:
+        os.close(fd)
 
 
 def _utf8(name: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import re
@@ -10,6 +11,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -77,6 +79,37 @@ def parse_filename(filename: str) -> tuple[NormalizedName, Version, str]:
     raise UploadRejected(f"unsupported file type {filename!r}: upload a .whl or an sdist (.tar.gz)", 400)
 
 
+def check_artifact_name(filename: str) -> str:
+    """An artifact is a file that is not a Python distribution (the NVPL tarball, a source archive):
+    one named like a wheel or an sdist would be served where pip and build scripts fetch
+    distributions, without the metadata check a distribution passes. Refused; returns the name."""
+    check_filename(filename)
+    if not filename.endswith(ARTIFACT_SUFFIXES) or filename.endswith(".whl"):
+        raise UploadRejected(f"artifact {filename!r} must be a .tar, .tar.gz, .tar.xz, .tgz or .zip", 400)
+    try:
+        parse_sdist_filename(filename)
+    except (InvalidSdistFilename, ValueError):
+        return filename
+    raise UploadRejected(f"artifact {filename!r} is named like an sdist: upload it as a distribution", 400)
+
+
+def check_requirements(msg: email.message.Message, where: str) -> None:
+    """Every Requires-Dist must name a project, never a URL: pip fetches (and builds) a direct URL
+    wherever it reads one, so an index that serves such metadata makes its clients, and its own
+    compatibility check, open any address and run any sdist's build backend. PyPI refuses them too."""
+    for value in msg.get_all("Requires-Dist") or []:
+        try:
+            req = Requirement(str(value))
+        except InvalidRequirement as e:
+            raise UploadRejected(f"{where}: invalid Requires-Dist {str(value)[:200]!r}: {e}", 400) from None
+        if req.url:
+            raise UploadRejected(
+                f"{where}: Requires-Dist {str(value)[:200]!r} is a direct URL reference; "
+                "the index refuses them (as PyPI does): require a project name and version",
+                400,
+            )
+
+
 def _parse_metadata(raw: bytes, where: str) -> tuple[str, str, str]:
     try:
         text = raw.decode("utf-8")
@@ -86,6 +119,7 @@ def _parse_metadata(raw: bytes, where: str) -> tuple[str, str, str]:
     name, version = msg.get("Name"), msg.get("Version")
     if not name or not version:
         raise UploadRejected(f"{where} lacks Name or Version", 400)
+    check_requirements(msg, where)
     return str(name), str(version), str(msg.get("Requires-Python") or "")
 
 

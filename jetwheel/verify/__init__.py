@@ -131,17 +131,17 @@ def closure(
 
 
 def published_facts(found: Published, source: WheelSource, cache: FactCache, downloads: Path) -> Wheel:
-    """A published wheel's facts: from the local cache or the index when they are for the very file
-    pip would install (same sha256), else read from the downloaded file."""
+    """A published wheel's facts: from the local cache, or from the index when a builder published
+    the file and the facts are for the very file pip would install (same sha256), else read from
+    the downloaded file. Facts from the network are used once and never enter the local cache: it
+    holds only what this machine read itself."""
     known = cache.get(found.sha256) if found.sha256 else None
-    if known is None and found.sha256 and (data := source.facts(found.filename)) is not None:
+    if known is None and found.trusted and found.sha256 and (data := source.facts(found.filename)) is not None:
         try:
             known = from_bytes(data)
         except ValueError:
             known = None
-        if known is not None and known.sha256 == found.sha256:
-            cache.put(known, data)
-        else:
+        if known is not None and known.sha256 != found.sha256:
             known = None
     if known is not None:
         return dataclasses.replace(known, filename=found.filename)

@@ -30,5 +30,16 @@ def gzip(data: bytes) -> bytes:
     return _gzip.compress(data, compresslevel=1, mtime=0)
 
 
-def gunzip(data: bytes) -> bytes:
-    return bytes((_igzip or _gzip).decompress(data))
+def gunzip(data: bytes, limit: int = 0) -> bytes:
+    """The inflated bytes; with a `limit`, ValueError past it (a small gzip can inflate to gigabytes)
+    without ever holding more than the limit."""
+    if not limit:
+        return bytes((_igzip or _gzip).decompress(data))
+    inflater = (_isal_zlib or _zlib).decompressobj(31)  # 31: a gzip header and trailer
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except (_zlib.error, getattr(_isal_zlib, "error", _zlib.error)) as e:
+        raise ValueError(f"not gzip data ({e})") from None
+    if len(out) > limit:
+        raise ValueError(f"inflates to more than {limit >> 20} MiB")
+    return bytes(out)

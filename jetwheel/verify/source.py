@@ -13,10 +13,12 @@ from packaging.tags import Tag
 
 @dataclass(frozen=True)
 class Published:
-    """A wheel on the index: the file pip would install, and the sha256 the index publishes for it."""
+    """A wheel on the index: the file pip would install, and the sha256 the index publishes for it.
+    `trusted`: a builder published it, so the facts the index keeps for it may stand for reading it."""
 
     filename: str
     sha256: str
+    trusted: bool = False
 
 
 class WheelSource(Protocol):

@@ -21,6 +21,7 @@ from .elf import Symbols
 
 # Bump when the facts (or how they are read) change: entries of another format are never used.
 FORMAT = 2
+MAX_INFLATED_FACTS = 256 << 20  # torch's facts inflate to about 20 MiB; a gzip bomb stops here
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 
 
@@ -123,7 +124,7 @@ class Wheel:
 def from_bytes(data: bytes) -> Wheel:
     """The facts `Wheel.to_bytes` wrote; ValueError if they are of another format or damaged."""
     try:
-        doc = json.loads(gunzip(data))
+        doc = json.loads(gunzip(data, MAX_INFLATED_FACTS))
         if doc.get("format") != FORMAT:
             raise ValueError(f"facts format {doc.get('format')!r}, this jetwheel reads {FORMAT}")
         elves = []
@@ -134,5 +135,7 @@ def from_bytes(data: bytes) -> Wheel:
             sym = Symbols(**fields)
             elves.append(WheelElf(member, sym, fat))
         return Wheel(doc["filename"], doc["sha256"], tuple(doc["requires"]), tuple(doc["libraries"]), tuple(elves))
-    except (OSError, EOFError, KeyError, TypeError, json.JSONDecodeError) as e:
+    except (OSError, EOFError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
         raise ValueError(f"unreadable facts ({e})") from None
+    except RecursionError:
+        raise ValueError("unreadable facts (nested too deeply)") from None
