@@ -112,6 +112,10 @@ class TritonRelease:
     features: tuple[str, ...]  # build.py --enable-* flags, e.g. ("logging", "stats", "metrics")
     runtime: tuple[str, ...]  # names installed from the requirements secret (the rest come by URL)
     nvpl_slim: str  # filename of the NVPL slim tarball on the index ("" where not needed)
+    # build.py's `--image base,` and `--image gpu-base,`: with --enable-gpu it starts from the
+    # server's py3-min image whatever --target-platform says, so the igpu one must be named
+    base_image: str = ""
+    target_machine: str = ""  # build.py --target-machine ("" leaves it to the machine running it)
 
 
 @dataclass(frozen=True)
@@ -469,6 +473,8 @@ def _triton(top: _Table) -> TritonRelease:
         features=t.strings("features"),
         runtime=tuple(canonicalize_name(n) for n in t.strings("runtime")),
         nvpl_slim=t.get("nvpl_slim", str, ""),
+        base_image=t.get("base_image", str, ""),
+        target_machine=t.get("target_machine", str, ""),
     )
     t.done()
     return out

@@ -62,6 +62,10 @@ def nvpl_slim_url(profile: Profile, client: IndexClient) -> str:
     return f"{client.url}/packages/{rel.nvpl_slim}" if rel.nvpl_slim else ""
 
 
+# build.py options that take separate values: --image ROLE,IMAGE; --build-secret KEY VALUE
+_OPTION_ARGS = {"--image": 1, "--build-secret": 2}
+
+
 @dataclass(frozen=True)
 class BuildCommand:
     argv: tuple[str, ...]
@@ -72,12 +76,9 @@ class BuildCommand:
         head = " ".join(shlex.quote(a) for a in args[:2])
         i = 2
         while i < len(args):
-            if args[i] == "--build-secret":
-                lines.append(" ".join(shlex.quote(a) for a in args[i : i + 3]))
-                i += 3
-            else:
-                lines.append(shlex.quote(args[i]))
-                i += 1
+            n = _OPTION_ARGS.get(args[i], 0) + 1  # an option and its values stay on one line
+            lines.append(" ".join(shlex.quote(a) for a in args[i : i + n]))
+            i += n
         return head + " \\\n    " + " \\\n    ".join(lines)
 
 
@@ -91,7 +92,12 @@ def build_command(
     """build.py's command line for a Jetson (igpu) image with the vLLM backend from our index."""
     rel = _release(profile)
     simple = index_url.rstrip("/") + ("/" if index_url.rstrip("/").endswith("/simple") else "/simple/")
-    argv = ["python3", "build.py", "-v", f"--target-platform={rel.target_platform}", "--enable-gpu"]
+    argv = ["python3", "build.py", "-v", f"--target-platform={rel.target_platform}"]
+    argv += [f"--target-machine={rel.target_machine}"] if rel.target_machine else []
+    argv += ["--enable-gpu"]
+    # gpu-base is read only for CPU-only pytorch builds; named too, so no default py3-min image is left
+    for role in ("base", "gpu-base") if rel.base_image else ():
+        argv += ["--image", f"{role},{rel.base_image}"]
     argv += [f"--enable-{f}" for f in rel.features]
     argv += [f"--endpoint={e}" for e in rel.endpoints]
     argv += [f"--backend={b}:{rel.release}" for b in rel.backends]

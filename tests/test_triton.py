@@ -5,6 +5,7 @@ Triton's vLLM Dockerfile step."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -17,11 +18,20 @@ from conftest import Server, start_server, stop_server
 from wheelmaker import make_wheel
 
 from jetwheel.recipe import load_profile
+from jetwheel.sources import archive_name, fetch_source
 from jetwheel.triton import build_command, check, requirements
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DATA = Path(__file__).parent / "data"
 HERE = Path(__file__).parent
+SHARED = Path(os.environ.get("JETWHEEL_SHARED_SOURCES", Path(__file__).resolve().parents[2] / "shared" / "sources"))
+# shared/sources/README.md: triton-inference-server/server r25.04 at d79c4f11 (build.py, no qa/)
+SERVER = {
+    "kind": "url",
+    "url": "https://github.com/triton-inference-server/server/archive/d79c4f11ed08572571b2eac99e0dac268e38cf9b.tar.gz",
+    "sha256": "4693369652fdb649627db1eeb351f711eff52fee064587aebf182bbcbf9acb89",
+}
+BUILDPY_VENV = Path.home() / ".cache" / "jetwheel" / "buildpy-venv"
 
 
 def test_requirements_and_command_match_the_goldens() -> None:
@@ -156,3 +166,55 @@ def test_require_hashes_pins_the_closure_with_the_index_hashes(triton_index: Ser
         name = ln.split("==")[0].replace("-", "_")
         wheel = next(triton_index.root.glob(f"{name}-*.whl"))
         assert ln.endswith(f"--hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}")
+
+
+def buildpy_python() -> Path:
+    """A venv with what build.py imports from PyPI (distro, requests), made once and cached."""
+    py = BUILDPY_VENV / "bin" / "python"
+    if not py.is_file():
+        from conftest import make_venv, pip_env
+
+        make_venv(BUILDPY_VENV)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "distro", "requests"], check=True, env=pip_env())
+    return py
+
+
+@pytest.mark.real
+def test_real_buildpy_dryrun_starts_from_igpu_min_and_installs_from_our_index(tmp_path: Path) -> None:
+    """build.py r25.04 itself, run with --dryrun on our command line, writes a Dockerfile that starts
+    from igpu-min and runs the vLLM step with our URLs (costs ~5 s, ~20 s the first time: the venv)."""
+    local = tmp_path / "sources"
+    local.mkdir()
+    (local / archive_name("triton-server", "r25.04")).symlink_to(SHARED / "server-r25.04.tar.gz")
+    server = fetch_source("triton-server", "r25.04", SERVER, tmp_path / "server", local_dir=local).tree
+    profile = load_profile("triton-25.04", RECIPES)
+    (server / "jetwheel-requirements.txt").write_text(requirements(profile))
+    index = "http://jetson-index.lan:8080"
+    cmd = build_command(
+        profile,
+        index,
+        f"{index}/packages/pytorch_triton-3.2.0-cp312-cp312-linux_aarch64.whl",
+        f"{index}/packages/nvpl_slim_24.04.tar",
+    )
+    argv = [str(buildpy_python()), *cmd.argv[1:], "--dryrun"]
+    done = subprocess.run(argv, cwd=server, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    dockerfile = (server / "build" / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in dockerfile.splitlines()]
+    igpu = "nvcr.io/nvidia/tritonserver:25.04-py3-igpu-min"
+    assert f"ARG BASE_IMAGE={igpu}" in lines and [ln for ln in lines if ln.startswith("FROM")] == ["FROM ${BASE_IMAGE}"]
+    assert "py3-min" not in dockerfile.replace(igpu, "")
+    # the vLLM step: NVPL tarball on aarch64, our requirements as the `req` secret, pytorch-triton by URL
+    assert 'elif [ "$(uname -m)" = "aarch64" ]; then \\' in lines
+    assert "wget -O nvpl_slim_24.04.tar $NVPL_SLIM_URL && \\" in lines
+    assert "cp -r nvpl_slim_24.04/lib/* /usr/local/lib && \\" in lines
+    assert "RUN --mount=type=secret,id=req,target=/run/secrets/requirements \\" in lines
+    assert any("--index-url $VLLM_INDEX_URL -r /run/secrets/requirements" in ln for ln in lines)
+    assert "&& wget $PYTORCH_TRITON_URL \\" in lines
+    assert "&& pip install --no-cache-dir /tmp/pytorch_triton-*.whl \\" in lines
+    # only `req` is a secret: the URLs and the flag are plain build arguments (in the image history)
+    script = (server / "build" / "docker_build").read_text()
+    assert "--secret id=req,src=jetwheel-requirements.txt" in script
+    for arg in (f"VLLM_INDEX_URL={index}/simple/", "BUILD_PUBLIC_VLLM=false", f"NVPL_SLIM_URL={index}/packages/"):
+        assert f"--build-arg {arg}" in script
+    assert "apt-get install -y datacenter-gpu-manager" in dockerfile and "ubuntu2404/sbsa" in dockerfile
