@@ -183,6 +183,9 @@ def build_wheel(
         "platform": "check for this platform instead of the profile's, with its pins and system policy "
         "(e.g. linux_x86_64 for PyPI's x86_64 wheels)",
         "facts": "the fact cache directory (default ~/.cache/jetwheel/facts, or $JETWHEEL_FACTS)",
+        "policy": "the runtime's libraries read from its image (inv policy.from-image), instead of the "
+        "profile's hand-written [system] libs",
+        "runtime_tarball": "the runtime tarball (inv runtime.tarball) whose libraries Triton adds to that image",
     },
     iterable=["paths", "with_"],
 )
@@ -198,13 +201,15 @@ def verify(
     json: bool = False,
     platform: str = "",
     facts: str = "",
+    policy: str = "",
+    runtime_tarball: str = "",
 ) -> None:
     """Check wheels for missing sm_87 code, missing extensions, unresolved symbols, pins, resolution."""
     from .verify.report import render
     from .workflow import verify_paths
 
     client = _client(index) if index or resolve else None
-    reports = verify_paths(paths, profile, client, with_ or [], arch, resolve, platform, facts)
+    reports = verify_paths(paths, profile, client, with_ or [], arch, resolve, platform, facts, policy, runtime_tarball)
     print(_dumps([r.to_json() for r in reports]) if json else render(reports))
     if not all(r.passed for r in reports):
         raise Exit(code=1)
@@ -635,6 +640,32 @@ def clear(c: Context, runner: str = "local", engine: str = "", connection: str =
     print("compiler cache cleared")
 
 
+# --- the runtime the wheels meet (jetwheel/runtime.py) ---------------------------------------------
+@task(
+    help={
+        "image": "the runtime image (e.g. nvcr.io/nvidia/tritonserver:25.04-py3-igpu-min)",
+        "engine": "podman or docker",
+        "out": "the policy file (default: IMAGE-TAG.policy.json here)",
+    }
+)
+@clean_errors
+def from_image(c: Context, image: str, engine: str = "podman", out: str = "") -> None:
+    """Read the libraries an image provides (names, exported symbols and versions, its digest) into a
+    policy file for verify --policy."""
+    from .runtime import default_policy_path, policy_from_image
+    from .verify.policy import save
+
+    policy = policy_from_image(image, engine)
+    path = Path(out) if out else default_policy_path(image)
+    save(policy, path)
+    counts = policy.counts()
+    print(
+        f"{path}: {counts['names']} library names, {counts['files']} files, {counts['symbols']} exported symbols "
+        f"({policy.machine}, {policy.sources[0]})"
+    )
+
+
+policy_ns = Collection("policy", from_image)
 index_ns = Collection("index", serve, export, mirror, yank, adduser, token, check_profiles, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
@@ -642,7 +673,7 @@ aarch64_ns = Collection("aarch64", setup)
 sources_ns = Collection("sources", fetch, upload)
 cache_ns = Collection("cache", stats, clear)
 namespace = Collection(
-    build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns, cache_ns
+    build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns, cache_ns, policy_ns
 )
 
 

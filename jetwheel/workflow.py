@@ -24,7 +24,9 @@ from .index.client import IndexClient
 from .indexwheels import IndexWheels
 from .recipe import Profile, load_profile, load_recipes, recipes_root
 from .sources import Archive, make_archive
+from .target import Target
 from .verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
+from .verify.policy import apply as apply_policy
 from .verify.report import Report
 
 PREFERRED_PROFILE = "triton-25.04"
@@ -58,6 +60,18 @@ def source_archive(name: str, profile: str, out: Path, from_path: Path | None) -
     return make_archive(recipe.name, pin, source_spec(recipe, wheel_version(recipe, prof), pin), out, from_path)
 
 
+def runtime_target(target: Target, policy: str, runtime_tarball: str) -> Target:
+    """The target with the runtime read from its image (`inv policy.from-image`) in place of the
+    profile's hand-written table, and the runtime tarball's libraries added to it."""
+    from .runtime import runtime_policy
+
+    if not policy:
+        if runtime_tarball:
+            raise JetwheelError("--runtime-tarball needs --policy: the tarball completes a runtime read from its image")
+        return target
+    return apply_policy(target, runtime_policy(Path(policy), Path(runtime_tarball) if runtime_tarball else None))
+
+
 def verify_paths(
     paths: list[str],
     profile: str,
@@ -67,12 +81,14 @@ def verify_paths(
     resolve: bool,
     platform: str = "",
     facts: str = "",
+    policy: str = "",
+    runtime_tarball: str = "",
 ) -> list[Report]:
     prof = load_profile(profile)
     if not paths and not resolve:
         raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
     recipes = load_recipes()
-    target = retarget(prof.target(arch), platform)
+    target = runtime_target(retarget(prof.target(arch), platform), policy, runtime_tarball)
     source = IndexWheels(client) if client is not None else None
     cache = FactCache(Path(facts) if facts else None)
     with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
