@@ -10,7 +10,10 @@ from pathlib import Path
 from .errors import JetwheelError
 from .imagefs import inspect, root_filesystem
 from .sources import sha256_file
-from .verify.policy import Policy, load, read_dirs, read_tree
+from .target import Target
+from .verify import abi
+from .verify.policy import Policy, apply, load, read_dirs, read_tree
+from .verify.wheel import Wheel
 
 # the top directory build.py r25.04's vLLM step expects in the tarball at $NVPL_SLIM_URL: it copies
 # its lib/* to /usr/local/lib and include/* to /usr/local/include (both must be non-empty)
@@ -48,3 +51,9 @@ def runtime_policy(policy: Path, tarball: Path | None = None) -> Policy:
     """The runtime the wheels meet: the image's policy, plus the runtime tarball's libraries."""
     image = load(policy)
     return image if tarball is None else image.merged(tarball_policy(tarball, image.machine))
+
+
+def missing_from_runtime(wheels: list[Wheel], target: Target, runtime: Policy) -> list[str]:
+    """The library names some ELF file of the wheels needs that neither the set nor the runtime has."""
+    loader = abi.Loader(wheels, apply(target, runtime))
+    return sorted({n for w in wheels for e in w.elves for n in e.info.needed if loader.find(e, n).kind == "missing"})

@@ -7,13 +7,21 @@ table. Everything here is derived from the profile, so a new Triton release is a
 from __future__ import annotations
 
 import shlex
+import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .errors import JetwheelError
 from .index.client import IndexClient
-from .recipe import Profile, TritonRelease
+from .indexwheels import IndexWheels
+from .recipe import Profile, TritonRelease, load_recipes
+from .runtime import runtime_policy
+from .smoke import Outcome
+from .smoke import run as run_smoke
+from .verify import FactCache, published_facts, verify_wheel
+from .verify.policy import apply
 from .verify.report import ERROR, INFO, Finding, Report
 from .verify.resolve import resolve_with_hashes
 
@@ -125,14 +133,47 @@ def _reachable(url: str) -> str:
         return str(e)
 
 
-def check(profile: Profile, client: IndexClient) -> Report:
-    """Dry-run Triton's vLLM install step against the live index, before the hour-long image build."""
+def smoke_check(profile: Profile, image: str, gpu: bool = False, engine: str = "podman") -> list[Outcome]:
+    """The smoke test inside the image build.py made, with the profile's module names."""
+    rel = _release(profile)
+    if rel.smoke is None:
+        raise JetwheelError(f"profile {profile.name} has no [triton.smoke] table: it names no modules to try")
+    return run_smoke(image, rel.smoke, gpu, engine)
+
+
+def runtime_findings(profile: Profile, client: IndexClient, policy: Path) -> list[Finding]:
+    """The published stack judged against the runtime: the image's policy plus the runtime tarball the
+    index serves under the NVPL file name (what Triton's step unpacks into /usr/local/lib)."""
+    rel = _release(profile)
+    source, cache, recipes = IndexWheels(client), FactCache(), load_recipes()
+    with tempfile.TemporaryDirectory(prefix="jetwheel-runtime-check-") as tmp:
+        tarball = (
+            client.download(rel.nvpl_slim, Path(tmp)) if rel.nvpl_slim and client.file_info(rel.nvpl_slim) else None
+        )
+        target = apply(profile.target(), runtime_policy(policy, tarball))
+        found = [source.find(f"{n}=={profile.pin(n)}", target.tags()) for n in rel.runtime]
+        # a wheel the index lacks is the requirements check's finding
+        wheels = [published_facts(f, source, cache, Path(tmp)) for f in found if f is not None]
+        reports = [verify_wheel(w, target, recipes.get(w.name), wheels, source, cache, Path(tmp)) for w in wheels]
+    return [
+        replace(f, check="runtime", fix=f"{f.fix} (inv runtime.tarball)" if "needs " in f.detail else f.fix)
+        for r in reports
+        for f in r.findings
+        if f.check == "abi" and f.severity == ERROR
+    ]
+
+
+def check(profile: Profile, client: IndexClient, policy: Path | None = None) -> Report:
+    """Dry-run Triton's vLLM install step against the live index, before the hour-long image build;
+    with a runtime policy, judge the published stack against that runtime plus the runtime tarball."""
     rel = _release(profile)
     target = profile.target()
     report = Report(
         wheel=f"Triton {rel.release} vLLM step from {client.simple_url}",
-        checks=["requirements", "pytorch_triton_url", "nvpl_slim_url"],
+        checks=["requirements", "pytorch_triton_url", "nvpl_slim_url", *(["runtime"] if policy else [])],
     )
+    if policy is not None:
+        report.findings += runtime_findings(profile, client, policy)
     pins = [f"{name}=={profile.pin(name)}" for name in rel.runtime]
     findings, resolved = resolve_with_hashes(pins, client.simple_url, target)
     for f in findings:

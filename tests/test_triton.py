@@ -11,15 +11,18 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import Server, start_server, stop_server
 from wheelmaker import make_wheel
 
+from jetwheel.errors import JetwheelError
 from jetwheel.recipe import load_profile
+from jetwheel.smoke import fix_for
 from jetwheel.sources import archive_name, fetch_source
-from jetwheel.triton import build_command, check, requirements
+from jetwheel.triton import build_command, check, requirements, smoke_check
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DATA = Path(__file__).parent / "data"
@@ -150,6 +153,14 @@ def test_standin_for_tritons_vllm_step_builds_with_podman(triton_index: Server, 
     ok = build()
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     assert "stack ok 2.0" in ok.stdout + ok.stderr
+    # the smoke test inside the built image, with triton-mini's module names ([triton.smoke]): ~3 s
+    assert [o.line() for o in smoke_check(profile, "jetwheel-triton-standin")] == [
+        "ok    import mini_torch",
+        "ok    import mini_vision",
+        "ok    import mini_cuda",
+        "ok    extension mini_cuda._C",
+        "ok    lookup mini_torch.has_op('mini_vision::nms')",
+    ]
     client.delete(next(p.name for p in triton_index.root.glob("mini_torch-*.whl")))
     broken = build()
     assert broken.returncode != 0
@@ -218,3 +229,40 @@ def test_real_buildpy_dryrun_starts_from_igpu_min_and_installs_from_our_index(tm
     for arg in (f"VLLM_INDEX_URL={index}/simple/", "BUILD_PUBLIC_VLLM=false", f"NVPL_SLIM_URL={index}/packages/"):
         assert f"--build-arg {arg}" in script
     assert "apt-get install -y datacenter-gpu-manager" in dockerfile and "ubuntu2404/sbsa" in dockerfile
+
+
+@pytest.mark.slow
+def test_smoke_check_names_each_failure_with_its_fix_one_line_each() -> None:
+    """In an image without the stack (the local builder image), every step fails, each on one line
+    with its fix, and the exit code is 1 (~3 s)."""
+    from jetwheel.runners.baseimage import ensure_base_image
+
+    image = ensure_base_image()
+    done = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "triton.check", "--profile", "triton-mini", "--image", image],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5 and all(ln.startswith("FAIL  ") and " -- fix: " in ln for ln in lines), lines
+    assert lines[0].startswith("FAIL  import mini_torch: ModuleNotFoundError: No module named 'mini_torch' -- fix: ")
+    assert "inv triton.requirements" in lines[0]
+
+
+def test_smoke_fixes_follow_the_error() -> None:
+    missing = "ImportError: libopenblas.so.0: cannot open shared object file: No such file or directory"
+    assert "the image lacks libopenblas.so.0: ship it in the runtime tarball" in fix_for("import", missing)
+    assert "another torch" in fix_for("extension", "ImportError: /x/_C.so: undefined symbol: _ZN3c10")
+    assert "torchvision" in fix_for("lookup", "RuntimeError: operator torchvision::nms does not exist")
+    no_device = "RuntimeError: Found no NVIDIA driver on your system"
+    assert "--runtime nvidia" in fix_for("gpu", no_device) and "igpu-min" in fix_for("gpu", no_device)
+    assert "TORCH_CUDA_ARCH_LIST=8.7" in fix_for("gpu", "RuntimeError: CUDA error: no kernel image is available")
+
+
+def test_smoke_needs_the_profile_to_name_its_modules() -> None:
+    profile = load_profile("triton-mini", RECIPES)
+    assert profile.triton is not None
+    bare = replace(profile, triton=replace(profile.triton, smoke=None))
+    with pytest.raises(JetwheelError, match=r"no \[triton.smoke\] table"):
+        smoke_check(bare, "x")

@@ -120,7 +120,7 @@ def _inside(root: Path, path: str) -> Path:
     return root / path.lstrip("/")
 
 
-def _resolve(root: Path, path: str) -> str | None:
+def resolve(root: Path, path: str) -> str | None:
     """The image path a path leads to, following symlinks inside the image (absolute ones are the
     image's, not this machine's); None when it leads nowhere."""
     for _ in range(40):
@@ -229,7 +229,7 @@ def read_dirs(root: Path, dirs: Iterable[str], machine: str, source: str) -> Pol
         for entry in sorted(os.listdir(_inside(root, d))):
             if entry in names or not is_shared_object(entry):
                 continue
-            real = _resolve(root, f"{d}/{entry}")
+            real = resolve(root, f"{d}/{entry}")
             if real is None or real in skipped:
                 continue
             if real not in files:
