@@ -141,7 +141,7 @@ def smoke_check(profile: Profile, image: str, gpu: bool = False, engine: str = "
     return run_smoke(image, rel.smoke, gpu, engine)
 
 
-def runtime_findings(profile: Profile, client: IndexClient, policy: Path) -> list[Finding]:
+def runtime_findings(profile: Profile, client: IndexClient, policy: Path) -> tuple[list[Finding], list[str]]:
     """The published stack judged against the runtime: the image's policy plus the runtime tarball the
     index serves under the NVPL file name (what Triton's step unpacks into /usr/local/lib)."""
     rel = _release(profile)
@@ -150,17 +150,16 @@ def runtime_findings(profile: Profile, client: IndexClient, policy: Path) -> lis
         tarball = (
             client.download(rel.nvpl_slim, Path(tmp)) if rel.nvpl_slim and client.file_info(rel.nvpl_slim) else None
         )
-        target = apply(profile.target(), runtime_policy(policy, tarball))
+        runtime = runtime_policy(policy, tarball)
+        target = apply(profile.target(), runtime)
         found = [source.find(f"{n}=={profile.pin(n)}", target.tags()) for n in rel.runtime]
         # a wheel the index lacks is the requirements check's finding
         wheels = [published_facts(f, source, cache, Path(tmp)) for f in found if f is not None]
         reports = [verify_wheel(w, target, recipes.get(w.name), wheels, source, cache, Path(tmp)) for w in wheels]
-    return [
-        replace(f, check="runtime", fix=f"{f.fix} (inv runtime.tarball)" if "needs " in f.detail else f.fix)
-        for r in reports
-        for f in r.findings
-        if f.check == "abi" and f.severity == ERROR
+    findings = [
+        replace(f, check="runtime") for r in reports for f in r.findings if f.check == "abi" and f.severity == ERROR
     ]
+    return findings, list(runtime.sources)
 
 
 def check(profile: Profile, client: IndexClient, policy: Path | None = None) -> Report:
@@ -173,7 +172,8 @@ def check(profile: Profile, client: IndexClient, policy: Path | None = None) -> 
         checks=["requirements", "pytorch_triton_url", "nvpl_slim_url", *(["runtime"] if policy else [])],
     )
     if policy is not None:
-        report.findings += runtime_findings(profile, client, policy)
+        found, report.facts["runtime"] = runtime_findings(profile, client, policy)
+        report.findings += found
     pins = [f"{name}=={profile.pin(name)}" for name in rel.runtime]
     findings, resolved = resolve_with_hashes(pins, client.simple_url, target)
     for f in findings:

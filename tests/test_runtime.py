@@ -154,3 +154,91 @@ def test_a_policy_file_that_is_not_one_is_one_clean_error(tmp_path: Path) -> Non
         load(tmp_path / "none.json")
     with pytest.raises(JetwheelError, match="is for aarch64, not x86_64"):
         apply(x86_triton(), Policy(("img",), "aarch64", {}))
+
+
+ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"  # the suite's arm64 base image (test_aarch64)
+ARM_BUILDER = "localhost/jetwheel-test-openblas:bookworm-arm64"
+needs_cross = pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None, reason="no aarch64 cross compiler")
+
+
+@pytest.fixture(scope="module")
+def arm64_builder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The arm64 base image with Debian's libopenblas0 installed, standing in for the JetPack builder
+    image with libopenblas-dev: built once (~1-2 min under qemu: apt-get update and install), kept."""
+    from jetwheel.runners.baseimage import ensure_base_image
+    from jetwheel.runners.emulation import ensure_emulation
+
+    ensure_emulation("aarch64")
+    ensure_base_image(ARM_IMAGE, "aarch64")
+    if subprocess.run(["podman", "image", "exists", ARM_BUILDER]).returncode != 0:
+        ctx = tmp_path_factory.mktemp("builder")
+        (ctx / "Containerfile").write_text(
+            f"FROM {ARM_IMAGE}\nRUN apt-get update && apt-get install -y --no-install-recommends libopenblas0 "
+            "&& rm -rf /var/lib/apt/lists/*\n"
+        )
+        done = subprocess.run(
+            ["podman", "build", "--arch", "arm64", "--network=host", "-t", ARM_BUILDER, str(ctx)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    return ARM_BUILDER
+
+
+@pytest.mark.slow
+@pytest.mark.real
+@needs_podman
+@needs_cross
+def test_runtime_tarball_carries_exactly_what_the_runtime_lacks(arm64_builder: str, tmp_path: Path) -> None:
+    """A torch-like aarch64 wheel linking OpenBLAS, the arm64 base image as the runtime (no OpenBLAS),
+    the image with Debian's libopenblas0 as the builder: the tarball holds libopenblas.so.0 and what it
+    needs that the runtime lacks, with their copyright files; verify fails the wheel against the runtime
+    alone and passes it with the tarball. Costs ~5 s once the builder image exists."""
+    import tarfile
+
+    from jetwheel.runtime import runtime_policy
+    from jetwheel.runtimetar import make
+
+    runtime = tmp_path / "arm64.policy.json"
+    save(policy_from_image(ARM_IMAGE), runtime)
+    stub = shared_object(
+        tmp_path,
+        "libopenblas.so.0",
+        "void cblas_sgemm(void){}\n",
+        soname="libopenblas.so.0",
+        cc="aarch64-linux-gnu-gcc",
+    )
+    ext = shared_object(
+        tmp_path,
+        "blas.so",
+        "void cblas_sgemm(void); void f(void){cblas_sgemm();}\n",
+        str(stub),
+        cc="aarch64-linux-gnu-gcc",
+    )
+    wheel = read_wheels([ext_wheel(tmp_path, "blaspkg", ext, tag="cp312-cp312-linux_aarch64")])[0]
+    target = load_profile("triton-25.04", RECIPES).target()
+
+    out = tmp_path / "nvpl_slim_24.04.tar"
+    members, sha = make(arm64_builder, runtime, [wheel], target, out)
+    assert [(m.name, m.package) for m in members] == [
+        ("libgfortran.so.5", "libgfortran5"),
+        ("libopenblas.so.0", "libopenblas0-pthread"),
+    ]
+    with tarfile.open(out) as tf:
+        names = tf.getnames()
+        manifest = json.loads(tf.extractfile("nvpl_slim_24.04/include/jetwheel-runtime/MANIFEST.json").read())  # type: ignore[union-attr]
+    assert [n for n in names if "/lib/" in n] == [
+        "nvpl_slim_24.04/lib/libgfortran.so.5",
+        "nvpl_slim_24.04/lib/libopenblas.so.0",
+    ]
+    for pkg in ("libgfortran5", "libopenblas0-pthread"):
+        assert f"nvpl_slim_24.04/include/jetwheel-runtime/licenses/{pkg}/copyright" in names
+    assert manifest["builder"].startswith(f"{ARM_BUILDER}@sha256:")
+    assert manifest["libraries"]["libopenblas.so.0"]["from"].endswith("/openblas-pthread/libopenblas.so.0")
+    # reproducible: the same inputs give the same bytes
+    assert make(arm64_builder, runtime, [wheel], target, tmp_path / "again.tar")[1] == sha
+
+    alone = verify_wheel(wheel, apply(target, runtime_policy(runtime)))
+    assert not alone.passed and any("needs libopenblas.so.0" in f.detail for f in alone.findings)
+    assert "inv runtime.tarball" in " ".join(f.fix for f in alone.findings)
+    assert verify_wheel(wheel, apply(target, runtime_policy(runtime, out))).passed

@@ -266,3 +266,28 @@ def test_smoke_needs_the_profile_to_name_its_modules() -> None:
     bare = replace(profile, triton=replace(profile.triton, smoke=None))
     with pytest.raises(JetwheelError, match=r"no \[triton.smoke\] table"):
         smoke_check(bare, "x")
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_check_judges_the_stack_against_the_runtime_and_the_tarball(triton_index: Server, tmp_path: Path) -> None:
+    """With --policy, triton.check reads the runtime tarball the index serves and verifies the
+    published stack against the runtime plus it: the stand-in's own base image passes the mini stack;
+    the same image without libstdc++ fails it, naming the library (~2 s after the stack is built)."""
+    from jetwheel.runners.baseimage import ensure_base_image
+    from jetwheel.runtime import policy_from_image
+    from jetwheel.verify.policy import Policy, save
+
+    image = ensure_base_image()
+    profile, client = load_profile("triton-mini", RECIPES), triton_index.client()
+    full = policy_from_image(image)
+    save(full, tmp_path / "image.policy.json")
+    report = check(profile, client, tmp_path / "image.policy.json")
+    assert report.passed, report.to_json()
+    assert "runtime" in report.checks
+    assert report.facts["runtime"][0].startswith(f"{image}@sha256:")
+    assert report.facts["runtime"][1].startswith("nvpl_slim_24.04.tar sha256:")  # the tarball on the index
+    names = {n: p for n, p in full.names.items() if n != "libstdc++.so.6"}
+    save(Policy(full.sources, full.machine, full.files, names), tmp_path / "trimmed.policy.json")
+    report = check(profile, client, tmp_path / "trimmed.policy.json")
+    assert report.failing_checks() == ["runtime"]
+    assert any("needs libstdc++.so.6" in f.detail for f in report.findings), report.to_json()

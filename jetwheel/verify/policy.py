@@ -217,7 +217,10 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def read_tree(root: Path, machine: str, source: str, ld_library_path: str = "") -> Policy:
     """The policy of the root filesystem at `root` (an image mounted or unpacked there)."""
-    return read_dirs(root, library_dirs(root, machine, ld_library_path), machine, source)
+    policy = read_dirs(root, library_dirs(root, machine, ld_library_path), machine, source)
+    if not policy.names:
+        raise JetwheelError(f"{source}: no {machine} shared libraries found in its library directories")
+    return policy
 
 
 def read_dirs(root: Path, dirs: Iterable[str], machine: str, source: str) -> Policy:
@@ -239,6 +242,4 @@ def read_dirs(root: Path, dirs: Iterable[str], machine: str, source: str) -> Pol
                     continue
                 files[real] = Library(info.soname, info.exports, info.verdefs)
             names[entry] = real
-    if not names:
-        raise JetwheelError(f"{source}: no {machine} shared libraries found in its library directories")
     return Policy((source,), machine, files, names)
