@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,14 @@ def test_verify_uses_the_image_policy_exactly(builder_policy: Path, fakes: Path,
     assert any("needs libcusparseLt.so.0" in f.detail for f in by_policy[2].findings)
     # the hand-written table's "deflate*" pattern passes what the image does not export
     assert verify_wheel(wheels[1], x86_triton()).passed
+    # the same through the CLI: exit 0 / 1, the failure naming the library
+    base = [sys.executable, "-m", "jetwheel", "verify", "--profile", "triton-25.04", "--platform", "linux_x86_64"]
+    base += ["--policy", str(builder_policy), "--facts", str(tmp_path / "facts"), "-p"]
+    assert subprocess.run([*base, str(tmp_path / "okpkg-1.0-cp312-cp312-linux_x86_64.whl")]).returncode == 0
+    done = subprocess.run(
+        [*base, str(tmp_path / "sparse-1.0-cp312-cp312-linux_x86_64.whl")], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "needs libcusparseLt.so.0" in done.stdout
 
 
 def test_triton_profile_fails_a_wheel_needing_cusparselt_unless_something_ships_it(fakes: Path, tmp_path: Path) -> None:
