@@ -127,6 +127,25 @@ def test_verify_uses_the_image_policy_exactly(builder_policy: Path, fakes: Path,
     assert done.returncode == 1 and "needs libcusparseLt.so.0" in done.stdout
 
 
+@needs_podman
+def test_the_gpu_driver_is_the_hosts_even_with_an_image_policy(builder_policy: Path, tmp_path: Path) -> None:
+    """libcuda.so.1 is mounted into the container by the NVIDIA runtime, never in the image's files:
+    it keeps the profile's entry; a CUDA runtime library the image lacks does not."""
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    shared_object(libs, "libcuda.so.1", "int cuInit(int f){return f;}\n", soname="libcuda.so.1")
+    shared_object(libs, "libcudart.so.12", "int cudaFree(void*p){return 0;}\n", soname="libcudart.so.12")
+    drv = shared_object(
+        tmp_path, "drv.so", "int cuInit(int); int f(void){return cuInit(0);}\n", str(libs / "libcuda.so.1")
+    )
+    rt = shared_object(
+        tmp_path, "rt.so", "int cudaFree(void*); int f(void){return cudaFree(0);}\n", str(libs / "libcudart.so.12")
+    )
+    wheels = read_wheels([ext_wheel(tmp_path, "drvpkg", drv), ext_wheel(tmp_path, "rtpkg", rt)])
+    assert verify_wheel(wheels[0], x86_triton(builder_policy)).passed
+    assert not verify_wheel(wheels[1], x86_triton(builder_policy)).passed
+
+
 def test_triton_profile_fails_a_wheel_needing_cusparselt_unless_something_ships_it(fakes: Path, tmp_path: Path) -> None:
     sparse = shared_object(
         tmp_path,

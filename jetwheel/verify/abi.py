@@ -76,6 +76,10 @@ RUNTIME_EXPORTS = {
     ),
     "libgcc_s.so.1": ("_Unwind_*", "__*"),
 }
+# The GPU driver's libraries: the NVIDIA container runtime mounts them from the host when the
+# container starts (on a Jetson, its l4t.csv), so no image's files hold them; with a runtime read
+# from its image they keep the profile's table entry.
+DRIVER = ("libcuda.so.1", "libnvidia-*.so*")
 # The C and C++ runtime: always the system's, whatever RPATH says (no wheel may ship them).
 RUNTIME = (*GLIBC, "libstdc++.so.6", "libgcc_s.so.1")
 
@@ -161,7 +165,7 @@ class Loader:
         return [r for r in self.unpinned[wheel.filename] if top.replace("_", "-") in canonicalize_name(r.name)]
 
     def system(self, soname: str) -> tuple[str, ...] | None:
-        if self.target.system_provided:
+        if self.target.system_provided and not _matches(soname, DRIVER):
             return None  # a runtime read from its image: exact exports (system_found), no patterns
         for pattern, symbols in self.target.system_libs.items():
             if fnmatch.fnmatchcase(soname, pattern):
