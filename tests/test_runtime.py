@@ -184,6 +184,33 @@ def test_a_policy_file_that_is_not_one_is_one_clean_error(tmp_path: Path) -> Non
         apply(x86_triton(), Policy(("img",), "aarch64", {}))
 
 
+@needs_podman
+def test_runtime_tarball_from_the_local_builder_image(builder_policy: Path, fakes: Path, tmp_path: Path) -> None:
+    """The tarball logic without emulation (~2 s): a runtime lacking zlib, a wheel needing libz.so.1;
+    the tarball takes zlib from the builder image with its package's copyright file."""
+    import tarfile
+
+    from jetwheel.runtimetar import make
+
+    full = load(builder_policy)
+    names = {n: p for n, p in full.names.items() if not n.startswith("libz.so")}
+    save(Policy(full.sources, full.machine, full.files, names), tmp_path / "nozlib.policy.json")
+    ok = shared_object(tmp_path, "ok.so", "int deflate(void); int f(void){return deflate();}\n", f"-L{fakes}", "-lz")
+    wheel = read_wheels([ext_wheel(tmp_path, "okpkg", ok)])[0]
+    out = tmp_path / "nvpl_slim_24.04.tar"
+    members, _sha = make(BUILDER, tmp_path / "nozlib.policy.json", [wheel], x86_triton(), out)
+    assert [(m.name, m.package) for m in members] == [("libz.so.1", "zlib1g")]
+    with tarfile.open(out) as tf:
+        assert sorted(n for n in tf.getnames() if not tf.getmember(n).isdir()) == [
+            "nvpl_slim_24.04/include/jetwheel-runtime/MANIFEST.json",
+            "nvpl_slim_24.04/include/jetwheel-runtime/licenses/zlib1g/copyright",
+            "nvpl_slim_24.04/lib/libz.so.1",
+        ]
+    # nothing missing: no tarball, one clean line
+    with pytest.raises(JetwheelError, match="has every library the stack needs"):
+        make(BUILDER, builder_policy, [wheel], x86_triton(), tmp_path / "none.tar")
+
+
 ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"  # the suite's arm64 base image (test_aarch64)
 ARM_BUILDER = "localhost/jetwheel-test-openblas:bookworm-arm64"
 needs_cross = pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None, reason="no aarch64 cross compiler")
