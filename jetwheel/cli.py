@@ -711,9 +711,9 @@ def from_image(c: Context, image: str, engine: str = "podman", out: str = "") ->
 @clean_errors
 def tarball(
     c: Context,
+    paths: list[str],
     builder: str,
     policy: str,
-    paths: list[str],
     profile: str = "triton-25.04",
     index: str = "",
     out: str = "",
