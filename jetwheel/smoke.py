@@ -69,6 +69,8 @@ def fix_for(kind: str, error: str) -> str:
         return "a wheel was built against another torch: rebuild it from the index's pins (inv verify names it)"
     if error.startswith("ModuleNotFoundError"):
         return "not installed in the image: the req secret must name it (inv triton.requirements)"
+    if error.startswith("NameError"):
+        return "its module did not import: fix the import failure above first"
     if kind == "lookup":
         return "the operator's library did not register: build torchvision against the very torch on the index"
     if kind == "gpu":

@@ -248,6 +248,7 @@ def test_smoke_check_names_each_failure_with_its_fix_one_line_each() -> None:
     assert len(lines) == 5 and all(ln.startswith("FAIL  ") and " -- fix: " in ln for ln in lines), lines
     assert lines[0].startswith("FAIL  import mini_torch: ModuleNotFoundError: No module named 'mini_torch' -- fix: ")
     assert "inv triton.requirements" in lines[0]
+    assert lines[4].endswith("-- fix: its module did not import: fix the import failure above first")
 
 
 def test_smoke_fixes_follow_the_error() -> None:
