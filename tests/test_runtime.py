@@ -117,6 +117,23 @@ def test_verify_uses_the_image_policy_exactly(builder_policy: Path, fakes: Path,
     assert any("needs libcusparseLt.so.0" in f.detail for f in by_policy[2].findings)
     # the hand-written table's "deflate*" pattern passes what the image does not export
     assert verify_wheel(wheels[1], x86_triton()).passed
+    # a versioned reference the image's library does not define (a zlib from the future)
+    vers = tmp_path / "vers"
+    vers.mkdir()
+    (vers / "v.map").write_text("ZLIB_9.9 { global: deflate; };\n")
+    shared_object(
+        vers,
+        "libz.so.1",
+        "int deflate(void){return 0;}\n",
+        f"-Wl,--version-script={vers / 'v.map'}",
+        soname="libz.so.1",
+    )
+    (vers / "libz.so").symlink_to("libz.so.1")
+    newer = shared_object(
+        tmp_path, "newer.so", "int deflate(void); int f(void){return deflate();}\n", f"-L{vers}", "-lz"
+    )
+    report = verify_wheel(read_wheels([ext_wheel(tmp_path, "newer", newer)])[0], x86_triton(builder_policy))
+    assert any("deflate@ZLIB_9.9 is not exported by libz.so.1 of the runtime" in f.detail for f in report.findings)
     # the same through the CLI: exit 0 / 1, the failure naming the library
     base = [sys.executable, "-m", "jetwheel", "verify", "--profile", "triton-25.04", "--platform", "linux_x86_64"]
     base += ["--policy", str(builder_policy), "--facts", str(tmp_path / "facts"), "-p"]
