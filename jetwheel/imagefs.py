@@ -1,6 +1,6 @@
-"""An image's root filesystem, readable on this machine without running the image: podman mounts
-it (`podman image mount`, read-only, nothing copied); docker has no mount, so a container is
-created (never started) and the library directories of its export are unpacked."""
+"""An image's root filesystem, readable on this machine without running the image: podman as root
+mounts it (`podman image mount`, nothing copied); docker (and rootless podman) cannot, so a
+container is created (never started) and the library directories of its export are unpacked."""
 
 from __future__ import annotations
 
@@ -50,15 +50,23 @@ def inspect(engine: str, image: str) -> ImageInfo:
 
 
 @contextmanager
-def root_filesystem(engine: str, image: str) -> Iterator[Path]:
-    """The image's files at a directory of this machine, for as long as the context lasts."""
-    if Path(engine).name == "podman":
-        root = Path(_run([engine, "image", "mount", image]).strip())
-        try:
-            yield root
-        finally:
-            subprocess.run([engine, "image", "unmount", image], capture_output=True)
-        return
+def root_filesystem(engine: str, image: str, mount: bool = True) -> Iterator[Path]:
+    """The image's files at a directory of this machine, for as long as the context lasts: mounted
+    where podman can (as root), else the export's library directories unpacked."""
+    if mount and Path(engine).name == "podman":
+        done = subprocess.run([engine, "image", "mount", image], capture_output=True, text=True)
+        if done.returncode == 0:
+            try:
+                yield Path(done.stdout.strip())
+            finally:
+                subprocess.run([engine, "image", "unmount", image], capture_output=True)
+            return
+    with _exported(engine, image) as root:
+        yield root
+
+
+@contextmanager
+def _exported(engine: str, image: str) -> Iterator[Path]:
     container = _run([engine, "create", image, "/bin/true"]).strip()
     try:
         with tempfile.TemporaryDirectory(prefix="jetwheel-image-") as tmp:

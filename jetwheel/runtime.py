@@ -20,10 +20,10 @@ from .verify.wheel import Wheel
 TOP = "nvpl_slim_24.04"
 
 
-def policy_from_image(image: str, engine: str = "podman") -> Policy:
+def policy_from_image(image: str, engine: str = "podman", mount: bool = True) -> Policy:
     """What `image` provides: every library ld.so finds there, with its exports, and the image's digest."""
     info = inspect(engine, image)
-    with root_filesystem(engine, image) as root:
+    with root_filesystem(engine, image, mount) as root:
         return read_tree(root, info.machine, f"{image}@{info.digest}", info.env.get("LD_LIBRARY_PATH", ""))
 
 
