@@ -184,6 +184,9 @@ def build_wheel(
         "platform": "check for this platform instead of the profile's, with its pins and system policy "
         "(e.g. linux_x86_64 for PyPI's x86_64 wheels)",
         "facts": "the fact cache directory (default ~/.cache/jetwheel/facts, or $JETWHEEL_FACTS)",
+        "policy": "the runtime's libraries read from its image (inv policy.from-image), instead of the "
+        "profile's hand-written [system] libs",
+        "runtime_tarball": "the runtime tarball (inv runtime.tarball) whose libraries Triton adds to that image",
     },
     iterable=["paths", "with_"],
 )
@@ -199,13 +202,15 @@ def verify(
     json: bool = False,
     platform: str = "",
     facts: str = "",
+    policy: str = "",
+    runtime_tarball: str = "",
 ) -> None:
     """Check wheels for missing sm_87 code, missing extensions, unresolved symbols, pins, resolution."""
     from .verify.report import render
     from .workflow import verify_paths
 
     client = _client(index) if index or resolve else None
-    reports = verify_paths(paths, profile, client, with_ or [], arch, resolve, platform, facts)
+    reports = verify_paths(paths, profile, client, with_ or [], arch, resolve, platform, facts, policy, runtime_tarball)
     print(_dumps([r.to_json() for r in reports]) if json else render(reports))
     if not all(r.passed for r in reports):
         raise Exit(code=ExitCode.CHECK_FAILED)
@@ -551,18 +556,50 @@ def command(
     print(triton_command(index_url, profile, requirements_file, pytorch_triton_url))
 
 
-@task(help={"index_url": "the index to check", "profile": "profile", "json": "print the report as JSON"})
+@task(
+    help={
+        "index_url": "the index to check",
+        "profile": "profile",
+        "json": "print the report as JSON",
+        "image": "instead (or as well): run the smoke test inside this image build.py made",
+        "gpu": "with --image: run one CUDA operation too (on the Jetson)",
+        "engine": "podman or docker (--image)",
+        "policy": "with --index-url: judge the stack against this runtime policy (inv policy.from-image) "
+        "plus the runtime tarball the index serves",
+    }
+)
 @clean_errors
-def check(c: Context, index_url: str, profile: str = "triton-25.04", json: bool = False) -> None:
-    """Dry-run Triton's vLLM install step against the index: exit 0 only if the real build would find
-    everything."""
+def check(
+    c: Context,
+    index_url: str = "",
+    profile: str = "triton-25.04",
+    json: bool = False,
+    image: str = "",
+    gpu: bool = False,
+    engine: str = "podman",
+    policy: str = "",
+) -> None:
+    """Dry-run Triton's vLLM install step against the index (--index-url), and/or smoke-test the image
+    it built (--image): exit 0 only if everything passed."""
     from .recipe import load_profile
     from .triton import check as run_check
+    from .triton import smoke_check
     from .verify.report import render
 
-    report = run_check(load_profile(profile), _client(index_url))
-    print(_dumps(report.to_json()) if json else render([report]))
-    if not report.passed:
+    if not index_url and not image:
+        raise Exit(
+            "jetwheel: error: give --index-url (check the index) or --image (smoke-test an image)", code=ExitCode.USAGE
+        )
+    prof, passed = load_profile(profile), True
+    if index_url:
+        report = run_check(prof, _client(index_url), Path(policy) if policy else None)
+        print(_dumps(report.to_json()) if json else render([report]))
+        passed = report.passed
+    if image:
+        outcomes = smoke_check(prof, image, gpu, engine)
+        print("\n".join(o.line() for o in outcomes))
+        passed = passed and all(o.ok for o in outcomes)
+    if not passed:
         raise Exit(code=ExitCode.CHECK_FAILED)
 
 
@@ -643,6 +680,79 @@ def clear(c: Context, runner: str = "local", engine: str = "", connection: str =
     print("compiler cache cleared")
 
 
+# --- the runtime the wheels meet (jetwheel/runtime.py) ---------------------------------------------
+@task(
+    help={
+        "image": "the runtime image (e.g. nvcr.io/nvidia/tritonserver:25.04-py3-igpu-min)",
+        "engine": "podman or docker",
+        "out": "the policy file (default: IMAGE-TAG.policy.json here)",
+    }
+)
+@clean_errors
+def from_image(c: Context, image: str, engine: str = "podman", out: str = "") -> None:
+    """Read the libraries an image provides (names, exported symbols and versions, its digest) into a
+    policy file for verify --policy."""
+    from .runtime import default_policy_path, policy_from_image
+    from .verify.policy import save
+
+    policy = policy_from_image(image, engine)
+    path = Path(out) if out else default_policy_path(image)
+    save(policy, path)
+    counts = policy.counts()
+    print(
+        f"{path}: {counts['names']} library names, {counts['files']} files, {counts['symbols']} exported symbols "
+        f"({policy.machine}, {policy.sources[0]})"
+    )
+
+
+@task(
+    help={
+        "builder": "the builder image the wheels were linked in (the libraries are taken from it)",
+        "policy": "the runtime's policy (inv policy.from-image on igpu-min)",
+        "paths": "the stack's wheels (files, or names on --index; default: the profile's [triton] runtime)",
+        "profile": "profile",
+        "index": "the index to take names from, and to upload to with --upload",
+        "out": "the tarball (default: the profile's NVPL file name, nvpl_slim_24.04.tar)",
+        "upload": "put it on the index at /packages/NAME, where build.py's NVPL_SLIM_URL points",
+        "engine": "podman or docker",
+    },
+    iterable=["paths"],
+)
+@clean_errors
+def tarball(
+    c: Context,
+    paths: list[str],
+    builder: str,
+    policy: str,
+    profile: str = "triton-25.04",
+    index: str = "",
+    out: str = "",
+    upload: bool = False,
+    engine: str = "podman",
+) -> None:
+    """Make the runtime tarball Triton's vLLM step unpacks on aarch64: exactly the libraries the stack
+    needs that the runtime lacks, from the builder image, with their licenses."""
+    import tempfile
+
+    from .recipe import load_profile
+    from .runtimetar import make, stack_wheels
+
+    prof = load_profile(profile)
+    client = _client(index) if index or upload else None
+    path = Path(out or (prof.triton.nvpl_slim if prof.triton and prof.triton.nvpl_slim else "runtime.tar"))
+    with tempfile.TemporaryDirectory(prefix="jetwheel-tarball-") as tmp:
+        wheels = stack_wheels(paths, prof, client, Path(tmp))
+        members, sha = make(builder, Path(policy), wheels, prof.target(), path, engine)
+    for m in members:
+        print(f"  lib/{m.name}  ({m.package}: {m.origin})")
+    print(f"{path}  sha256 {sha}")
+    if upload and client is not None:
+        client.upload(path, artifact=True)
+        print(f"{client.url}/packages/{path.name}")
+
+
+policy_ns = Collection("policy", from_image)
+runtime_ns = Collection("runtime", tarball)
 index_ns = Collection("index", serve, export, mirror, yank, adduser, token, check_profiles, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
@@ -650,7 +760,18 @@ aarch64_ns = Collection("aarch64", setup)
 sources_ns = Collection("sources", fetch, upload)
 cache_ns = Collection("cache", stats, clear)
 namespace = Collection(
-    build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns, cache_ns
+    build_wheel,
+    verify,
+    demo,
+    status,
+    index_ns,
+    podman_ns,
+    triton_ns,
+    aarch64_ns,
+    sources_ns,
+    cache_ns,
+    policy_ns,
+    runtime_ns,
 )
 
 

@@ -114,6 +114,21 @@ class TritonRelease:
     features: tuple[str, ...]  # build.py --enable-* flags, e.g. ("logging", "stats", "metrics")
     runtime: tuple[str, ...]  # names installed from the requirements secret (the rest come by URL)
     nvpl_slim: str  # filename of the NVPL slim tarball on the index ("" where not needed)
+    # build.py's `--image base,` and `--image gpu-base,`: with --enable-gpu it starts from the
+    # server's py3-min image whatever --target-platform says, so the igpu one must be named
+    base_image: str = ""
+    target_machine: str = ""  # build.py --target-machine ("" leaves it to the machine running it)
+    smoke: Smoke | None = None  # what `inv triton.check --image` tries inside the built image
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """The stack's module names for the smoke test inside the built image (the profile's [triton.smoke])."""
+
+    imports: tuple[str, ...]  # modules imported, in order (torch before what links it)
+    extensions: tuple[str, ...]  # compiled modules loaded (vllm._C)
+    lookups: tuple[str, ...]  # Python expressions over the imported modules that must be true (an op registered)
+    gpu: str  # one CUDA operation, a Python expression that must be true (run with --gpu only)
 
 
 @dataclass(frozen=True)
@@ -518,8 +533,19 @@ def _triton(top: _Table) -> TritonRelease:
         features=t.strings("features"),
         runtime=tuple(canonicalize_name(n) for n in t.strings("runtime")),
         nvpl_slim=t.get("nvpl_slim", str, ""),
+        base_image=t.get("base_image", str, ""),
+        target_machine=t.get("target_machine", str, ""),
+        smoke=_smoke(t.table("smoke")) if "smoke" in t.data else None,
     )
     t.done()
+    return out
+
+
+def _smoke(t: _Table) -> Smoke:
+    out = Smoke(t.strings("imports"), t.strings("extensions"), t.strings("lookups"), t.get("gpu", str, ""))
+    t.done()
+    if not out.imports:
+        raise RecipeError(f"{t.path}: triton.smoke.imports is empty; name the stack's modules")
     return out
 
 

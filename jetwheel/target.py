@@ -24,6 +24,10 @@ class Target:
     system_versions: dict[str, str] = field(default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)
     glibc: str = "2.35"
+    # read from a runtime image (verify/policy.py), in place of system_libs' patterns when given:
+    # library file name -> (its exported symbols a line each, "name@@VER"/"name@VER"; its version names)
+    system_provided: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    system_policy: str = ""  # what system_provided was read from (image@digest, runtime tarball)
 
     @property
     def machine(self) -> str:

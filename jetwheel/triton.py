@@ -7,13 +7,21 @@ table. Everything here is derived from the profile, so a new Triton release is a
 from __future__ import annotations
 
 import shlex
+import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .errors import JetwheelError
 from .index.client import IndexClient
-from .recipe import Profile, TritonRelease
+from .indexwheels import IndexWheels
+from .recipe import Profile, TritonRelease, load_recipes
+from .runtime import runtime_policy
+from .smoke import Outcome
+from .smoke import run as run_smoke
+from .verify import FactCache, published_facts, verify_wheel
+from .verify.policy import apply
 from .verify.report import ERROR, INFO, Finding, Report
 from .verify.resolve import resolve_with_hashes
 
@@ -62,6 +70,10 @@ def nvpl_slim_url(profile: Profile, client: IndexClient) -> str:
     return f"{client.url}/packages/{rel.nvpl_slim}" if rel.nvpl_slim else ""
 
 
+# build.py options that take separate values: --image ROLE,IMAGE; --build-secret KEY VALUE
+_OPTION_ARGS = {"--image": 1, "--build-secret": 2}
+
+
 @dataclass(frozen=True)
 class BuildCommand:
     argv: tuple[str, ...]
@@ -72,12 +84,9 @@ class BuildCommand:
         head = " ".join(shlex.quote(a) for a in args[:2])
         i = 2
         while i < len(args):
-            if args[i] == "--build-secret":
-                lines.append(" ".join(shlex.quote(a) for a in args[i : i + 3]))
-                i += 3
-            else:
-                lines.append(shlex.quote(args[i]))
-                i += 1
+            n = _OPTION_ARGS.get(args[i], 0) + 1  # an option and its values stay on one line
+            lines.append(" ".join(shlex.quote(a) for a in args[i : i + n]))
+            i += n
         return head + " \\\n    " + " \\\n    ".join(lines)
 
 
@@ -91,7 +100,12 @@ def build_command(
     """build.py's command line for a Jetson (igpu) image with the vLLM backend from our index."""
     rel = _release(profile)
     simple = index_url.rstrip("/") + ("/" if index_url.rstrip("/").endswith("/simple") else "/simple/")
-    argv = ["python3", "build.py", "-v", f"--target-platform={rel.target_platform}", "--enable-gpu"]
+    argv = ["python3", "build.py", "-v", f"--target-platform={rel.target_platform}"]
+    argv += [f"--target-machine={rel.target_machine}"] if rel.target_machine else []
+    argv += ["--enable-gpu"]
+    # gpu-base is read only for CPU-only pytorch builds; named too, so no default py3-min image is left
+    for role in ("base", "gpu-base") if rel.base_image else ():
+        argv += ["--image", f"{role},{rel.base_image}"]
     argv += [f"--enable-{f}" for f in rel.features]
     argv += [f"--endpoint={e}" for e in rel.endpoints]
     argv += [f"--backend={b}:{rel.release}" for b in rel.backends]
@@ -119,14 +133,47 @@ def _reachable(url: str) -> str:
         return str(e)
 
 
-def check(profile: Profile, client: IndexClient) -> Report:
-    """Dry-run Triton's vLLM install step against the live index, before the hour-long image build."""
+def smoke_check(profile: Profile, image: str, gpu: bool = False, engine: str = "podman") -> list[Outcome]:
+    """The smoke test inside the image build.py made, with the profile's module names."""
+    rel = _release(profile)
+    if rel.smoke is None:
+        raise JetwheelError(f"profile {profile.name} has no [triton.smoke] table: it names no modules to try")
+    return run_smoke(image, rel.smoke, gpu, engine)
+
+
+def runtime_findings(profile: Profile, client: IndexClient, policy: Path) -> tuple[list[Finding], list[str]]:
+    """The published stack judged against the runtime: the image's policy plus the runtime tarball the
+    index serves under the NVPL file name (what Triton's step unpacks into /usr/local/lib)."""
+    rel = _release(profile)
+    source, cache, recipes = IndexWheels(client), FactCache(), load_recipes()
+    with tempfile.TemporaryDirectory(prefix="jetwheel-runtime-check-") as tmp:
+        tarball = (
+            client.download(rel.nvpl_slim, Path(tmp)) if rel.nvpl_slim and client.file_info(rel.nvpl_slim) else None
+        )
+        runtime = runtime_policy(policy, tarball)
+        target = apply(profile.target(), runtime)
+        found = [source.find(f"{n}=={profile.pin(n)}", target.tags()) for n in rel.runtime]
+        # a wheel the index lacks is the requirements check's finding
+        wheels = [published_facts(f, source, cache, Path(tmp)) for f in found if f is not None]
+        reports = [verify_wheel(w, target, recipes.get(w.name), wheels, source, cache, Path(tmp)) for w in wheels]
+    findings = [
+        replace(f, check="runtime") for r in reports for f in r.findings if f.check == "abi" and f.severity == ERROR
+    ]
+    return findings, list(runtime.sources)
+
+
+def check(profile: Profile, client: IndexClient, policy: Path | None = None) -> Report:
+    """Dry-run Triton's vLLM install step against the live index, before the hour-long image build;
+    with a runtime policy, judge the published stack against that runtime plus the runtime tarball."""
     rel = _release(profile)
     target = profile.target()
     report = Report(
         wheel=f"Triton {rel.release} vLLM step from {client.simple_url}",
-        checks=["requirements", "pytorch_triton_url", "nvpl_slim_url"],
+        checks=["requirements", "pytorch_triton_url", "nvpl_slim_url", *(["runtime"] if policy else [])],
     )
+    if policy is not None:
+        found, report.facts["runtime"] = runtime_findings(profile, client, policy)
+        report.findings += found
     pins = [f"{name}=={profile.pin(name)}" for name in rel.runtime]
     findings, resolved = resolve_with_hashes(pins, client.simple_url, target)
     for f in findings:

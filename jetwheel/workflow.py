@@ -27,7 +27,9 @@ from .recipe import Profile, Recipe, load_profile, load_recipes, recipes_root
 from .sources import Archive, make_archive
 from .stepsource import StepSource
 from .subsources import sub_archive
+from .target import Target
 from .verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
+from .verify.policy import apply as apply_policy
 from .verify.report import Report
 
 PREFERRED_PROFILE = "triton-25.04"
@@ -75,6 +77,18 @@ def _pinned_source(name: str, profile: str) -> tuple[Recipe, StepSource, str]:
     return recipe, source_spec(recipe, wheel_version(recipe, prof), pin), pin
 
 
+def runtime_target(target: Target, policy: str, runtime_tarball: str) -> Target:
+    """The target with the runtime read from its image (`inv policy.from-image`) in place of the
+    profile's hand-written table, and the runtime tarball's libraries added to it."""
+    from .runtime import runtime_policy
+
+    if not policy:
+        if runtime_tarball:
+            raise JetwheelError("--runtime-tarball needs --policy: the tarball completes a runtime read from its image")
+        return target
+    return apply_policy(target, runtime_policy(Path(policy), Path(runtime_tarball) if runtime_tarball else None))
+
+
 def verify_paths(
     paths: list[str],
     profile: str,
@@ -84,12 +98,14 @@ def verify_paths(
     resolve: bool,
     platform: str = "",
     facts: str = "",
+    policy: str = "",
+    runtime_tarball: str = "",
 ) -> list[Report]:
     prof = load_profile(profile)
     if not paths and not resolve:
         raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
     recipes = load_recipes()
-    target = retarget(prof.target(arch), platform)
+    target = runtime_target(retarget(prof.target(arch), platform), policy, runtime_tarball)
     source = IndexWheels(client) if client is not None else None
     cache = FactCache(Path(facts) if facts else None)
     with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:

@@ -5,23 +5,36 @@ Triton's vLLM Dockerfile step."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import Server, start_server, stop_server
 from wheelmaker import make_wheel
 
+from jetwheel.errors import JetwheelError
 from jetwheel.recipe import load_profile
-from jetwheel.triton import build_command, check, requirements
+from jetwheel.smoke import fix_for
+from jetwheel.sources import archive_name, fetch_source
+from jetwheel.triton import build_command, check, requirements, smoke_check
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DATA = Path(__file__).parent / "data"
 HERE = Path(__file__).parent
+SHARED = Path(os.environ.get("JETWHEEL_SHARED_SOURCES", Path(__file__).resolve().parents[2] / "shared" / "sources"))
+# shared/sources/README.md: triton-inference-server/server r25.04 at d79c4f11 (build.py, no qa/)
+SERVER = {
+    "kind": "url",
+    "url": "https://github.com/triton-inference-server/server/archive/d79c4f11ed08572571b2eac99e0dac268e38cf9b.tar.gz",
+    "sha256": "4693369652fdb649627db1eeb351f711eff52fee064587aebf182bbcbf9acb89",
+}
+BUILDPY_VENV = Path.home() / ".cache" / "jetwheel" / "buildpy-venv"
 
 
 def test_requirements_and_command_match_the_goldens() -> None:
@@ -140,6 +153,14 @@ def test_standin_for_tritons_vllm_step_builds_with_podman(triton_index: Server, 
     ok = build()
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     assert "stack ok 2.0" in ok.stdout + ok.stderr
+    # the smoke test inside the built image, with triton-mini's module names ([triton.smoke]): ~3 s
+    assert [o.line() for o in smoke_check(profile, "jetwheel-triton-standin")] == [
+        "ok    import mini_torch",
+        "ok    import mini_vision",
+        "ok    import mini_cuda",
+        "ok    extension mini_cuda._C",
+        "ok    lookup mini_torch.has_op('mini_vision::nms')",
+    ]
     client.delete(next(p.name for p in triton_index.root.glob("mini_torch-*.whl")))
     broken = build()
     assert broken.returncode != 0
@@ -156,3 +177,118 @@ def test_require_hashes_pins_the_closure_with_the_index_hashes(triton_index: Ser
         name = ln.split("==")[0].replace("-", "_")
         wheel = next(triton_index.root.glob(f"{name}-*.whl"))
         assert ln.endswith(f"--hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}")
+
+
+def buildpy_python() -> Path:
+    """A venv with what build.py imports from PyPI (distro, requests), made once and cached."""
+    py = BUILDPY_VENV / "bin" / "python"
+    if not py.is_file():
+        from conftest import make_venv, pip_env
+
+        make_venv(BUILDPY_VENV)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "distro", "requests"], check=True, env=pip_env())
+    return py
+
+
+@pytest.mark.real
+def test_real_buildpy_dryrun_starts_from_igpu_min_and_installs_from_our_index(tmp_path: Path) -> None:
+    """build.py r25.04 itself, run with --dryrun on our command line, writes a Dockerfile that starts
+    from igpu-min and runs the vLLM step with our URLs (costs ~5 s, ~20 s the first time: the venv)."""
+    local = tmp_path / "sources"
+    local.mkdir()
+    (local / archive_name("triton-server", "r25.04")).symlink_to(SHARED / "server-r25.04.tar.gz")
+    server = fetch_source("triton-server", "r25.04", SERVER, tmp_path / "server", local_dir=local).tree
+    profile = load_profile("triton-25.04", RECIPES)
+    (server / "jetwheel-requirements.txt").write_text(requirements(profile))
+    index = "http://jetson-index.lan:8080"
+    cmd = build_command(
+        profile,
+        index,
+        f"{index}/packages/pytorch_triton-3.2.0-cp312-cp312-linux_aarch64.whl",
+        f"{index}/packages/nvpl_slim_24.04.tar",
+    )
+    argv = [str(buildpy_python()), *cmd.argv[1:], "--dryrun"]
+    done = subprocess.run(argv, cwd=server, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    dockerfile = (server / "build" / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in dockerfile.splitlines()]
+    igpu = "nvcr.io/nvidia/tritonserver:25.04-py3-igpu-min"
+    assert f"ARG BASE_IMAGE={igpu}" in lines and [ln for ln in lines if ln.startswith("FROM")] == ["FROM ${BASE_IMAGE}"]
+    assert "py3-min" not in dockerfile.replace(igpu, "")
+    # the vLLM step: NVPL tarball on aarch64, our requirements as the `req` secret, pytorch-triton by URL
+    assert 'elif [ "$(uname -m)" = "aarch64" ]; then \\' in lines
+    assert "wget -O nvpl_slim_24.04.tar $NVPL_SLIM_URL && \\" in lines
+    assert "cp -r nvpl_slim_24.04/lib/* /usr/local/lib && \\" in lines
+    assert "RUN --mount=type=secret,id=req,target=/run/secrets/requirements \\" in lines
+    assert any("--index-url $VLLM_INDEX_URL -r /run/secrets/requirements" in ln for ln in lines)
+    assert "&& wget $PYTORCH_TRITON_URL \\" in lines
+    assert "&& pip install --no-cache-dir /tmp/pytorch_triton-*.whl \\" in lines
+    # only `req` is a secret: the URLs and the flag are plain build arguments (in the image history)
+    script = (server / "build" / "docker_build").read_text()
+    assert "--secret id=req,src=jetwheel-requirements.txt" in script
+    for arg in (f"VLLM_INDEX_URL={index}/simple/", "BUILD_PUBLIC_VLLM=false", f"NVPL_SLIM_URL={index}/packages/"):
+        assert f"--build-arg {arg}" in script
+    assert "apt-get install -y datacenter-gpu-manager" in dockerfile and "ubuntu2404/sbsa" in dockerfile
+
+
+@pytest.mark.slow
+def test_smoke_check_names_each_failure_with_its_fix_one_line_each() -> None:
+    """In an image without the stack (the local builder image), every step fails, each on one line
+    with its fix, and the exit code is 1 (~3 s)."""
+    from jetwheel.runners.baseimage import ensure_base_image
+
+    image = ensure_base_image()
+    done = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "triton.check", "--profile", "triton-mini", "--image", image],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5 and all(ln.startswith("FAIL  ") and " -- fix: " in ln for ln in lines), lines
+    assert lines[0].startswith("FAIL  import mini_torch: ModuleNotFoundError: No module named 'mini_torch' -- fix: ")
+    assert "inv triton.requirements" in lines[0]
+    assert lines[4].endswith("-- fix: its module did not import: fix the import failure above first")
+
+
+def test_smoke_fixes_follow_the_error() -> None:
+    missing = "ImportError: libopenblas.so.0: cannot open shared object file: No such file or directory"
+    assert "the image lacks libopenblas.so.0: ship it in the runtime tarball" in fix_for("import", missing)
+    assert "another torch" in fix_for("extension", "ImportError: /x/_C.so: undefined symbol: _ZN3c10")
+    assert "torchvision" in fix_for("lookup", "RuntimeError: operator torchvision::nms does not exist")
+    no_device = "RuntimeError: Found no NVIDIA driver on your system"
+    assert "--runtime nvidia" in fix_for("gpu", no_device) and "igpu-min" in fix_for("gpu", no_device)
+    assert "TORCH_CUDA_ARCH_LIST=8.7" in fix_for("gpu", "RuntimeError: CUDA error: no kernel image is available")
+
+
+def test_smoke_needs_the_profile_to_name_its_modules() -> None:
+    profile = load_profile("triton-mini", RECIPES)
+    assert profile.triton is not None
+    bare = replace(profile, triton=replace(profile.triton, smoke=None))
+    with pytest.raises(JetwheelError, match=r"no \[triton.smoke\] table"):
+        smoke_check(bare, "x")
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_check_judges_the_stack_against_the_runtime_and_the_tarball(triton_index: Server, tmp_path: Path) -> None:
+    """With --policy, triton.check reads the runtime tarball the index serves and verifies the
+    published stack against the runtime plus it: the stand-in's own base image passes the mini stack;
+    the same image without libstdc++ fails it, naming the library (~2 s after the stack is built)."""
+    from jetwheel.runners.baseimage import ensure_base_image
+    from jetwheel.runtime import policy_from_image
+    from jetwheel.verify.policy import Policy, save
+
+    image = ensure_base_image()
+    profile, client = load_profile("triton-mini", RECIPES), triton_index.client()
+    full = policy_from_image(image)
+    save(full, tmp_path / "image.policy.json")
+    report = check(profile, client, tmp_path / "image.policy.json")
+    assert report.passed, report.to_json()
+    assert "runtime" in report.checks
+    assert report.facts["runtime"][0].startswith(f"{image}@sha256:")
+    assert report.facts["runtime"][1].startswith("nvpl_slim_24.04.tar sha256:")  # the tarball on the index
+    names = {n: p for n, p in full.names.items() if n != "libstdc++.so.6"}
+    save(Policy(full.sources, full.machine, full.files, names), tmp_path / "trimmed.policy.json")
+    report = check(profile, client, tmp_path / "trimmed.policy.json")
+    assert report.failing_checks() == ["runtime"]
+    assert any("needs libstdc++.so.6" in f.detail for f in report.findings), report.to_json()

@@ -53,6 +53,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..target import Target
+from .elf import Symbols
 from .report import ERROR, WARNING, Finding
 from .wheel import Wheel, WheelElf
 
@@ -75,6 +76,10 @@ RUNTIME_EXPORTS = {
     ),
     "libgcc_s.so.1": ("_Unwind_*", "__*"),
 }
+# The GPU driver's libraries: the NVIDIA container runtime mounts them from the host when the
+# container starts (on a Jetson, its l4t.csv), so no image's files hold them; with a runtime read
+# from its image they keep the profile's table entry.
+DRIVER = ("libcuda.so.1", "libnvidia-*.so*")
 # The C and C++ runtime: always the system's, whatever RPATH says (no wheel may ship them).
 RUNTIME = (*GLIBC, "libstdc++.so.6", "libgcc_s.so.1")
 
@@ -113,6 +118,7 @@ class Loader:
     # per wheel: its requirements for the target that are neither in the set nor pinned
     unpinned: dict[str, list[Requirement]] = field(default_factory=dict)
     owner: dict[int, Wheel] = field(default_factory=dict)  # id(elf) -> its wheel
+    system_elves: dict[str, WheelElf] = field(default_factory=dict)  # the runtime image's libraries, by name
 
     def __post_init__(self) -> None:
         names = {w.name for w in self.wheels}
@@ -159,6 +165,8 @@ class Loader:
         return [r for r in self.unpinned[wheel.filename] if top.replace("_", "-") in canonicalize_name(r.name)]
 
     def system(self, soname: str) -> tuple[str, ...] | None:
+        if self.target.system_provided and not _matches(soname, DRIVER):
+            return None  # a runtime read from its image: exact exports (system_found), no patterns
         for pattern, symbols in self.target.system_libs.items():
             if fnmatch.fnmatchcase(soname, pattern):
                 return (*symbols, *RUNTIME_EXPORTS.get(soname, ()))
@@ -166,10 +174,23 @@ class Loader:
             return ("[!_]*",)
         return None
 
+    def system_found(self, name: str) -> Found | None:
+        """The target system's library of that name: exactly what the runtime image exports when
+        one was read, else what the profile's table says; None when the system has none."""
+        provided = self.target.system_provided.get(name)
+        if provided is not None:
+            if name not in self.system_elves:
+                exports, verdefs = provided
+                info = Symbols("", name, (), (), (), exports, "", verdefs)
+                self.system_elves[name] = WheelElf(f"<{self.target.system_policy}>/{name}", info, ())
+            return Found("system", self.system_elves[name])
+        patterns = self.system(name)
+        return Found("system", patterns=patterns) if patterns is not None else None
+
     def find(self, e: WheelElf, name: str) -> Found:
         if any(fnmatch.fnmatchcase(name, p) for p in GLIBC):
             # loaded with the interpreter: ld.so reuses it by SONAME, whatever a wheel bundles
-            return Found("system", patterns=self.system(name))
+            return self.system_found(name) or Found("missing")
         for d in _search_dirs(e):
             if d in self.dirs:
                 hit = self.by_path.get(posixpath.join(d, name))
@@ -181,10 +202,7 @@ class Loader:
         where = self._outside(e, name) or self.outside.get(name)
         if where is not None:
             return Found("outside", where=where, patterns=self.system(name))
-        patterns = self.system(name)
-        if patterns is not None:
-            return Found("system", patterns=patterns)
-        return Found("missing")
+        return self.system_found(name) or Found("missing")
 
     def closure(self, e: WheelElf) -> list[tuple[str, Found]]:
         """e's DT_NEEDED closure, breadth first (ld.so's symbol search order)."""
@@ -283,7 +301,9 @@ def _check_elf(
     found = loader.closure(elf)
     providers = [f.elf for _n, f in found if f.elf is not None]
     system = [f.patterns for _n, f in found if f.kind == "system" and f.patterns is not None]
-    system += [p for lib in INTERPRETER_LIBS if (p := loader.system(lib)) is not None]
+    interpreter = [f for lib in INTERPRETER_LIBS if (f := loader.system_found(lib)) is not None]
+    system += [f.patterns for f in interpreter if f.patterns is not None]
+    providers += [f.elf for f in interpreter if f.elf is not None]
     outside = {n: f for n, f in found if f.kind == "outside"}
     by_name = {n: f for n, f in found}
     lost = [n for n, f in found if f.kind == "missing"]
@@ -300,7 +320,10 @@ def _check_elf(
                     if required
                     else "; nothing the recipe promises loads it: a module loaded on demand, where they are installed"
                 ),
-                f"add the wheel that ships {names} to the set (--with), or list it under [system] libs in "
+                f"add the wheel that ships {names} to the set (--with), or ship it in the runtime tarball "
+                f"(inv runtime.tarball) beside the runtime read from its image ({loader.target.system_policy})"
+                if loader.target.system_policy
+                else f"add the wheel that ships {names} to the set (--with), or list it under [system] libs in "
                 "the profile if the target provides it",
             )
         )
@@ -313,6 +336,18 @@ def _check_elf(
             kind = by_name[vfile].kind
             if kind == "outside":
                 skipped += 1
+            elif kind == "system" and (lib := by_name[vfile].elf) is not None:
+                if not lib.defines(name, version):
+                    missing.append(
+                        Finding(
+                            "abi",
+                            ERROR,
+                            elf.member,
+                            f"{demangle(name)}@{version} is not exported by {vfile} of the runtime "
+                            f"({loader.target.system_policy})",
+                            "build against the runtime's own version of that library (the profile's image)",
+                        )
+                    )
             elif kind == "system" and _version_allowed(version, ceilings) is False:
                 family = version.partition("_")[0]
                 missing.append(
