@@ -22,6 +22,7 @@ from jetwheel.errors import JetwheelError
 from jetwheel.recipe import load_profile
 from jetwheel.smoke import fix_for
 from jetwheel.sources import archive_name, fetch_source
+from jetwheel.stepsource import StepSource
 from jetwheel.triton import build_command, check, requirements, smoke_check
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -29,11 +30,11 @@ DATA = Path(__file__).parent / "data"
 HERE = Path(__file__).parent
 SHARED = Path(os.environ.get("JETWHEEL_SHARED_SOURCES", Path(__file__).resolve().parents[2] / "shared" / "sources"))
 # shared/sources/README.md: triton-inference-server/server r25.04 at d79c4f11 (build.py, no qa/)
-SERVER = {
-    "kind": "url",
-    "url": "https://github.com/triton-inference-server/server/archive/d79c4f11ed08572571b2eac99e0dac268e38cf9b.tar.gz",
-    "sha256": "4693369652fdb649627db1eeb351f711eff52fee064587aebf182bbcbf9acb89",
-}
+SERVER = StepSource(
+    "url",
+    url="https://github.com/triton-inference-server/server/archive/d79c4f11ed08572571b2eac99e0dac268e38cf9b.tar.gz",
+    sha256="4693369652fdb649627db1eeb351f711eff52fee064587aebf182bbcbf9acb89",
+)
 BUILDPY_VENV = Path.home() / ".cache" / "jetwheel" / "buildpy-venv"
 
 
