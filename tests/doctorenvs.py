@@ -62,8 +62,18 @@ def _install(site: Path, reqs: list[str], *wheels: Path) -> None:
     if reqs:
         _pip("download", "-q", "--no-deps", "-d", str(DEPS), "--index-url", PYPI, *target_args(TARGET), *reqs)
     names = [str(w) for w in wheels] + reqs
-    _pip("install", "-q", "--no-deps", "--no-index", "--find-links", str(DEPS), "--target", str(site),
-         *target_args(TARGET), *names)
+    _pip(
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-index",
+        "--find-links",
+        str(DEPS),
+        "--target",
+        str(site),
+        *target_args(TARGET),
+        *names,
+    )
 
 
 def _shared_nvidia() -> Path:

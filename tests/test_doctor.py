@@ -73,7 +73,10 @@ def driver_stub(python: Path) -> Path:
 def doctor(python: Path, env: dict[str, str]) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "jetwheel", "doctor", "--python", str(python), "--json"],
-        capture_output=True, text=True, env=env, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     assert done.returncode in (0, 1, 3), done.stderr
     return json.loads(done.stdout)

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ..verify import elf, fatbin
 from ..verify.factcache import default_root, write_atomically
@@ -91,7 +92,8 @@ class FactStore:
             self.cached += 1
             if doc is None:
                 return None
-            info = elf.Symbols(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc["info"].items()})
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc["info"].items()}
+            info = elf.Symbols(**fields)
             entries = tuple(fatbin.Entry(k, a, (ma, mi), c) for k, a, ma, mi, c in doc["fatbin"])
             return Facts(WheelElf(path, info, entries), fid)
         self.read += 1

@@ -77,7 +77,9 @@ class Process:
 
     def __init__(self, store: FactStore, machine: str, env: Mapping[str, str], cache: dict[str, list[str]]) -> None:
         self.store, self.machine, self.cache = store, machine, cache
-        self.ld_library_path = [d or "." for d in env.get("LD_LIBRARY_PATH", "").split(":") if env.get("LD_LIBRARY_PATH")]
+        self.ld_library_path = [
+            d or "." for d in env.get("LD_LIBRARY_PATH", "").split(":") if env.get("LD_LIBRARY_PATH")
+        ]
         self.loaded: list[Loaded] = []
         self.global_scope: list[Loaded] = []
 
@@ -137,8 +139,10 @@ class Process:
             for name in obj.elf.info.needed:
                 dep = self._by_name(name, new)
                 if dep is None:
-                    found = self._search(obj, parents[id(obj)], name) if "/" not in name else (
-                        (name, f) if (f := self._open(name)) else None
+                    found = (
+                        self._search(obj, parents[id(obj)], name)
+                        if "/" not in name
+                        else ((name, f) if (f := self._open(name)) else None)
                     )
                     if found is None:
                         return closure, Failure("missing-library", name, obj.path)
@@ -196,6 +200,8 @@ def _expected(symbol: str, scope: list[Loaded]) -> str:
         return ""
     space = symbol[m.end() : m.end() + int(m.group(1))]
     prefix = f"{len(space)}{space}"
-    counts = [(sum(1 for n in o.elf.exported if n.startswith(("_ZN" + prefix, "_ZNK" + prefix))), o.path) for o in scope]
+    counts = [
+        (sum(1 for n in o.elf.exported if n.startswith(("_ZN" + prefix, "_ZNK" + prefix))), o.path) for o in scope
+    ]
     best = max(counts, default=(0, ""))
     return best[1] if best[0] else ""

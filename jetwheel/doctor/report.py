@@ -56,11 +56,20 @@ def _pins_of(dist: str, doc: dict[str, Any]) -> list[str]:
 def _fix(dist: str, f: dict[str, Any], doc: dict[str, Any]) -> str:
     if f["kind"] == "missing-library":
         if f.get("candidates"):
-            return f"reinstall the package owning {f['name']} where its users' RPATH points, or add its directory to LD_LIBRARY_PATH"
-        return f"install the package that ships {f['name']} (e.g. the nvidia-*-cu12 wheel {dist} requires), or the system library"
+            return (
+                f"reinstall the package owning {f['name']} where its users' RPATH points, "
+                "or add its directory to LD_LIBRARY_PATH"
+            )
+        return (
+            f"install the package that ships {f['name']} (e.g. the nvidia-*-cu12 wheel {dist} requires), "
+            "or the system library"
+        )
     pins = _pins_of(dist, doc)
     if pins:
-        return f"install what {dist} was built for ({', '.join(pins)}), or a {dist} built against the versions installed here"
+        return (
+            f"install what {dist} was built for ({', '.join(pins)}), "
+            f"or a {dist} built against the versions installed here"
+        )
     return f"reinstall {dist} built against the libraries installed here"
 
 
@@ -70,7 +79,11 @@ def lines(doc: dict[str, Any]) -> list[Line]:
     for module, v in sorted(doc["modules"].items()):
         if v["failure"] is not None:
             f = v["failure"]
-            out.append(Line("broken", f"{module} ({v['dist']})", f"cannot load: {failure_text(f, doc)}", _fix(v["dist"], f, doc)))
+            out.append(
+                Line(
+                    "broken", f"{module} ({v['dist']})", f"cannot load: {failure_text(f, doc)}", _fix(v["dist"], f, doc)
+                )
+            )
         elif v["via"] is not None:
             via.setdefault(v["dist"], []).append(module)
     for dist, mods in sorted(via.items()):
@@ -89,7 +102,12 @@ def lines(doc: dict[str, Any]) -> list[Line]:
         kind = i["kind"]
         if kind == "library":
             out.append(
-                Line("broken", _short(i["subject"], doc), f"cannot load: {failure_text(i['failure'], doc)}", _fix(i["dist"], i["failure"], doc))
+                Line(
+                    "broken",
+                    _short(i["subject"], doc),
+                    f"cannot load: {failure_text(i['failure'], doc)}",
+                    _fix(i["dist"], i["failure"], doc),
+                )
             )
         elif kind == "driver":
             unchecked_driver.append(_short(i["subject"], doc))
@@ -107,7 +125,12 @@ def lines(doc: dict[str, Any]) -> list[Line]:
         elif kind == "pins":
             have = f"{i['installed']} is installed" if i["installed"] else "not installed"
             out.append(
-                Line("broken", i["dist"], f"requires {i['requirement']}, {have}", f"pip install '{i['requirement'].split(';')[0]}'")
+                Line(
+                    "broken",
+                    i["dist"],
+                    f"requires {i['requirement']}, {have}",
+                    f"pip install '{i['requirement'].split(';')[0]}'",
+                )
             )
         elif kind == "fatbin":
             cc = doc["cc"]
@@ -122,7 +145,12 @@ def lines(doc: dict[str, Any]) -> list[Line]:
         elif kind == "unchecked":
             if i["subject"] == "fatbins":
                 out.append(
-                    Line("unchecked", "fatbins", f"{i['detail']} not checked: no GPU found", "give --arch X.Y or --profile")
+                    Line(
+                        "unchecked",
+                        "fatbins",
+                        f"{i['detail']} not checked: no GPU found",
+                        "give --arch X.Y or --profile",
+                    )
                 )
             else:
                 out.append(Line("unchecked", i["subject"], i["detail"], ""))

@@ -28,7 +28,7 @@ from packaging.version import InvalidVersion, Version
 from ..verify import fatbin
 from . import gpu
 from .facts import FactStore
-from .ldso import Failure, Process, ld_cache
+from .ldso import Process, ld_cache
 
 # Libraries the NVIDIA driver installs: their absence means no driver here, not a broken package.
 DRIVER = re.compile(r"^lib(cuda|nvidia-[a-z-]+|nvcuvid|nvoptix)\.so(\.\d+)*$")
@@ -81,7 +81,7 @@ def _evaluate(req: Requirement, env: dict[str, str]) -> bool:
 class Doctor:
     def __init__(self, paths: list[str], store: FactStore, cc: int, driver: str) -> None:
         self.paths, self.store, self.cc, self.driver = paths, store, cc, driver
-        self.env = dict(default_environment())
+        self.env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
         self.dists = distributions(paths)
         self.items: list[dict[str, Any]] = []
         machine = os.uname().machine
@@ -199,9 +199,9 @@ class Doctor:
             if fail.kind == "missing-library" and DRIVER.match(fail.name):
                 self.items.append({"kind": "driver", "dist": dist.name, "subject": f, "failure": asdict(fail)})
             else:
-                item = {"kind": "library", "dist": dist.name, "subject": f, "failure": asdict(fail)}
-                self._candidates(item["failure"])
-                self.items.append(item)
+                failure = asdict(fail)
+                self._candidates(failure)
+                self.items.append({"kind": "library", "dist": dist.name, "subject": f, "failure": failure})
 
     def ops(self, dist: Dist, module: str, path: str) -> None:
         """The torch operators the failing module would have registered (its schema strings)."""
@@ -244,11 +244,11 @@ class Doctor:
                 ok, how = fatbin.runs_on(list(facts.elf.fatbin), self.cc, self.driver)
                 if not ok:
                     labels = sorted({e.label() for e in facts.elf.fatbin})
-                    self.items.append(
-                        {"kind": "fatbin", "dist": dist.name, "subject": f, "has": labels, "why": how}
-                    )
+                    self.items.append({"kind": "fatbin", "dist": dist.name, "subject": f, "has": labels, "why": how})
         if unchecked:
-            self.items.append({"kind": "unchecked", "subject": "fatbins", "detail": f"{unchecked} files with CUDA code"})
+            self.items.append(
+                {"kind": "unchecked", "subject": "fatbins", "detail": f"{unchecked} files with CUDA code"}
+            )
 
 
 def _valid(raw: str) -> bool:
