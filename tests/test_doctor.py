@@ -29,8 +29,11 @@ ENVIRONMENTS = {
     "tv021-torch270": [("torchvision", "0.21.0"), ("torch", "2.7.0")],
 }
 REPO = Path(__file__).resolve().parents[1]
+# The import's loading step, as Python's import does it (dlopen with sys.getdlopenflags(), RTLD_NOW)
+# and torch.ops.load_library (torchvision's _C), after importing what the package imports first;
+# PyInit_* is not run: a module initialised twice (torch._C after `import torch`) says nothing of the loader.
 IMPORT = """
-import importlib.machinery, importlib.util, json, sys
+import ctypes, json, sys
 module, path, deps = sys.argv[1], sys.argv[2], sys.argv[3:]
 for top in deps:
     try:
@@ -38,14 +41,10 @@ for top in deps:
     except BaseException as e:
         print(json.dumps({"dep": top, "error": str(e)}))
         raise SystemExit
-if module in sys.modules:  # the package's import loaded it (torch._C): loading it twice is not an import
-    print(json.dumps({"error": None}))
-    raise SystemExit
 try:
-    importlib.util.module_from_spec(importlib.util.spec_from_file_location(
-        module, path, loader=importlib.machinery.ExtensionFileLoader(module, path)))
+    ctypes.CDLL(path, sys.getdlopenflags())
     print(json.dumps({"error": None}))
-except BaseException as e:
+except OSError as e:
     print(json.dumps({"error": str(e)}))
 """
 

@@ -91,19 +91,9 @@ class Doctor:
             self.items.append(
                 {"kind": "unchecked", "subject": sys.executable, "detail": f"the interpreter itself: {asdict(fail)}"}
             )
-        self.mods = {d.name: self._extensions(modules(d, paths)) for d in self.dists.values()}
+        self.mods = {d.name: modules(d, paths) for d in self.dists.values()}
         self._ready: dict[tuple[str, ...], tuple[Process, dict[str, Any] | None]] = {}
         self.verdicts: dict[str, dict[str, Any]] = {}
-
-    def _extensions(self, found: dict[str, str]) -> dict[str, str]:
-        """The extension modules among files named like one: those defining PyInit_<name> (torch/lib's
-        libraries end in .so too, and are libraries)."""
-        out = {}
-        for module, path in found.items():
-            facts = self.store.get(path)
-            if facts is not None and facts.elf.defines(f"PyInit_{module.rsplit('.', 1)[-1]}", ""):
-                out[module] = path
-        return out
 
     def requirements(self, dist: Dist) -> Iterator[tuple[Requirement, Dist | None]]:
         for raw in dist.requires:
