@@ -102,3 +102,43 @@ def venv(name: str, stack: list[tuple[str, str]]) -> Path:
     _install(site, PURE, *(real_wheel(n, v, PYTHON) for n, v in stack))
     (root / ".done").touch()
     return python
+
+
+BROKEN_IMAGE = "localhost/jetwheel-doctor-broken:torch270-no-cusparselt"
+
+
+def broken_image(engine: str = "podman") -> str:
+    """The project's bookworm builder image with a broken stack pip-installed into a derived image:
+    torch 2.7.0 + torchvision 0.21.0 (cp311, the image's Python) with the CUDA runtime and cuDNN
+    but not nvidia-cusparselt-cu12, so `import torch` stops at libcusparseLt.so.0."""
+    from jetwheel.runners.baseimage import ensure_base_image, image_exists
+
+    if image_exists(engine, BROKEN_IMAGE):
+        return BROKEN_IMAGE
+    base = ensure_base_image(engine=engine)
+    _pip(
+        "download",
+        "-q",
+        "--no-deps",
+        "-d",
+        str(DEPS),
+        "--index-url",
+        PYPI,
+        *target_args(TARGET),
+        "nvidia-cuda-runtime-cu12==12.6.77",
+        "nvidia-cudnn-cu12==9.5.1.17",
+    )
+    wheels = [real_wheel("torch", "2.7.0", "3.11"), real_wheel("torchvision", "0.21.0", "3.11")]
+    wheels += [next(DEPS.glob(f"{n}-*.whl")) for n in ("nvidia_cuda_runtime_cu12", "nvidia_cudnn_cu12")]
+    name = "jetwheel-doctor-broken-build"
+    subprocess.run([engine, "rm", "-f", name], capture_output=True)
+    mounts = [a for w in wheels for a in ("-v", f"{w}:/w/{w.name}:ro")]
+    pip = ["python3", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--break-system-packages"]
+    subprocess.run(
+        [engine, "run", "--name", name, "--network=none", *mounts, base, *pip, *(f"/w/{w.name}" for w in wheels)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run([engine, "commit", "-q", name, BROKEN_IMAGE], check=True, capture_output=True)
+    subprocess.run([engine, "rm", "-f", name], capture_output=True)
+    return BROKEN_IMAGE
