@@ -143,3 +143,26 @@ def test_torchvision_021_on_torch_270_loses_its_operators() -> None:
     done = subprocess.run([str(python), "-c", "import torchvision"], capture_output=True, text=True, env=env)
     assert "operator torchvision::nms does not exist" in done.stderr
     assert report.exit_code([report.Line(**x) for x in out["lines"]]) == report.BROKEN
+
+
+def test_in_an_image_the_doctor_names_the_missing_cusparselt_as_the_loader_does() -> None:
+    from doctorenvs import broken_image
+
+    name = broken_image()
+    done = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "doctor", "--image", name, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert done.returncode == report.BROKEN, done.stderr
+    v = json.loads(done.stdout)["scan"]["modules"]["torch._C"]
+    assert v["failure"]["name"] == "libcusparseLt.so.0"
+    code = "import ctypes, os, sys\ntry:\n    ctypes.CDLL(sys.argv[1], os.RTLD_NOW)\nexcept OSError as e:\n    print(e)"
+    real = subprocess.run(
+        ["podman", "run", "--rm", "--network=none", name, "python3", "-c", code, v["path"]],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert first_named(real.strip()) == "libcusparseLt.so.0"

@@ -120,7 +120,9 @@ class Doctor:
 
     def gate(self, dist: Dist) -> str | None:
         """The extension module importing the package loads first (torch._C), if it has one."""
-        return next((m for m in self.mods[dist.name] if m.endswith("._C") and m.count(".") == 1), None)
+        gates = [m for m in self.mods[dist.name] if m.endswith("._C") and m.count(".") == 1]
+        own = f"{dist.name.replace('-', '_')}._C"  # torch._C before functorch._C, both torch's
+        return own if own in gates else next(iter(gates), None)
 
     def ready(self, dist: Dist) -> tuple[Process, dict[str, Any] | None]:
         """A process in which the packages `dist` requires were imported, and the first that fails."""
@@ -210,7 +212,7 @@ class Doctor:
     def check_pins(self, dist: Dist) -> None:
         for req, dep in self.requirements(dist):
             if dep is None:
-                self.items.append({"kind": "pins", "dist": dist.name, "requirement": str(req), "installed": None})
+                self.items.append({"kind": "pins", "dist": dist.name, "requirement": _short(req), "installed": None})
                 continue
             try:
                 ok = req.specifier.contains(Version(dep.version), prereleases=True)
@@ -218,7 +220,7 @@ class Doctor:
                 ok = False
             if not ok:
                 self.items.append(
-                    {"kind": "pins", "dist": dist.name, "requirement": str(req), "installed": dep.version}
+                    {"kind": "pins", "dist": dist.name, "requirement": _short(req), "installed": dep.version}
                 )
 
     def check_fatbins(self) -> None:
@@ -239,6 +241,11 @@ class Doctor:
             self.items.append(
                 {"kind": "unchecked", "subject": "fatbins", "detail": f"{unchecked} files with CUDA code"}
             )
+
+
+def _short(req: Requirement) -> str:
+    """The requirement without its marker (already evaluated true here)."""
+    return f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}{req.specifier}"
 
 
 def _valid(raw: str) -> bool:
