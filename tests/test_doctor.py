@@ -140,6 +140,7 @@ def test_torchvision_021_on_torch_270_loses_its_operators() -> None:
     assert out["scan"]["modules"]["torchvision._C"]["failure"] is not None
     ops = next(x for x in out["lines"] if x["subject"] == "torchvision._C operators")
     assert "torchvision::nms" in ops["problem"]
+    assert "torchvision::nms" in next(i["ops"] for i in out["scan"]["items"] if i["kind"] == "ops")
     done = subprocess.run([str(python), "-c", "import torchvision"], capture_output=True, text=True, env=env)
     assert "operator torchvision::nms does not exist" in done.stderr
     assert report.exit_code([report.Line(**x) for x in out["lines"]]) == report.BROKEN

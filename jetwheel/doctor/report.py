@@ -112,13 +112,13 @@ def lines(doc: dict[str, Any]) -> list[Line]:
         elif kind == "driver":
             unchecked_driver.append(_short(i["subject"], doc))
         elif kind == "ops":
-            ops = i["ops"]
+            ops = sorted(i["ops"], key=lambda op: (op.split("::")[1].startswith("_"), op))  # public ones first
             shown = ", ".join(ops[:4]) + (f" and {len(ops) - 4} more" if len(ops) > 4 else "")
             out.append(
                 Line(
                     "broken",
                     f"{i['subject']} operators",
-                    f"{shown} will not be registered; the first use fails with `operator {ops[0]} does not exist`",
+                    f"{shown} will not be registered; using one fails with `operator {ops[0]} does not exist`",
                     f"make {i['subject']} load (its line above)",
                 )
             )
