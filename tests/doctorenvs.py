@@ -66,6 +66,7 @@ def _install(site: Path, reqs: list[str], *wheels: Path) -> None:
         "install",
         "-q",
         "--no-deps",
+        "--no-compile",
         "--no-index",
         "--find-links",
         str(DEPS),

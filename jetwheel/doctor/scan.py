@@ -148,9 +148,17 @@ class Doctor:
             if not any(_SHARED.search(f) for f in dist.files):
                 continue
             proc, failed = self.ready(dist)
+            after = [g for d in self.closure(dist) if (g := self.gate(d)) is not None]
             loaded: set[str] = set()
             for module, path in sorted(self.mods[dist.name].items()):
-                verdict: dict[str, Any] = {"dist": dist.name, "path": path, "failure": None, "via": None}
+                # after: the modules the model loads first (the imports of the packages it requires)
+                verdict: dict[str, Any] = {
+                    "dist": dist.name,
+                    "path": path,
+                    "failure": None,
+                    "via": None,
+                    "after": after,
+                }
                 if failed is not None:
                     verdict["via"] = failed
                 else:
