@@ -143,3 +143,58 @@ def broken_image(engine: str = "podman") -> str:
     subprocess.run([engine, "commit", "-q", name, BROKEN_IMAGE], check=True, capture_output=True)
     subprocess.run([engine, "rm", "-f", name], capture_output=True)
     return BROKEN_IMAGE
+
+
+ARM_BASE = "localhost/jetwheel-base:bookworm-arm64"
+PURE_FOR_TORCH = ("filelock", "typing_extensions", "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "fsspec")
+
+
+def arm64_image(torchvision: str, engine: str = "podman") -> str:
+    """An arm64 image (run under qemu) with PyPI's torch 2.6.0 and torchvision `torchvision` (cp311,
+    the image's Python) and the pure-Python modules `import torch` runs, pip-installed --no-deps."""
+    from jetwheel.runners.baseimage import ensure_base_image, image_exists
+
+    name = f"localhost/jetwheel-doctor-arm64:torch260-tv{torchvision}"
+    if image_exists(engine, name):
+        return name
+    base = ensure_base_image(ARM_BASE, "aarch64", engine=engine)
+    wheels = [
+        real_wheel("torch", "2.6.0", "3.11", "aarch64"),
+        real_wheel("torchvision", torchvision, "3.11", "aarch64"),
+    ]
+    _pip("download", "-q", "--no-deps", "-d", str(DEPS), "--index-url", PYPI, *target_args(TARGET), *PURE)
+    wheels += [w for w in DEPS.glob("*-py3-none-any.whl") if w.name.split("-")[0].lower() in PURE_FOR_TORCH]
+    build = "jetwheel-doctor-arm64-build"
+    subprocess.run([engine, "rm", "-f", build], capture_output=True)
+    mounts = [a for w in wheels for a in ("-v", f"{w}:/w/{w.name}:ro")]
+    pip = [
+        "python3",
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-index",
+        "--no-compile",
+        "--break-system-packages",
+    ]
+    subprocess.run(
+        [
+            engine,
+            "run",
+            "--arch",
+            "arm64",
+            "--name",
+            build,
+            "--network=none",
+            *mounts,
+            base,
+            *pip,
+            *(f"/w/{w.name}" for w in wheels),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run([engine, "commit", "-q", build, name], check=True, capture_output=True)
+    subprocess.run([engine, "rm", "-f", build], capture_output=True)
+    return name

@@ -167,3 +167,47 @@ def test_in_an_image_the_doctor_names_the_missing_cusparselt_as_the_loader_does(
         text=True,
     ).stdout
     assert first_named(real.strip()) == "libcusparseLt.so.0"
+
+
+# In one container, a fresh interpreter per module (container start-up under qemu costs seconds).
+IN_IMAGE = """
+import json, subprocess, sys
+code, out = sys.argv[1], []
+for module, path, deps in json.loads(sys.argv[2]):
+    done = subprocess.run([sys.executable, "-c", code, module, path, *deps], capture_output=True, text=True)
+    out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("torchvision", ["0.21.0", "0.22.0"])
+def test_in_arm64_images_the_doctor_agrees_with_the_real_loader(torchvision: str) -> None:
+    from doctorenvs import arm64_image
+
+    name = arm64_image(torchvision)
+    done = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "doctor", "--image", name, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert done.returncode in (report.BROKEN, report.UNCHECKED), done.stderr
+    mods = sorted(json.loads(done.stdout)["scan"]["modules"].items())
+    todo = [(m, v["path"], [a.split(".")[0] for a in v["after"]]) for m, v in mods]
+    ran = subprocess.run(
+        ["podman", "run", "--rm", "--network=none", name, "python3", "-c", IN_IMAGE, IMPORT, json.dumps(todo)],
+        capture_output=True,
+        text=True,
+    )
+    reals = json.loads(ran.stdout)
+    table, disagreements = [], []
+    for (module, verdict), got in zip(mods, reals, strict=True):
+        real = ("ok", "") if got["error"] is None else ("fails", first_named(got["error"]))
+        table.append(
+            f"arm64 torch 2.6.0 + torchvision {torchvision}  {module}  doctor={predicted(verdict)}  real={real}"
+        )
+        if real != predicted(verdict):
+            disagreements.append(table[-1])
+    (ENVS / f"arm64-tv{torchvision}.table").write_text("\n".join(table) + "\n")
+    assert not disagreements, "\n".join(disagreements)
