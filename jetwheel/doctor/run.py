@@ -67,7 +67,7 @@ def image(name: str, engine: str, image_python: str, arch: str, driver: str, fac
     cache.mkdir(parents=True, exist_ok=True)
     app = zipapp()
     args = [
-        *(engine, "run", "--rm", "--network=none", "--entrypoint", image_python),
+        *(engine, "run", "--rm", "--pull=never", "--network=none", "--entrypoint", image_python),
         *("-v", f"{app}:/tmp/jetwheel-doctor.pyz:ro", "-v", f"{cache}:/tmp/jetwheel-facts"),
         *(name, "/tmp/jetwheel-doctor.pyz", *scan_args(arch, driver, "/tmp/jetwheel-facts")),
     ]
