@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..verify.abi import demangle
+from .scan import DRIVER
 
 OK, BROKEN, UNCHECKED = 0, 1, 3
 
@@ -55,6 +56,8 @@ def _pins_of(dist: str, doc: dict[str, Any]) -> list[str]:
 
 def _fix(dist: str, f: dict[str, Any], doc: dict[str, Any]) -> str:
     if f["kind"] == "missing-library":
+        if DRIVER.match(f["name"]):
+            return "this needs the NVIDIA driver: run where it is installed (a container: with the GPU passed in)"
         if f.get("candidates"):
             return (
                 f"reinstall the package owning {f['name']} where its users' RPATH points, "
