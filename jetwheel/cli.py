@@ -753,6 +753,63 @@ def tarball(
 
 policy_ns = Collection("policy", from_image)
 runtime_ns = Collection("runtime", tarball)
+
+
+# --- doctor (issue 20): examine an installed environment; logic in jetwheel/doctor/ ---
+@task(
+    help={
+        "python": "the interpreter whose environment to examine (default: this one)",
+        "image": "examine inside this OCI image (nothing is installed into it)",
+        "image_python": "the interpreter inside the image (default python3)",
+        "engine": "podman or docker (default: the one installed)",
+        "arch": "GPU compute capability to check fatbins for, e.g. 8.7 (default: the GPU present)",
+        "driver": "the driver's CUDA version, e.g. 12.6 (default: the GPU's; else the profile's)",
+        "profile": "take --arch and --driver from this profile (e.g. triton-25.04)",
+        "json": "print the findings and the scan as JSON",
+        "facts": "the fact cache directory (default ~/.cache/jetwheel/facts, or $JETWHEEL_FACTS)",
+    }
+)
+@clean_errors
+def doctor(
+    c: Context,
+    python: str = "",
+    image: str = "",
+    image_python: str = "python3",
+    engine: str = "",
+    arch: str = "",
+    driver: str = "",
+    profile: str = "",
+    json: bool = False,
+    facts: str = "",
+) -> None:
+    """Say which installed package fails here and why, one line each with its fix. Exit 0: healthy;
+    1: something is broken; 5: could not check (all or part)."""
+    from .doctor import report, run
+
+    if profile:
+        from .recipe import load_profile
+
+        target = load_profile(profile).target()
+        arch, driver = arch or target.cuda_arch, driver or target.cuda
+    root = Path(facts) if facts else None
+    try:
+        if image:
+            doc = run.image(image, engine, image_python, arch, driver, root)
+        elif python:
+            doc = run.python(python, arch, driver, root)
+        else:
+            doc = run.here(arch, driver, root)
+    except run.CannotCheck as e:
+        raise Exit(f"jetwheel: could not check: {e}", code=report.UNCHECKED) from None
+    found = report.lines(doc)
+    if json:
+        print(_dumps({"lines": [vars(x) for x in found], "scan": doc}))
+    else:
+        print("\n".join(x.render() for x in found) or "ok: nothing broken")
+    if code := report.exit_code(found):
+        raise Exit(code=code)
+
+
 index_ns = Collection("index", serve, export, mirror, yank, adduser, token, check_profiles, upload_artifact)
 triton_ns = Collection("triton", requirements, command, check)
 podman_ns = Collection("podman", base_image)
@@ -762,6 +819,7 @@ cache_ns = Collection("cache", stats, clear)
 namespace = Collection(
     build_wheel,
     verify,
+    doctor,
     demo,
     status,
     index_ns,

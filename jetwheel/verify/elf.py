@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 
 STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 1, 2, 10
-SHT_DYNAMIC, SHT_DYNSYM = 6, 11
+SHT_RELA, SHT_DYNAMIC, SHT_REL, SHT_DYNSYM = 4, 6, 9, 11
 SHT_GNU_VERDEF, SHT_GNU_VERNEED, SHT_GNU_VERSYM = 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
 PT_LOAD, PT_DYNAMIC, PF_X = 1, 2, 1
 DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH = 1, 14, 15, 29
@@ -308,3 +308,37 @@ def _has(f: Sparse, offset: int, size: int) -> bool:
     except Missing:
         return False
     return True
+
+
+def relocated_symbols(h: Header, f: Sparse) -> list[str]:
+    """Names of the dynamic symbols the relocations use, in the order ld.so processes them
+    (DT_RELA/DT_REL before DT_JMPREL, each in table order): the first undefined one in this order
+    is the one `dlopen` names. `f` must hold the relocation sections and the dynamic symbol table."""
+    secs = _sections(h, f)
+    dynsym = next((i for i, s in enumerate(secs) if s.kind == SHT_DYNSYM), None)
+    if dynsym is None:
+        return []
+    ds, word = secs[dynsym], 24 if h.bits == 64 else 16
+    strtab = f.read(secs[ds.link].offset, secs[ds.link].size)
+    raw = f.read(ds.offset, ds.size)
+    names = [_cstr(strtab, struct.unpack_from(h.end + "I", raw, i)[0]) for i in range(0, ds.size - word + 1, word)]
+    rels = [s for s in secs if s.kind in (SHT_RELA, SHT_REL) and s.link == dynsym]
+    out: list[str] = []
+    for s in sorted(rels, key=lambda s: (s.info != 0, s.offset)):  # .rela.plt (sh_info set) last
+        entry = (24 if s.kind == SHT_RELA else 16) if h.bits == 64 else (12 if s.kind == SHT_RELA else 8)
+        data = f.read(s.offset, s.size - s.size % entry)
+        for at in range(0, len(data), entry):
+            if h.bits == 64:
+                (info,) = struct.unpack_from(h.end + "Q", data, at + 8)
+                idx = info >> 32
+            else:
+                (info,) = struct.unpack_from(h.end + "I", data, at + 4)
+                idx = info >> 8
+            if idx and idx < len(names):
+                out.append(names[idx])
+    return out
+
+
+def relocation_ranges(h: Header, f: Sparse) -> list[tuple[int, int]]:
+    """The (offset, size) ranges `relocated_symbols` reads beyond `needed_ranges`."""
+    return [(s.offset, s.size) for s in _sections(h, f) if s.kind in (SHT_RELA, SHT_REL)]

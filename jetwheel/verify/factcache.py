@@ -51,7 +51,7 @@ class FactCache:
             while block := f.read(8 << 20):
                 h.update(block)
         with contextlib.suppress(OSError):  # a read-only cache: the next verify hashes the file again
-            _write(memo, h.hexdigest().encode())
+            write_atomically(memo, h.hexdigest().encode())
         return h.hexdigest()
 
     def _entry(self, sha256: str) -> Path:
@@ -68,10 +68,10 @@ class FactCache:
         """Store the wheel's facts (`data`: their bytes, when already encoded). A read-only or full
         cache only costs the next verify its time, so errors are not raised."""
         with contextlib.suppress(OSError):
-            _write(self._entry(wheel.sha256), data or wheel.to_bytes())
+            write_atomically(self._entry(wheel.sha256), data or wheel.to_bytes())
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=path.parent)
     try:

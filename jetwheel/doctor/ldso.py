@@ -1,0 +1,207 @@
+"""ld.so's view of the real files of one environment: where each DT_NEEDED name is found, which
+objects a `dlopen` maps, and whether their references bind, with the search glibc's ld.so does.
+
+Search for a DT_NEEDED name, in order: an object already loaded under that name (its SONAME or the
+name it was loaded by, or the same file by device and inode); a name with a slash as a path; the
+DT_RPATH of the object and of the objects that loaded it, up to the executable (only when the
+object has no DT_RUNPATH); LD_LIBRARY_PATH; the object's DT_RUNPATH; the ld.so cache; the default
+directories. `$ORIGIN` is the directory of the object as it was opened. A candidate of another ELF
+class or machine is skipped, as ld.so skips it.
+
+Mapping is breadth first and stops at the first name not found (what `dlopen` reports). Then the
+new objects are relocated, dependencies first (reverse load order); a reference binds in the global
+scope (the executable and what it links) and then in the root's breadth-first closure; the first
+unbound non-weak reference in relocation order is the `undefined symbol` `dlopen` reports. Version
+requirements (`version X not found (required by Y)`) are checked at mapping time, before that.
+
+This module runs inside the examined interpreter (or image): standard library and the ELF reader only."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..verify.wheel import WheelElf
+from .facts import Facts, FactStore
+
+DEFAULT_DIRS = {
+    "x86_64": ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"),
+    "aarch64": ("/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"),
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a dlopen fails: the first thing ld.so names."""
+
+    kind: str  # "missing-library" | "undefined-symbol" | "missing-version"
+    name: str  # the library, the (mangled) symbol, or the version
+    object: str  # the object that needed it
+    candidates: tuple[str, ...] = ()  # missing-library: files of that name elsewhere in the environment
+    expected: str = ""  # undefined-symbol: the linked library that defines most of the symbol's namespace
+
+
+@dataclass
+class Loaded:
+    path: str
+    facts: Facts
+    names: set[str]
+    file_id: tuple[int, int]
+
+    @property
+    def elf(self) -> WheelElf:
+        return self.facts.elf
+
+
+def ld_cache() -> dict[str, list[str]]:
+    """SONAME -> paths, from `ldconfig -p` (the ld.so cache of this system); empty without ldconfig."""
+    for exe in ("/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"):
+        try:
+            out = subprocess.run([exe, "-p"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        cache: dict[str, list[str]] = {}
+        for line in out.splitlines()[1:]:
+            name, sep, path = line.strip().partition(" => ")
+            if sep:
+                cache.setdefault(name.split(" (", 1)[0], []).append(path.strip())
+        return cache
+    return {}
+
+
+class Process:
+    """One interpreter process: what is loaded, and what a dlopen of one more file does."""
+
+    def __init__(self, store: FactStore, machine: str, env: Mapping[str, str], cache: dict[str, list[str]]) -> None:
+        self.store, self.machine, self.cache = store, machine, cache
+        self.ld_library_path = [
+            d or "." for d in env.get("LD_LIBRARY_PATH", "").split(":") if env.get("LD_LIBRARY_PATH")
+        ]
+        self.loaded: list[Loaded] = []
+        self.global_scope: list[Loaded] = []
+
+    def copy(self) -> Process:
+        other = Process(self.store, self.machine, {}, self.cache)
+        other.ld_library_path = self.ld_library_path
+        other.loaded, other.global_scope = list(self.loaded), list(self.global_scope)
+        return other
+
+    def _by_name(self, name: str, new: Iterable[Loaded]) -> Loaded | None:
+        for obj in (*self.loaded, *new):
+            if name in obj.names:
+                return obj
+        return None
+
+    def _open(self, path: str) -> Facts | None:
+        """The facts of an ELF file of this machine at path, or None (absent, not ELF, other machine)."""
+        facts = self.store.get(path)
+        return facts if facts is not None and facts.elf.info.machine == self.machine else None
+
+    def _search(self, obj: Loaded, chain: list[Loaded], name: str) -> tuple[str, Facts] | None:
+        def expand(d: str, o: Loaded) -> str:
+            origin = os.path.dirname(o.path)
+            return d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+
+        dirs: list[str] = []
+        if not obj.elf.info.runpath:
+            dirs += [expand(d, o) for o in (obj, *chain) for d in o.elf.info.rpath]
+        dirs += self.ld_library_path
+        dirs += [expand(d, obj) for d in obj.elf.info.runpath]
+        tried = [os.path.join(d, name) for d in dirs]
+        tried += self.cache.get(name, [])
+        tried += [os.path.join(d, name) for d in DEFAULT_DIRS.get(self.machine, ())]
+        for path in tried:
+            facts = self._open(os.path.normpath(path))
+            if facts is not None:
+                return os.path.normpath(path), facts
+        return None
+
+    def dlopen(self, path: str, global_: bool = False) -> tuple[list[Loaded], Failure | None]:
+        """Map and relocate `path` and its closure; on success they join the process (and its global
+        scope with `global_`). Returns the root's breadth-first closure and the failure, if any."""
+        facts = self._open(path)
+        if facts is None:
+            return [], Failure("missing-library", os.path.basename(path), path)
+        fid = facts.file_id
+        root = next((o for o in self.loaded if o.file_id == fid), None)
+        new: list[Loaded] = []
+        if root is None:
+            root = Loaded(path, facts, {os.path.basename(path), facts.elf.info.soname} - {""}, fid)
+            new.append(root)
+        closure, parents = [root], {id(root): list[Loaded]()}
+        i = 0
+        while i < len(closure):
+            obj = closure[i]
+            i += 1
+            for name in obj.elf.info.needed:
+                dep = self._by_name(name, new)
+                if dep is None:
+                    found = (
+                        self._search(obj, parents[id(obj)], name)
+                        if "/" not in name
+                        else ((name, f) if (f := self._open(name)) else None)
+                    )
+                    if found is None:
+                        return closure, Failure("missing-library", name, obj.path)
+                    dep = next((o for o in (*self.loaded, *new) if o.file_id == found[1].file_id), None)
+                    if dep is None:
+                        dep = Loaded(found[0], found[1], {name, found[1].elf.info.soname} - {""}, found[1].file_id)
+                        new.append(dep)
+                    else:
+                        dep.names.add(name)
+                if all(dep is not c for c in closure):
+                    closure.append(dep)
+                    parents[id(dep)] = [obj, *parents[id(obj)]]
+        failure = _versions(new, closure) or self._relocate(new, closure)
+        if failure is None:
+            self.loaded += new
+            if global_:
+                self.global_scope += [o for o in closure if o not in self.global_scope]
+        return closure, failure
+
+    def _relocate(self, new: list[Loaded], closure: list[Loaded]) -> Failure | None:
+        scope = [*self.global_scope, *closure]
+        for obj in reversed(new):
+            unbound = {
+                name
+                for name, version, _file, weak in obj.elf.imports
+                if not weak and not any(o.elf.defines(name, version) for o in scope)
+            }
+            if unbound:
+                order = self.store.relocation_order(obj.path)
+                first = next((n for n in order if n in unbound), min(unbound))
+                return Failure("undefined-symbol", first, obj.path, expected=_expected(first, scope))
+        return None
+
+
+def _versions(new: list[Loaded], closure: list[Loaded]) -> Failure | None:
+    """ld.so's version check: every version a new object requires of a library it links is defined there."""
+    for obj in new:
+        for _name, version, vfile, weak in obj.elf.imports:
+            if not version or not vfile or weak:
+                continue
+            lib = next((o for o in closure if vfile in o.names), None)
+            if lib is not None and lib.elf.info.verdefs and version not in lib.elf.info.verdefs:
+                return Failure("missing-version", version, obj.path, (vfile,))
+    return None
+
+
+_NAMESPACE = re.compile(r"^_ZN[KVr]*(\d+)")
+
+
+def _expected(symbol: str, scope: list[Loaded]) -> str:
+    """The object of the scope exporting most symbols of the C++ namespace `symbol` is in (c10 for
+    `_ZN3c108ListType3getE...`): the library that should have had it."""
+    m = _NAMESPACE.match(symbol)
+    if m is None:
+        return ""
+    space = symbol[m.end() : m.end() + int(m.group(1))]
+    prefix = f"{len(space)}{space}"
+    counts = [
+        (sum(1 for n in o.elf.exported if n.startswith(("_ZN" + prefix, "_ZNK" + prefix))), o.path) for o in scope
+    ]
+    best = max(counts, default=(0, ""))
+    return best[1] if best[0] else ""

@@ -1,0 +1,177 @@
+"""The scan's findings as one line per broken item, each with its fix, and the exit code.
+
+Exit codes (the README's contract, jetwheel.errors.ExitCode): 0 nothing broken and everything
+checked; 1 something is broken; 5 nothing found broken, but part could not be checked (fatbins
+without a GPU or --arch, libraries that need the NVIDIA driver where none is installed) or the
+environment could not be examined at all."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import ExitCode
+from ..verify.abi import demangle
+from .scan import DRIVER
+
+OK, BROKEN, UNCHECKED = ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.NOT_CHECKED
+
+
+@dataclass(frozen=True)
+class Line:
+    status: Literal["broken", "unchecked"]
+    subject: str
+    problem: str
+    fix: str
+
+    def render(self) -> str:
+        return f"{self.status.upper()} {self.subject}: {self.problem}" + (f" -> {self.fix}" if self.fix else "")
+
+
+def _short(path: str, doc: dict[str, Any]) -> str:
+    """A path below site-packages as the package path, others as they are."""
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+def failure_text(f: dict[str, Any], doc: dict[str, Any]) -> str:
+    where = _short(f["object"], doc)
+    if f["kind"] == "missing-library":
+        text = f"{f['name']} (needed by {where}) is nowhere ld.so looks"
+        if f.get("candidates"):
+            text += f"; the environment has it at {_short(f['candidates'][0], doc)}, outside that search"
+        return text
+    if f["kind"] == "missing-version":
+        return f"version {f['name']} of {', '.join(f['candidates'])} not found (required by {where})"
+    text = f"undefined symbol {demangle(f['name'])} [{f['name']}] in {where}"
+    if f.get("expected"):
+        text += f", which {os.path.basename(f['expected'])} ({_short(f['expected'], doc)}) should define"
+    return text
+
+
+def _pins_of(dist: str, doc: dict[str, Any]) -> list[str]:
+    return [i["requirement"] for i in doc["items"] if i["kind"] == "pins" and i["dist"] == dist and i["installed"]]
+
+
+def _fix(dist: str, f: dict[str, Any], doc: dict[str, Any]) -> str:
+    if f["kind"] == "missing-library":
+        if DRIVER.match(f["name"]):
+            return "this needs the NVIDIA driver: run where it is installed (a container: with the GPU passed in)"
+        if f.get("candidates"):
+            return (
+                f"reinstall the package owning {f['name']} where its users' RPATH points, "
+                "or add its directory to LD_LIBRARY_PATH"
+            )
+        return (
+            f"install the package that ships {f['name']} (e.g. the nvidia-*-cu12 wheel {dist} requires), "
+            "or the system library"
+        )
+    pins = _pins_of(dist, doc)
+    if pins:
+        return (
+            f"install what {dist} was built for ({', '.join(pins)}), "
+            f"or a {dist} built against the versions installed here"
+        )
+    return f"reinstall {dist} built against the libraries installed here"
+
+
+def lines(doc: dict[str, Any]) -> list[Line]:
+    out: list[Line] = []
+    via: dict[str, list[str]] = {}
+    for module, v in sorted(doc["modules"].items()):
+        if v["failure"] is not None:
+            f = v["failure"]
+            out.append(
+                Line(
+                    "broken", f"{module} ({v['dist']})", f"cannot load: {failure_text(f, doc)}", _fix(v["dist"], f, doc)
+                )
+            )
+        elif v["via"] is not None:
+            via.setdefault(v["dist"], []).append(module)
+    for dist, mods in sorted(via.items()):
+        first = doc["modules"][mods[0]]["via"]
+        out.append(
+            Line(
+                "broken",
+                f"{dist} ({len(mods)} extension modules)",
+                f"cannot load: import of {first['dist']} fails first ({first['module']}: "
+                f"{failure_text(first['failure'], doc)})",
+                f"fix {first['dist']} (its line above)",
+            )
+        )
+    unchecked_driver: list[str] = []
+    for i in doc["items"]:
+        kind = i["kind"]
+        if kind == "library":
+            out.append(
+                Line(
+                    "broken",
+                    _short(i["subject"], doc),
+                    f"cannot load: {failure_text(i['failure'], doc)}",
+                    _fix(i["dist"], i["failure"], doc),
+                )
+            )
+        elif kind == "driver":
+            unchecked_driver.append(_short(i["subject"], doc))
+        elif kind == "ops":
+            ops = sorted(i["ops"], key=lambda op: (op.split("::")[1].startswith("_"), op))  # public ones first
+            shown = ", ".join(ops[:4]) + (f" and {len(ops) - 4} more" if len(ops) > 4 else "")
+            out.append(
+                Line(
+                    "broken",
+                    f"{i['subject']} operators",
+                    f"{shown} will not be registered; using one fails with `operator {ops[0]} does not exist`",
+                    f"make {i['subject']} load (its line above)",
+                )
+            )
+        elif kind == "pins":
+            have = f"{i['installed']} is installed" if i["installed"] else "not installed"
+            out.append(
+                Line(
+                    "broken",
+                    i["dist"],
+                    f"requires {i['requirement']}, {have}",
+                    f"pip install '{i['requirement'].split(';')[0]}'",
+                )
+            )
+        elif kind == "fatbin":
+            cc = doc["cc"]
+            out.append(
+                Line(
+                    "broken",
+                    _short(i["subject"], doc),
+                    f"no kernel image for sm_{cc} (has {', '.join(i['has'])}){': ' + i['why'] if i['why'] else ''}",
+                    f"install a build with sm_{cc} SASS or PTX the driver (CUDA {doc['driver'] or '?'}) can JIT",
+                )
+            )
+        elif kind == "unchecked":
+            if i["subject"] == "fatbins":
+                out.append(
+                    Line(
+                        "unchecked",
+                        "fatbins",
+                        f"{i['detail']} not checked: no GPU found",
+                        "give --arch X.Y or --profile",
+                    )
+                )
+            else:
+                out.append(Line("unchecked", i["subject"], i["detail"], ""))
+    if unchecked_driver:
+        out.append(
+            Line(
+                "unchecked",
+                f"{len(unchecked_driver)} libraries",
+                f"need the NVIDIA driver (libcuda.so.1), not installed here (e.g. {unchecked_driver[0]})",
+                "run the doctor where the driver is (e.g. --image with --gpu on the target)",
+            )
+        )
+    return out
+
+
+def exit_code(found: list[Line]) -> int:
+    if any(x.status == "broken" for x in found):
+        return BROKEN
+    return UNCHECKED if found else OK

@@ -1,0 +1,302 @@
+"""The doctor's examination, run inside the examined interpreter (this one, `--python`, or the
+image's): every installed distribution from its RECORD, each extension module loaded in a model of
+a fresh process (the packages it requires imported first, as its own package's import does), each
+other shared library on its own, pins against Requires-Dist, torch operators a failing library
+leaves unregistered, fatbins against the GPU. Prints one JSON document; standard library,
+`packaging` and the ELF/fatbin readers only (they travel with it, see carry.py)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.machinery
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..verify import fatbin
+from . import gpu
+from .facts import FactStore
+from .ldso import Process, ld_cache
+
+# Libraries the NVIDIA driver installs: their absence means no driver here, not a broken package.
+DRIVER = re.compile(r"^lib(cuda|nvidia-[a-z-]+|nvcuvid|nvoptix)\.so(\.\d+)*$")
+_SHARED = re.compile(r"\.so(\.\d+)*$")
+_OP = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z0-9_]+)?\(")
+
+
+@dataclass
+class Dist:
+    name: str
+    version: str
+    requires: list[str]
+    files: list[str]
+    requirements: list[str] = field(default_factory=list)  # installed ones, markers evaluated
+
+
+def distributions(paths: list[str]) -> dict[str, Dist]:
+    """The distribution each name imports (the first on sys.path), with its RECORD's files."""
+    out: dict[str, Dist] = {}
+    for d in metadata.distributions(path=paths):
+        name = canonicalize_name(d.metadata["Name"] or "")
+        if not name or name in out:
+            continue
+        base = str(d.locate_file(""))
+        # RECORD read as CSV directly: PackagePath objects for torch's 20k files cost seconds
+        rows = csv.reader((d.read_text("RECORD") or "").splitlines())
+        files = [os.path.normpath(os.path.join(base, row[0])) for row in rows if row]
+        out[name] = Dist(name, d.version, list(d.requires or []), files)
+    return out
+
+
+def modules(dist: Dist, paths: list[str]) -> dict[str, str]:
+    """module name -> the file the import system loads for it (the first extension suffix that exists)."""
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    roots = sorted((os.path.abspath(p) for p in paths if p), key=len, reverse=True)
+    found: dict[str, dict[str, str]] = {}
+    for f in dist.files:
+        for s in suffixes:
+            if f.endswith(s):
+                root = next((r for r in roots if f.startswith(r + os.sep)), None)
+                if root is not None:
+                    stem = f[len(root) + 1 : -len(s)]
+                    if "." not in stem:
+                        found.setdefault(stem.replace(os.sep, "."), {})[s] = f
+                break
+    return {m: next(by[s] for s in suffixes if s in by) for m, by in found.items()}
+
+
+def _evaluate(req: Requirement, env: dict[str, str]) -> bool:
+    return req.marker is None or req.marker.evaluate(dict(env, extra=""))
+
+
+class Doctor:
+    def __init__(self, paths: list[str], store: FactStore, cc: int, driver: str) -> None:
+        self.paths, self.store, self.cc, self.driver = paths, store, cc, driver
+        self.env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
+        self.dists = distributions(paths)
+        self.items: list[dict[str, Any]] = []
+        machine = os.uname().machine
+        self.base = Process(store, machine, os.environ, ld_cache())
+        _, fail = self.base.dlopen(os.path.realpath(sys.executable), global_=True)
+        if fail is not None:
+            self.items.append(
+                {"kind": "unchecked", "subject": sys.executable, "detail": f"the interpreter itself: {asdict(fail)}"}
+            )
+        self.mods = {d.name: modules(d, paths) for d in self.dists.values()}
+        self._ready: dict[tuple[str, ...], tuple[Process, dict[str, Any] | None]] = {}
+        self.verdicts: dict[str, dict[str, Any]] = {}
+
+    def requirements(self, dist: Dist) -> Iterator[tuple[Requirement, Dist | None]]:
+        for raw in dist.requires:
+            try:
+                req = Requirement(raw)
+            except InvalidRequirement:
+                continue
+            if _evaluate(req, self.env):
+                yield req, self.dists.get(canonicalize_name(req.name))
+
+    def closure(self, dist: Dist) -> list[Dist]:
+        """The installed distributions `dist` requires, transitively, dependencies first."""
+        out: list[Dist] = []
+
+        def visit(d: Dist, seen: set[str]) -> None:
+            for _r, dep in self.requirements(d):
+                if dep is not None and dep.name not in seen:
+                    seen.add(dep.name)
+                    visit(dep, seen)
+                    out.append(dep)
+
+        visit(dist, {dist.name})
+        return out
+
+    def gate(self, dist: Dist) -> str | None:
+        """The extension module importing the package loads first (torch._C), if it has one."""
+        gates = [m for m in self.mods[dist.name] if m.endswith("._C") and m.count(".") == 1]
+        own = f"{dist.name.replace('-', '_')}._C"  # torch._C before functorch._C, both torch's
+        return own if own in gates else next(iter(gates), None)
+
+    def ready(self, dist: Dist) -> tuple[Process, dict[str, Any] | None]:
+        """A process in which the packages `dist` requires were imported, and the first that fails."""
+        gates = [(d, g) for d in self.closure(dist) if (g := self.gate(d)) is not None]
+        key = tuple(g for _d, g in gates)
+        if key not in self._ready:
+            proc, failed = self.base.copy(), None
+            for d, g in gates:
+                _closure, fail = proc.dlopen(self.mods[d.name][g])
+                if fail is not None:
+                    failed = {"dist": d.name, "module": g, "failure": asdict(fail)}
+                    break
+            self._ready[key] = (proc, failed)
+        return self._ready[key]
+
+    def run(self) -> dict[str, Any]:
+        for dist in self.dists.values():
+            self.check_pins(dist)
+            if not any(_SHARED.search(f) for f in dist.files):
+                continue
+            proc, failed = self.ready(dist)
+            after = [g for d in self.closure(dist) if (g := self.gate(d)) is not None]
+            loaded: set[str] = set()
+            for module, path in sorted(self.mods[dist.name].items()):
+                # after: the modules the model loads first (the imports of the packages it requires)
+                verdict: dict[str, Any] = {
+                    "dist": dist.name,
+                    "path": path,
+                    "failure": None,
+                    "via": None,
+                    "after": after,
+                }
+                if failed is not None:
+                    verdict["via"] = failed
+                else:
+                    closure, fail = proc.copy().dlopen(path)
+                    loaded |= {o.path for o in closure}
+                    if fail is not None:
+                        verdict["failure"] = asdict(fail)
+                        self._candidates(verdict["failure"])
+                        self.ops(dist, module, path)
+                self.verdicts[module] = verdict
+            if failed is None:
+                self.libraries(dist, proc, loaded)
+        self.check_fatbins()
+        return {
+            "python": sys.version.split()[0],
+            "executable": sys.executable,
+            "machine": os.uname().machine,
+            "cc": self.cc,
+            "driver": self.driver,
+            "modules": self.verdicts,
+            "items": self.items,
+            "files": {"read": self.store.read, "cached": self.store.cached},
+        }
+
+    def _candidates(self, failure: dict[str, Any]) -> None:
+        """For a library not found: where in the environment a file of that name is (not searched)."""
+        if failure["kind"] == "missing-library":
+            name = failure["name"]
+            failure["candidates"] = sorted(
+                f for d in self.dists.values() for f in d.files if os.path.basename(f) == name
+            )[:3]
+
+    def libraries(self, dist: Dist, proc: Process, loaded: set[str]) -> None:
+        """Shared libraries no extension module links (loaded on demand): each dlopen'ed on its own."""
+        modfiles = set(self.mods[dist.name].values())
+        for f in dist.files:
+            if not _SHARED.search(f) or f in modfiles or f in loaded or self.store.get(f) is None:
+                continue
+            _closure, fail = proc.copy().dlopen(f)
+            if fail is None:
+                continue
+            if fail.kind == "missing-library" and DRIVER.match(fail.name):
+                self.items.append({"kind": "driver", "dist": dist.name, "subject": f, "failure": asdict(fail)})
+            else:
+                failure = asdict(fail)
+                self._candidates(failure)
+                self.items.append({"kind": "library", "dist": dist.name, "subject": f, "failure": failure})
+
+    def ops(self, dist: Dist, module: str, path: str) -> None:
+        """The torch operators the failing module would have registered (its schema strings)."""
+        if not any(r.name == "torch" for r in (Requirement(x) for x in dist.requires if _valid(x))):
+            return
+        spaces = {module.split(".")[0], module.rsplit(".", 1)[-1]}
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            return
+        names = sorted({f"{ns}::{op}" for ns in spaces for op in _schemas(data, ns.encode())})
+        if names:
+            self.items.append({"kind": "ops", "dist": dist.name, "subject": module, "ops": names})
+
+    def check_pins(self, dist: Dist) -> None:
+        for req, dep in self.requirements(dist):
+            if dep is None:
+                self.items.append({"kind": "pins", "dist": dist.name, "requirement": _short(req), "installed": None})
+                continue
+            try:
+                ok = req.specifier.contains(Version(dep.version), prereleases=True)
+            except InvalidVersion:
+                ok = False
+            if not ok:
+                self.items.append(
+                    {"kind": "pins", "dist": dist.name, "requirement": _short(req), "installed": dep.version}
+                )
+
+    def check_fatbins(self) -> None:
+        unchecked = 0
+        for dist in self.dists.values():
+            for f in dist.files:
+                facts = self.store.get(f) if _SHARED.search(f) else None
+                if facts is None or not facts.elf.fatbin:
+                    continue
+                if not self.cc:
+                    unchecked += 1
+                    continue
+                ok, how = fatbin.runs_on(list(facts.elf.fatbin), self.cc, self.driver)
+                if not ok:
+                    labels = sorted({e.label() for e in facts.elf.fatbin})
+                    self.items.append({"kind": "fatbin", "dist": dist.name, "subject": f, "has": labels, "why": how})
+        if unchecked:
+            self.items.append(
+                {"kind": "unchecked", "subject": "fatbins", "detail": f"{unchecked} files with CUDA code"}
+            )
+
+
+def _schemas(data: bytes, ns: bytes) -> set[str]:
+    """Operator names of the schema strings `ns::name(...)` / `ns::name.overload(...)` in a library
+    (what TORCH_LIBRARY's m.def registers); found with bytes.find, a regex over 300 MB is seconds."""
+    out, needle, at = set(), ns + b"::", data.find(ns + b"::")
+    while at != -1:
+        before = data[at - 1 : at] if at else b""
+        m = _OP.match(data, at + len(needle))
+        if m and not (before.isalnum() or before == b"_"):
+            out.add(m[1].decode())
+        at = data.find(needle, at + 1)
+    return out
+
+
+def _short(req: Requirement) -> str:
+    """The requirement without its marker (already evaluated true here)."""
+    return f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}{req.specifier}"
+
+
+def _valid(raw: str) -> bool:
+    try:
+        Requirement(raw)
+    except InvalidRequirement:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="jetwheel-doctor-scan")
+    p.add_argument("--arch", default="", help="compute capability, e.g. 8.7 (default: the GPU present)")
+    p.add_argument("--driver", default="", help="the driver's CUDA version, e.g. 12.6 (default: the GPU's)")
+    p.add_argument("--facts", default="", help="the fact cache directory")
+    args = p.parse_args(argv)
+    start = time.monotonic()
+    found = gpu.probe()
+    cc = int(args.arch.replace(".", "")) if args.arch else (found.cc if found else 0)
+    driver = args.driver or (found.driver if found else "")
+    store = FactStore(Path(args.facts) if args.facts else None)
+    paths = [p for p in sys.path if p and os.path.isdir(p) and not p.endswith(".pyz")]
+    doc = Doctor(paths, store, cc, driver).run()
+    doc["gpu"] = asdict(found) if found else None
+    doc["seconds"] = round(time.monotonic() - start, 2)
+    json.dump(doc, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
