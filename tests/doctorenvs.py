@@ -22,6 +22,7 @@ from realwheels import CACHE as WHEELS
 from realwheels import PYPI, real_wheel
 
 from jetwheel.pipcmd import clean_pip_env, target_args
+from jetwheel.runners.baseimage import BUILDER_ARM64
 from jetwheel.target import Target
 
 ENVS = Path(os.environ.get("JETWHEEL_DOCTOR_ENVS", Path.home() / ".cache" / "jetwheel" / "doctor-envs"))
@@ -145,7 +146,7 @@ def broken_image(engine: str = "podman") -> str:
     return BROKEN_IMAGE
 
 
-ARM_BASE = "localhost/jetwheel-base:bookworm-arm64"
+ARM_BASE = BUILDER_ARM64
 PURE_FOR_TORCH = ("filelock", "typing_extensions", "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "fsspec")
 
 
