@@ -9,8 +9,8 @@ from pathlib import Path
 
 from packaging.tags import Tag
 
-from .index.auth import TRUSTED
 from .index.client import IndexClient
+from .index.wire import TRUSTED
 from .verify.source import Published
 
 

@@ -31,18 +31,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
 
 from ..errors import JetwheelError, StoreError, UploadRejected
-from . import pages
+from . import pages, wire
 from . import profiles as compat
 from . import web as web_pages
 from .auth import (
-    ADMIN,
-    BUILDER,
-    PUBLIC,
     RANK,
-    READ,
     TOKEN_PREFIX,
-    TRUSTED,
-    UPLOAD,
     BadCredentials,
     Throttle,
     Users,
@@ -55,6 +49,7 @@ from .names import confusable_with
 from .profiles import ProfileView
 from .store import FULL, Hashes, Store, disk_full
 from .validate import check_artifact_name, check_filename, parse_filename
+from .wire import ADMIN, BUILDER, PUBLIC, READ, TRUSTED, UPLOAD
 
 log = logging.getLogger("jetwheel.index")
 CHUNK = 1 << 16
@@ -253,9 +248,9 @@ class IndexApp:
         """The rendered page in the form the client accepts; None if the project has no files here."""
         kind = pages.negotiate(request.headers.get("Accept", ""))
         if kind is None:
-            return error(406, f"acceptable types: {pages.JSON_V1}, {pages.HTML_V1}, text/html")
+            return error(406, f"acceptable types: {wire.JSON_V1}, {wire.HTML_V1}, text/html")
         found: tuple[bytes, str] | None = self.cache.get(("simple",), lambda: _simple_pages(self.store)).get(
-            (project, "json" if kind == pages.JSON_V1 else "html")
+            (project, "json" if kind == wire.JSON_V1 else "html")
         )
         if found is None:
             return None
@@ -329,7 +324,7 @@ class IndexApp:
         view = self.settings.profiles.get(request.match_info["name"])
         if view is None:
             return error(404, f"no such profile; known: {', '.join(self.settings.profiles)}")
-        checked_for, results = compat.read(self.store.state)
+        checked_for, results = compat.read(self.store)
         # the result recorded for this very generation, else "not checked yet" (never a stale one)
         resolved = results.get(view.name) if checked_for == list(self.store.generation()) else None
         body = await asyncio.to_thread(
@@ -528,23 +523,22 @@ def make_app(store: Store, settings: Settings) -> web.Application:
     app = web.Application(client_max_size=1 << 20, middlewares=[index.guard])
     app[INDEX] = index
     routes: list[tuple[str, str, Handler, str]] = [
-        ("GET", "/health", index.health, PUBLIC),
+        ("GET", wire.HEALTH, index.health, PUBLIC),
         ("GET", "/", index.home, READ),
         ("GET", "/profiles/{name}", index.profile, READ),
-        ("GET", "/api/status", index.status, READ),
-        ("GET", "/simple/", index.simple_root, READ),
+        ("GET", wire.STATUS, index.status, READ),
+        ("GET", wire.SIMPLE, index.simple_root, READ),
         ("GET", "/simple", _to_simple, READ),
-        ("GET", "/simple/{project}/", index.simple_project, READ),
+        ("GET", wire.PROJECT, index.simple_project, READ),
         ("GET", "/simple/{project}", index.simple_project, READ),
-        ("GET", "/packages/{filename}", index.package, READ),
-        ("GET", "/api/files/{filename}", index.file_info, READ),
-        ("GET", "/api/facts/{filename}", index.facts, READ),
-        ("GET", "/api/cache/{key}", index.cache_lookup, READ),
-        ("POST", "/", index.upload, UPLOAD),
-        ("POST", "/legacy/", index.upload, UPLOAD),
-        ("DELETE", "/api/files/{filename}", index.delete, ADMIN),
-        ("POST", "/api/files/{filename}/yank", index.yank, ADMIN),
-        ("POST", "/api/files/{filename}/unyank", index.unyank, ADMIN),
+        ("GET", wire.PACKAGE, index.package, READ),
+        ("GET", wire.FILE, index.file_info, READ),
+        ("GET", wire.FACTS, index.facts, READ),
+        ("GET", wire.CACHE, index.cache_lookup, READ),
+        *(("POST", path, index.upload, UPLOAD) for path in wire.UPLOADS),
+        ("DELETE", wire.FILE, index.delete, ADMIN),
+        ("POST", wire.YANK, index.yank, ADMIN),
+        ("POST", wire.UNYANK, index.unyank, ADMIN),
     ]
     for method, path, handler, level in routes:
         # add_get also answers HEAD, at the same level

@@ -21,22 +21,22 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from ..errors import PublishError
-from .auth import TRUSTED
-from .pages import JSON_V1
+from . import wire
+from .wire import JSON_V1, TRUSTED
 
 
 class IndexClient:
     def __init__(self, url: str, user: str = "", password: str = "") -> None:
         self.url = url.rstrip("/")
-        if self.url.endswith("/simple"):
-            self.url = self.url[: -len("/simple")]
+        if self.url.endswith(wire.SIMPLE.rstrip("/")):
+            self.url = self.url[: -len(wire.SIMPLE.rstrip("/"))]
         # called as (what, bytes done, bytes in all) while a file moves: uploads and downloads
         self.on_bytes: Callable[[str, int, int], None] | None = None
         self._auth = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()) if user else ""
 
     @property
     def simple_url(self) -> str:
-        return f"{self.url}/simple/"
+        return self.url + wire.SIMPLE
 
     def _open(self, req: urllib.request.Request, timeout: float = 60) -> Any:
         if self._auth:
@@ -66,24 +66,24 @@ class IndexClient:
 
     def cached(self, cache_key: str) -> str | None:
         """The filename already published for this cache key, if any."""
-        doc = self._get_json(f"/api/cache/{cache_key}")
+        doc = self._get_json(wire.CACHE.format(key=cache_key))
         return str(doc["filename"]) if doc else None
 
     def file_info(self, filename: str) -> dict[str, Any] | None:
-        return self._get_json(f"/api/files/{filename}")
+        return self._get_json(wire.FILE.format(filename=filename))
 
     def status(self) -> dict[str, Any]:
-        doc = self._get_json("/api/status")
+        doc = self._get_json(wire.STATUS)
         if doc is None:
-            raise PublishError(f"{self.url} has no /api/status: is it a jetwheel index?")
+            raise PublishError(f"{self.url} has no {wire.STATUS}: is it a jetwheel index?")
         return doc
 
     def projects(self) -> list[str]:
-        doc = self._get_json("/simple/", accept=JSON_V1) or {}
+        doc = self._get_json(wire.SIMPLE, accept=JSON_V1) or {}
         return [str(p["name"]) for p in doc.get("projects", [])]
 
     def project(self, name: str) -> dict[str, Any] | None:
-        return self._get_json(f"/simple/{canonicalize_name(name)}/", accept=JSON_V1)
+        return self._get_json(wire.PROJECT.format(project=canonicalize_name(name)), accept=JSON_V1)
 
     def upload(
         self,
@@ -148,7 +148,7 @@ class IndexClient:
             yield tail
 
         req = urllib.request.Request(
-            self.url + "/",
+            self.url + wire.UPLOADS[0],
             data=body(),
             method="POST",
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)},
@@ -163,20 +163,23 @@ class IndexClient:
 
     def facts(self, filename: str) -> bytes | None:
         """The gzip'd facts uploaded with the file, as they were sent; None when it has none."""
-        return self._get(f"/api/facts/{quote(filename)}")
+        return self._get(wire.FACTS.format(filename=quote(filename)))
 
     def yank(self, filename: str, reason: str = "", undo: bool = False) -> None:
-        _post_json(self, f"/api/files/{filename}/{'unyank' if undo else 'yank'}", {"reason": reason})
+        _post_json(self, (wire.UNYANK if undo else wire.YANK).format(filename=filename), {"reason": reason})
 
     def delete(self, filename: str) -> None:
-        _post_json(self, f"/api/files/{filename}", {}, method="DELETE")
+        _post_json(self, wire.FILE.format(filename=filename), {}, method="DELETE")
 
     def download(self, filename: str, dest: Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / filename
         tmp = dest / f".{filename}.part"
         try:
-            with self._open(urllib.request.Request(f"{self.url}/packages/{filename}")) as r, open(tmp, "wb") as f:
+            with (
+                self._open(urllib.request.Request(self.url + wire.PACKAGE.format(filename=filename))) as r,
+                open(tmp, "wb") as f,
+            ):
                 size, got = int(r.headers.get("Content-Length") or 0), 0
                 while chunk := r.read(1 << 20):
                     f.write(chunk)

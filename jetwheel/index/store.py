@@ -20,7 +20,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,15 +110,17 @@ class Store:
         self._snapshot: tuple[tuple[int, ...], dict[str, StoredFile]] | None = None
         self._root_s, self._gen_s = str(self.root), str(self.state / "generation")
         self._dir_mtime, self._dir_checked = 0, -1.0
+        self._observers: list[Callable[[Store, str], None]] = []
 
     # -- reading -----------------------------------------------------------------------------------
-    def generation(self) -> tuple[int, ...]:
+    def generation(self, fresh: bool = False) -> tuple[int, ...]:
         """Changes whenever what the index shows could change. Every change made through the store
         rewrites the generation file (a new inode each time, so even two changes within one mtime
         tick differ): one stat per call, on the page-serving hot path. The directory itself, which
-        changes on its own only when files are copied in by hand, is looked at once a second."""
+        changes on its own only when files are copied in by hand, is looked at once a second, or
+        now when `fresh`."""
         now = time.monotonic()
-        if now >= self._dir_checked + 1.0:
+        if fresh or now >= self._dir_checked + 1.0:
             self._dir_mtime, self._dir_checked = os.stat(self._root_s).st_mtime_ns, now
         try:
             st = os.stat(self._gen_s)
@@ -166,6 +168,20 @@ class Store:
 
     def _derived(self, filename: str) -> tuple[Path, Path, Path]:
         return self._meta_path(filename), self.metadata_path(filename), self.facts_path(filename)
+
+    def state_path(self, name: str) -> Path:
+        """`name` in the state directory: where another part of the index (the nginx front's tree,
+        the profiles' results) keeps files of its own. pypiserver ignores them; the store never reads them."""
+        return self.state / _plain(name)
+
+    def state_paths(self, pattern: str) -> list[Path]:
+        """The state directory's entries whose names match the glob `pattern` (see state_path)."""
+        return sorted(self.state.glob(pattern))
+
+    def scratch_path(self, name: str) -> Path:
+        """`name` in the staging directory: on the store's file system, so it can be renamed into the
+        state directory; clean() removes it once it is old and nobody holds it locked."""
+        return self.tmp / _plain(name)
 
     def regular_file(self, path: Path) -> bool:
         """True for a regular file that is not a symbolic link (links are never served)."""
@@ -237,7 +253,9 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def lock(self) -> Iterator[None]:
+        """The store's lock (flock, so across processes): held, no change is made through any store
+        of this directory. Every change takes it; so may a reader that needs the store to stand still."""
         with open(self.state / "lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -253,12 +271,15 @@ class Store:
         """Publish a change that has already been made: every reader's next look sees it."""
         os.replace(staged_generation, self.state / "generation")
 
-    def _follow(self, filename: str) -> None:
-        """After each committed change, with the lock held: the nginx front's tree follows it
-        (jetwheel/index/static.py; nothing happens when no front serves this store)."""
-        from .static import follow  # static imports this module
+    def on_change(self, observer: Callable[[Store, str], None]) -> None:
+        """Call `observer(store, filename)` after each change committed through this store object,
+        with the lock held (the nginx front's tree follows the store this way: static.follow).
+        The change is already committed when it runs: an observer must not raise."""
+        self._observers.append(observer)
 
-        follow(self, filename)
+    def _follow(self, filename: str) -> None:
+        for observer in self._observers:
+            observer(self, filename)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[tuple[Any, Path]]:
@@ -327,7 +348,7 @@ class Store:
             meta["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
         target = self.root / filename
         may_replace = self.allow_overwrite if overwrite is None else overwrite
-        with self._lock():
+        with self.lock():
             if os.path.lexists(target) and not may_replace:
                 raise UploadRejected(f"{filename} already exists; the index does not overwrite files", 409)
             # everything that needs space, staged first; then only renames
@@ -380,7 +401,7 @@ class Store:
     def _rewrite_meta(self, filename: str, **changes: Any) -> StoredFile:
         if not self.regular_file(self.root / check_filename(filename)):
             raise StoreError(f"no such file: {filename}")
-        with self._lock():
+        with self.lock():
             # a delete may have won the race for the lock: the file is gone, say so (404)
             try:
                 if self._info(filename) is None:
@@ -412,7 +433,7 @@ class Store:
 
     def delete(self, filename: str) -> None:
         target = self.root / check_filename(filename)
-        with self._lock():
+        with self.lock():
             if not self.regular_file(target):
                 raise StoreError(f"no such file: {filename}")
             target.unlink()
@@ -429,7 +450,7 @@ class Store:
         of distributions that are gone. Under the store's lock, so another server's commit is never
         cut in half; an upload still streaming in (its staging file locked) is left alone, and so is
         any staged file younger than `grace` seconds. Returns how many files it removed."""
-        with self._lock():
+        with self.lock():
             return self._clean(time.time() - grace)
 
     def _clean(self, before: float) -> int:
@@ -462,6 +483,12 @@ def _abandoned(path: Path, before: float) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _plain(name: str) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"not a plain file name: {name!r}")
+    return name
 
 
 def _utf8(name: str) -> bool:
