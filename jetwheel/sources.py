@@ -26,7 +26,7 @@ from typing import IO, Any
 from packaging.utils import canonicalize_name
 
 from .errors import SourceError
-from .index.client import IndexClient
+from .index.client import IndexClient, Progress
 from .stepsource import StepSource
 
 CACHE = Path.home() / ".cache" / "jetwheel" / "sources"
@@ -304,7 +304,14 @@ def locate(
 
 
 def from_local_or_index(
-    name: str, filename: str, expected: str, dest: Path, client: IndexClient | None, local_dir: Path | None, cache: Path
+    name: str,
+    filename: str,
+    expected: str,
+    dest: Path,
+    client: IndexClient | None,
+    local_dir: Path | None,
+    cache: Path,
+    progress: Progress | None = None,
 ) -> FetchedSource | None:
     """The archive unpacked at `dest` from the local source directory or the index, checked against
     the pin (a mismatch is an error, never skipped); None when neither has it."""
@@ -317,7 +324,7 @@ def from_local_or_index(
         return None
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".index-", dir=cache) as tmp:
-        path = client.download(filename, Path(tmp))
+        path = client.download(filename, Path(tmp), progress)
         check_pin(path, expected, name)
         unpack(path, dest)
     return FetchedSource(dest, expected, f"{client.url}/packages/{filename}")
@@ -335,6 +342,7 @@ def fetch_source(
     client: IndexClient | None = None,
     local_dir: Path | None = None,
     cache: Path = CACHE,
+    progress: Progress | None = None,
 ) -> FetchedSource:
     """Lay the step's source tree out at `dest` (a fresh directory the build may modify).
 
@@ -357,7 +365,7 @@ def fetch_source(
                 f"{name}: {local or filename + ' on the index'} is there, but the recipe pins no sha256 to check "
                 f'it against; add source.sha256 = "{actual}" if that is the source you trust'
             )
-    elif found := from_local_or_index(name, filename, src.sha256, dest, client, local_dir, cache):
+    elif found := from_local_or_index(name, filename, src.sha256, dest, client, local_dir, cache, progress):
         return found
     with tempfile.TemporaryDirectory(prefix=f"jetwheel-{canonicalize_name(name)}-") as tmp:
         try:

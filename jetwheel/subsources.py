@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import SourceError
-from .index.client import IndexClient
+from .index.client import IndexClient, Progress
 from .sources import CACHE, Archive, FetchedSource, check_pin, download_pinned, from_local_or_index, looked, unpack
 from .stepsource import SubSource
 
@@ -26,11 +26,16 @@ def _no_upstream(sub: SubSource, client: IndexClient | None, local_dir: Path | N
 
 
 def fetch_sub(
-    sub: SubSource, dest: Path, client: IndexClient | None = None, local_dir: Path | None = None, cache: Path = CACHE
+    sub: SubSource,
+    dest: Path,
+    client: IndexClient | None = None,
+    local_dir: Path | None = None,
+    cache: Path = CACHE,
+    progress: Progress | None = None,
 ) -> FetchedSource:
     """Lay a sub-source's tree out at `dest`: its archive from the local source directory, then the
     index, then its upstream URL, always checked against its sha256. Patches are the plan's."""
-    found = from_local_or_index(sub.name, sub.archive, sub.sha256, dest, client, local_dir, cache)
+    found = from_local_or_index(sub.name, sub.archive, sub.sha256, dest, client, local_dir, cache, progress)
     if found is not None:
         return FetchedSource(dest, sub.sha256, found.origin, sub.commit)
     if not sub.url:

@@ -24,14 +24,15 @@ from ..errors import PublishError
 from . import wire
 from .wire import JSON_V1, TRUSTED
 
+# told (what, bytes done, bytes in all) while a file moves: an upload's or a download's progress
+Progress = Callable[[str, int, int], None]
+
 
 class IndexClient:
     def __init__(self, url: str, user: str = "", password: str = "") -> None:
         self.url = url.rstrip("/")
         if self.url.endswith(wire.SIMPLE.rstrip("/")):
             self.url = self.url[: -len(wire.SIMPLE.rstrip("/"))]
-        # called as (what, bytes done, bytes in all) while a file moves: uploads and downloads
-        self.on_bytes: Callable[[str, int, int], None] | None = None
         self._auth = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()) if user else ""
 
     @property
@@ -93,6 +94,7 @@ class IndexClient:
         verify: dict[str, Any] | None = None,
         artifact: bool = False,
         facts: bytes | None = None,
+        progress: Progress | None = None,
     ) -> None:
         """Publish one file. The body streams from disk; nothing is held whole in memory.
         `facts`: gzip'd JSON about the file (at most 64 MiB), kept by the index once the file is
@@ -143,8 +145,8 @@ class IndexClient:
                 while chunk := f.read(1 << 20):
                     yield chunk
                     sent += len(chunk)
-                    if self.on_bytes:
-                        self.on_bytes(f"uploading {path.name}", sent, total)
+                    if progress:
+                        progress(f"uploading {path.name}", sent, total)
             yield tail
 
         req = urllib.request.Request(
@@ -171,7 +173,7 @@ class IndexClient:
     def delete(self, filename: str) -> None:
         _post_json(self, wire.FILE.format(filename=filename), {}, method="DELETE")
 
-    def download(self, filename: str, dest: Path) -> Path:
+    def download(self, filename: str, dest: Path, progress: Progress | None = None) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / filename
         tmp = dest / f".{filename}.part"
@@ -184,8 +186,8 @@ class IndexClient:
                 while chunk := r.read(1 << 20):
                     f.write(chunk)
                     got += len(chunk)
-                    if self.on_bytes:
-                        self.on_bytes(f"downloading {filename}", got, size)
+                    if progress:
+                        progress(f"downloading {filename}", got, size)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             raise PublishError(f"could not download {filename} from {self.url}: {e}") from None
