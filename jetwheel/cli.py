@@ -497,7 +497,7 @@ def fetch(
 @clean_errors
 def upload(c: Context, path: str, index: str = "") -> None:
     """Put a source archive on the index, where builds look for it before upstream."""
-    from .sources import sha256_file
+    from .digest import sha256_file
 
     client = _client(index)
     client.upload(Path(path), artifact=True)

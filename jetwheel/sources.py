@@ -11,7 +11,6 @@ source) is kept byte for byte."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ from typing import IO, Any
 
 from packaging.utils import canonicalize_name
 
+from .digest import sha256_file
 from .errors import SourceError
 from .index.client import IndexClient, Progress
 from .stepsource import StepSource
@@ -72,14 +72,6 @@ def local_sources_dir() -> Path | None:
 
 def archive_name(name: str, pin: str) -> str:
     return f"{canonicalize_name(name)}-{pin}-src.tar.gz"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_pin(path: Path, expected: str, what: str) -> str:

@@ -21,6 +21,7 @@ from conftest import Server, pip_env, run_in_arm64, start_server, stop_server
 from realwheels import real_wheel
 from test_sources import XGRAMMAR
 
+from jetwheel.digest import sha256_file
 from jetwheel.engine import Options, StepResult, run_plan
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
@@ -28,7 +29,7 @@ from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import Runner, make_runner
 from jetwheel.runners.baseimage import BUILDER_ARM64, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
-from jetwheel.sources import make_archive, sha256_file
+from jetwheel.sources import make_archive
 from jetwheel.stepsource import StepSource
 from jetwheel.verify import read_wheels, verify_wheel
 

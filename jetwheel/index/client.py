@@ -4,7 +4,6 @@ build cache, read the PEP 691 JSON pages and download files. Standard library HT
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import secrets
@@ -20,6 +19,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from ..digest import chunks, sha256_file
 from ..errors import PublishError
 from . import wire
 from .wire import JSON_V1, TRUSTED
@@ -99,11 +99,7 @@ class IndexClient:
         """Publish one file. The body streams from disk; nothing is held whole in memory.
         `facts`: gzip'd JSON about the file (at most 64 MiB), kept by the index once the file is
         stored and read back with facts()."""
-        sha = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                sha.update(chunk)
-        fields = {":action": "file_upload", "protocol_version": "1", "sha256_digest": sha.hexdigest()}
+        fields = {":action": "file_upload", "protocol_version": "1", "sha256_digest": sha256_file(path)}
         if artifact:
             fields["jetwheel_artifact"] = "1"
         else:
@@ -142,7 +138,7 @@ class IndexClient:
             yield head
             sent, total = 0, os.path.getsize(path)
             with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
+                for chunk in chunks(f):
                     yield chunk
                     sent += len(chunk)
                     if progress:
@@ -183,7 +179,7 @@ class IndexClient:
                 open(tmp, "wb") as f,
             ):
                 size, got = int(r.headers.get("Content-Length") or 0), 0
-                while chunk := r.read(1 << 20):
+                for chunk in chunks(r):
                     f.write(chunk)
                     got += len(chunk)
                     if progress:

@@ -27,6 +27,7 @@ from typing import Any
 
 from packaging.utils import NormalizedName
 
+from ..digest import chunks
 from ..errors import StoreError, UploadRejected
 from .validate import ARTIFACT_SUFFIXES, check_artifact_name, check_filename, inspect_wheel
 
@@ -219,7 +220,7 @@ class Store:
         h = Hashes()
         try:
             with open(path, "rb", opener=_nofollow) as f:
-                while chunk := f.read(1 << 20):
+                for chunk in chunks(f):
                     h.update(chunk)
                 mtime = os.fstat(f.fileno()).st_mtime
         except OSError:  # gone, or a symbolic link (O_NOFOLLOW)
@@ -391,7 +392,7 @@ class Store:
         filename = filename or source.name
         h = Hashes()
         with self.staging() as (out, tmp), open(source, "rb") as src:
-            while chunk := src.read(1 << 20):
+            for chunk in chunks(src):
                 h.update(chunk)
                 out.write(chunk)
             out.flush()
