@@ -33,7 +33,7 @@ from .indexwheels import IndexWheels
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
-from .sources import FetchedSource, fetch_source, local_sources_dir
+from .source_fetch import FetchedSource, fetch_source, local_sources_dir
 from .subsources import fetch_sub
 from .verify import read_wheels, verify_wheel
 from .verify.report import Report
