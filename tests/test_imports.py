@@ -17,6 +17,7 @@ SERVER = {
         "app",
         "auth",
         "config",
+        "durable",
         "export",
         "front",
         "names",

@@ -45,9 +45,10 @@ from .auth import (
 )
 from .auth import token_key as load_token_key
 from .config import load_config
+from .durable import FULL, disk_full
 from .names import confusable_with
 from .profiles import ProfileView
-from .store import FULL, Hashes, Store, disk_full
+from .store import Hashes, Store
 from .validate import check_artifact_name, check_filename, parse_filename
 from .wire import ADMIN, BUILDER, PUBLIC, READ, TRUSTED, UPLOAD
 

@@ -12,7 +12,6 @@ Symbolic links in the directory are never followed, listed or served.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -29,6 +28,7 @@ from packaging.utils import NormalizedName
 
 from ..digest import chunks
 from ..errors import StoreError, UploadRejected
+from .durable import FULL, abandoned, disk_full, fsync_dir, nofollow, write_staged
 from .validate import ARTIFACT_SUFFIXES, check_artifact_name, check_filename, inspect_wheel
 
 STATE = ".jetwheel"
@@ -63,38 +63,6 @@ class Hashes:
         self.sha256.update(chunk)
         self.md5.update(chunk)
         self.size += len(chunk)
-
-
-FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_full(e: OSError) -> UploadRejected:
-    return UploadRejected(
-        f"the index's disk is full ({e.strerror}); nothing was stored, retry when there is space", 507
-    )
-
-
-def _write_staged(tmpdir: Path, data: bytes) -> Path:
-    """`data` in a new file under tmpdir (same file system as the store), synced: ready to rename."""
-    fd, name = tempfile.mkstemp(dir=tmpdir, prefix="derived-")
-    try:
-        os.fchmod(fd, 0o644)  # derived data is as public as the file (nginx's workers read it)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Store:
@@ -219,7 +187,7 @@ class Store:
         path = self.root / filename
         h = Hashes()
         try:
-            with open(path, "rb", opener=_nofollow) as f:
+            with open(path, "rb", opener=nofollow) as f:
                 for chunk in chunks(f):
                     h.update(chunk)
                 mtime = os.fstat(f.fileno()).st_mtime
@@ -241,7 +209,7 @@ class Store:
         derived.append((self._meta_path(filename), json.dumps(meta).encode()))
         with contextlib.suppress(OSError):  # kept for next time when there is room; used either way
             for target, data in derived:
-                os.replace(_write_staged(self.tmp, data), target)
+                os.replace(write_staged(self.tmp, data), target)
         return meta
 
     def find_cache_key(self, key: str, trusted: tuple[str, ...]) -> StoredFile | None:
@@ -266,7 +234,7 @@ class Store:
 
     def _next_generation(self) -> Path:
         """A new generation file, staged: renaming it over the old one (no space needed) is the bump."""
-        return _write_staged(self.tmp, str(time.time_ns()).encode())
+        return write_staged(self.tmp, str(time.time_ns()).encode())
 
     def _changed(self, staged_generation: Path) -> None:
         """Publish a change that has already been made: every reader's next look sees it."""
@@ -355,9 +323,9 @@ class Store:
             # everything that needs space, staged first; then only renames
             staged_derived: list[Path] = []
             try:
-                meta_tmp = _write_staged(self.tmp, json.dumps(meta).encode())
+                meta_tmp = write_staged(self.tmp, json.dumps(meta).encode())
                 staged_derived.append(meta_tmp)
-                metadata_tmp = _write_staged(self.tmp, metadata) if metadata is not None else None
+                metadata_tmp = write_staged(self.tmp, metadata) if metadata is not None else None
                 if metadata_tmp is not None:
                     staged_derived.append(metadata_tmp)
                 generation = self._next_generation()
@@ -382,7 +350,7 @@ class Store:
             self._changed(generation)
             self._follow(filename)
             with contextlib.suppress(OSError):  # durability only: the commit has happened
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
         info = self._info(filename)
         assert info is not None
         return info
@@ -412,7 +380,7 @@ class Store:
                 raise StoreError(f"no such file: {filename}") from None
             meta.update(changes)
             try:
-                staged, generation = _write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
+                staged, generation = write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
             except OSError as e:
                 if e.errno in FULL:
                     raise disk_full(e) from None
@@ -458,7 +426,7 @@ class Store:
         n = 0
         for p in self.tmp.iterdir():
             with contextlib.suppress(OSError):  # gone meanwhile, a link, a directory: not ours to remove
-                if _abandoned(p, before):
+                if abandoned(p, before):
                     p.unlink()
                     n += 1
         for kind, suffix in (("meta", ".json"), ("metadata", ".metadata"), ("facts", ".gz")):
@@ -468,22 +436,6 @@ class Store:
                         p.unlink()
                         n += 1
         return n
-
-
-def _abandoned(path: Path, before: float) -> bool:
-    """True for a staged file that no process holds locked: an upload-* file at once (its writer
-    locks it before naming it so), any other one once it was last written before `before`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        if not path.name.startswith("upload-") and os.fstat(fd).st_mtime >= before:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-    finally:
-        os.close(fd)
 
 
 def _plain(name: str) -> str:
@@ -500,7 +452,3 @@ def _utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _nofollow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW)
