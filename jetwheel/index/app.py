@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
 
@@ -365,30 +365,9 @@ class IndexApp:
         if not request.content_type.startswith("multipart/"):
             raise UploadRejected("upload must be multipart/form-data (the legacy API twine uses)", 400)
         reader = await request.multipart()
-        fields: dict[str, str] = {}
-        filename = ""
         hashes = Hashes()
         with self.store.staging() as (out, tmp), self.store.staging() as (facts_out, facts_tmp):
-            has_facts = False
-            while True:
-                part = await asyncio.wait_for(reader.next(), BODY_IDLE)
-                if part is None:
-                    break
-                if not isinstance(part, BodyPartReader):
-                    raise UploadRejected("nested multipart is not supported", 400)
-                if part.name == "content":
-                    if filename:
-                        raise UploadRejected("more than one file in the upload", 400)
-                    filename = part.filename or ""
-                    if not filename:
-                        raise UploadRejected("the content part has no filename", 400)
-                    check_filename(filename)  # before a byte of it is written
-                    await _stream(part, out, hashes, self.store.max_upload, "file")
-                elif part.name == "jetwheel_facts":
-                    has_facts = True
-                    await _stream(part, facts_out, Hashes(), MAX_FACTS, "jetwheel_facts")
-                elif part.name:
-                    fields[part.name] = await _read_field(part)
+            filename, fields, has_facts = await _read_parts(reader, out, hashes, facts_out, self.store.max_upload)
             if not filename:
                 raise UploadRejected("no file in the upload (a 'content' part is required)", 400)
             for f in (out, facts_out):
@@ -517,6 +496,32 @@ def _depth(value: Any) -> int:
 
 
 INDEX = web.AppKey("index", IndexApp)
+
+
+async def _read_parts(
+    reader: MultipartReader, out: IO[bytes], hashes: Hashes, facts_out: IO[bytes], max_upload: int
+) -> tuple[str, dict[str, str], bool]:
+    """Stream an upload's parts: the file into `out` (hashed on the way), the facts into `facts_out`,
+    the other fields into memory. (the file's name, "" when none was sent; the fields; facts sent?)"""
+    fields: dict[str, str] = {}
+    filename, has_facts = "", False
+    while (part := await asyncio.wait_for(reader.next(), BODY_IDLE)) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise UploadRejected("nested multipart is not supported", 400)
+        if part.name == "content":
+            if filename:
+                raise UploadRejected("more than one file in the upload", 400)
+            filename = part.filename or ""
+            if not filename:
+                raise UploadRejected("the content part has no filename", 400)
+            check_filename(filename)  # before a byte of it is written
+            await _stream(part, out, hashes, max_upload, "file")
+        elif part.name == "jetwheel_facts":
+            has_facts = True
+            await _stream(part, facts_out, Hashes(), MAX_FACTS, "jetwheel_facts")
+        elif part.name:
+            fields[part.name] = await _read_field(part)
+    return filename, fields, has_facts
 
 
 def make_app(store: Store, settings: Settings) -> web.Application:

@@ -112,45 +112,7 @@ class IndexClient:
             fields["jetwheel_provenance"] = json.dumps(provenance)
         if verify:
             fields["jetwheel_verify"] = json.dumps(verify)
-        boundary = secrets.token_hex(16)
-        head = b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-            for k, v in fields.items()
-        )
-        if facts is not None:
-            head += (
-                (
-                    f"--{boundary}\r\nContent-Disposition: form-data; "
-                    'name="jetwheel_facts"; filename="facts.json.gz"\r\n'
-                    "Content-Type: application/gzip\r\n\r\n"
-                ).encode()
-                + facts
-                + b"\r\n"
-            )
-        head += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
-        size = len(head) + os.path.getsize(path) + len(tail)
-
-        def body() -> Iterator[bytes]:
-            yield head
-            sent, total = 0, os.path.getsize(path)
-            with open(path, "rb") as f:
-                for chunk in chunks(f):
-                    yield chunk
-                    sent += len(chunk)
-                    if progress:
-                        progress(f"uploading {path.name}", sent, total)
-            yield tail
-
-        req = urllib.request.Request(
-            self.url + wire.UPLOADS[0],
-            data=body(),
-            method="POST",
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)},
-        )
+        req = _multipart_request(self.url + wire.UPLOADS[0], fields, facts, path, progress)
         try:
             with self._open(req, timeout=600):
                 pass
@@ -222,6 +184,51 @@ def _reason(e: urllib.error.HTTPError) -> str:
         return e.read().decode("utf-8", "replace").strip().splitlines()[0]
     except (OSError, IndexError):
         return str(e.reason)
+
+
+def _multipart_request(
+    url: str, fields: dict[str, str], facts: bytes | None, path: Path, progress: Progress | None
+) -> urllib.request.Request:
+    """The legacy upload's multipart/form-data POST: the fields, the facts, then the file streamed
+    from disk (its length known up front, so nothing is held whole in memory)."""
+    boundary = secrets.token_hex(16)
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    )
+    if facts is not None:
+        head += (
+            (
+                f"--{boundary}\r\nContent-Disposition: form-data; "
+                'name="jetwheel_facts"; filename="facts.json.gz"\r\n'
+                "Content-Type: application/gzip\r\n\r\n"
+            ).encode()
+            + facts
+            + b"\r\n"
+        )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = len(head) + os.path.getsize(path) + len(tail)
+
+    def body() -> Iterator[bytes]:
+        yield head
+        sent, total = 0, os.path.getsize(path)
+        with open(path, "rb") as f:
+            for chunk in chunks(f):
+                yield chunk
+                sent += len(chunk)
+                if progress:
+                    progress(f"uploading {path.name}", sent, total)
+        yield tail
+
+    return urllib.request.Request(
+        url,
+        data=body(),
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)},
+    )
 
 
 def _post_json(client: IndexClient, path: str, body: dict[str, Any], method: str = "POST") -> None:

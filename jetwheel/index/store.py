@@ -289,6 +289,20 @@ class Store:
         """Commit a staged upload (and its staged facts file). Raises UploadRejected, leaving the store
         as it was, on any fault: 507 when the disk is full. `overwrite` (default: the store's
         allow_overwrite) lets the upload replace a file of the same name."""
+        meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact)
+        meta.update(
+            upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
+        )
+        self._commit(staged, filename, meta, metadata, facts, self.allow_overwrite if overwrite is None else overwrite)
+        info = self._info(filename)
+        assert info is not None
+        return info
+
+    def _describe(
+        self, staged: Path, filename: str, hashes: Hashes, sha256_digest: str, md5_digest: str, artifact: bool
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """The upload checked against its name, size and the digests its uploader sent: its record
+        (without upload time or claims) and its METADATA (None for an artifact)."""
         check_filename(filename)
         if hashes.size > self.max_upload:
             raise UploadRejected(f"file too large: {hashes.size} bytes > limit {self.max_upload}", 413)
@@ -305,22 +319,25 @@ class Store:
             dist = inspect_wheel(staged, filename)
             metadata = dist.metadata
             meta = {"project": dist.project, "version": str(dist.version), "requires_python": dist.requires_python}
-        meta.update(
-            size=hashes.size,
-            sha256=sha,
-            upload_time=time.time(),
-            provenance=provenance or {},
-            verify=verify or {},
-            published_by=published_by,
-        )
+        meta.update(size=hashes.size, sha256=sha)
         if metadata is not None:
             meta["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
+        return meta, metadata
+
+    def _commit(
+        self,
+        staged: Path,
+        filename: str,
+        meta: dict[str, Any],
+        metadata: bytes | None,
+        facts: Path | None,
+        may_replace: bool,
+    ) -> None:
+        """Under the lock: everything that needs space staged first, then only renames, the file's last."""
         target = self.root / filename
-        may_replace = self.allow_overwrite if overwrite is None else overwrite
         with self.lock():
             if os.path.lexists(target) and not may_replace:
                 raise UploadRejected(f"{filename} already exists; the index does not overwrite files", 409)
-            # everything that needs space, staged first; then only renames
             staged_derived: list[Path] = []
             try:
                 meta_tmp = write_staged(self.tmp, json.dumps(meta).encode())
@@ -351,9 +368,6 @@ class Store:
             self._follow(filename)
             with contextlib.suppress(OSError):  # durability only: the commit has happened
                 fsync_dir(self.root)
-        info = self._info(filename)
-        assert info is not None
-        return info
 
     def add_file(self, source: Path, filename: str | None = None, **kw: Any) -> StoredFile:
         """Add a file from disk (tests and benchmarks fill a store this way): copied through staging like an upload."""
