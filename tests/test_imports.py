@@ -23,6 +23,7 @@ SERVER = {
         "names",
         "pages",
         "profiles",
+        "records",
         "resolve",
         "server",
         "static",

@@ -48,7 +48,8 @@ from .config import load_config
 from .durable import FULL, disk_full
 from .names import confusable_with
 from .profiles import ProfileView
-from .store import Hashes, Store
+from .records import Hashes
+from .store import Store
 from .validate import check_artifact_name, check_filename, parse_filename
 from .wire import ADMIN, BUILDER, PUBLIC, READ, TRUSTED, UPLOAD
 

@@ -4,11 +4,14 @@ the test that tells a staged file a killed writer left from one a live writer st
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from ..errors import UploadRejected
 
@@ -43,6 +46,39 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def staging(tmpdir: Path) -> Iterator[tuple[IO[bytes], Path]]:
+    """A temp file under tmpdir to stream an upload into; always removed after. Locked (flock) for
+    as long as it lives under its upload-* name (it is locked under a name of its own first):
+    remove_abandoned removes an upload-* file exactly when no live writer holds it."""
+    fd, name = tempfile.mkstemp(dir=tmpdir, prefix="new-", suffix=".part")
+    tmp = Path(name).with_name("upload-" + Path(name).name[len("new-") :])
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(name, tmp)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f, tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def remove_abandoned(tmpdir: Path, before: float) -> int:
+    """Remove the staged files under tmpdir that a killed writer left (see abandoned); how many."""
+    n = 0
+    for p in tmpdir.iterdir():
+        with contextlib.suppress(OSError):  # gone meanwhile, a link, a directory: not ours to remove
+            if abandoned(p, before):
+                p.unlink()
+                n += 1
+    return n
 
 
 def abandoned(path: Path, before: float) -> bool:

@@ -17,10 +17,8 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,41 +26,12 @@ from packaging.utils import NormalizedName
 
 from ..digest import chunks
 from ..errors import StoreError, UploadRejected
-from .durable import FULL, abandoned, disk_full, fsync_dir, nofollow, write_staged
+from .durable import FULL, disk_full, fsync_dir, nofollow, remove_abandoned, staging, write_staged
+from .records import Hashes, StoredFile
 from .validate import ARTIFACT_SUFFIXES, check_artifact_name, check_filename, inspect_wheel
 
 STATE = ".jetwheel"
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    filename: str
-    project: NormalizedName
-    version: str
-    size: int
-    sha256: str
-    upload_time: float
-    requires_python: str
-    metadata_sha256: str  # "" when there is no PEP 658 metadata (sdists)
-    yanked: str | None  # None, or the reason ("" is allowed: yanked without reason)
-    published_by: str = ""  # the uploader's role ("": a file put in by hand, trusted by no one)
-    provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    verify: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-
-@dataclass
-class Hashes:
-    """Digests computed while a body streams in, so the bytes are read once."""
-
-    sha256: Any = field(default_factory=hashlib.sha256)
-    md5: Any = field(default_factory=hashlib.md5)
-    size: int = 0
-
-    def update(self, chunk: bytes) -> None:
-        self.sha256.update(chunk)
-        self.md5.update(chunk)
-        self.size += len(chunk)
 
 
 class Store:
@@ -167,20 +136,7 @@ class Store:
             meta = self._derive(filename)  # a file copied in by hand or uploaded through pypiserver
             if meta is None:
                 return None
-        return StoredFile(
-            filename=filename,
-            project=meta.get("project", ""),
-            version=meta.get("version", ""),
-            size=meta["size"],
-            sha256=meta["sha256"],
-            upload_time=meta["upload_time"],
-            requires_python=meta.get("requires_python", ""),
-            metadata_sha256=meta.get("metadata_sha256", ""),
-            yanked=meta.get("yanked"),
-            published_by=str(meta.get("published_by", "")),
-            provenance=meta.get("provenance", {}),
-            verify=meta.get("verify", {}),
-        )
+        return StoredFile.from_record(filename, meta)
 
     def _derive(self, filename: str) -> dict[str, Any] | None:
         """Rebuild derived data from the file itself."""
@@ -252,24 +208,9 @@ class Store:
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[tuple[Any, Path]]:
-        """A temp file in the store's filesystem to stream an upload into; always removed after.
-        Locked (flock) for as long as it lives under its upload-* name (it is locked under a name of
-        its own first): clean() removes an upload-* file exactly when no live writer holds it."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="new-", suffix=".part")
-        tmp = Path(name).with_name("upload-" + Path(name).name[len("new-") :])
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.rename(name, tmp)
-        except BaseException:
-            os.close(fd)
-            os.unlink(name)
-            raise
-        try:
-            with os.fdopen(fd, "wb") as f:
-                yield f, tmp
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        """A temp file in the store's filesystem to stream an upload into (durable.staging)."""
+        with staging(self.tmp) as staged:
+            yield staged
 
     def add(
         self,
@@ -437,12 +378,7 @@ class Store:
             return self._clean(time.time() - grace)
 
     def _clean(self, before: float) -> int:
-        n = 0
-        for p in self.tmp.iterdir():
-            with contextlib.suppress(OSError):  # gone meanwhile, a link, a directory: not ours to remove
-                if abandoned(p, before):
-                    p.unlink()
-                    n += 1
+        n = remove_abandoned(self.tmp, before)
         for kind, suffix in (("meta", ".json"), ("metadata", ".metadata"), ("facts", ".gz")):
             for p in (self.state / kind).iterdir():
                 if not p.name.endswith(suffix) or not self.regular_file(self.root / p.name[: -len(suffix)]):
