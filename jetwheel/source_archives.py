@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from packaging.utils import canonicalize_name
 
@@ -40,7 +40,7 @@ class Archive:
 @dataclass(frozen=True)
 class _Member:
     name: str  # path inside the tree, "/"-separated, no top directory
-    kind: str  # file | dir | link
+    kind: Literal["file", "dir", "link"]
     executable: bool = False
     link: str = ""
     path: Path | None = None  # where a file's bytes are, for a tree on disk
