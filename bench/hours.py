@@ -32,7 +32,7 @@ from jetwheel.recipe import Profile, Recipe, load_profile, load_recipes
 from jetwheel.runners import LocalRunner, make_runner
 from jetwheel.runners.base import MARK
 from jetwheel.runners.ccache import CompilerCache
-from jetwheel.sources import make_archive
+from jetwheel.source_fetch import make_archive
 from jetwheel.stepsource import StepSource
 from jetwheel.workflow import running_index
 

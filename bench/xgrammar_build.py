@@ -31,7 +31,7 @@ from jetwheel.machine import this_machine  # noqa: E402
 from jetwheel.plan import make_plan  # noqa: E402
 from jetwheel.recipe import load_profile, load_recipes  # noqa: E402
 from jetwheel.runners import DockerRunner, make_runner  # noqa: E402
-from jetwheel.sources import make_archive  # noqa: E402
+from jetwheel.source_fetch import make_archive  # noqa: E402
 from jetwheel.stepsource import StepSource  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"

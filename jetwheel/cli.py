@@ -485,7 +485,7 @@ def fetch(
 ) -> None:
     """Make the reproducible source archive of NAME's pinned source (submodules included), and copy
     its sub-sources' pinned archives beside it; print each path, sha256 and commit."""
-    from .sources import local_sources_dir
+    from .source_fetch import local_sources_dir
     from .workflow import source_archive, sub_archives
 
     archive = source_archive(name, profile, Path(out), Path(from_) if from_ else None)
@@ -502,7 +502,7 @@ def fetch(
 @clean_errors
 def upload(c: Context, path: str, index: str = "") -> None:
     """Put a source archive on the index, where builds look for it before upstream."""
-    from .sources import sha256_file
+    from .digest import sha256_file
 
     client = _client(index)
     client.upload(Path(path), artifact=True)

@@ -28,12 +28,12 @@ from typing import Any
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .errors import BuildError, EngineLost, OutOfMemory, VerifyFailed
-from .index.client import IndexClient
+from .index.client import IndexClient, Progress
 from .indexwheels import IndexWheels
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
-from .sources import FetchedSource, fetch_source, local_sources_dir
+from .source_fetch import FetchedSource, fetch_source, local_sources_dir
 from .subsources import fetch_sub
 from .verify import read_wheels, verify_wheel
 from .verify.report import Report
@@ -136,7 +136,7 @@ def work_dir(root: Path, step: BuildStep) -> Path:
 
 
 def prepare_work(
-    step: BuildStep, recipe: Recipe, work: Path, client: IndexClient, options: Options
+    step: BuildStep, recipe: Recipe, work: Path, client: IndexClient, options: Options, progress: Progress | None = None
 ) -> tuple[bool, FetchedSource]:
     """Make the work directory ready; (True, ...) when it resumes one a failed run left (its source
     and finished commands intact). Kept directories of the step's other cache keys are removed: at
@@ -152,13 +152,13 @@ def prepare_work(
         return True, FetchedSource(work / "src", **{**kept, "subs": tuple(tuple(s) for s in kept.get("subs", ()))})
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    source = fetch_source(step.name, step.pin, step.source, work / "src", client, options.sources)
+    source = fetch_source(step.name, step.pin, step.source, work / "src", client, options.sources, progress=progress)
     (work / "patches").mkdir()
     for p in recipe.patches:
         shutil.copy2(p, work / "patches" / p.name)
     subs = []
     for sub in step.source.subs:  # unpacked beside src/; the plan's commands export and patch them
-        subs.append((sub.name, fetch_sub(sub, work / sub.workdir, client, options.sources).origin))
+        subs.append((sub.name, fetch_sub(sub, work / sub.workdir, client, options.sources, progress=progress).origin))
         (work / "patches" / sub.name).mkdir()
         for sp in map(Path, sub.patches):
             shutil.copy2(sp, work / "patches" / sub.name / sp.name)
@@ -217,8 +217,8 @@ def run_step(
     listener: Listener = lambda e: None,
 ) -> StepResult:
     """One step: skip it if its cache key is published, else build, verify and publish it. Raises
-    (BuildError, VerifyFailed, RunnerError, ...) with nothing published. `client` is used by this
-    step alone (its byte-progress callback is set for the step's transfers)."""
+    (BuildError, VerifyFailed, RunnerError, ...) with nothing published. The step's transfers
+    (source archives, verify's wheels, the upload) report their bytes to `listener`."""
     target = profile.target()
     if not options.force:
         cached = client.cached(step.cache_key)
@@ -233,10 +233,10 @@ def run_step(
         options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log",
         functools.partial(_line_event, listener, step.name, i, total),
     )
-    client.on_bytes = functools.partial(_bytes_event, listener, step.name, i, total)
+    progress = functools.partial(_bytes_event, listener, step.name, i, total)
     resumable = False  # the work directory is worth keeping: the compile failed or was cut off
     try:
-        resumed, source = prepare_work(step, recipe, work, client, options)
+        resumed, source = prepare_work(step, recipe, work, client, options, progress)
         if resumed:
             listener(Event("resume", step.name, i, total, f"continuing the interrupted build in {work}"))
         else:  # a fresh start: nothing the runner kept from an earlier attempt may be resumed instead
@@ -246,7 +246,7 @@ def run_step(
         resumable = False
         wheel = _built_wheel(step, work / "out")
         facts = read_wheels([wheel])[0]
-        report = verify_wheel(facts, target, recipe, source=IndexWheels(client), downloads=work / "deps")
+        report = verify_wheel(facts, target, recipe, source=IndexWheels(client, progress), downloads=work / "deps")
         listener(
             Event(
                 "verified",
@@ -266,6 +266,7 @@ def run_step(
             provenance=provenance(step, recipe, profile, runner, source),
             verify=report.to_json(),
             facts=facts.to_bytes(),  # the next verify against this wheel reads none of its bytes
+            progress=progress,
         )
         listener(Event("published", step.name, i, total, wheel.name))
         return StepResult(step, "published", wheel.name, report, time.monotonic() - started)
@@ -281,7 +282,6 @@ def run_step(
             ) from None
         raise
     finally:
-        client.on_bytes = None
         steplog.close()
         if resumable:
             (work / KEPT).touch()

@@ -9,14 +9,15 @@ from pathlib import Path
 
 from packaging.tags import Tag
 
-from .index.auth import TRUSTED
-from .index.client import IndexClient
+from .index.client import IndexClient, Progress
+from .index.wire import TRUSTED
 from .verify.source import Published
 
 
 @dataclass(frozen=True)
 class IndexWheels:
     client: IndexClient
+    progress: Progress | None = None  # told of each download's bytes
 
     @property
     def url(self) -> str:
@@ -30,7 +31,7 @@ class IndexWheels:
         return Published(filename, str(info.get("sha256", "")), info.get("published_by") in TRUSTED)
 
     def download(self, filename: str, dest: Path) -> Path:
-        return self.client.download(filename, dest)
+        return self.client.download(filename, dest, self.progress)
 
     def facts(self, filename: str) -> bytes | None:
         return self.client.facts(filename)

@@ -27,7 +27,8 @@ from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
 from .runners.baseimage import image_fix
-from .sources import fetch_source, local_sources_dir, locate, unpack_members
+from .source_archives import unpack_members
+from .source_fetch import fetch_source, local_sources_dir, locate
 from .stepsource import StepSource, SubSource
 from .subsources import pinned_sub, sub_archive
 from .verify.resolve import resolve

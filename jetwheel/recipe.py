@@ -13,13 +13,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import RecipeError
-from .stepsource import SubSource
+from .stepsource import SourceKind, SubSource
 from .target import Target
 
 if sys.version_info >= (3, 11):
@@ -50,11 +50,17 @@ def recipes_root(explicit: str | Path = "") -> Path:
     return here.resolve() if _is_recipes(here) else DEFAULT_RECIPES
 
 
+# "build" (pypa/build, no isolation), "pip" (pip wheel, no build isolation), or "cibuildwheel"
+# (a manylinux container cibuildwheel runs itself: for recipes that need no JetPack)
+Frontend = Literal["build", "pip", "cibuildwheel"]
+FRONTENDS: tuple[Frontend, ...] = get_args(Frontend)
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a recipe's source comes from: a git ref, an sdist with its hash, or a local tree."""
 
-    kind: str  # "git" | "url" | "path"
+    kind: SourceKind
     location: str  # git URL, sdist URL or absolute path; may hold {version}
     ref: str = ""  # git ref (tag or commit); may hold {version}
     sha256: str = ""  # of the sdist (url), or of the reproducible source archive (git; inv sources.fetch)
@@ -74,9 +80,7 @@ class Recipe:
     source: Source
     deps: tuple[str, ...]  # other recipes, installed from our index at the profile's pin
     requires: tuple[str, ...]  # build tools installed into the build env (pip requirement strings)
-    # "build" (pypa/build, no isolation), "pip" (pip wheel, no build isolation), or "cibuildwheel"
-    # (a manylinux container cibuildwheel runs itself: for recipes that need no JetPack)
-    frontend: str
+    frontend: Frontend
     env: Mapping[str, str]
     pre: tuple[str, ...]  # shell commands run in the source tree before the build
     patches: tuple[Path, ...]
@@ -250,6 +254,13 @@ class _Table:
             raise RecipeError(f"{self._where(unknown[0])}: unknown key; known keys here: {known}")
 
 
+def _frontend(path: Path, value: str) -> Frontend:
+    for known in FRONTENDS:
+        if value == known:
+            return known
+    raise RecipeError(f'{path}: build.frontend must be "build", "pip" or "cibuildwheel", not {value!r}')
+
+
 def _file_digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for p in paths:
@@ -304,9 +315,7 @@ def load_recipe(path: Path) -> Recipe:
     build = top.table("build")
     deps = tuple(canonicalize_name(d) for d in build.strings("deps"))
     requires = build.strings("requires")
-    frontend = build.get("frontend", str, "build")
-    if frontend not in ("build", "pip", "cibuildwheel"):
-        raise RecipeError(f'{path}: build.frontend must be "build", "pip" or "cibuildwheel", not {frontend!r}')
+    frontend = _frontend(path, build.get("frontend", str, "build"))
     env = build.mapping("env")
     pre = build.strings("pre")
     patch_names = build.strings("patches")

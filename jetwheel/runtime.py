@@ -7,9 +7,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from .digest import sha256_file
 from .errors import JetwheelError
 from .imagefs import inspect, root_filesystem
-from .sources import sha256_file
 from .target import Target
 from .verify import abi
 from .verify.policy import Policy, apply, load, read_dirs, read_tree

@@ -26,7 +26,7 @@ from .index.client import IndexClient
 from .indexwheels import IndexWheels
 from .recipe import Profile
 from .runtime import TOP, missing_from_runtime
-from .sources import ARCHIVE_MTIME
+from .source_archives import ARCHIVE_MTIME
 from .target import Target
 from .verify import FactCache, abi, published_facts, read_wheels
 from .verify.policy import Policy, library_dirs, load, read_library, resolve

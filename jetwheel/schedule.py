@@ -11,7 +11,6 @@ reaches the index, because a wheel is published only by the attempt that built a
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import sys
@@ -224,7 +223,6 @@ def run_fleet(
         report(e.name, Event("engine", message=e.facts.describe() if e.facts else "this host"))
 
     def work(engine: Engine) -> None:
-        own = copy.copy(client)  # the step's byte-progress callback is per client
         while (step := board.take(engine.name)) is not None:
             recipe = recipes[canonicalize_name(step.name)]
             try:
@@ -235,7 +233,7 @@ def run_fleet(
                     recipe,
                     profile,
                     engine.runner,
-                    own,
+                    client,
                     options,
                     functools.partial(report, engine.name),
                 )

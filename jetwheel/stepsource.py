@@ -1,7 +1,7 @@
 """A build step's source as a typed value: where its tree comes from, the pins it is checked
 against, and the further pinned trees (sub-sources) its build finds through environment variables.
 
-The plan makes these from a recipe; sources.py fetches them, preflight checks them, the engine
+The plan makes these from a recipe; source_fetch.py fetches them, preflight checks them, the engine
 records them as provenance. Their JSON form (`to_json`) is what the plan prints and what the cache
 key hashes, so it holds only what is set, and patches by name (their bytes are in the recipe's
 digest)."""

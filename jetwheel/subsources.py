@@ -1,6 +1,6 @@
 """Sub-sources: the further pinned trees a build finds through a variable (vLLM's CUTLASS,
 flash-attention, FlashMLA). Each archive is kept byte for byte and taken as a main source is (see
-sources.py): the local source directory, then the index, then its upstream URL where the recipe
+source_fetch.py): the local source directory, then the index, then its upstream URL where the recipe
 names one; always checked against its sha256."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import tempfile
 from pathlib import Path
 
 from .errors import SourceError
-from .index.client import IndexClient
-from .sources import CACHE, Archive, FetchedSource, check_pin, download_pinned, from_local_or_index, looked, unpack
+from .index.client import IndexClient, Progress
+from .source_archives import Archive, check_pin, unpack
+from .source_fetch import CACHE, FetchedSource, LocalArchive, download_pinned, from_local_or_index, held, looked
 from .stepsource import SubSource
 
 
@@ -26,11 +27,16 @@ def _no_upstream(sub: SubSource, client: IndexClient | None, local_dir: Path | N
 
 
 def fetch_sub(
-    sub: SubSource, dest: Path, client: IndexClient | None = None, local_dir: Path | None = None, cache: Path = CACHE
+    sub: SubSource,
+    dest: Path,
+    client: IndexClient | None = None,
+    local_dir: Path | None = None,
+    cache: Path = CACHE,
+    progress: Progress | None = None,
 ) -> FetchedSource:
     """Lay a sub-source's tree out at `dest`: its archive from the local source directory, then the
     index, then its upstream URL, always checked against its sha256. Patches are the plan's."""
-    found = from_local_or_index(sub.name, sub.archive, sub.sha256, dest, client, local_dir, cache)
+    found = from_local_or_index(sub.name, sub.archive, sub.sha256, dest, client, local_dir, cache, progress)
     if found is not None:
         return FetchedSource(dest, sub.sha256, found.origin, sub.commit)
     if not sub.url:
@@ -45,18 +51,13 @@ def pinned_sub(sub: SubSource, client: IndexClient | None = None, local_dir: Pat
     """Where a build would take a sub-source's archive from, checked against its pin without
     unpacking it (a local file is hashed; the index's published sha256 is compared); raises
     SourceError naming both hashes, or where to put an archive that is nowhere."""
-    local = local_dir / sub.archive if local_dir is not None else None
-    if local is not None and local.is_file():
-        check_pin(local, sub.sha256, sub.name)
-        return str(local)
-    info = client.file_info(sub.archive) if client is not None else None
-    if client is not None and info is not None:
-        if info.get("sha256") != sub.sha256:
-            theirs = info.get("sha256")
-            raise SourceError(
-                f"{sub.name}: {sub.archive} on {client.url} has sha256 {theirs}, the recipe pins {sub.sha256}"
-            )
-        return f"{client.url}/packages/{sub.archive}"
+    found = held(sub.archive, client, local_dir)
+    if isinstance(found, LocalArchive):
+        check_pin(found.path, sub.sha256, sub.name)
+    elif found is not None and found.sha256 != sub.sha256:
+        raise SourceError(f"{sub.name}: {found.origin} has sha256 {found.sha256}, the recipe pins {sub.sha256}")
+    if found is not None:
+        return found.origin
     if not sub.url:
         raise _no_upstream(sub, client, local_dir)
     return sub.url
@@ -69,16 +70,14 @@ def sub_archive(
     it (source directory, index, upstream URL), checked against its sha256."""
     out = out_dir / sub.archive
     out_dir.mkdir(parents=True, exist_ok=True)
-    local = local_dir / sub.archive if local_dir is not None else None
-    if local is not None and local.is_file():
-        check_pin(local, sub.sha256, sub.name)
-        if local.resolve() != out.resolve():
-            shutil.copyfile(local, out)
-    elif client is not None and client.file_info(sub.archive) is not None:
+    found = held(sub.archive, client, local_dir)
+    if isinstance(found, LocalArchive):
+        check_pin(found.path, sub.sha256, sub.name)
+        if found.path.resolve() != out.resolve():
+            shutil.copyfile(found.path, out)
+    elif found is not None:
         with tempfile.TemporaryDirectory(prefix=".index-", dir=out_dir) as tmp:
-            path = client.download(sub.archive, Path(tmp))
-            check_pin(path, sub.sha256, sub.name)
-            os.replace(path, out)
+            os.replace(found.download(sub.sha256, sub.name, Path(tmp)), out)
     elif sub.url:
         download_pinned(sub.name, sub.url, sub.sha256, out, cache)
     else:

@@ -24,7 +24,8 @@ from .errors import BuildError, JetwheelError, PlanError, RecipeError, StoreErro
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
 from .recipe import Profile, Recipe, load_profile, load_recipes, recipes_root
-from .sources import Archive, make_archive
+from .source_archives import Archive
+from .source_fetch import make_archive
 from .stepsource import StepSource
 from .subsources import sub_archive
 from .target import Target

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wheelmaker import make_wheel
@@ -44,21 +45,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def req(url, data=None, headers=None, method=None, timeout=30):
+def req(
+    url: str,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str | None = None,
+    timeout: float = 30,
+) -> tuple[int, bytes]:
     r = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(r, timeout=timeout) as resp:
-            return resp.status, resp.read()
+            return int(resp.status), resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
 
 
-def basic(u, p):
+def basic(u: str | bytes, p: str | bytes) -> str:
     raw = (u if isinstance(u, bytes) else u.encode()) + b":" + (p if isinstance(p, bytes) else p.encode())
     return "Basic " + base64.b64encode(raw).decode()
 
 
-def multipart(fields, filename, content):
+def multipart(fields: dict[str, str], filename: str | bytes, content: bytes) -> bytes:
     b = "xXx"
     body = b"".join(
         f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
@@ -74,7 +81,7 @@ def multipart(fields, filename, content):
     return body + f"--{b}--\r\n".encode()
 
 
-def rss(pid):
+def rss(pid: int) -> int:
     total = 0
     for p in [
         pid,
@@ -88,7 +95,7 @@ def rss(pid):
     return total
 
 
-def serve(root: Path, *extra: str, nofile: int | None = None):
+def serve(root: Path, *extra: str, nofile: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     ht = TMP / "htpasswd"
     if not ht.exists():
         add_user(ht, "admin", "admin-pw")
@@ -99,7 +106,7 @@ def serve(root: Path, *extra: str, nofile: int | None = None):
         )
     port = free_port()
 
-    def limit():
+    def limit() -> None:
         if nofile:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
@@ -126,12 +133,12 @@ ADMIN = basic("admin", "admin-pw")
 CT = "multipart/form-data; boundary=xXx"
 
 
-def upload(url, filename, data, auth=UP, **fields):
+def upload(url: str, filename: str | bytes, data: bytes, auth: str = UP, **fields: str) -> tuple[int, bytes]:
     f = {":action": "file_upload", "sha256_digest": hashlib.sha256(data).hexdigest(), **fields}
     return req(url + "/", multipart(f, filename, data), {"Authorization": auth, "Content-Type": CT}, "POST")
 
 
-def main():
+def main() -> None:
     root = TMP / "packages"
     proc, url = serve(root, "--workers", "1", nofile=1024)
     good = make_wheel(TMP, "demo-pkg", "1.0").read_bytes()
@@ -169,7 +176,7 @@ def main():
     # 3. six password guessers: /health stays fast
     stop = threading.Event()
 
-    def guess(n):
+    def guess(n: int) -> None:
         while not stop.is_set():
             req(url + "/", b"x", {"Authorization": basic("admin", f"g{n}{time.time()}"), "Content-Type": CT}, "POST")
 
@@ -204,7 +211,7 @@ def main():
     proc.wait()
     proc, url = serve(root, "--workers", "1", nofile=1024)
 
-    def t_of(user):
+    def t_of(user: str) -> float:
         t = time.monotonic()
         req(url + "/", b"x", {"Authorization": basic(user, "wrong"), "Content-Type": CT}, "POST")
         return time.monotonic() - t
@@ -351,7 +358,7 @@ def main():
 BUILDER = basic("builder", "builder-pw")
 
 
-def wheel(name, version, **kw):
+def wheel(name: str, version: str, **kw: Any) -> Path:
     d = TMP / "w18" / f"{name}-{version}"
     d.mkdir(parents=True, exist_ok=True)
     return make_wheel(d, name, version, **kw)
@@ -515,7 +522,7 @@ def issue_18(root: Path) -> None:
         proc, url = serve(TMP / "front18", "--workers", "1", "--nginx")
         port = int(url.rsplit(":", 1)[1])
 
-        def from_addr(src, password, forged=""):
+        def from_addr(src: str, password: str, forged: str = "") -> int:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(src, 0))
             h = {"Authorization": basic("up", password), "Content-Type": CT}
             if forged:

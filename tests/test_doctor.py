@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from doctorenvs import ENVS, venv
@@ -69,7 +70,7 @@ def driver_stub(python: Path) -> Path:
     return out
 
 
-def doctor(python: Path, env: dict[str, str]) -> dict:
+def doctor(python: Path, env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "jetwheel", "doctor", "--python", str(python), "--json"],
         capture_output=True,
@@ -77,8 +78,9 @@ def doctor(python: Path, env: dict[str, str]) -> dict:
         env=env,
         cwd=REPO,
     )
-    assert done.returncode in (0, 1, 3), done.stderr
-    return json.loads(done.stdout)
+    assert done.returncode in (report.OK, report.BROKEN, report.UNCHECKED), done.stderr
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
 
 
 def real_import(python: Path, module: str, path: str, deps: list[str], env: dict[str, str]) -> tuple[str, str]:
@@ -98,7 +100,7 @@ def first_named(error: str) -> str:
     return error
 
 
-def predicted(verdict: dict) -> tuple[str, str]:
+def predicted(verdict: dict[str, Any]) -> tuple[str, str]:
     failure = verdict["failure"] or (verdict["via"] or {}).get("failure")
     return ("ok", "") if failure is None else ("fails", failure["name"])
 

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from uploads import basic, multipart, run_app, upload_fields
 from wheelmaker import make_wheel
 
+from jetwheel.index import durable
 from jetwheel.index import store as store_module
 from jetwheel.index.app import Settings
 from jetwheel.index.config import add_user
@@ -194,7 +195,7 @@ def test_full_disk_at_each_step_is_507_nothing_listed_and_the_retry_succeeds(
     the commit comes after all of them, so the refused upload leaves nothing and a retry works."""
     store, settings = index
     before = tree(store.root)
-    real = store_module._write_staged
+    real = durable.write_staged  # the store calls it by the name it imported: patched there
     calls = {"n": 0}
 
     def full(tmpdir: Path, data: bytes) -> Path:
@@ -211,12 +212,12 @@ def test_full_disk_at_each_step_is_507_nothing_listed_and_the_retry_succeeds(
     }
 
     async def body(client: TestClient[Any, Any]) -> None:
-        monkeypatch.setattr(store_module, "_write_staged", full)
+        monkeypatch.setattr(store_module, "write_staged", full)
         r = await client.post("/", **post)
         assert r.status == 507 and "disk is full" in await r.text()
         assert tree(store.root) == before
         assert b"demo-pkg" not in await (await client.get("/simple/")).read()
-        monkeypatch.setattr(store_module, "_write_staged", real)
+        monkeypatch.setattr(store_module, "write_staged", real)
         r = await client.post("/", **post)
         assert r.status == 200, await r.text()
         assert b"demo-pkg" in await (await client.get("/simple/")).read()

@@ -1,5 +1,5 @@
-"""The import contract (DESIGN.md, "Imports run one way"), checked on every module's imports,
-those inside functions included."""
+"""The import contract (README, "Imports run one way"), checked on every module's imports, those
+inside functions included."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "jetwheel"
-BOTTOM = {"jetwheel.target", "jetwheel.pipcmd", "jetwheel.errors", "jetwheel.machine"}
+BOTTOM = {"jetwheel.target", "jetwheel.pipcmd", "jetwheel.errors", "jetwheel.machine", "jetwheel.digest"}
 # the index server: what runs per request; it knows nothing of recipes, plans, builds or verify
 SERVER = {
     f"jetwheel.index.{m}"
@@ -17,11 +17,13 @@ SERVER = {
         "app",
         "auth",
         "config",
+        "durable",
         "export",
         "front",
         "names",
         "pages",
         "profiles",
+        "records",
         "resolve",
         "server",
         "static",
@@ -32,6 +34,10 @@ SERVER = {
 }
 # the client side of the index (publish, look up, mirror): used by the build side, never by the server
 CLIENT = {"jetwheel.index.client", "jetwheel.index.mirror"}
+# what both sides agree on over HTTP (media types, paths, roles): imported by both, importing nothing
+WIRE = "jetwheel.index.wire"
+# the index's rooms the store must not reach into: they are built on it (the front registers with store.on_change)
+ABOVE_STORE = {f"jetwheel.index.{m}" for m in ("app", "export", "front", "server", "static", "web", "profiles")}
 
 
 def module_name(path: Path) -> str:
@@ -68,12 +74,12 @@ MODULES = {module_name(p): imports(p) for p in sorted(PKG.rglob("*.py"))}
 
 def test_every_server_module_is_checked() -> None:
     present = {m for m in MODULES if m.startswith("jetwheel.index.")}
-    assert present <= SERVER | CLIENT, f"classify the new index modules: {sorted(present - SERVER - CLIENT)}"
+    assert present <= SERVER | CLIENT | {WIRE}, f"classify the new index modules: {sorted(present - SERVER - CLIENT)}"
 
 
 @pytest.mark.parametrize("module", sorted(SERVER))
 def test_the_index_server_imports_only_the_bottom_layer_and_itself(module: str) -> None:
-    bad = {m for m in MODULES[module] if m not in BOTTOM and m not in SERVER and m != "jetwheel.index"}
+    bad = {m for m in MODULES[module] if m not in BOTTOM | SERVER | {WIRE, "jetwheel.index"}}
     assert not bad, f"{module} imports {sorted(bad)}"
 
 
@@ -89,10 +95,63 @@ def test_the_bottom_layer_imports_nothing_above_it(module: str) -> None:
     assert not bad, f"{module} imports {sorted(bad)}"
 
 
-def test_the_client_side_never_reaches_the_build_side() -> None:
+def test_the_client_side_never_reaches_the_build_side_nor_the_server() -> None:
     for module in CLIENT:
-        bad = {m for m in MODULES[module] if m not in BOTTOM and not m.startswith("jetwheel.index")}
+        bad = {m for m in MODULES[module] if m not in BOTTOM | CLIENT | {WIRE, "jetwheel.index"}}
         assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_the_wire_imports_nothing() -> None:
+    assert not MODULES[WIRE]
+
+
+def test_the_store_reaches_into_no_room_built_on_it() -> None:
+    bad = MODULES["jetwheel.index.store"] & ABOVE_STORE
+    assert not bad, f"the store imports {sorted(bad)}: offer a hook (Store.on_change) instead"
+
+
+def test_the_build_side_reaches_no_index_server_module_but_through_the_door() -> None:
+    # cli/workflow start the server (index.serve) and work on a store (export, tokens): the door
+    build = {m for m in MODULES if not m.startswith("jetwheel.index.")} - {"jetwheel.cli", "jetwheel.workflow"}
+    for module in build:
+        bad = MODULES[module] & SERVER
+        assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import loop of `graph` (a path that comes back to where it started), or [] when there is none."""
+    done: set[str] = set()
+
+    def walk(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return []
+        for nxt in sorted(graph.get(node, ())):
+            if found := walk(nxt, [*path, node]):
+                return found
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        if found := walk(start, []):
+            return found
+    return []
+
+
+def test_the_cycle_finder_finds_a_loop() -> None:
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def test_no_import_loop_inside_the_index() -> None:
+    index = {
+        m: {d for d in deps if d.startswith("jetwheel.index.") and d != m}
+        for m, deps in MODULES.items()
+        if m.startswith("jetwheel.index.")
+    }
+    loop = cycle(index)
+    assert not loop, "import loop: " + " -> ".join(loop)
 
 
 def test_the_walker_sees_imports_inside_functions() -> None:

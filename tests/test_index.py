@@ -405,3 +405,16 @@ def test_slow_headers_and_idle_connections_are_closed_and_connections_are_capped
         assert get(s.url + "/health")[0] == 200
     finally:
         stop_server(s)
+
+
+def test_the_client_reports_each_transfers_bytes_to_the_progress_it_is_given(server: Server, tmp_path: Path) -> None:
+    whl = make_wheel(tmp_path, "progress-jet", "1.0")
+    client = server.client()
+    seen: list[tuple[str, int, int]] = []
+    client.upload(whl, progress=lambda what, done, size: seen.append((what, done, size)))
+    client.download(whl.name, tmp_path / "dl", progress=lambda what, done, size: seen.append((what, done, size)))
+    client.download(whl.name, tmp_path / "quiet")  # no progress asked: none reported, nothing set on the client
+    size = whl.stat().st_size
+    ups = [s for s in seen if s[0] == f"uploading {whl.name}"]
+    downs = [s for s in seen if s[0] == f"downloading {whl.name}"]
+    assert len(ups) + len(downs) == len(seen) and ups[-1][1:] == (size, size) and downs[-1][1:] == (size, size)

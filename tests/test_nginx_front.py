@@ -3,6 +3,7 @@ store keeps rendered, the app behind it takes uploads and the API."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -160,7 +161,8 @@ def test_a_change_rewrites_only_its_project_and_the_root(tmp_path: Path) -> None
     store = Store(tmp_path / "packages")
     for name in ("alpha", "beta"):
         store.add_file(make_wheel(tmp_path, name, "1.0"))
-    with store._lock():
+    store.on_change(static.follow)
+    with store.lock():
         tree = static.sync(store)
     before = {p: p.stat().st_ino for p in tree.rglob("*") if p.is_file()}
     store.add_file(make_wheel(tmp_path, "alpha", "1.1"))
@@ -188,7 +190,8 @@ def test_a_same_size_rewrite_within_a_second_still_changes_the_etag(tmp_path: Pa
     store = Store(tmp_path / "packages")
     wheel = make_wheel(tmp_path, "gamma", "1.0")
     store.add_file(wheel)
-    with store._lock():
+    store.on_change(static.follow)
+    with store.lock():
         tree = static.sync(store)
     page = tree / "simple" / "gamma" / "index.html"
     store.yank(wheel.name, "a")
@@ -208,3 +211,22 @@ def test_nginx_with_auth_reads_is_refused_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "jetwheel: error: --nginx serves reads without a login; drop --auth-reads or serve without --nginx"
     ]
+
+
+def test_the_store_tells_its_observers_of_each_change_under_its_lock(tmp_path: Path) -> None:
+    store = Store(tmp_path / "packages")
+    seen: list[tuple[str, bool]] = []
+
+    def observer(changed: Store, filename: str) -> None:
+        with pytest.raises(BlockingIOError), open(changed.state_path("lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the store holds it: this would wait
+        seen.append((filename, filename in changed.files()))
+
+    store.on_change(observer)
+    wheel = make_wheel(tmp_path, "delta", "1.0")
+    store.add_file(wheel)
+    store.yank(wheel.name)
+    store.delete(wheel.name)
+    assert seen == [(wheel.name, True), (wheel.name, True), (wheel.name, False)]
+    Store(store.root).add_file(make_wheel(tmp_path, "delta", "2.0"))  # another store object: not observed
+    assert len(seen) == 3

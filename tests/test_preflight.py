@@ -23,7 +23,7 @@ from jetwheel.preflight import Check, Needs, failures, preflight, render
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner, Runner
 from jetwheel.runners.baseimage import ensure_base_image
-from jetwheel.sources import archive_name, pack
+from jetwheel.source_archives import archive_name, pack
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SMALL = Needs(disk_gb=1)

@@ -21,6 +21,7 @@ from conftest import Server, pip_env, run_in_arm64, start_server, stop_server
 from realwheels import real_wheel
 from test_sources import XGRAMMAR
 
+from jetwheel.digest import sha256_file
 from jetwheel.engine import Options, StepResult, run_plan
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
@@ -28,7 +29,7 @@ from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import Runner, make_runner
 from jetwheel.runners.baseimage import BUILDER_ARM64, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
-from jetwheel.sources import make_archive, sha256_file
+from jetwheel.source_fetch import make_archive
 from jetwheel.stepsource import StepSource
 from jetwheel.verify import read_wheels, verify_wheel
 
@@ -212,7 +213,7 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
     """vLLM 0.8.1's real sdist through the recipe's source pin and exactly the plan's pre-step
     commands (the CUDA compile after them needs a Jetson)."""
     from jetwheel.plan import TARGET_ENV
-    from jetwheel.sources import fetch_source
+    from jetwheel.source_fetch import fetch_source
 
     python312(monkeypatch)
     plan = make_plan(load_recipes(), load_profile("triton-25.04"), "vllm", "local", this_machine())

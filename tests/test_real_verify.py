@@ -152,7 +152,7 @@ def test_a_second_verify_reads_no_wheel_bytes(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr("jetwheel.verify.extract.member_facts", no_reading)
     monkeypatch.setattr("jetwheel.verify.extract.zipfile.ZipFile", no_reading)
-    monkeypatch.setattr("jetwheel.verify.factcache.hashlib.sha256", no_reading)
+    monkeypatch.setattr("jetwheel.verify.factcache.sha256_file", no_reading)
     assert read_wheels([path], cache)[0] == first
 
 

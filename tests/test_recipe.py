@@ -59,6 +59,7 @@ BASE = '[package]\nname = "a"\n[source]\npath = "."\n'
         (BASE + "[repair]\nmanylinux = false\n", "repair.reason is missing"),
         ('[package]\nname = "a"\n[source]\ngit = "https://x/a"\n', "source.ref is missing"),
         (BASE + "[build]\nenv = { X = 1 }\n", "values must be strings"),
+        (BASE + '[build]\nfrontend = "setuptools"\n', 'build.frontend must be "build", "pip" or "cibuildwheel"'),
     ],
 )
 def test_recipe_errors_name_file_key_and_fix(tmp_path: Path, text: str, message: str) -> None:

@@ -35,8 +35,10 @@ def shared_object(tmp: Path, name: str, code: str, *link: str, soname: str = "",
     return out
 
 
-def ext_wheel(tmp: Path, name: str, so: Path, tag: str = "cp312-cp312-linux_x86_64", **extra: Path) -> Path:
-    files = {f"{name}/_ext.so": so.read_bytes(), **{f"{name}/{k}": p.read_bytes() for k, p in extra.items()}}
+def ext_wheel(
+    tmp: Path, name: str, so: Path, tag: str = "cp312-cp312-linux_x86_64", extra: dict[str, Path] | None = None
+) -> Path:
+    files = {f"{name}/_ext.so": so.read_bytes(), **{f"{name}/{k}": p.read_bytes() for k, p in (extra or {}).items()}}
     return make_wheel(tmp, name, "1.0", extra=files, tag=tag)
 
 
@@ -181,7 +183,7 @@ def test_triton_profile_fails_a_wheel_needing_cusparselt_unless_something_ships_
     alone, shipped = read_wheels(
         [
             ext_wheel(tmp_path, "sparse", sparse),
-            ext_wheel(tmp_path, "shipsit", sparse, **{"libcusparseLt.so.0": fakes / "libcusparseLt.so.0"}),
+            ext_wheel(tmp_path, "shipsit", sparse, extra={"libcusparseLt.so.0": fakes / "libcusparseLt.so.0"}),
         ]
     )
     report = verify_wheel(alone, x86_triton())

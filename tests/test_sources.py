@@ -17,7 +17,8 @@ from invoke.program import Program
 from jetwheel.cli import namespace
 from jetwheel.errors import SourceError
 from jetwheel.index.web import _source
-from jetwheel.sources import ARCHIVE_MTIME, archive_name, fetch_source, make_archive, pack
+from jetwheel.source_archives import ARCHIVE_MTIME, archive_name, pack
+from jetwheel.source_fetch import fetch_source, locate, make_archive
 from jetwheel.stepsource import StepSource
 
 # shared/ lies beside the checkout (CI lays a copy of it beside its clone)
@@ -108,6 +109,7 @@ def test_a_source_is_taken_from_local_dir_then_index_then_upstream(
     made = make_archive("proj", "1.0", spec(upstream), tmp_path / "made", Path(upstream["path"]))
     pinned = spec(upstream, made.sha256, upstream["commit"])
     # upstream: cloned, packed, checked against both pins
+    assert locate("proj", "1.0", pinned, server.client(), tmp_path / "empty") is None  # upstream is not located
     got = fetch_source("proj", "1.0", pinned, tmp_path / "s1", server.client(), tmp_path / "empty")
     assert (got.origin, got.sha256, got.commit) == (upstream["url"], made.sha256, upstream["commit"])
     assert (tmp_path / "s1" / "a.cc").is_file()
@@ -116,10 +118,11 @@ def test_a_source_is_taken_from_local_dir_then_index_then_upstream(
     shutil.rmtree(upstream["path"])
     got = fetch_source("proj", "1.0", pinned, tmp_path / "s2", server.client(), tmp_path / "empty")
     assert got.origin == f"{server.url}/packages/proj-1.0-src.tar.gz"
+    assert locate("proj", "1.0", pinned, server.client(), tmp_path / "empty") == got.origin
     assert (tmp_path / "s2" / "build.sh").read_text() == "#!/bin/sh\n"
     # a local source directory first
     got = fetch_source("proj", "1.0", pinned, tmp_path / "s3", server.client(), made.path.parent)
-    assert got.origin == str(made.path)
+    assert got.origin == str(made.path) == locate("proj", "1.0", pinned, server.client(), made.path.parent)
 
 
 def test_a_mismatching_archive_is_one_line_naming_file_and_both_hashes(

@@ -15,6 +15,7 @@ import pytest
 from conftest import Server
 from test_sources import SHARED, cli
 
+from jetwheel.digest import sha256_file
 from jetwheel.engine import Options, prepare_work, provenance
 from jetwheel.errors import RecipeError, SourceError
 from jetwheel.machine import Machine
@@ -22,7 +23,6 @@ from jetwheel.plan import BuildStep, Plan, make_plan, render_plan
 from jetwheel.preflight import sub_checks
 from jetwheel.recipe import load_profile, load_recipe, load_recipes
 from jetwheel.runners import LocalRunner, StepLog
-from jetwheel.sources import sha256_file
 from jetwheel.subsources import fetch_sub
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

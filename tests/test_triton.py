@@ -21,7 +21,8 @@ from wheelmaker import make_wheel
 from jetwheel.errors import JetwheelError
 from jetwheel.recipe import load_profile
 from jetwheel.smoke import fix_for
-from jetwheel.sources import archive_name, fetch_source
+from jetwheel.source_archives import archive_name
+from jetwheel.source_fetch import fetch_source
 from jetwheel.stepsource import StepSource
 from jetwheel.triton import build_command, check, requirements, smoke_check
 

@@ -191,7 +191,7 @@ def test_profile_compatibility_is_checked_on_store_change_from_the_store_alone(t
             store.add_file(make_wheel(tmp_path, "demo-pkg", "1.0"))
             for _ in range(120):  # the server settles 2 s, then resolves over its own metadata
                 await asyncio.sleep(0.5)
-                if compat.read(store.state)[0] == list(store.generation()):
+                if compat.read(store)[0] == list(store.generation()):
                     break
             page = await (await c.get("/profiles/demo", headers={"Host": "evil.example:1"})).text()
             assert "demo-pkg==1.0 resolves to demo-pkg==1.0" in page, page

@@ -26,23 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
 
 from ..errors import JetwheelError, StoreError, UploadRejected
-from . import pages
+from . import pages, wire
 from . import profiles as compat
 from . import web as web_pages
 from .auth import (
-    ADMIN,
-    BUILDER,
-    PUBLIC,
     RANK,
-    READ,
     TOKEN_PREFIX,
-    TRUSTED,
-    UPLOAD,
     BadCredentials,
     Throttle,
     Users,
@@ -51,10 +45,13 @@ from .auth import (
 )
 from .auth import token_key as load_token_key
 from .config import load_config
+from .durable import FULL, disk_full
 from .names import confusable_with
 from .profiles import ProfileView
-from .store import FULL, Hashes, Store, disk_full
+from .records import Hashes
+from .store import Store
 from .validate import check_artifact_name, check_filename, parse_filename
+from .wire import ADMIN, BUILDER, PUBLIC, READ, TRUSTED, UPLOAD
 
 log = logging.getLogger("jetwheel.index")
 CHUNK = 1 << 16
@@ -253,9 +250,9 @@ class IndexApp:
         """The rendered page in the form the client accepts; None if the project has no files here."""
         kind = pages.negotiate(request.headers.get("Accept", ""))
         if kind is None:
-            return error(406, f"acceptable types: {pages.JSON_V1}, {pages.HTML_V1}, text/html")
+            return error(406, f"acceptable types: {wire.JSON_V1}, {wire.HTML_V1}, text/html")
         found: tuple[bytes, str] | None = self.cache.get(("simple",), lambda: _simple_pages(self.store)).get(
-            (project, "json" if kind == pages.JSON_V1 else "html")
+            (project, "json" if kind == wire.JSON_V1 else "html")
         )
         if found is None:
             return None
@@ -329,7 +326,7 @@ class IndexApp:
         view = self.settings.profiles.get(request.match_info["name"])
         if view is None:
             return error(404, f"no such profile; known: {', '.join(self.settings.profiles)}")
-        checked_for, results = compat.read(self.store.state)
+        checked_for, results = compat.read(self.store)
         # the result recorded for this very generation, else "not checked yet" (never a stale one)
         resolved = results.get(view.name) if checked_for == list(self.store.generation()) else None
         body = await asyncio.to_thread(
@@ -369,30 +366,9 @@ class IndexApp:
         if not request.content_type.startswith("multipart/"):
             raise UploadRejected("upload must be multipart/form-data (the legacy API twine uses)", 400)
         reader = await request.multipart()
-        fields: dict[str, str] = {}
-        filename = ""
         hashes = Hashes()
         with self.store.staging() as (out, tmp), self.store.staging() as (facts_out, facts_tmp):
-            has_facts = False
-            while True:
-                part = await asyncio.wait_for(reader.next(), BODY_IDLE)
-                if part is None:
-                    break
-                if not isinstance(part, BodyPartReader):
-                    raise UploadRejected("nested multipart is not supported", 400)
-                if part.name == "content":
-                    if filename:
-                        raise UploadRejected("more than one file in the upload", 400)
-                    filename = part.filename or ""
-                    if not filename:
-                        raise UploadRejected("the content part has no filename", 400)
-                    check_filename(filename)  # before a byte of it is written
-                    await _stream(part, out, hashes, self.store.max_upload, "file")
-                elif part.name == "jetwheel_facts":
-                    has_facts = True
-                    await _stream(part, facts_out, Hashes(), MAX_FACTS, "jetwheel_facts")
-                elif part.name:
-                    fields[part.name] = await _read_field(part)
+            filename, fields, has_facts = await _read_parts(reader, out, hashes, facts_out, self.store.max_upload)
             if not filename:
                 raise UploadRejected("no file in the upload (a 'content' part is required)", 400)
             for f in (out, facts_out):
@@ -523,28 +499,53 @@ def _depth(value: Any) -> int:
 INDEX = web.AppKey("index", IndexApp)
 
 
+async def _read_parts(
+    reader: MultipartReader, out: IO[bytes], hashes: Hashes, facts_out: IO[bytes], max_upload: int
+) -> tuple[str, dict[str, str], bool]:
+    """Stream an upload's parts: the file into `out` (hashed on the way), the facts into `facts_out`,
+    the other fields into memory. (the file's name, "" when none was sent; the fields; facts sent?)"""
+    fields: dict[str, str] = {}
+    filename, has_facts = "", False
+    while (part := await asyncio.wait_for(reader.next(), BODY_IDLE)) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise UploadRejected("nested multipart is not supported", 400)
+        if part.name == "content":
+            if filename:
+                raise UploadRejected("more than one file in the upload", 400)
+            filename = part.filename or ""
+            if not filename:
+                raise UploadRejected("the content part has no filename", 400)
+            check_filename(filename)  # before a byte of it is written
+            await _stream(part, out, hashes, max_upload, "file")
+        elif part.name == "jetwheel_facts":
+            has_facts = True
+            await _stream(part, facts_out, Hashes(), MAX_FACTS, "jetwheel_facts")
+        elif part.name:
+            fields[part.name] = await _read_field(part)
+    return filename, fields, has_facts
+
+
 def make_app(store: Store, settings: Settings) -> web.Application:
     index = IndexApp(store, settings)
     app = web.Application(client_max_size=1 << 20, middlewares=[index.guard])
     app[INDEX] = index
     routes: list[tuple[str, str, Handler, str]] = [
-        ("GET", "/health", index.health, PUBLIC),
+        ("GET", wire.HEALTH, index.health, PUBLIC),
         ("GET", "/", index.home, READ),
         ("GET", "/profiles/{name}", index.profile, READ),
-        ("GET", "/api/status", index.status, READ),
-        ("GET", "/simple/", index.simple_root, READ),
+        ("GET", wire.STATUS, index.status, READ),
+        ("GET", wire.SIMPLE, index.simple_root, READ),
         ("GET", "/simple", _to_simple, READ),
-        ("GET", "/simple/{project}/", index.simple_project, READ),
+        ("GET", wire.PROJECT, index.simple_project, READ),
         ("GET", "/simple/{project}", index.simple_project, READ),
-        ("GET", "/packages/{filename}", index.package, READ),
-        ("GET", "/api/files/{filename}", index.file_info, READ),
-        ("GET", "/api/facts/{filename}", index.facts, READ),
-        ("GET", "/api/cache/{key}", index.cache_lookup, READ),
-        ("POST", "/", index.upload, UPLOAD),
-        ("POST", "/legacy/", index.upload, UPLOAD),
-        ("DELETE", "/api/files/{filename}", index.delete, ADMIN),
-        ("POST", "/api/files/{filename}/yank", index.yank, ADMIN),
-        ("POST", "/api/files/{filename}/unyank", index.unyank, ADMIN),
+        ("GET", wire.PACKAGE, index.package, READ),
+        ("GET", wire.FILE, index.file_info, READ),
+        ("GET", wire.FACTS, index.facts, READ),
+        ("GET", wire.CACHE, index.cache_lookup, READ),
+        *(("POST", path, index.upload, UPLOAD) for path in wire.UPLOADS),
+        ("DELETE", wire.FILE, index.delete, ADMIN),
+        ("POST", wire.YANK, index.yank, ADMIN),
+        ("POST", wire.UNYANK, index.unyank, ADMIN),
     ]
     for method, path, handler, level in routes:
         # add_get also answers HEAD, at the same level

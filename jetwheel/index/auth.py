@@ -30,11 +30,10 @@ from passlib.apache import HtpasswdFile
 from passlib.hash import bcrypt
 
 from ..errors import StoreError
+from .wire import ADMIN, BUILDER, PUBLIC, READ, UPLOAD
 
-PUBLIC, READ, UPLOAD, BUILDER, ADMIN = "public", "read", "upload", "builder", "admin"
 RANK = {PUBLIC: 0, READ: 1, UPLOAD: 2, BUILDER: 3, ADMIN: 4}
 ROLES = (READ, UPLOAD, BUILDER, ADMIN)
-TRUSTED = (BUILDER, ADMIN)  # whose files may stand for a build: owned names, cache keys, facts
 TOKEN_PREFIX = "jw2."
 KEY_BYTES = 32  # the signing key; a shorter one (an empty file a full disk left) is refused
 MAX_TOKEN_DAYS = 366

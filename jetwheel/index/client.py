@@ -4,7 +4,6 @@ build cache, read the PEP 691 JSON pages and download files. Standard library HT
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import secrets
@@ -20,23 +19,25 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from ..digest import chunks, sha256_file
 from ..errors import PublishError
-from .auth import TRUSTED
-from .pages import JSON_V1
+from . import wire
+from .wire import JSON_V1, TRUSTED
+
+# told (what, bytes done, bytes in all) while a file moves: an upload's or a download's progress
+Progress = Callable[[str, int, int], None]
 
 
 class IndexClient:
     def __init__(self, url: str, user: str = "", password: str = "") -> None:
         self.url = url.rstrip("/")
-        if self.url.endswith("/simple"):
-            self.url = self.url[: -len("/simple")]
-        # called as (what, bytes done, bytes in all) while a file moves: uploads and downloads
-        self.on_bytes: Callable[[str, int, int], None] | None = None
+        if self.url.endswith(wire.SIMPLE.rstrip("/")):
+            self.url = self.url[: -len(wire.SIMPLE.rstrip("/"))]
         self._auth = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()) if user else ""
 
     @property
     def simple_url(self) -> str:
-        return f"{self.url}/simple/"
+        return self.url + wire.SIMPLE
 
     def _open(self, req: urllib.request.Request, timeout: float = 60) -> Any:
         if self._auth:
@@ -66,24 +67,24 @@ class IndexClient:
 
     def cached(self, cache_key: str) -> str | None:
         """The filename already published for this cache key, if any."""
-        doc = self._get_json(f"/api/cache/{cache_key}")
+        doc = self._get_json(wire.CACHE.format(key=cache_key))
         return str(doc["filename"]) if doc else None
 
     def file_info(self, filename: str) -> dict[str, Any] | None:
-        return self._get_json(f"/api/files/{filename}")
+        return self._get_json(wire.FILE.format(filename=filename))
 
     def status(self) -> dict[str, Any]:
-        doc = self._get_json("/api/status")
+        doc = self._get_json(wire.STATUS)
         if doc is None:
-            raise PublishError(f"{self.url} has no /api/status: is it a jetwheel index?")
+            raise PublishError(f"{self.url} has no {wire.STATUS}: is it a jetwheel index?")
         return doc
 
     def projects(self) -> list[str]:
-        doc = self._get_json("/simple/", accept=JSON_V1) or {}
+        doc = self._get_json(wire.SIMPLE, accept=JSON_V1) or {}
         return [str(p["name"]) for p in doc.get("projects", [])]
 
     def project(self, name: str) -> dict[str, Any] | None:
-        return self._get_json(f"/simple/{canonicalize_name(name)}/", accept=JSON_V1)
+        return self._get_json(wire.PROJECT.format(project=canonicalize_name(name)), accept=JSON_V1)
 
     def upload(
         self,
@@ -93,15 +94,12 @@ class IndexClient:
         verify: dict[str, Any] | None = None,
         artifact: bool = False,
         facts: bytes | None = None,
+        progress: Progress | None = None,
     ) -> None:
         """Publish one file. The body streams from disk; nothing is held whole in memory.
         `facts`: gzip'd JSON about the file (at most 64 MiB), kept by the index once the file is
         stored and read back with facts()."""
-        sha = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                sha.update(chunk)
-        fields = {":action": "file_upload", "protocol_version": "1", "sha256_digest": sha.hexdigest()}
+        fields = {":action": "file_upload", "protocol_version": "1", "sha256_digest": sha256_file(path)}
         if artifact:
             fields["jetwheel_artifact"] = "1"
         else:
@@ -114,45 +112,7 @@ class IndexClient:
             fields["jetwheel_provenance"] = json.dumps(provenance)
         if verify:
             fields["jetwheel_verify"] = json.dumps(verify)
-        boundary = secrets.token_hex(16)
-        head = b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-            for k, v in fields.items()
-        )
-        if facts is not None:
-            head += (
-                (
-                    f"--{boundary}\r\nContent-Disposition: form-data; "
-                    'name="jetwheel_facts"; filename="facts.json.gz"\r\n'
-                    "Content-Type: application/gzip\r\n\r\n"
-                ).encode()
-                + facts
-                + b"\r\n"
-            )
-        head += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
-        size = len(head) + os.path.getsize(path) + len(tail)
-
-        def body() -> Iterator[bytes]:
-            yield head
-            sent, total = 0, os.path.getsize(path)
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    yield chunk
-                    sent += len(chunk)
-                    if self.on_bytes:
-                        self.on_bytes(f"uploading {path.name}", sent, total)
-            yield tail
-
-        req = urllib.request.Request(
-            self.url + "/",
-            data=body(),
-            method="POST",
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)},
-        )
+        req = _multipart_request(self.url + wire.UPLOADS[0], fields, facts, path, progress)
         try:
             with self._open(req, timeout=600):
                 pass
@@ -163,26 +123,29 @@ class IndexClient:
 
     def facts(self, filename: str) -> bytes | None:
         """The gzip'd facts uploaded with the file, as they were sent; None when it has none."""
-        return self._get(f"/api/facts/{quote(filename)}")
+        return self._get(wire.FACTS.format(filename=quote(filename)))
 
     def yank(self, filename: str, reason: str = "", undo: bool = False) -> None:
-        _post_json(self, f"/api/files/{filename}/{'unyank' if undo else 'yank'}", {"reason": reason})
+        _post_json(self, (wire.UNYANK if undo else wire.YANK).format(filename=filename), {"reason": reason})
 
     def delete(self, filename: str) -> None:
-        _post_json(self, f"/api/files/{filename}", {}, method="DELETE")
+        _post_json(self, wire.FILE.format(filename=filename), {}, method="DELETE")
 
-    def download(self, filename: str, dest: Path) -> Path:
+    def download(self, filename: str, dest: Path, progress: Progress | None = None) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / filename
         tmp = dest / f".{filename}.part"
         try:
-            with self._open(urllib.request.Request(f"{self.url}/packages/{filename}")) as r, open(tmp, "wb") as f:
+            with (
+                self._open(urllib.request.Request(self.url + wire.PACKAGE.format(filename=filename))) as r,
+                open(tmp, "wb") as f,
+            ):
                 size, got = int(r.headers.get("Content-Length") or 0), 0
-                while chunk := r.read(1 << 20):
+                for chunk in chunks(r):
                     f.write(chunk)
                     got += len(chunk)
-                    if self.on_bytes:
-                        self.on_bytes(f"downloading {filename}", got, size)
+                    if progress:
+                        progress(f"downloading {filename}", got, size)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             raise PublishError(f"could not download {filename} from {self.url}: {e}") from None
@@ -221,6 +184,51 @@ def _reason(e: urllib.error.HTTPError) -> str:
         return e.read().decode("utf-8", "replace").strip().splitlines()[0]
     except (OSError, IndexError):
         return str(e.reason)
+
+
+def _multipart_request(
+    url: str, fields: dict[str, str], facts: bytes | None, path: Path, progress: Progress | None
+) -> urllib.request.Request:
+    """The legacy upload's multipart/form-data POST: the fields, the facts, then the file streamed
+    from disk (its length known up front, so nothing is held whole in memory)."""
+    boundary = secrets.token_hex(16)
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    )
+    if facts is not None:
+        head += (
+            (
+                f"--{boundary}\r\nContent-Disposition: form-data; "
+                'name="jetwheel_facts"; filename="facts.json.gz"\r\n'
+                "Content-Type: application/gzip\r\n\r\n"
+            ).encode()
+            + facts
+            + b"\r\n"
+        )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = len(head) + os.path.getsize(path) + len(tail)
+
+    def body() -> Iterator[bytes]:
+        yield head
+        sent, total = 0, os.path.getsize(path)
+        with open(path, "rb") as f:
+            for chunk in chunks(f):
+                yield chunk
+                sent += len(chunk)
+                if progress:
+                    progress(f"uploading {path.name}", sent, total)
+        yield tail
+
+    return urllib.request.Request(
+        url,
+        data=body(),
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)},
+    )
 
 
 def _post_json(client: IndexClient, path: str, body: dict[str, Any], method: str = "POST") -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import pages
 from .store import Store
+from .wire import JSON_V1
 
 NGINX_CONF = """\
 # Serve a jetwheel export with nginx: include this in an http {{}} block.
@@ -100,7 +101,7 @@ def object_keys(dest: Path) -> Iterator[tuple[str, Path, str]]:
         key = path.relative_to(dest).as_posix()
         if key.startswith("simple/"):
             if path.name == "index.json":
-                yield key, path, pages.JSON_V1
+                yield key, path, JSON_V1
                 continue
             yield key, path, "text/html"
             yield key[: -len("index.html")], path, "text/html"

@@ -122,7 +122,7 @@ http {{
 def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int, secret: str) -> Path:
     """Write the front's nginx.conf under the store's state directory (mode 0600: it holds the
     secret by which the app knows its front); returns its path."""
-    run = store.state / "nginx"
+    run = store.state_path("nginx")
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / d).mkdir(parents=True, exist_ok=True)
     user = ""
@@ -199,7 +199,7 @@ def serve_front(
     if nginx is None:
         raise StoreError("--nginx needs nginx (apt-get install nginx-light)")
     store = Store(root)
-    with store._lock():
+    with store.lock():
         static.sync(store)
     app_port = _loopback_port()
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

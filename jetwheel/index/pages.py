@@ -13,10 +13,9 @@ from urllib.parse import quote
 from packaging.utils import NormalizedName, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from .store import StoredFile
+from .records import StoredFile
+from .wire import HTML_V1, JSON_V1
 
-JSON_V1 = "application/vnd.pypi.simple.v1+json"
-HTML_V1 = "application/vnd.pypi.simple.v1+html"
 API_VERSION = "1.1"  # PEP 700
 
 

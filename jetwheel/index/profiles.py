@@ -15,7 +15,6 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..target import Target
 from .resolve import resolve
@@ -52,10 +51,10 @@ def check(store: Store, view: ProfileView) -> Compat:
     return Compat(True, f"{view.top} resolves to " + ", ".join(got.installs))
 
 
-def read(state: Path) -> tuple[list[int], dict[str, Compat]]:
+def read(store: Store) -> tuple[list[int], dict[str, Compat]]:
     """(the store generation it was computed for, results by profile); empty when never computed."""
     try:
-        doc = json.loads((state / COMPAT).read_bytes())
+        doc = json.loads(store.state_path(COMPAT).read_bytes())
         return list(doc["generation"]), {
             k: Compat(bool(v["passed"]), str(v["detail"])) for k, v in doc["profiles"].items()
         }
@@ -67,7 +66,7 @@ async def refresh(store: Store, profiles: Mapping[str, ProfileView]) -> dict[str
     """Compute and record every profile's compatibility for this generation of the store. Only one
     process does it at a time: None when another one is at it (its result lands in the same file).
     A profile none of whose packages the store holds is not worth resolving."""
-    with open(store.state / "compat.lock", "a+b") as lock:
+    with open(store.state_path("compat.lock"), "a+b") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -80,9 +79,9 @@ async def refresh(store: Store, profiles: Mapping[str, ProfileView]) -> dict[str
             for name, view in profiles.items()
         }
         doc = {"generation": list(generation), "profiles": {k: vars(v) for k, v in results.items()}}
-        tmp = store.tmp / f"{COMPAT}.{os.getpid()}"
+        tmp = store.scratch_path(f"{COMPAT}.{os.getpid()}")
         tmp.write_bytes(json.dumps(doc).encode())
-        os.replace(tmp, store.state / COMPAT)
+        os.replace(tmp, store.state_path(COMPAT))
         return results
 
 
@@ -96,6 +95,6 @@ async def keep_fresh(store: Store, profiles: Mapping[str, ProfileView], settle: 
         if gen != seen:  # still changing (a build publishing its wheels): wait until it settles
             seen = gen
             continue
-        if read(store.state)[0] != list(gen):
+        if read(store)[0] != list(gen):
             with contextlib.suppress(OSError):
                 await refresh(store, profiles)

@@ -20,7 +20,8 @@ from resolvelib.providers import AbstractProvider
 from resolvelib.resolvers import ResolutionError, ResolutionImpossible, ResolutionTooDeep
 
 from ..target import Target
-from .store import Store, StoredFile
+from .records import StoredFile
+from .store import Store
 
 MAX_ROUNDS = 2000  # resolvelib's bound on backtracking: a guard against pathological metadata
 

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import StoreError
+from . import static
 from .app import INDEX, Settings, make_app
 from .auth import token_key
 from .store import Store
@@ -215,6 +216,8 @@ def die_with_parent() -> None:
 def _run(
     root: Path, host: str, port: int, settings: Settings, max_upload: int, tls: Tls | None, limits: Limits
 ) -> None:
-    app = make_app(Store(root, max_upload=max_upload), settings)
+    store = Store(root, max_upload=max_upload)
+    store.on_change(static.follow)  # the nginx front's tree follows each change (when a front serves)
+    app = make_app(store, settings)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(app, host, port, tls, limits))

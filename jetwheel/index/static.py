@@ -4,7 +4,8 @@ The layout is index.export's (simple/[<project>/]index.{html,json}, packages/<fi
 files hard-linked from the store, so a 1 GiB wheel costs no copy), plus index.v1html beside each
 index.html: the same page under the name nginx gives the PEP 691 HTML content type.
 
-The store calls `follow` after every committed change, under its lock: only the changed file, its
+A serving store calls `follow` after every committed change, under its lock (the server registers
+it with `store.on_change`; nothing happens while no front serves the store): only the changed file, its
 project's pages and the root pages are written. Every file lands whole by rename, so a reader sees
 the page before the change or after it, never a torn one. A change the hook did not render (a file
 copied into the store by hand, a failed write) is caught by `repair`, which renders a whole new
@@ -35,21 +36,16 @@ V1HTML = "index.v1html"
 
 def tree(store: Store) -> Path:
     """The tree's path (a symlink to the current rendering); absent while no front serves."""
-    return store.state / "front"
+    return store.state_path("front")
 
 
 def _fingerprint(store: Store) -> str:
-    """What the tree must be rendered from: the store directory and its generation file."""
-    root = os.stat(store.root)
-    try:
-        gen = os.stat(store.state / "generation")
-        return f"{root.st_mtime_ns} {gen.st_mtime_ns} {gen.st_ino}"
-    except FileNotFoundError:
-        return f"{root.st_mtime_ns} 0 0"
+    """What the tree must be rendered from: the store's generation, looked at now."""
+    return " ".join(str(n) for n in store.generation(fresh=True))
 
 
 def _mark(store: Store) -> None:
-    _replace(store.state / "front.rendered", _fingerprint(store).encode())
+    _replace(store.state_path("front.rendered"), _fingerprint(store).encode())
 
 
 def _replace(path: Path, data: bytes) -> bool:
@@ -91,17 +87,17 @@ def _write_page(directory: Path, form: str, body: bytes) -> None:
 def sync(store: Store) -> Path:
     """Render the whole tree afresh and switch to it in one rename; the old one is removed. Call
     with the store's lock held, or before anything else writes the store."""
-    new = store.state / f"front-{time.time_ns()}"
+    new = store.state_path(f"front-{time.time_ns()}")
     export(store, new)
     (new / "nginx.conf").unlink()  # export's sample configuration; the front writes its own
     for page in new.glob("simple/**/index.html"):
         _link(page, page.with_name(V1HTML))
-    tmp = store.state / ".front.tmp"
+    tmp = store.state_path(".front.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     os.symlink(new.name, tmp)
     os.replace(tmp, tree(store))
-    for old in store.state.glob("front-*"):
+    for old in store.state_paths("front-*"):
         if old != new:
             shutil.rmtree(old, ignore_errors=True)
     _mark(store)
@@ -155,10 +151,10 @@ def _render_change(store: Store, root: Path, filename: str) -> None:
 
 def repair(store: Store) -> bool:
     """Re-render everything if the store changed in a way the hook did not render. True if it did."""
-    rendered = store.state / "front.rendered"
+    rendered = store.state_path("front.rendered")
     if rendered.exists() and rendered.read_text() == _fingerprint(store):
         return False
-    with store._lock():
+    with store.lock():
         if rendered.exists() and rendered.read_text() == _fingerprint(store):
             return False
         # a new Store looks at the directory now: `store` may trust its last look for a second
@@ -170,7 +166,7 @@ def stop(store: Store) -> None:
     """No front serves the store any more: the hook stops, the tree goes."""
     with contextlib.suppress(FileNotFoundError):
         tree(store).unlink()
-    for p in (store.state / "front.rendered", *store.state.glob("front-*")):
+    for p in (store.state_path("front.rendered"), *store.state_paths("front-*")):
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:

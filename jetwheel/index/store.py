@@ -12,88 +12,26 @@ Symbolic links in the directory are never followed, listed or served.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import NormalizedName
 
+from ..digest import chunks
 from ..errors import StoreError, UploadRejected
+from .durable import FULL, disk_full, fsync_dir, nofollow, remove_abandoned, staging, write_staged
+from .records import Hashes, StoredFile
 from .validate import ARTIFACT_SUFFIXES, check_artifact_name, check_filename, inspect_wheel
 
 STATE = ".jetwheel"
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    filename: str
-    project: NormalizedName
-    version: str
-    size: int
-    sha256: str
-    upload_time: float
-    requires_python: str
-    metadata_sha256: str  # "" when there is no PEP 658 metadata (sdists)
-    yanked: str | None  # None, or the reason ("" is allowed: yanked without reason)
-    published_by: str = ""  # the uploader's role ("": a file put in by hand, trusted by no one)
-    provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    verify: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-
-@dataclass
-class Hashes:
-    """Digests computed while a body streams in, so the bytes are read once."""
-
-    sha256: Any = field(default_factory=hashlib.sha256)
-    md5: Any = field(default_factory=hashlib.md5)
-    size: int = 0
-
-    def update(self, chunk: bytes) -> None:
-        self.sha256.update(chunk)
-        self.md5.update(chunk)
-        self.size += len(chunk)
-
-
-FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_full(e: OSError) -> UploadRejected:
-    return UploadRejected(
-        f"the index's disk is full ({e.strerror}); nothing was stored, retry when there is space", 507
-    )
-
-
-def _write_staged(tmpdir: Path, data: bytes) -> Path:
-    """`data` in a new file under tmpdir (same file system as the store), synced: ready to rename."""
-    fd, name = tempfile.mkstemp(dir=tmpdir, prefix="derived-")
-    try:
-        os.fchmod(fd, 0o644)  # derived data is as public as the file (nginx's workers read it)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Store:
@@ -110,15 +48,17 @@ class Store:
         self._snapshot: tuple[tuple[int, ...], dict[str, StoredFile]] | None = None
         self._root_s, self._gen_s = str(self.root), str(self.state / "generation")
         self._dir_mtime, self._dir_checked = 0, -1.0
+        self._observers: list[Callable[[Store, str], None]] = []
 
     # -- reading -----------------------------------------------------------------------------------
-    def generation(self) -> tuple[int, ...]:
+    def generation(self, fresh: bool = False) -> tuple[int, ...]:
         """Changes whenever what the index shows could change. Every change made through the store
         rewrites the generation file (a new inode each time, so even two changes within one mtime
         tick differ): one stat per call, on the page-serving hot path. The directory itself, which
-        changes on its own only when files are copied in by hand, is looked at once a second."""
+        changes on its own only when files are copied in by hand, is looked at once a second, or
+        now when `fresh`."""
         now = time.monotonic()
-        if now >= self._dir_checked + 1.0:
+        if fresh or now >= self._dir_checked + 1.0:
             self._dir_mtime, self._dir_checked = os.stat(self._root_s).st_mtime_ns, now
         try:
             st = os.stat(self._gen_s)
@@ -167,6 +107,20 @@ class Store:
     def _derived(self, filename: str) -> tuple[Path, Path, Path]:
         return self._meta_path(filename), self.metadata_path(filename), self.facts_path(filename)
 
+    def state_path(self, name: str) -> Path:
+        """`name` in the state directory: where another part of the index (the nginx front's tree,
+        the profiles' results) keeps files of its own. pypiserver ignores them; the store never reads them."""
+        return self.state / _plain(name)
+
+    def state_paths(self, pattern: str) -> list[Path]:
+        """The state directory's entries whose names match the glob `pattern` (see state_path)."""
+        return sorted(self.state.glob(pattern))
+
+    def scratch_path(self, name: str) -> Path:
+        """`name` in the staging directory: on the store's file system, so it can be renamed into the
+        state directory; clean() removes it once it is old and nobody holds it locked."""
+        return self.tmp / _plain(name)
+
     def regular_file(self, path: Path) -> bool:
         """True for a regular file that is not a symbolic link (links are never served)."""
         try:
@@ -182,28 +136,15 @@ class Store:
             meta = self._derive(filename)  # a file copied in by hand or uploaded through pypiserver
             if meta is None:
                 return None
-        return StoredFile(
-            filename=filename,
-            project=meta.get("project", ""),
-            version=meta.get("version", ""),
-            size=meta["size"],
-            sha256=meta["sha256"],
-            upload_time=meta["upload_time"],
-            requires_python=meta.get("requires_python", ""),
-            metadata_sha256=meta.get("metadata_sha256", ""),
-            yanked=meta.get("yanked"),
-            published_by=str(meta.get("published_by", "")),
-            provenance=meta.get("provenance", {}),
-            verify=meta.get("verify", {}),
-        )
+        return StoredFile.from_record(filename, meta)
 
     def _derive(self, filename: str) -> dict[str, Any] | None:
         """Rebuild derived data from the file itself."""
         path = self.root / filename
         h = Hashes()
         try:
-            with open(path, "rb", opener=_nofollow) as f:
-                while chunk := f.read(1 << 20):
+            with open(path, "rb", opener=nofollow) as f:
+                for chunk in chunks(f):
                     h.update(chunk)
                 mtime = os.fstat(f.fileno()).st_mtime
         except OSError:  # gone, or a symbolic link (O_NOFOLLOW)
@@ -224,7 +165,7 @@ class Store:
         derived.append((self._meta_path(filename), json.dumps(meta).encode()))
         with contextlib.suppress(OSError):  # kept for next time when there is room; used either way
             for target, data in derived:
-                os.replace(_write_staged(self.tmp, data), target)
+                os.replace(write_staged(self.tmp, data), target)
         return meta
 
     def find_cache_key(self, key: str, trusted: tuple[str, ...]) -> StoredFile | None:
@@ -237,7 +178,9 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def lock(self) -> Iterator[None]:
+        """The store's lock (flock, so across processes): held, no change is made through any store
+        of this directory. Every change takes it; so may a reader that needs the store to stand still."""
         with open(self.state / "lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -247,39 +190,27 @@ class Store:
 
     def _next_generation(self) -> Path:
         """A new generation file, staged: renaming it over the old one (no space needed) is the bump."""
-        return _write_staged(self.tmp, str(time.time_ns()).encode())
+        return write_staged(self.tmp, str(time.time_ns()).encode())
 
     def _changed(self, staged_generation: Path) -> None:
         """Publish a change that has already been made: every reader's next look sees it."""
         os.replace(staged_generation, self.state / "generation")
 
-    def _follow(self, filename: str) -> None:
-        """After each committed change, with the lock held: the nginx front's tree follows it
-        (jetwheel/index/static.py; nothing happens when no front serves this store)."""
-        from .static import follow  # static imports this module
+    def on_change(self, observer: Callable[[Store, str], None]) -> None:
+        """Call `observer(store, filename)` after each change committed through this store object,
+        with the lock held (the nginx front's tree follows the store this way: static.follow).
+        The change is already committed when it runs: an observer must not raise."""
+        self._observers.append(observer)
 
-        follow(self, filename)
+    def _follow(self, filename: str) -> None:
+        for observer in self._observers:
+            observer(self, filename)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[tuple[Any, Path]]:
-        """A temp file in the store's filesystem to stream an upload into; always removed after.
-        Locked (flock) for as long as it lives under its upload-* name (it is locked under a name of
-        its own first): clean() removes an upload-* file exactly when no live writer holds it."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="new-", suffix=".part")
-        tmp = Path(name).with_name("upload-" + Path(name).name[len("new-") :])
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.rename(name, tmp)
-        except BaseException:
-            os.close(fd)
-            os.unlink(name)
-            raise
-        try:
-            with os.fdopen(fd, "wb") as f:
-                yield f, tmp
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        """A temp file in the store's filesystem to stream an upload into (durable.staging)."""
+        with staging(self.tmp) as staged:
+            yield staged
 
     def add(
         self,
@@ -299,6 +230,20 @@ class Store:
         """Commit a staged upload (and its staged facts file). Raises UploadRejected, leaving the store
         as it was, on any fault: 507 when the disk is full. `overwrite` (default: the store's
         allow_overwrite) lets the upload replace a file of the same name."""
+        meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact)
+        meta.update(
+            upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
+        )
+        self._commit(staged, filename, meta, metadata, facts, self.allow_overwrite if overwrite is None else overwrite)
+        info = self._info(filename)
+        assert info is not None
+        return info
+
+    def _describe(
+        self, staged: Path, filename: str, hashes: Hashes, sha256_digest: str, md5_digest: str, artifact: bool
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """The upload checked against its name, size and the digests its uploader sent: its record
+        (without upload time or claims) and its METADATA (None for an artifact)."""
         check_filename(filename)
         if hashes.size > self.max_upload:
             raise UploadRejected(f"file too large: {hashes.size} bytes > limit {self.max_upload}", 413)
@@ -315,27 +260,30 @@ class Store:
             dist = inspect_wheel(staged, filename)
             metadata = dist.metadata
             meta = {"project": dist.project, "version": str(dist.version), "requires_python": dist.requires_python}
-        meta.update(
-            size=hashes.size,
-            sha256=sha,
-            upload_time=time.time(),
-            provenance=provenance or {},
-            verify=verify or {},
-            published_by=published_by,
-        )
+        meta.update(size=hashes.size, sha256=sha)
         if metadata is not None:
             meta["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
+        return meta, metadata
+
+    def _commit(
+        self,
+        staged: Path,
+        filename: str,
+        meta: dict[str, Any],
+        metadata: bytes | None,
+        facts: Path | None,
+        may_replace: bool,
+    ) -> None:
+        """Under the lock: everything that needs space staged first, then only renames, the file's last."""
         target = self.root / filename
-        may_replace = self.allow_overwrite if overwrite is None else overwrite
-        with self._lock():
+        with self.lock():
             if os.path.lexists(target) and not may_replace:
                 raise UploadRejected(f"{filename} already exists; the index does not overwrite files", 409)
-            # everything that needs space, staged first; then only renames
             staged_derived: list[Path] = []
             try:
-                meta_tmp = _write_staged(self.tmp, json.dumps(meta).encode())
+                meta_tmp = write_staged(self.tmp, json.dumps(meta).encode())
                 staged_derived.append(meta_tmp)
-                metadata_tmp = _write_staged(self.tmp, metadata) if metadata is not None else None
+                metadata_tmp = write_staged(self.tmp, metadata) if metadata is not None else None
                 if metadata_tmp is not None:
                     staged_derived.append(metadata_tmp)
                 generation = self._next_generation()
@@ -360,17 +308,14 @@ class Store:
             self._changed(generation)
             self._follow(filename)
             with contextlib.suppress(OSError):  # durability only: the commit has happened
-                _fsync_dir(self.root)
-        info = self._info(filename)
-        assert info is not None
-        return info
+                fsync_dir(self.root)
 
     def add_file(self, source: Path, filename: str | None = None, **kw: Any) -> StoredFile:
         """Add a file from disk (tests and benchmarks fill a store this way): copied through staging like an upload."""
         filename = filename or source.name
         h = Hashes()
         with self.staging() as (out, tmp), open(source, "rb") as src:
-            while chunk := src.read(1 << 20):
+            for chunk in chunks(src):
                 h.update(chunk)
                 out.write(chunk)
             out.flush()
@@ -380,7 +325,7 @@ class Store:
     def _rewrite_meta(self, filename: str, **changes: Any) -> StoredFile:
         if not self.regular_file(self.root / check_filename(filename)):
             raise StoreError(f"no such file: {filename}")
-        with self._lock():
+        with self.lock():
             # a delete may have won the race for the lock: the file is gone, say so (404)
             try:
                 if self._info(filename) is None:
@@ -390,7 +335,7 @@ class Store:
                 raise StoreError(f"no such file: {filename}") from None
             meta.update(changes)
             try:
-                staged, generation = _write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
+                staged, generation = write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
             except OSError as e:
                 if e.errno in FULL:
                     raise disk_full(e) from None
@@ -412,7 +357,7 @@ class Store:
 
     def delete(self, filename: str) -> None:
         target = self.root / check_filename(filename)
-        with self._lock():
+        with self.lock():
             if not self.regular_file(target):
                 raise StoreError(f"no such file: {filename}")
             target.unlink()
@@ -429,16 +374,11 @@ class Store:
         of distributions that are gone. Under the store's lock, so another server's commit is never
         cut in half; an upload still streaming in (its staging file locked) is left alone, and so is
         any staged file younger than `grace` seconds. Returns how many files it removed."""
-        with self._lock():
+        with self.lock():
             return self._clean(time.time() - grace)
 
     def _clean(self, before: float) -> int:
-        n = 0
-        for p in self.tmp.iterdir():
-            with contextlib.suppress(OSError):  # gone meanwhile, a link, a directory: not ours to remove
-                if _abandoned(p, before):
-                    p.unlink()
-                    n += 1
+        n = remove_abandoned(self.tmp, before)
         for kind, suffix in (("meta", ".json"), ("metadata", ".metadata"), ("facts", ".gz")):
             for p in (self.state / kind).iterdir():
                 if not p.name.endswith(suffix) or not self.regular_file(self.root / p.name[: -len(suffix)]):
@@ -448,20 +388,10 @@ class Store:
         return n
 
 
-def _abandoned(path: Path, before: float) -> bool:
-    """True for a staged file that no process holds locked: an upload-* file at once (its writer
-    locks it before naming it so), any other one once it was last written before `before`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        if not path.name.startswith("upload-") and os.fstat(fd).st_mtime >= before:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-    finally:
-        os.close(fd)
+def _plain(name: str) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"not a plain file name: {name!r}")
+    return name
 
 
 def _utf8(name: str) -> bool:
@@ -472,7 +402,3 @@ def _utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _nofollow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW)

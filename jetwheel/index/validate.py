@@ -10,6 +10,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
@@ -34,12 +35,15 @@ MAX_METADATA = 4 << 20  # a wheel's METADATA; real ones (vLLM's, with its README
 MAX_INFLATED = 64 << 30  # all members of a wheel together, as their headers declare them
 
 
+DistKind = Literal["wheel", "sdist"]
+
+
 @dataclass(frozen=True)
 class Distribution:
     filename: str
     project: NormalizedName
     version: Version
-    kind: str  # "wheel" | "sdist"
+    kind: DistKind
     metadata: bytes | None  # the wheel's METADATA (PEP 658 serves it), None for an sdist
     requires_python: str
 
@@ -65,7 +69,7 @@ def check_filename(filename: str) -> str:
     return filename
 
 
-def parse_filename(filename: str) -> tuple[NormalizedName, Version, str]:
+def parse_filename(filename: str) -> tuple[NormalizedName, Version, DistKind]:
     check_filename(filename)
     try:
         if filename.endswith(".whl"):

@@ -13,7 +13,8 @@ import jinja2
 from packaging.utils import NormalizedName, parse_wheel_filename
 
 from .profiles import Compat, ProfileView
-from .store import Store, StoredFile
+from .records import StoredFile
+from .store import Store
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("jetwheel.index", "templates"), autoescape=jinja2.select_autoescape(["html"])

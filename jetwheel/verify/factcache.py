@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..digest import sha256_file
 from .wheel import FORMAT, Wheel, from_bytes
 
 
@@ -46,13 +47,10 @@ class FactCache:
         if known is not None:
             return known
         memo = self._memo(path)
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(8 << 20):
-                h.update(block)
+        sha256 = sha256_file(path)
         with contextlib.suppress(OSError):  # a read-only cache: the next verify hashes the file again
-            write_atomically(memo, h.hexdigest().encode())
-        return h.hexdigest()
+            write_atomically(memo, sha256.encode())
+        return sha256
 
     def _entry(self, sha256: str) -> Path:
         return self.root / f"v{FORMAT}" / sha256[:2] / f"{sha256}.json.gz"
