@@ -600,6 +600,23 @@ def setup(
     print(f"image: {ensure_base_image(image, arch, engine)}")
 
 
+# --- CUDA toolchain (x86_64 hosts) ------------------------------------------------------------------
+@task(help={"profile": "profile naming the image and its Python (python_exe)", "engine": "podman or docker"})
+@clean_errors
+def cuda_setup(c: Context, profile: str = "x86-cuda12", engine: str = "podman") -> None:
+    """Build the CUDA 12.4 toolchain image (Debian trixie's nvidia-cuda-toolkit) that compiles a
+    profile's device code on an x86_64 host, with the profile's Python copied in from this host."""
+    from .recipe import load_profile
+    from .runners.cudaimage import ensure_cuda_image
+
+    prof = load_profile(profile)
+    print(ensure_cuda_image(prof.python_exe, prof.image, engine))
+
+
+cuda_ns = Collection("cuda")
+cuda_ns.add_task(cuda_setup, name="setup")
+
+
 # --- cache ------------------------------------------------------------------------------------------
 _CACHE_HELP = {
     "runner": "local (the directory JETWHEEL_CCACHE_DIR, default ~/.cache/jetwheel/ccache) or docker "
@@ -642,7 +659,7 @@ aarch64_ns = Collection("aarch64", setup)
 sources_ns = Collection("sources", fetch, upload)
 cache_ns = Collection("cache", stats, clear)
 namespace = Collection(
-    build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns, cache_ns
+    build_wheel, verify, demo, status, index_ns, podman_ns, triton_ns, aarch64_ns, sources_ns, cache_ns, cuda_ns
 )
 
 

@@ -26,6 +26,29 @@ def image_exists(engine: str, name: str) -> bool:
     return done.returncode == 0 and done.stdout.strip() == PACKAGES
 
 
+def debootstrap(suite: str, arch: str, cache: Path, packages: str = PACKAGES, components: str = "") -> Path:
+    """A Debian root filesystem of `suite` with `packages`, made once and kept under `cache`."""
+    if shutil.which("debootstrap") is None:
+        raise RunnerError("debootstrap is not installed (apt-get install debootstrap)")
+    rootfs = cache / f"rootfs-{suite}-{arch or 'native'}"
+    stamp = rootfs / ".jetwheel-packages"
+    made_from = packages + (f" [{components}]" if components else "")
+    if not stamp.exists() or stamp.read_text() != made_from:
+        shutil.rmtree(rootfs, ignore_errors=True)
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["debootstrap", "--variant=minbase", f"--include={packages}"]
+        cmd += [f"--components={components}"] if components else []
+        if arch:
+            cmd.append(f"--arch={'arm64' if arch == 'aarch64' else arch}")
+        done = subprocess.run(
+            [*cmd, suite, str(rootfs), "http://deb.debian.org/debian"], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RunnerError(f"debootstrap failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
+        stamp.write_text(made_from)
+    return rootfs
+
+
 def ensure_base_image(
     name: str = "localhost/jetwheel-builder:bookworm",
     arch: str = "",
@@ -36,22 +59,7 @@ def ensure_base_image(
     """Make sure `name` exists in the engine; build it with debootstrap if not. Returns the name."""
     if image_exists(engine, name):
         return name
-    if shutil.which("debootstrap") is None:
-        raise RunnerError("debootstrap is not installed (apt-get install debootstrap)")
-    rootfs = cache / f"rootfs-{suite}-{arch or 'native'}"
-    stamp = rootfs / ".jetwheel-packages"
-    if not stamp.exists() or stamp.read_text() != PACKAGES:
-        shutil.rmtree(rootfs, ignore_errors=True)
-        rootfs.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}"]
-        if arch:
-            cmd.append(f"--arch={'arm64' if arch == 'aarch64' else arch}")
-        done = subprocess.run(
-            [*cmd, suite, str(rootfs), "http://deb.debian.org/debian"], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise RunnerError(f"debootstrap failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
-        stamp.write_text(PACKAGES)
+    rootfs = debootstrap(suite, arch, cache)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     imp = [engine, "import", "--change", f"LABEL {LABEL}={PACKAGES}"]
     imp += (["--arch", "arm64" if arch == "aarch64" else arch] if arch else []) + ["-", name]
