@@ -38,7 +38,8 @@ TORCH = [("torch", "2.6.0")]
 
 # (set, machine, wheels verified, wheels only installed with them, wheel name -> failing checks)
 CORPUS = [
-    ("x86_64 stack", X86, STACK_X86, [], {n: [] for n, _v in STACK_X86}),
+    # PyPI's x86_64 torch and vLLM carry no sm_87 SASS (sm_80, sm_86 do not run on the Tegra Orin)
+    ("x86_64 stack", X86, STACK_X86, [], {n: ["fatbin"] if n in ("vllm", "torch") else [] for n, _v in STACK_X86}),
     ("aarch64 torch family, CPU-only", ARM, TORCH_FAMILY, [], {n: ["fatbin"] for n, _v in TORCH_FAMILY}),
     (
         "x86_64 torchvision 0.22.0 + torch 2.6.0",
@@ -65,8 +66,10 @@ CORPUS = [
 ]
 
 
-def verify_set(machine: str, checked: list[tuple[str, str]], others: list[tuple[str, str]]) -> dict[str, Report]:
-    target = retarget(load_profile("triton-25.04").target(), f"linux_{machine}")
+def verify_set(
+    machine: str, checked: list[tuple[str, str]], others: list[tuple[str, str]], arch: str = ""
+) -> dict[str, Report]:
+    target = retarget(load_profile("triton-25.04").target(arch), f"linux_{machine}")
     recipes = load_recipes()
     paths = [real_wheel(n, v, "3.12", machine) for n, v in [*checked, *others]]
     wheels = read_wheels(paths)
@@ -89,12 +92,23 @@ def test_corpus_fails_exactly_the_expected_checks(
     for r in reports.values():
         errors = [f for f in r.findings if f.severity == ERROR]
         if "fatbin" in r.failing_checks():
-            assert any("no CUDA code at all: this is a CPU-only build" in f.detail for f in errors)
+            assert any(
+                "no CUDA code at all: this is a CPU-only build" in f.detail
+                or "SASS does not run on the Tegra sm_87 (Orin): Tegra GPUs run only SASS built for their exact SM"
+                in f.detail
+                for f in errors
+            )
         if "abi" in r.failing_checks():
             # demangled, as the user will read them in the ImportError
             assert any("undefined symbol torch::dynamo::autograd::getPyCompilerInterface()" in f.detail for f in errors)
         if "pins" in r.failing_checks():
             assert any("requires torch==2.7.0, but torch 2.6.0 is in the set" in f.detail for f in errors)
+
+
+def test_the_x86_64_stack_passes_for_a_desktop_gpu() -> None:
+    """The desktop rule is unchanged: the same wheels have kernels for an sm_86 GPU (no false alarm)."""
+    reports = verify_set(X86, STACK_X86, [], arch="8.6")
+    assert {n: r.failing_checks() for n, r in reports.items()} == {n: [] for n, _v in STACK_X86}
 
 
 def test_libraries_from_wheels_outside_the_set_are_reported_unchecked() -> None:

@@ -60,8 +60,8 @@ def test_fatbin_lists_sass_and_ptx_and_predicts_where_kernels_run(tmp_path: Path
     assert runs_on(e87, 87)[0] and not runs_on(e87, 90)[0]  # SASS is not forward compatible across majors
     assert runs_on(p87, 90) == (True, "PTX compute_87 (JIT)")  # PTX is JIT-compiled
     assert not runs_on(p87, 86)[0]
-    # sm_80 SASS runs on 8.7 (same major, lower minor) ...
-    assert runs_on(e80, 87) == (True, "SASS sm_80")
+    # sm_80 SASS runs on the desktop 8.6 (same major, lower minor), not on the Tegra 8.7 (test_tegra.py) ...
+    assert runs_on(e80, 86) == (True, "SASS sm_80") and not runs_on(e80, 87)[0]
     # ... but PTX from CUDA 13 (ISA 9.0) cannot be JIT-ed by JetPack 6.2's CUDA 12.6 driver
     ok, why = runs_on(p87, 87 + 3, "12.6")
     assert not ok and "PTX ISA 9.0" in why
@@ -97,17 +97,16 @@ def test_mini_cuda_built_for_sm80_only_fails_fatbin(
     tmp_path: Path, stack_server: Server, stack_wheels: dict[str, Path]
 ) -> None:
     wheel = build_variant(tmp_path, stack_server, "mini-cuda", TORCH_CUDA_ARCH_LIST="8.0")
-    target = dataclasses.replace(load_profile("mini").target(), cuda_arch="8.7")
+    target = dataclasses.replace(load_profile("mini").target(), cuda_arch="8.6")
     source = IndexWheels(stack_server.client())
-    assert verify_wheel(wheel, target, load_recipes()["mini-cuda"], source=source).passed  # sm_80 SASS runs on 8.7 ...
-    report = verify_wheel(
-        wheel,
-        dataclasses.replace(target, cuda_arch="9.0"),
-        load_recipes()["mini-cuda"],
-        source=source,
-    )
-    assert report.failing_checks() == ["fatbin"]  # ... but not on 9.0: "no kernel image"
-    assert "no kernel image for sm_90: it carries sm_80" in report.findings[0].detail
+    assert verify_wheel(wheel, target, load_recipes()["mini-cuda"], source=source).passed  # sm_80 SASS runs on 8.6 ...
+    for arch, why in (("9.0", ""), ("8.7", "; sm_80 SASS does not run on the Tegra sm_87 (Orin)")):
+        report = verify_wheel(
+            wheel, dataclasses.replace(target, cuda_arch=arch), load_recipes()["mini-cuda"], source=source
+        )
+        assert report.failing_checks() == ["fatbin"]  # ... but not on 9.0 or the Orin: "no kernel image"
+        cc = arch.replace(".", "")
+        assert report.findings[0].detail.startswith(f"no kernel image for sm_{cc}: it carries sm_80{why}")
 
 
 def test_vision_against_a_torch_whose_symbol_changed_fails_abi_with_demangled_name(

@@ -69,8 +69,12 @@ def check_fatbin(
                     f"no kernel image for sm_{cc}: it carries {', '.join(facts[e.member])}"
                     + (f"; {how}" if how else "")
                     + ("" if e.member in needed else "; nothing the recipe promises loads it"),
-                    f"rebuild with TORCH_CUDA_ARCH_LIST={target.cuda_arch} (the profile sets it; check the build "
-                    "honoured it)",
+                    f"build with TORCH_CUDA_ARCH_LIST={target.cuda_arch} (or ship compute_{cc} PTX); the profile "
+                    "sets it: check the build honoured it (a library with its own arch list, such as "
+                    "flash-attention's, needs a patch)"
+                    if cc in fatbin.TEGRA
+                    else f"rebuild with TORCH_CUDA_ARCH_LIST={target.cuda_arch} (the profile sets it; check the "
+                    "build honoured it)",
                 )
             )
     if must_have_cuda and not facts:

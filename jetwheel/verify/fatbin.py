@@ -149,13 +149,29 @@ PTX_ISA_OF_CUDA = {
 }
 
 
-def runs_on(entries: list[Entry], cc: int, driver_cuda: str = "") -> tuple[bool, str]:
-    """Whether a device of compute capability `cc` (87 for 8.7) finds a kernel image, and how.
+# Tegra (Jetson) SMs: 5.3 Nano/TX1, 6.2 TX2, 7.2 Xavier, 8.7 Orin, and Thor (10.1 in CUDA 12.8-12.9,
+# renamed 11.0 in CUDA 13). The CUDA Programming Guide: binary compatibility across minor versions
+# "is supported only for the desktop. It is not supported for Tegra. Also, the binary compatibility
+# between desktop and Tegra is not supported."
+TEGRA = {53: "TX1/Nano", 62: "TX2", 72: "Xavier", 87: "Orin", 101: "Thor", 110: "Thor"}
 
-    SASS for sm_XY runs on devices X.Z with Z >= Y (same major); PTX for compute_XY is JIT-compiled
-    by the driver on any device >= X.Y, if the driver knows that PTX ISA version.
+
+def sass_runs(sass: int, cc: int) -> bool:
+    """Whether SASS built for sm_`sass` runs on a device of compute capability `cc`: on a Tegra GPU
+    (or Tegra SASS) only the exact SM; on desktop GPUs the same major and a minor no higher."""
+    if sass in TEGRA or cc in TEGRA:
+        return sass == cc
+    return sass // 10 == cc // 10 and sass <= cc
+
+
+def runs_on(entries: list[Entry], cc: int, driver_cuda: str = "") -> tuple[bool, str]:
+    """Whether a device of compute capability `cc` (87 for 8.7) finds a kernel image, and how (or,
+    when it does not, why: the rule a same-major SASS entry broke, or the PTX ISA too new).
+
+    SASS follows `sass_runs`; PTX for compute_XY is JIT-compiled by the driver on any device >= X.Y,
+    if the driver knows that PTX ISA version.
     """
-    sass = [e for e in entries if e.kind == "sass" and e.arch // 10 == cc // 10 and e.arch <= cc]
+    sass = [e for e in entries if e.kind == "sass" and sass_runs(e.arch, cc)]
     if sass:
         return True, f"SASS sm_{max(e.arch for e in sass)}"
     max_isa = PTX_ISA_OF_CUDA.get(driver_cuda)
@@ -163,12 +179,24 @@ def runs_on(entries: list[Entry], cc: int, driver_cuda: str = "") -> tuple[bool,
     usable = [e for e in ptx if max_isa is None or e.version <= max_isa]
     if usable:
         return True, f"PTX compute_{max(e.arch for e in usable)} (JIT)"
-    if ptx:
+    reasons = [_tegra_reason(sorted({e.arch for e in entries if e.kind == "sass" and e.arch // 10 == cc // 10}), cc)]
+    if ptx and max_isa:
         newest = max(e.version for e in ptx)
-        return False, (
+        reasons.append(
             f"only PTX ISA {newest[0]}.{newest[1]}, newer than CUDA {driver_cuda}'s driver can JIT "
             f"({max_isa[0]}.{max_isa[1]})"
-            if max_isa
-            else ""
         )
-    return False, ""
+    return False, "; ".join(r for r in reasons if r)
+
+
+def _tegra_reason(same_major: list[int], cc: int) -> str:
+    """Why SASS of the same major does not run on `cc` when a Tegra SM is involved ("" if none is)."""
+    if cc in TEGRA and same_major:
+        return (
+            f"{', '.join(f'sm_{a}' for a in same_major)} SASS does not run on the Tegra sm_{cc} ({TEGRA[cc]}): "
+            "Tegra GPUs run only SASS built for their exact SM"
+        )
+    tegra = [a for a in same_major if a in TEGRA]
+    if tegra:
+        return f"sm_{tegra[0]} SASS is Tegra ({TEGRA[tegra[0]]}) code and does not run on the desktop sm_{cc}"
+    return ""
