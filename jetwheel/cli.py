@@ -468,19 +468,27 @@ def upload_artifact(c: Context, path: str, index: str = "") -> None:
         "profile": "profile giving the version (default: the profile pinning NAME, triton-25.04 first)",
         "from_": "a local git checkout, directory or source archive to pack instead of cloning upstream",
         "out": "directory to write <name>-<version>-src.tar.gz to",
+        "sources": "where the sub-sources' archives are taken from first (default $JETWHEEL_SOURCES)",
+        "index": "index URL: sub-source archives not in the sources directory are taken from it",
     }
 )
 @clean_errors
-def fetch(c: Context, name: str, profile: str = "", from_: str = "", out: str = ".") -> None:
-    """Make the reproducible source archive of NAME's pinned source (submodules included); print its
-    path, sha256 and commit."""
-    from .workflow import source_archive
+def fetch(
+    c: Context, name: str, profile: str = "", from_: str = "", out: str = ".", sources: str = "", index: str = ""
+) -> None:
+    """Make the reproducible source archive of NAME's pinned source (submodules included), and copy
+    its sub-sources' pinned archives beside it; print each path, sha256 and commit."""
+    from .sources import local_sources_dir
+    from .workflow import source_archive, sub_archives
 
     archive = source_archive(name, profile, Path(out), Path(from_) if from_ else None)
     print(archive.path)
     print(f"sha256 {archive.sha256}")
     if archive.commit:
         print(f"commit {archive.commit}")
+    local = Path(sources) if sources else local_sources_dir()
+    for sub in sub_archives(name, profile, Path(out), local, _client(index) if index else None):
+        print(f"{sub.path}\nsha256 {sub.sha256}\ncommit {sub.commit}")
 
 
 @task(help={"path": "a source archive made by inv sources.fetch", "index": "index URL"})

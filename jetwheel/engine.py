@@ -33,7 +33,7 @@ from .indexwheels import IndexWheels
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
-from .sources import FetchedSource, fetch_source, local_sources_dir
+from .sources import FetchedSource, fetch_source, fetch_sub, local_sources_dir
 from .verify import read_wheels, verify_wheel
 from .verify.report import Report
 
@@ -84,11 +84,15 @@ def provenance(
     step: BuildStep, recipe: Recipe, profile: Profile, runner: Runner, source: FetchedSource
 ) -> dict[str, Any]:
     origin = {"sha256": source.sha256, "from": source.origin, **({"commit": source.commit} if source.commit else {})}
+    spec = step.source.to_json()
+    taken = dict(source.subs)
+    if step.source.subs:  # each sub-source: name, repository, commit, sha256, and where it was taken from
+        spec["subs"] = [{**sub, "from": taken.get(sub["name"], "")} for sub in spec["subs"]]
     return {
         "recipe": recipe.name,
         "recipe_digest": recipe.digest,
         "cache_key": step.cache_key,
-        "source": {**step.source, **origin},
+        "source": {**spec, **origin},
         "image": step.image,
         "runner": runner.name,
         "profile": profile.name,
@@ -143,14 +147,24 @@ def prepare_work(
     record = work / "source.json"
     if (work / KEPT).exists() and record.is_file():
         (work / KEPT).unlink()
-        return True, FetchedSource(work / "src", **json.loads(record.read_text()))
+        kept = json.loads(record.read_text())
+        return True, FetchedSource(work / "src", **{**kept, "subs": tuple(tuple(s) for s in kept.get("subs", ()))})
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     source = fetch_source(step.name, step.pin, step.source, work / "src", client, options.sources)
     (work / "patches").mkdir()
     for p in recipe.patches:
         shutil.copy2(p, work / "patches" / p.name)
-    record.write_text(json.dumps({"sha256": source.sha256, "origin": source.origin, "commit": source.commit}))
+    subs = []
+    for sub in step.source.subs:  # unpacked beside src/; the plan's commands export and patch them
+        subs.append((sub.name, fetch_sub(sub, work / sub.workdir, client, options.sources).origin))
+        (work / "patches" / sub.name).mkdir()
+        for sp in map(Path, sub.patches):
+            shutil.copy2(sp, work / "patches" / sub.name / sp.name)
+    source = replace(source, subs=tuple(subs))
+    record.write_text(
+        json.dumps({"sha256": source.sha256, "origin": source.origin, "commit": source.commit, "subs": subs})
+    )
     return False, source
 
 

@@ -24,6 +24,7 @@ from .errors import PlanError
 from .machine import Machine
 from .recipe import Profile, Recipe
 from .repair import ENV_PY, repair_commands
+from .stepsource import StepSource
 
 RUNNERS = ("local", "docker", "cross")
 # Tools every build env needs: the frontends and the repairer run inside the env, next to the build.
@@ -46,12 +47,12 @@ class BuildStep:
     commands: tuple[str, ...]
     deps: tuple[str, ...]  # canonical names of the recipes installed from the index first
     patches: tuple[str, ...]
-    source: Mapping[str, Any]
+    source: StepSource
     wheel: str  # the expected repaired wheel filename
     cache_key: str
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "source": self.source.to_json()}
 
 
 @dataclass(frozen=True)
@@ -146,18 +147,40 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def source_spec(recipe: Recipe, version: str, pin: str) -> dict[str, Any]:
+def source_spec(recipe: Recipe, version: str, pin: str) -> StepSource:
     s = recipe.source
     fill = {"version": version, "pin": pin}
     if s.kind == "git":
-        pins = {k: v for k, v in (("commit", s.commit), ("sha256", s.sha256)) if v}
-        return {"kind": "git", "url": s.location, "ref": s.ref.format(**fill), "submodules": s.submodules, **pins}
+        return StepSource(
+            "git",
+            s.location,
+            ref=s.ref.format(**fill),
+            commit=s.commit,
+            sha256=s.sha256,
+            submodules=s.submodules,
+            subs=s.subs,
+        )
     if s.kind == "url":
-        return {"kind": "url", "url": s.location.format(**fill), "sha256": s.sha256}
-    return {"kind": "path", "path": s.location, "digest": tree_digest(Path(s.location))}
+        return StepSource("url", s.location.format(**fill), sha256=s.sha256, subs=s.subs)
+    return StepSource("path", path=s.location, digest=tree_digest(Path(s.location)), subs=s.subs)
 
 
-def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str) -> tuple[str, ...]:
+def sub_commands(source: StepSource) -> list[str]:
+    """Each sub-source's variable, pointing at its tree in the work directory (every runner lays the
+    work directory out the same), then its patches applied to that tree."""
+    exports = [f'{sub.env}="$JW_WORK/{sub.workdir}"' for sub in source.subs]
+    cmds = [f"export {' '.join(exports)}"] if exports else []
+    for sub in source.subs:
+        cmds += [
+            f'patch -p1 --forward -d "$JW_WORK/{sub.workdir}" -i "$JW_WORK/patches/{sub.name}/{Path(p).name}"'
+            for p in sub.patches
+        ]
+    return cmds
+
+
+def _commands(
+    recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str, source: StepSource
+) -> tuple[str, ...]:
     env_py = ENV_PY
     installs = [*BUILD_TOOLS, *recipe.requires, *dep_pins]
     # "current" means the interpreter running jetwheel: on the host, exactly that one
@@ -170,6 +193,7 @@ def _commands(recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str
         + " ".join(shlex.quote(r) for r in installs),
     ]
     cmds += [f'patch -p1 --forward -d "$JW_SRC" -i "$JW_WORK/patches/{p.name}"' for p in recipe.patches]
+    cmds += sub_commands(source)
     cmds += [f'({TARGET_ENV} && cd "$JW_SRC" && {c})' for c in recipe.pre]
     project = f'"$JW_SRC/{recipe.subdir}"' if recipe.subdir else '"$JW_SRC"'
     if recipe.frontend == "cibuildwheel":
@@ -257,12 +281,12 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         step_runner = "local" if recipe.frontend == "cibuildwheel" else runner
         image = profile.image if step_runner == "docker" else "host"
         env = _env(recipe, profile, machine, version, pin)
-        commands = _commands(recipe, profile, dep_pins, step_runner)
         source = source_spec(recipe, version, pin)
+        commands = _commands(recipe, profile, dep_pins, step_runner, source)
         key_input = {
             # the tree's digest, not where it lies, identifies a local source
             "recipe": recipe.digest,
-            "source": {k: v for k, v in source.items() if k != "path"},
+            "source": {k: v for k, v in source.to_json().items() if k != "path"},
             "deps": {d: keys[d] for d in sorted(recipe.deps)},
             "image": image,
             "python": profile.python_version,
@@ -309,8 +333,16 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"\n[{i}/{len(plan.steps)}] {s.name} {s.version}  ->  {s.wheel}")
         lines.append(f"  runner: {s.runner}   image: {s.image}")
         lines.append(f"  cache key: {s.cache_key}")
-        src = dict(s.source)
+        src = s.source.to_json()
+        subs = src.pop("subs", [])
         lines.append(f"  source ({src.pop('kind')}): " + " ".join(f"{k}={v}" for k, v in src.items()))
+        for sub in subs:
+            patches = sub.pop("patches", [])
+            lines.append(
+                f"  sub-source {sub.pop('name')}: "
+                + " ".join(f"{k}={v}" for k, v in sub.items())
+                + (f" patches={','.join(patches)}" if patches else "")
+            )
         if s.deps:
             lines.append(f"  installs from the index first: {', '.join(s.deps)}")
         lines.append("  env:")

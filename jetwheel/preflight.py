@@ -11,11 +11,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -27,7 +26,8 @@ from .machine import Machine
 from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
-from .sources import fetch_source, local_sources_dir, locate
+from .sources import fetch_source, fetch_sub, local_sources_dir, locate
+from .stepsource import StepSource
 from .verify.resolve import resolve
 
 if sys.version_info >= (3, 11):
@@ -104,14 +104,14 @@ def source_check(
     its pin; returns the laid-out tree to try the patches on. A git source that only upstream has is
     checked with ls-remote instead of a clone (torch's takes longer than a whole preflight)."""
     src, name = step.source, f"{step.name}: source"
-    if src["kind"] == "path":
-        root = Path(src["path"])
+    if src.kind == "path":
+        root = Path(src.path)
         if not root.is_dir():
             return Check(name, False, f"{root} does not exist", "fix the recipe's source.path"), None
-        if tree_digest(root) != src["digest"]:
+        if tree_digest(root) != src.digest:
             return Check(name, False, f"{root} changed since the plan was made", "plan again"), None
-        return Check(name, True, f"{root} (tree digest {src['digest'][:12]})"), root
-    if src["kind"] == "git" and locate(step.name, step.pin, src, client, local_dir) is None:
+        return Check(name, True, f"{root} (tree digest {src.digest[:12]})"), root
+    if src.kind == "git" and locate(step.name, step.pin, src, client, local_dir) is None:
         return _git_check(name, src), None
     try:
         got = fetch_source(step.name, step.pin, src, scratch / step.name, client, local_dir)
@@ -122,23 +122,46 @@ def source_check(
     return Check(name, True, f"{got.origin}: sha256 {got.sha256[:12]}... matches the pin"), got.tree
 
 
-def _git_check(name: str, src: Mapping[str, Any]) -> Check:
+def sub_checks(step: BuildStep, client: IndexClient, local_dir: Path | None, scratch: Path) -> list[Check]:
+    """Each sub-source: its archive where the build will take it from, matching its sha256, and its
+    patches applying to the unpacked tree."""
+    out = []
+    for sub in step.source.subs:
+        name = f"{step.name}: sub-source {sub.name}"
+        try:
+            got = fetch_sub(sub, scratch / "sub" / sub.name, client, local_dir)
+        except JetwheelError as e:
+            out.append(Check(name, False, str(e), "fix the recipe's source.sub sha256, or replace the archive"))
+            continue
+        out.append(
+            Check(
+                name,
+                True,
+                f"{got.origin}: sha256 {sub.sha256[:12]}... matches the pin ({sub.repo} @ {sub.commit[:12]}; "
+                f"${sub.env})",
+            )
+        )
+        out.append(patches_check(f"{name} patches", [Path(p) for p in sub.patches], got.tree))
+    return out
+
+
+def _git_check(name: str, src: StepSource) -> Check:
     try:
         done = subprocess.run(
-            ["git", "ls-remote", "--exit-code", src["url"], src["ref"], f"{src['ref']}^{{}}"],
+            ["git", "ls-remote", "--exit-code", src.url, src.ref, f"{src.ref}^{{}}"],
             capture_output=True,
             text=True,
             timeout=GIT_TIMEOUT,
             env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
         )
     except subprocess.TimeoutExpired:
-        return Check(name, False, f"{src['url']}: no answer in {GIT_TIMEOUT}s", _GIT_FIX)
+        return Check(name, False, f"{src.url}: no answer in {GIT_TIMEOUT}s", _GIT_FIX)
     if done.returncode == 2:
-        return Check(name, False, f"{src['url']} has no ref {src['ref']}", "fix the recipe's source.ref")
+        return Check(name, False, f"{src.url} has no ref {src.ref}", "fix the recipe's source.ref")
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return Check(name, False, f"{src['url']} unreachable: {why}", _GIT_FIX)
-    return Check(name, True, f"{src['url']} has {src['ref']} ({done.stdout.split()[0][:12]})")
+        return Check(name, False, f"{src.url} unreachable: {why}", _GIT_FIX)
+    return Check(name, True, f"{src.url} has {src.ref} ({done.stdout.split()[0][:12]})")
 
 
 _GIT_FIX = (
@@ -147,17 +170,16 @@ _GIT_FIX = (
 )
 
 
-def patches_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check:
-    name = f"{step.name}: patches"
-    if not recipe.patches:
+def patches_check(name: str, patches: list[Path], tree: Path | None) -> Check:
+    """The patches apply, in order, to the laid-out tree (a dry run each: a later patch of the same
+    file is tried against the unpatched file)."""
+    if not patches:
         return Check(name, True, "none")
     if tree is None:
-        return Check(name, True, f"{len(recipe.patches)} not tried: the source is a git ref, cloned at build time")
-    for p in recipe.patches:
+        return Check(name, True, f"{len(patches)} not tried: the source is a git ref, cloned at build time")
+    for p in patches:
         done = subprocess.run(
-            ["patch", "--dry-run", "-p1", "--forward", "-d", str(tree / recipe.subdir), "-i", str(p)],
-            capture_output=True,
-            text=True,
+            ["patch", "--dry-run", "-p1", "--forward", "-d", str(tree), "-i", str(p)], capture_output=True, text=True
         )
         if done.returncode != 0:
             why = next((ln for ln in done.stdout.splitlines() if "FAILED" in ln or "can't" in ln), "")
@@ -167,7 +189,7 @@ def patches_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check:
                 f"{p.name} does not apply: {why or done.stdout.strip()[-200:]}",
                 f"rebase {p} on the pinned source",
             )
-    return Check(name, True, f"{len(recipe.patches)} apply cleanly")
+    return Check(name, True, f"{len(patches)} apply cleanly")
 
 
 def backend_requires(tree: Path, subdir: str) -> list[str] | None:
@@ -435,7 +457,8 @@ def _step_checks(
         recipe = recipes[canonicalize_name(step.name)]
         with tempfile.TemporaryDirectory(prefix="jetwheel-preflight-") as scratch:
             src, tree = source_check(step, client, needs.sources, Path(scratch))
-            checks = [src, patches_check(step, recipe, tree)]
+            checks = [src, patches_check(f"{step.name}: patches", list(recipe.patches), tree and tree / recipe.subdir)]
+            checks += sub_checks(step, client, needs.sources, Path(scratch))
             if backend := backend_check(step, recipe, tree):
                 checks.append(backend)
         deps, on_index = deps_check(step, plan, profile, client)

@@ -19,6 +19,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import RecipeError
+from .stepsource import SubSource
 from .target import Target
 
 if sys.version_info >= (3, 11):
@@ -60,6 +61,7 @@ class Source:
     commit: str = ""  # for kind == "git": the commit the ref must resolve to
     submodules: bool = False
     subdir: str = ""  # where the build's pyproject/setup.py is, inside the source tree
+    subs: tuple[SubSource, ...] = ()  # further pinned trees the build finds through a variable
 
 
 @dataclass(frozen=True)
@@ -261,25 +263,28 @@ def load_recipe(path: Path) -> Recipe:
     commit = src.get("commit", str, "")
     submodules = src.get("submodules", bool, False)
     subdir = src.get("subdir", str, "")
+    subs = _subs(path, src)
     src.done()
     if git:
         if not ref:
             raise RecipeError(f'{path}: source.ref is missing; pin a tag or commit, e.g. ref = "v{{version}}"')
         if sha256 and len(sha256) != 64:
             raise RecipeError(f"{path}: source.sha256 must be 64 hex digits (inv sources.fetch prints it)")
-        source = Source("git", git, ref=ref, sha256=sha256, commit=commit, submodules=submodules, subdir=subdir)
+        source = Source(
+            "git", git, ref=ref, sha256=sha256, commit=commit, submodules=submodules, subdir=subdir, subs=subs
+        )
     elif url:
         if len(sha256) != 64:
             raise RecipeError(
                 f"{path}: source.sha256 is missing or not 64 hex digits; an sdist URL must be pinned "
                 "by its hash (sha256sum the file)"
             )
-        source = Source("url", url, sha256=sha256, subdir=subdir)
+        source = Source("url", url, sha256=sha256, subdir=subdir, subs=subs)
     else:
         tree = (path.parent / local).resolve()
         if not tree.is_dir():
             raise RecipeError(f"{path}: source.path {local!r} is not a directory next to the recipe")
-        source = Source("path", str(tree), subdir=subdir)
+        source = Source("path", str(tree), subdir=subdir, subs=subs)
 
     build = top.table("build")
     deps = tuple(canonicalize_name(d) for d in build.strings("deps"))
@@ -294,22 +299,17 @@ def load_recipe(path: Path) -> Recipe:
     cross = build.get("cross", bool, False)
     abi3 = build.get("abi3", str, "")
     build.done()
-    patches = []
-    for p in patch_names:
-        # patches live in recipes/patches/ beside the top-level recipes; examples may keep their own
-        pp = next(
-            (c for c in (path.parent / "patches" / p, DEFAULT_RECIPES / "patches" / p) if c.is_file()),
-            DEFAULT_RECIPES / "patches" / p,
-        )
-        if not pp.is_file():
-            raise RecipeError(f"{path}: build.patches names {p!r}, but recipes/patches/{p} does not exist")
-        patches.append(pp.resolve())
+    patches = [_patch(path, "build.patches", p) for p in patch_names]
 
     rep = top.table("repair")
     exclude = rep.strings("exclude")
     manylinux = rep.get("manylinux", bool, True)
     reason = rep.get("reason", str, "")
     rep.done()
+    if frontend == "cibuildwheel" and source.subs:
+        raise RecipeError(
+            f"{path}: source.sub needs a runner's work directory; cibuildwheel builds in its own container"
+        )
     if frontend == "cibuildwheel" and not manylinux:
         raise RecipeError(f"{path}: repair.manylinux = false, but cibuildwheel only makes manylinux wheels")
     if not manylinux and not reason:
@@ -342,8 +342,57 @@ def load_recipe(path: Path) -> Recipe:
         abi3=abi3,
         local_version=local_version,
         notes=notes,
-        digest=_file_digest([path, *patches]),
+        digest=_file_digest([path, *patches, *(Path(p) for sub in subs for p in sub.patches)]),
     )
+
+
+def _patch(recipe: Path, key: str, name: str) -> Path:
+    """A patch a recipe names: in recipes/patches/ beside the top-level recipes (examples may keep
+    their own)."""
+    found = next(
+        (c for c in (recipe.parent / "patches" / name, DEFAULT_RECIPES / "patches" / name) if c.is_file()), None
+    )
+    if found is None:
+        raise RecipeError(f"{recipe}: {key} names {name!r}, but recipes/patches/{name} does not exist")
+    return found.resolve()
+
+
+def _hex(table: _Table, key: str, length: int, fix: str) -> str:
+    value = str(table.get(key, str, required=True))
+    if len(value) != length or any(c not in "0123456789abcdef" for c in value):
+        raise RecipeError(f"{table.path}: {table.name}.{key} must be {length} lowercase hex digits ({fix})")
+    return value
+
+
+def _subs(path: Path, src: _Table) -> tuple[SubSource, ...]:
+    """[[source.sub]]: the further pinned trees, each with its archive's sha256 and the variable the
+    build reads it from."""
+    entries = src.get("sub", list, [])
+    out: list[SubSource] = []
+    for i, entry in enumerate(entries):
+        t = _Table(path, f"source.sub[{i}]", entry)
+        name = t.get("name", str, required=True)
+        env = t.get("env", str, required=True)
+        if not env.isidentifier():
+            raise RecipeError(f"{path}: source.sub[{i}].env {env!r} is not a variable name, e.g. VLLM_CUTLASS_SRC_DIR")
+        sub = SubSource(
+            name=name,
+            env=env,
+            repo=t.get("repo", str, required=True),
+            commit=_hex(t, "commit", 40, "the full commit the archive holds"),
+            archive=t.get("archive", str, required=True),
+            sha256=_hex(t, "sha256", 64, "sha256sum the archive"),
+            url=t.get("url", str, ""),
+            patches=tuple(str(_patch(path, f"source.sub[{i}].patches", p)) for p in t.strings("patches")),
+        )
+        t.done()
+        for other in out:
+            if other.name == sub.name or other.env == sub.env:
+                raise RecipeError(f"{path}: source.sub[{i}] repeats the name or env of {other.name!r}; each once")
+        if "/" in name or name in ("", ".", ".."):
+            raise RecipeError(f"{path}: source.sub[{i}].name {name!r} must be a plain name, e.g. cutlass")
+        out.append(sub)
+    return tuple(out)
 
 
 def load_recipes(root: Path | None = None) -> dict[str, Recipe]:

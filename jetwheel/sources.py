@@ -18,7 +18,7 @@ import subprocess
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 
 from .errors import SourceError
 from .index.client import IndexClient
+from .stepsource import StepSource, SubSource
 
 CACHE = Path.home() / ".cache" / "jetwheel" / "sources"
 # One mtime for every member: that of the archives in the project's shared/sources, so that an
@@ -43,6 +44,7 @@ class FetchedSource:
     sha256: str  # of the archive the tree was unpacked from ("" for a recipe's local tree)
     origin: str  # the file or URL it was taken from
     commit: str = ""  # the git commit, when a git checkout was packed here
+    subs: tuple[tuple[str, str], ...] = ()  # (name, where its archive was taken from) per sub-source
 
 
 @dataclass(frozen=True)
@@ -223,50 +225,54 @@ def _download(name: str, url: str, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def _clone(name: str, src: Mapping[str, Any], dest: Path) -> None:
-    cmd = ["git", "clone", "--depth", "1", "--branch", str(src["ref"])]
-    if src.get("submodules"):
+def _clone(name: str, src: StepSource, dest: Path) -> None:
+    cmd = ["git", "clone", "--depth", "1", "--branch", src.ref]
+    if src.submodules:
         cmd += ["--recurse-submodules", "--shallow-submodules"]
-    done = subprocess.run([*cmd, str(src["url"]), str(dest)], capture_output=True, text=True)
+    done = subprocess.run([*cmd, src.url, str(dest)], capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        raise SourceError(f"{name}: git clone of {src['url']} at {src['ref']} failed: {last}")
+        raise SourceError(f"{name}: git clone of {src.url} at {src.ref} failed: {last}")
 
 
-def upstream_archive(name: str, pin: str, src: Mapping[str, Any], out_dir: Path, cache: Path = CACHE) -> Archive:
+def _download_pinned(name: str, url: str, expected: str, out: Path, cache: Path) -> Archive:
+    """An archive downloaded from `url`, checked against the pin; a checked download is kept in
+    `cache` by its sha256."""
+    cached = cache / expected if expected else None
+    if cached is None or not cached.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".{out.name}.download"
+        _download(name, url, tmp)
+        try:
+            actual = check_pin(tmp, expected, name)
+        except SourceError:
+            tmp.unlink()
+            raise
+        cached = cache / actual
+        os.replace(tmp, cached)
+    if out != cached:
+        shutil.copyfile(cached, out)
+    return Archive(out, sha256_file(out), "")
+
+
+def upstream_archive(name: str, pin: str, src: StepSource, out_dir: Path, cache: Path = CACHE) -> Archive:
     """The source archive from upstream (git clone + pack, or the sdist URL), checked against the pin;
     a checked download is kept in `cache` by its sha256."""
-    expected = str(src.get("sha256", ""))
     out = out_dir / archive_name(name, pin)
-    if src["kind"] == "url":
-        cached = cache / expected if expected else None
-        if cached is None or not cached.is_file():
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp = cache / f".{name}-{pin}.download"
-            _download(name, str(src["url"]), tmp)
-            try:
-                actual = check_pin(tmp, expected, name)
-            except SourceError:
-                tmp.unlink()
-                raise
-            cached = cache / actual
-            os.replace(tmp, cached)
-        if out != cached:
-            shutil.copyfile(cached, out)
-        return Archive(out, sha256_file(out), "")
+    if src.kind == "url":
+        return _download_pinned(name, src.url, src.sha256, out, cache)
     with tempfile.TemporaryDirectory(prefix=f"jetwheel-{name}-clone-") as tmp_dir:
         checkout = Path(tmp_dir) / "src"
         _clone(name, src, checkout)
         archive = pack(checkout, f"{canonicalize_name(name)}-{pin}", out)
     check_commit(archive, src, name)
-    check_pin(out, expected, name)
+    check_pin(out, src.sha256, name)
     return archive
 
 
-def check_commit(archive: Archive, src: Mapping[str, Any], name: str) -> None:
-    pinned = str(src.get("commit", ""))
-    if pinned and archive.commit and archive.commit != pinned:
-        raise SourceError(f"{name}: the checkout is at commit {archive.commit}, the recipe pins {pinned}")
+def check_commit(archive: Archive, src: StepSource, name: str) -> None:
+    if src.commit and archive.commit and archive.commit != src.commit:
+        raise SourceError(f"{name}: the checkout is at commit {archive.commit}, the recipe pins {src.commit}")
 
 
 def _unpack(archive: Path, dest: Path) -> None:
@@ -283,14 +289,9 @@ def _unpack(archive: Path, dest: Path) -> None:
     shutil.rmtree(extract, ignore_errors=True)
 
 
-def locate(
-    name: str, pin: str, src: Mapping[str, Any], client: IndexClient | None = None, local_dir: Path | None = None
-) -> str | None:
-    """Where fetch_source would take a pinned archive from before going upstream (the local file or
-    the index's URL), without fetching it; None when only upstream can have it."""
-    filename = archive_name(name, pin)
-    if not src.get("sha256") or src["kind"] == "path":
-        return None
+def locate_file(filename: str, client: IndexClient | None = None, local_dir: Path | None = None) -> str | None:
+    """Where a pinned archive is taken from before upstream: the local file, or the index's URL;
+    None when neither has it (nothing is fetched)."""
     if local_dir is not None and (local_dir / filename).is_file():
         return str(local_dir / filename)
     if client is not None and client.file_info(filename) is not None:
@@ -298,10 +299,43 @@ def locate(
     return None
 
 
+def locate(
+    name: str, pin: str, src: StepSource, client: IndexClient | None = None, local_dir: Path | None = None
+) -> str | None:
+    """Where fetch_source would take a pinned archive from before going upstream, without fetching it."""
+    if not src.sha256 or src.kind == "path":
+        return None
+    return locate_file(archive_name(name, pin), client, local_dir)
+
+
+def _from_local_or_index(
+    name: str, filename: str, expected: str, dest: Path, client: IndexClient | None, local_dir: Path | None, cache: Path
+) -> FetchedSource | None:
+    """The archive unpacked at `dest` from the local source directory or the index, checked against
+    the pin (a mismatch is an error, never skipped); None when neither has it."""
+    local = local_dir / filename if local_dir is not None and (local_dir / filename).is_file() else None
+    if local is not None:
+        check_pin(local, expected, name)
+        _unpack(local, dest)
+        return FetchedSource(dest, expected, str(local))
+    if client is None or client.file_info(filename) is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".index-", dir=cache) as tmp:
+        path = client.download(filename, Path(tmp))
+        check_pin(path, expected, name)
+        _unpack(path, dest)
+    return FetchedSource(dest, expected, f"{client.url}/packages/{filename}")
+
+
+def _looked(client: IndexClient | None, local_dir: Path | None) -> str:
+    return " or ".join(str(p) for p in (local_dir, client.url if client else None) if p is not None)
+
+
 def fetch_source(
     name: str,
     pin: str,
-    src: Mapping[str, Any],
+    src: StepSource,
     dest: Path,
     client: IndexClient | None = None,
     local_dir: Path | None = None,
@@ -313,47 +347,89 @@ def fetch_source(
     upstream; the first place that has the archive decides: a file there that does not match the
     pin is an error, never skipped. An unpinned source comes from upstream only (a file found
     locally or on the index for it is an error that prints its sha256 to pin)."""
-    if src["kind"] == "path":
+    if src.kind == "path":
         shutil.copytree(
-            src["path"], dest, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.so")
+            src.path, dest, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.so")
         )
-        return FetchedSource(dest, "", f"local tree {src['path']}")
+        return FetchedSource(dest, "", f"local tree {src.path}")
     filename = archive_name(name, pin)
-    expected = str(src.get("sha256", ""))
-    local = local_dir / filename if local_dir is not None and (local_dir / filename).is_file() else None
-    on_index = client.file_info(filename) if client is not None else None
-    if not expected and (local or on_index):
-        actual = sha256_file(local) if local else str(on_index["sha256"]) if on_index else ""
-        raise SourceError(
-            f"{name}: {local or filename + ' on the index'} is there, but the recipe pins no sha256 to check it "
-            f'against; add source.sha256 = "{actual}" if that is the source you trust'
-        )
-    if local is not None:
-        check_pin(local, expected, name)
-        _unpack(local, dest)
-        return FetchedSource(dest, expected, str(local))
-    if client is not None and on_index is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".index-", dir=cache) as tmp:
-            path = client.download(filename, Path(tmp))
-            check_pin(path, expected, name)
-            _unpack(path, dest)
-        return FetchedSource(dest, expected, f"{client.url}/packages/{filename}")
+    if not src.sha256:
+        local = local_dir / filename if local_dir is not None and (local_dir / filename).is_file() else None
+        on_index = client.file_info(filename) if client is not None else None
+        if local or on_index:
+            actual = sha256_file(local) if local else str(on_index["sha256"]) if on_index else ""
+            raise SourceError(
+                f"{name}: {local or filename + ' on the index'} is there, but the recipe pins no sha256 to check "
+                f'it against; add source.sha256 = "{actual}" if that is the source you trust'
+            )
+    elif found := _from_local_or_index(name, filename, src.sha256, dest, client, local_dir, cache):
+        return found
     with tempfile.TemporaryDirectory(prefix=f"jetwheel-{canonicalize_name(name)}-") as tmp:
         try:
             archive = upstream_archive(name, pin, src, Path(tmp), cache)
         except SourceError as e:
-            looked = [str(p) for p in (local_dir, client.url if client else None) if p is not None]
-            raise SourceError(f"{e} (and no {filename} in {' or '.join(looked) or 'a source directory'})") from None
+            raise SourceError(
+                f"{e} (and no {filename} in {_looked(client, local_dir) or 'a source directory'})"
+            ) from None
         _unpack(archive.path, dest)
-    return FetchedSource(dest, archive.sha256, str(src["url"]), archive.commit)
+    return FetchedSource(dest, archive.sha256, src.url, archive.commit)
 
 
-def make_archive(name: str, pin: str, src: Mapping[str, Any], out_dir: Path, from_path: Path | None) -> Archive:
+def _no_upstream(sub: SubSource, client: IndexClient | None, local_dir: Path | None) -> SourceError:
+    where = _looked(client, local_dir) or "any source directory"
+    return SourceError(
+        f"{sub.name}: {sub.archive} (sha256 {sub.sha256[:12]}...) is not in {where}, "
+        "and the recipe names no upstream URL for it; put it in the source directory (--sources DIR or "
+        "$JETWHEEL_SOURCES) or on the index (inv sources.upload)"
+    )
+
+
+def fetch_sub(
+    sub: SubSource, dest: Path, client: IndexClient | None = None, local_dir: Path | None = None, cache: Path = CACHE
+) -> FetchedSource:
+    """Lay a sub-source's tree out at `dest`: its archive from the local source directory, then the
+    index, then its upstream URL, always checked against its sha256. Patches are the plan's."""
+    found = _from_local_or_index(sub.name, sub.archive, sub.sha256, dest, client, local_dir, cache)
+    if found is not None:
+        return FetchedSource(dest, sub.sha256, found.origin, sub.commit)
+    if not sub.url:
+        raise _no_upstream(sub, client, local_dir)
+    with tempfile.TemporaryDirectory(prefix=f"jetwheel-{sub.name}-") as tmp:
+        archive = _download_pinned(sub.name, sub.url, sub.sha256, Path(tmp) / sub.archive, cache)
+        _unpack(archive.path, dest)
+    return FetchedSource(dest, sub.sha256, sub.url, sub.commit)
+
+
+def sub_archive(
+    sub: SubSource, out_dir: Path, client: IndexClient | None = None, local_dir: Path | None = None, cache: Path = CACHE
+) -> Archive:
+    """`inv sources.fetch`: a sub-source's archive copied into out_dir from where a build would take
+    it (source directory, index, upstream URL), checked against its sha256."""
+    out = out_dir / sub.archive
+    out_dir.mkdir(parents=True, exist_ok=True)
+    local = local_dir / sub.archive if local_dir is not None else None
+    if local is not None and local.is_file():
+        check_pin(local, sub.sha256, sub.name)
+        if local.resolve() != out.resolve():
+            shutil.copyfile(local, out)
+    elif client is not None and client.file_info(sub.archive) is not None:
+        with tempfile.TemporaryDirectory(prefix=".index-", dir=out_dir) as tmp:
+            path = client.download(sub.archive, Path(tmp))
+            check_pin(path, sub.sha256, sub.name)
+            os.replace(path, out)
+    elif sub.url:
+        _download_pinned(sub.name, sub.url, sub.sha256, out, cache)
+    else:
+        raise _no_upstream(sub, client, local_dir)
+    return Archive(out, sub.sha256, sub.commit)
+
+
+def make_archive(name: str, pin: str, src: StepSource, out_dir: Path, from_path: Path | None) -> Archive:
     """`inv sources.fetch`: the step's source archive in out_dir, from upstream or from a local
     checkout/archive, checked against the recipe's pins (the error names both hashes)."""
-    if src["kind"] == "path":
-        raise SourceError(f"{name}: its source is a local tree ({src['path']}); there is nothing to fetch")
+    if src.kind == "path":
+        raise SourceError(f"{name}: its source is a local tree ({src.path}); there is nothing to fetch")
+    out_dir.mkdir(parents=True, exist_ok=True)
     if from_path is None:
         try:
             return upstream_archive(name, pin, src, out_dir)
@@ -362,11 +438,11 @@ def make_archive(name: str, pin: str, src: Mapping[str, Any], out_dir: Path, fro
     if not from_path.exists():
         raise SourceError(f"{from_path}: no such file or directory")
     out = out_dir / archive_name(name, pin)
-    if src["kind"] == "url":
+    if src.kind == "url":
         shutil.copyfile(from_path, out)
         archive = Archive(out, sha256_file(out), "")
     else:
         archive = pack(from_path, f"{canonicalize_name(name)}-{pin}", out)
         check_commit(archive, src, name)
-    check_pin(out, str(src.get("sha256", "")), name)
+    check_pin(out, src.sha256, name)
     return archive

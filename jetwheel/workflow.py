@@ -22,8 +22,9 @@ from packaging.utils import canonicalize_name
 from .errors import BuildError, JetwheelError, PlanError, RecipeError
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
-from .recipe import Profile, load_profile, load_recipes, recipes_root
-from .sources import Archive, make_archive
+from .recipe import Profile, Recipe, load_profile, load_recipes, recipes_root
+from .sources import Archive, make_archive, sub_archive
+from .stepsource import StepSource
 from .verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
 from .verify.report import Report
 
@@ -47,6 +48,20 @@ def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None 
 
 def source_archive(name: str, profile: str, out: Path, from_path: Path | None) -> Archive:
     """`inv sources.fetch`: the recipe's pinned source as a reproducible archive in `out`."""
+    recipe, spec, pin = _pinned_source(name, profile)
+    return make_archive(recipe.name, pin, spec, out, from_path)
+
+
+def sub_archives(
+    name: str, profile: str, out: Path, local_dir: Path | None, client: IndexClient | None
+) -> list[Archive]:
+    """`inv sources.fetch`: each sub-source's archive in `out`, taken from where a build takes it
+    (the source directory, the index, the upstream URL) and checked against its sha256."""
+    _recipe, spec, _pin = _pinned_source(name, profile)
+    return [sub_archive(sub, out, client, local_dir) for sub in spec.subs]
+
+
+def _pinned_source(name: str, profile: str) -> tuple[Recipe, StepSource, str]:
     from .plan import source_spec, wheel_version
 
     recipes = load_recipes()
@@ -55,7 +70,7 @@ def source_archive(name: str, profile: str, out: Path, from_path: Path | None) -
         raise PlanError(f"unknown package {name!r}; recipes exist for: {', '.join(sorted(recipes))}")
     prof = profile_for(name, profile)
     pin = prof.pin(name)
-    return make_archive(recipe.name, pin, source_spec(recipe, wheel_version(recipe, prof), pin), out, from_path)
+    return recipe, source_spec(recipe, wheel_version(recipe, prof), pin), pin
 
 
 def verify_paths(

@@ -55,6 +55,8 @@ def test_wheel_installed_into_a_fresh_venv_plans_vllm_from_any_directory(tmp_pat
     for name in ("torch", "pytorch-triton", "torchvision", "torchaudio", "xgrammar", "vllm"):
         assert name in plan.stdout
     assert "TORCH_CUDA_ARCH_LIST=8.7" in plan.stdout and "cp312" in plan.stdout
+    # the recipes' patches ship too, nested ones included (recipes/patches/vllm-0.8.1/)
+    assert "patches=flash-attention-sm87.patch" in plan.stdout
     home = subprocess.run(
         [str(bin_ / "python"), "-c", "from jetwheel.index.config import load_config; print(load_config().root)"],
         capture_output=True,

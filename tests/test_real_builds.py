@@ -28,6 +28,7 @@ from jetwheel.runners import make_runner
 from jetwheel.runners.baseimage import ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.sources import make_archive, sha256_file
+from jetwheel.stepsource import StepSource
 from jetwheel.verify import read_wheels, verify_wheel
 
 ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"
@@ -60,7 +61,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     `inv sources.fetch --from` the project's copy of upstream), names nothing upstream else."""
     root = tmp_path_factory.mktemp("real-index")
     server = start_server(root / "packages")
-    src = {"kind": "git", "sha256": load_recipes()["xgrammar"].source.sha256}
+    src = StepSource("git", sha256=load_recipes()["xgrammar"].source.sha256)
     archive = make_archive("xgrammar", "0.1.16", src, root / "sources", XGRAMMAR)
     server.client().upload(archive.path, artifact=True)
     yield server
@@ -216,7 +217,7 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
     plan = make_plan(load_recipes(), load_profile("triton-25.04"), "vllm", "local", this_machine())
     step = plan.steps[-1]
     src = fetch_source(step.name, step.pin, step.source, tmp_path / "src", cache=CACHE / "sources")
-    assert src.origin == step.source["url"] and src.sha256 == step.source["sha256"]
+    assert src.origin == step.source.url and src.sha256 == step.source.sha256
     tree = tmp_path / "src"
     before = {p: (tree / p).read_text().splitlines() for p in ["pyproject.toml", *sorted(_reqs(tree))]}
     # the step's venv (with the profile's Python), then its pre-steps, verbatim

@@ -20,7 +20,12 @@ def write(root: Path, name: str, text: str) -> Path:
 def test_real_recipes_load_and_name_every_package_of_the_stack() -> None:
     recipes = load_recipes(RECIPES)
     assert {"torch", "torchvision", "torchaudio", "pytorch-triton", "vllm", "xgrammar"} <= set(recipes)
-    assert recipes["vllm"].extensions == ("vllm._C", "vllm._moe_C")
+    assert recipes["vllm"].extensions == (
+        "vllm._C",
+        "vllm._moe_C",
+        "vllm.vllm_flash_attn._vllm_fa2_C",
+        "vllm.cumem_allocator",
+    )
     assert "libtorch*.so" in recipes["torchvision"].exclude
     assert recipes["torch"].env["USE_CUDA"] == "1" and recipes["torch"].env["USE_NCCL"] == "0"
 

@@ -18,6 +18,7 @@ from jetwheel.cli import namespace
 from jetwheel.errors import SourceError
 from jetwheel.index.web import _source
 from jetwheel.sources import ARCHIVE_MTIME, archive_name, fetch_source, make_archive, pack
+from jetwheel.stepsource import StepSource
 
 # shared/ lies beside the checkout (CI lays a copy of it beside its clone)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "sources"
@@ -67,15 +68,8 @@ def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return {"url": f"file://{repo}", "ref": "v1.0", "commit": git(repo, "rev-parse", "HEAD"), "path": str(repo)}
 
 
-def spec(upstream: dict[str, str], sha256: str = "", commit: str = "") -> dict[str, object]:
-    return {
-        "kind": "git",
-        "url": upstream["url"],
-        "ref": upstream["ref"],
-        "submodules": True,
-        "sha256": sha256,
-        "commit": commit,
-    }
+def spec(upstream: dict[str, str], sha256: str = "", commit: str = "") -> StepSource:
+    return StepSource("git", upstream["url"], ref=upstream["ref"], submodules=True, sha256=sha256, commit=commit)
 
 
 def test_archive_is_reproducible_from_checkout_or_archive_with_submodules(
@@ -180,4 +174,25 @@ def test_web_page_names_the_source_origin() -> None:
     assert _source(src) == (
         "git https://github.com/mlc-ai/xgrammar @ v0.1.16 (commit 989222175c2a), sha256 4742d1a7e5fb…, "
         "taken from http://index.lan:8080/packages/xgrammar-0.1.16-src.tar.gz"
+    )
+
+
+def test_web_page_names_each_sub_source_and_where_it_came_from() -> None:
+    sub = {
+        "name": "flash-attention",
+        "repo": "https://github.com/vllm-project/flash-attention",
+        "commit": "9bfa9869829d8c593527eb34c5271d0090f7ccc9",
+        "sha256": "864dd153d77e944c30825fec7805be948bcff87de78ca6cf7ac8332d1e1cea2d",
+        "patches": ["flash-attention-sm87.patch"],
+        "from": "/srv/sources/flash-attention-9bfa9869.tar.gz",
+    }
+    src = {
+        "kind": "url",
+        "url": "https://files.pythonhosted.org/vllm-0.8.1.tar.gz",
+        "sha256": "03d641f10d01" + "0" * 52,
+    }
+    assert _source({**src, "subs": [sub]}) == (
+        "https://files.pythonhosted.org/vllm-0.8.1.tar.gz, sha256 03d641f10d01…; with flash-attention "
+        "https://github.com/vllm-project/flash-attention (commit 9bfa9869829d), sha256 864dd153d77e… patched "
+        "(flash-attention-sm87.patch), taken from /srv/sources/flash-attention-9bfa9869.tar.gz"
     )

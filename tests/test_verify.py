@@ -85,7 +85,7 @@ def build_variant(tmp: Path, server: Server, name: str, **env: str) -> Path:
     step = next(s for s in make_plan(recipes, profile, name, "local", this_machine()).steps if s.name == name)
     step = dataclasses.replace(step, env={**step.env, **env})
     work = tmp / f"{name}-{len(list(tmp.iterdir()))}"
-    shutil.copytree(step.source["path"], work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "*.so"))
+    shutil.copytree(step.source.path, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "*.so"))
     log = StepLog(work / "log")
     LocalRunner().run(step, work, server.simple, log)
     log.close()

@@ -40,16 +40,26 @@ def _first_error(report: Mapping[str, Any]) -> str:
 
 
 def _source(src: Mapping[str, Any]) -> str:
-    if src.get("kind") == "git":
+    kind = src.get("kind")
+    if kind == "git":
         text = f"git {src.get('url', '')} @ {src.get('ref', '')}"
         text += f" (commit {str(src['commit'])[:12]})" if src.get("commit") else ""
-    elif src.get("kind") == "url":
+    elif kind == "url":
         text = str(src.get("url", ""))
     else:
-        return f"local tree {str(src.get('digest', ''))[:12]}…"
-    text += f", sha256 {str(src['sha256'])[:12]}…" if src.get("sha256") else ""
-    # where the builder took the bytes from: a local source directory, the index, or upstream
-    return text + (f", taken from {src['from']}" if src.get("from") and src.get("from") != src.get("url") else "")
+        text = f"local tree {str(src.get('digest', ''))[:12]}…"
+    if kind in ("git", "url"):
+        text += f", sha256 {str(src['sha256'])[:12]}…" if src.get("sha256") else ""
+        # where the builder took the bytes from: a local source directory, the index, or upstream
+        text += f", taken from {src['from']}" if src.get("from") and src.get("from") != src.get("url") else ""
+    for sub in src.get("subs", []):  # the further pinned trees (vLLM's CUTLASS, flash-attention, FlashMLA)
+        text += (
+            f"; with {sub.get('name')} {sub.get('repo')} (commit {str(sub.get('commit', ''))[:12]}), "
+            f"sha256 {str(sub.get('sha256', ''))[:12]}…"
+            + (f" patched ({', '.join(sub['patches'])})" if sub.get("patches") else "")
+            + (f", taken from {sub['from']}" if sub.get("from") else "")
+        )
+    return text
 
 
 def summary(store: Store) -> dict[str, Any]:
