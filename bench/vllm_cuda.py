@@ -69,9 +69,7 @@ def storage_conf(state: Path) -> None:
     """The state's own podman storage (the caller points CONTAINERS_STORAGE_CONF at it)."""
     conf = state / "storage.conf"
     if not conf.exists():
-        conf.write_text(
-            f'[storage]\ndriver = "overlay"\ngraphroot = "{state}/storage"\nrunroot = "{state}/run"\n'
-        )
+        conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{state}/storage"\nrunroot = "{state}/run"\n')
 
 
 class PeakMemory:
@@ -99,10 +97,12 @@ class PeakMemory:
                     if exe not in COMPILERS:
                         continue
                     argv = (proc / "cmdline").read_bytes().split(b"\0")
-                    rss = next(int(x.split()[1]) for x in (proc / "status").read_text().splitlines() if x.startswith("VmRSS"))
+                    status = (proc / "status").read_text().splitlines()
+                    rss = next(int(x.split()[1]) for x in status if x.startswith("VmRSS"))
                 except (OSError, StopIteration, ValueError):
                     continue
-                src = next((a.decode(errors="replace").rsplit("/", 1)[-1] for a in argv if a.endswith((b".cu", b".cpp", b".ii", b".ptx"))), "?")
+                sources = (a for a in argv if a.endswith((b".cu", b".cpp", b".ii", b".ptx")))
+                src = next((a.decode(errors="replace").rsplit("/", 1)[-1] for a in sources), "?")
                 key = f"{exe} {src}"
                 self.peaks[key] = max(self.peaks.get(key, 0), rss // 1024)
 
@@ -121,15 +121,16 @@ def libraries(wheel: Path) -> dict[str, list[str]]:
 def install_and_import(image: str, simple: str) -> str:
     """The published wheel into a fresh venv of the toolchain image, torch from the index."""
     script = (
-        f"python3.12 -m venv /v && /v/bin/pip install -q --index-url {simple} vllm==0.8.1 "
-        f'&& /v/bin/python -c "$CODE"'
+        f'python3.12 -m venv /v && /v/bin/pip install -q --index-url {simple} vllm==0.8.1 && /v/bin/python -c "$CODE"'
     )
     done = subprocess.run(
         ["podman", "run", "--rm", "--network=host", "-e", f"CODE={IMPORT}", image, "bash", "-c", script],
         capture_output=True,
         text=True,
     )
-    return (done.stdout + done.stderr).strip().splitlines()[-1] if done.returncode == 0 else f"FAILED: {done.stderr[-800:]}"
+    if done.returncode != 0:
+        return f"FAILED: {done.stderr[-800:]}"
+    return (done.stdout + done.stderr).strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -164,7 +165,8 @@ def main() -> None:
         owned = {"torch", "torchvision", "torchaudio", "pytorch-triton"}
         plan = dataclasses.replace(plan, steps=tuple(s for s in plan.steps if s.name not in owned))
         vllm_step = plan.steps[-1]
-        options = Options(work_root=state / "work", log_root=state / "logs", sources=Path(os.environ["JETWHEEL_SOURCES"]))
+        sources = Path(os.environ["JETWHEEL_SOURCES"])
+        options = Options(work_root=state / "work", log_root=state / "logs", sources=sources)
 
         def show(e: Event) -> None:
             if e.kind != "bytes":

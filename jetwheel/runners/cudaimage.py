@@ -24,7 +24,8 @@ COMPONENTS = "main,contrib,non-free"
 TOOLS = "nvidia-cuda-toolkit g++ cmake ninja-build ccache git patch ca-certificates wget"
 # what a CPython built with the default modules links beyond libc (checked with ldd after the copy)
 PYTHON_LIBS = (
-    "libssl3t64 libffi8 libsqlite3-0 libbz2-1.0 liblzma5 zlib1g libreadline8t64 libncursesw6 libuuid1 libnsl2 libtirpc3t64"
+    "libssl3t64 libffi8 libsqlite3-0 libbz2-1.0 liblzma5 zlib1g libreadline8t64 libncursesw6 libuuid1 "
+    "libnsl2 libtirpc3t64"
 )
 LABEL = "jetwheel.inputs"  # an image made from other inputs is rebuilt
 CUDA_HOME = "/usr/local/cuda"
@@ -46,7 +47,9 @@ def find_python(exe: str) -> HostPython:
     try:
         done = subprocess.run([exe, "-c", code], capture_output=True, text=True)
     except FileNotFoundError:
-        raise RunnerError(f"{exe} is not on this host's PATH: the CUDA image copies the profile's Python from here")
+        raise RunnerError(
+            f"{exe} is not on this host's PATH: the CUDA image copies the profile's Python from here"
+        ) from None
     if done.returncode != 0:
         raise RunnerError(f"{exe} does not run here: {(done.stderr.strip().splitlines() or ['?'])[0]}")
     version, prefix = done.stdout.split()
@@ -89,7 +92,8 @@ def install_script(python: HostPython) -> str:
             f"mkdir -p {prefix}/lib/python{ver}/site-packages",
             f"ln -sf {prefix}/bin/python{ver} /usr/local/bin/python{ver}",
             f"! ldd {prefix}/bin/python{ver} {prefix}/lib/python{ver}/lib-dynload/*.so | grep 'not found'",
-            f"python{ver} -m venv /tmp/v && /tmp/v/bin/python -c 'import ssl, ctypes, sqlite3, lzma, bz2' && rm -rf /tmp/v",
+            f"python{ver} -m venv /tmp/v && /tmp/v/bin/python -c 'import ssl, ctypes, sqlite3, lzma, bz2'",
+            "rm -rf /tmp/v",
             f"mkdir -p {CUDA_HOME} && ln -s /usr/lib/nvidia-cuda-toolkit/bin {CUDA_HOME}/bin",
             f"ln -s /usr/include {CUDA_HOME}/include && ln -s /usr/lib/x86_64-linux-gnu {CUDA_HOME}/lib64",
             f"ln -s /usr/lib/nvidia-cuda-toolkit/libdevice {CUDA_HOME}/libdevice",
