@@ -49,7 +49,11 @@ def torch_image() -> str:
             mp.setenv("PYENV_VERSION", "3.12.1")
         base = ensure_cuda_image(profile.python_exe, profile.image)
     wheel = real_wheel("torch", "2.6.0", "3.12", "x86_64")
-    name = f"localhost/jetwheel-test-cuda-torch:2.6.0-{sha256_file(wheel)[:16]}"
+    base_id = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", base], capture_output=True, text=True
+    )
+    # named by the wheel and the toolchain image it was installed in
+    name = f"localhost/jetwheel-test-cuda-torch:2.6.0-{sha256_file(wheel)[:12]}-{base_id.stdout.strip()[:12]}"
     if subprocess.run(["podman", "image", "exists", name]).returncode == 0:
         return name
     box = f"jetwheel-cuda-torch-{os.getpid()}"

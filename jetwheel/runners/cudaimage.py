@@ -60,7 +60,7 @@ def find_python(exe: str) -> HostPython:
 
 def inputs(python: HostPython) -> str:
     """What the image is made from, as its label says."""
-    return f"{SUITE} {COMPONENTS}; {TOOLS}; python {python.version} at {python.prefix}"
+    return f"{SUITE} {COMPONENTS}; {TOOLS}; {PYTHON_LIBS}; python {python.version} at {python.prefix}"
 
 
 def _label(engine: str, name: str) -> str:
