@@ -20,8 +20,12 @@ wipe of those (a fresh-machine CI run) leaves it alone. Start or resume:
 directory gone: `podman rm -f` the step's container first.) Progress: `grep -o '\\[[0-9]*/[0-9]*\\]'
 $S/build.log | tail -1`. Each finished run appends its record to bench/results/vllm_cuda.jsonl:
 wall time, MAX_JOBS, peak memory per compile process, the SASS/PTX of every library, the wheel's
-size and facts (not the wheel); the install-and-import result. Nothing is written for a run that
-did not finish."""
+size and facts (not the wheel); verify against torch 2.7.0 (abi must fail); the install-and-import
+result. Nothing is written for a run that did not finish.
+
+To stop it (to measure a resume): kill the bench's process group (it was started with setsid),
+then `podman stop` the step's container (CONTAINERS_STORAGE_CONF as above; it is named
+jetwheel-vllm-<cache key>), which is kept for the next run."""
 
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ from jetwheel.runners import DockerRunner  # noqa: E402
 from jetwheel.runners.cudaimage import ensure_cuda_image  # noqa: E402
 from jetwheel.sources import make_archive  # noqa: E402
 from jetwheel.stepsource import StepSource  # noqa: E402
-from jetwheel.verify import fatbin  # noqa: E402
+from jetwheel.verify import fatbin, read_wheels, verify_wheel  # noqa: E402
 
 PROFILE = "x86-cuda12"
 OWNED = [("torch", "2.6.0"), ("torchvision", "0.21.0"), ("torchaudio", "2.6.0")]
@@ -115,6 +119,18 @@ def libraries(wheel: Path) -> dict[str, list[str]]:
             path = Path(zf.extract(name, tmp))
             with path.open("rb") as f:
                 out[name] = sorted({e.label() for e in fatbin.scan(f)})
+    return out
+
+
+def against_torch_270(wheel: Path) -> dict[str, list[str]]:
+    """verify against PyPI's torch 2.7.0 instead of 2.6.0: the abi check must name what breaks
+    (c10::ListType::get), as the loader would."""
+    torch27 = read_wheels([real_wheel("torch", "2.7.0", "3.12", "x86_64")])[0]
+    report = verify_wheel(read_wheels([wheel])[0], load_profile(PROFILE).target(), load_recipes()["vllm"], [torch27])
+    out: dict[str, list[str]] = {}
+    for f in report.findings:
+        if f.severity == "error":
+            out.setdefault(f.check, []).append(f.detail[:300])
     return out
 
 
@@ -192,6 +208,7 @@ def main() -> None:
             "libraries": libraries(wheel),
             "verify_passed": result.report.passed if result.report else None,
             "facts": result.report.facts if result.report else None,
+            "against_torch_2_7_0": against_torch_270(wheel),
             "import": install_and_import(image, server.simple),
         }
     finally:
