@@ -61,6 +61,7 @@ from jetwheel.verify import fatbin, read_wheels, verify_wheel  # noqa: E402
 
 PROFILE = "x86-cuda12"
 OWNED = [("torch", "2.6.0"), ("torchvision", "0.21.0"), ("torchaudio", "2.6.0")]
+CA = "/etc/ssl/certs/ca-certificates.crt"  # the host's trust (a TLS-inspecting proxy's CA included)
 COMPILERS = ("cicc", "ptxas", "cc1plus", "cudafe++", "nvcc", "fatbinary", "nvlink")
 IMPORT = (
     "import torch, vllm._C, vllm._moe_C, vllm.vllm_flash_attn._vllm_fa2_C, vllm.cumem_allocator; "
@@ -136,11 +137,12 @@ def against_torch_270(wheel: Path) -> dict[str, list[str]]:
 
 def install_and_import(image: str, simple: str) -> str:
     """The published wheel into a fresh venv of the toolchain image, torch from the index."""
+    cert = ["-v", f"{CA}:/ca.crt:ro", "-e", "PIP_CERT=/ca.crt"] if os.path.exists(CA) else []
     script = (
         f'python3.12 -m venv /v && /v/bin/pip install -q --index-url {simple} vllm==0.8.1 && /v/bin/python -c "$CODE"'
     )
     done = subprocess.run(
-        ["podman", "run", "--rm", "--network=host", "-e", f"CODE={IMPORT}", image, "bash", "-c", script],
+        ["podman", "run", "--rm", "--network=host", "-e", f"CODE={IMPORT}", *cert, image, "bash", "-c", script],
         capture_output=True,
         text=True,
     )
@@ -190,7 +192,15 @@ def main() -> None:
 
         t0 = time.monotonic()
         with PeakMemory() as peaks:
-            results = run_plan(plan, recipes, profile, DockerRunner(engine="podman"), client, options, show)
+            results = run_plan(
+                plan,
+                recipes,
+                profile,
+                DockerRunner(engine="podman", ca_bundle=CA if os.path.exists(CA) else ""),
+                client,
+                options,
+                show,
+            )
         wall = time.monotonic() - t0
         result = results[-1]
         wheel = server.root / result.wheel

@@ -36,6 +36,7 @@ TUS = {
     "fa2": "vllm-flash-attn/CMakeFiles/_vllm_fa2_C.dir/csrc/flash_attn/src/flash_fwd_hdim32_fp16_sm80.cu.o",
 }
 ORIN, JETPACK6_CUDA = 87, "12.6"
+CA = "/etc/ssl/certs/ca-certificates.crt"  # the host's trust (a TLS-inspecting proxy's CA included)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def torch_image() -> str:
     box = f"jetwheel-cuda-torch-{os.getpid()}"
     # torch's own dependencies (the nvidia-* libraries its import loads) from PyPI
     mount = ["--network=host", "-v", f"{WHEELS}:/wheels:ro"]
+    mount += ["-v", f"{CA}:/ca.crt:ro", "-e", "PIP_CERT=/ca.crt"] if os.path.exists(CA) else []
     script = f"python3.12 -m venv /v && /v/bin/pip install -q --find-links /wheels /wheels/{wheel.name}"
     try:
         made = subprocess.run(
