@@ -162,7 +162,7 @@ def main() -> None:
         sys.exit(f"set CONTAINERS_STORAGE_CONF={state / 'storage.conf'} (the state's own podman storage)")
     recipes, profile = load_recipes(), load_profile(PROFILE)
     t0 = time.monotonic()
-    image = ensure_cuda_image(profile.python_exe, profile.image)
+    image = ensure_cuda_image(profile.python_exe, profile.image, cache=state / "rootfs")
     image_s = time.monotonic() - t0
     print(f"image {image} ready in {image_s:.0f} s", flush=True)
     server = start_server(state / "index" / "packages")
