@@ -35,6 +35,8 @@ TUS = {
     "marlin": "CMakeFiles/_C.dir/csrc/quantization/gptq_marlin/awq_marlin_repack.cu.o",
     "fa2": "vllm-flash-attn/CMakeFiles/_vllm_fa2_C.dir/csrc/flash_attn/src/flash_fwd_hdim32_fp16_sm80.cu.o",
 }
+# setup.py's CMakeExtensions for CUDA >= 12.3, each a `cmake --build --target`
+SETUP_TARGETS = ["_moe_C", "_vllm_fa2_C", "_vllm_fa3_C", "_flashmla_C", "cumem_allocator", "_C"]
 ORIN, JETPACK6_CUDA = 87, "12.6"
 CA = "/etc/ssl/certs/ca-certificates.crt"  # the host's trust (a TLS-inspecting proxy's CA included)
 
@@ -88,6 +90,8 @@ def configure_and_compile(fa_tree: str, tus: list[str]) -> str:
             "export TORCH_CUDA_ARCH_LIST=8.7 VLLM_CUTLASS_SRC_DIR=/b/cutlass FLASH_MLA_SRC_DIR=/b/FlashMLA",
             f"export FA={fa_tree} VLLM_FLASH_ATTN_SRC_DIR=/b/{fa_tree}",
             f"{cmake} || {{ tail -30 /b/configure-$FA.log; exit 1; }}",
+            # every target vLLM's setup.py asks `cmake --build` for exists (FA3 and FlashMLA as empty ones)
+            f"ninja -C /b/build-$FA -n {' '.join(SETUP_TARGETS)} >/dev/null",
             'echo "configured $(date +%s%N)"',
             *[f'ninja -C /b/build-$FA {shlex.quote(t)} >/dev/null && echo "built {t} $(date +%s%N)"' for t in tus],
         ]
