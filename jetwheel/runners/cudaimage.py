@@ -84,6 +84,9 @@ def install_script(python: HostPython) -> str:
             "apt-get update -q",
             f"apt-get install -y -q --no-install-recommends {TOOLS} {PYTHON_LIBS}",
             "apt-get clean && rm -rf /var/lib/apt/lists/*",
+            # the math libraries' static archives (GBs): builds link them shared; cudart_static stays,
+            # CMake's CUDA language links it by default
+            "find /usr/lib/x86_64-linux-gnu -name 'lib*_static*.a' ! -name libcudart_static.a -delete",
             f"mkdir -p {prefix}",
             # the host's site-packages are the host's business (venvs bring their own); tkinter
             # would pull X11 into a compiler image
