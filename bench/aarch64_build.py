@@ -12,10 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from jetwheel.runners.baseimage import BUILDER_ARM64
+
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "recipes" / "examples"
 ROOTFS = Path("/var/cache/jetwheel/rootfs-bookworm-aarch64")
-IMAGE = "localhost/jetwheel-base:bookworm-arm64"
+IMAGE = BUILDER_ARM64
 
 
 def commands(cxx: str, src: Path, out: Path, py_include: list[str]) -> list[list[str]]:

@@ -33,6 +33,7 @@ from jetwheel.runners import LocalRunner, make_runner
 from jetwheel.runners.base import MARK
 from jetwheel.runners.ccache import CompilerCache
 from jetwheel.sources import make_archive
+from jetwheel.stepsource import StepSource
 from jetwheel.workflow import running_index
 
 
@@ -124,7 +125,7 @@ XGRAMMAR = next(
 def xgrammar_sources(tmp: Path, recipes: dict[str, Recipe]) -> Path:
     """A local source directory holding xgrammar's pinned archive, packed from the shared copy of
     upstream (as `inv sources.fetch --from` does): the build reads it instead of GitHub."""
-    src = {"kind": "git", "sha256": recipes["xgrammar"].source.sha256}
+    src = StepSource("git", sha256=recipes["xgrammar"].source.sha256)
     make_archive("xgrammar", "0.1.16", src, tmp / "sources", XGRAMMAR)
     return tmp / "sources"
 

@@ -32,6 +32,7 @@ from jetwheel.plan import make_plan  # noqa: E402
 from jetwheel.recipe import load_profile, load_recipes  # noqa: E402
 from jetwheel.runners import DockerRunner, make_runner  # noqa: E402
 from jetwheel.sources import make_archive  # noqa: E402
+from jetwheel.stepsource import StepSource  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 RUNS = {
@@ -46,7 +47,7 @@ def build_once(kind: str, tmp: Path, box: float) -> tuple[float, str]:
     profile_name, runner_name = RUNS[kind]
     server = start_server(tmp / kind / "packages")
     try:
-        src = {"kind": "git", "sha256": load_recipes()["xgrammar"].source.sha256}
+        src = StepSource("git", sha256=load_recipes()["xgrammar"].source.sha256)
         server.client().upload(make_archive("xgrammar", "0.1.16", src, tmp / kind, XGRAMMAR).path, artifact=True)
         recipes, profile = load_recipes(), load_profile(profile_name)
         plan = make_plan(recipes, profile, "xgrammar", runner_name, this_machine())

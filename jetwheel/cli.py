@@ -14,12 +14,13 @@ from typing import Any, TypeVar
 
 from invoke.collection import Collection
 from invoke.context import Context
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
 from invoke.program import Program
 from invoke.tasks import task
 
 from . import __version__
-from .errors import JetwheelError
+from .errors import ExitCode, JetwheelError, exit_code
+from .runners.baseimage import BUILDER, BUILDER_ARM64
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,9 +33,9 @@ def clean_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except JetwheelError as e:
-            raise Exit(f"jetwheel: error: {' '.join(str(e).split())}", code=1) from None
+            raise Exit(f"jetwheel: error: {' '.join(str(e).split())}", code=exit_code(e)) from None
         except KeyboardInterrupt:
-            raise Exit("jetwheel: interrupted", code=130) from None
+            raise Exit("jetwheel: interrupted", code=ExitCode.INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -207,7 +208,7 @@ def verify(
     reports = verify_paths(paths, profile, client, with_ or [], arch, resolve, platform, facts)
     print(_dumps([r.to_json() for r in reports]) if json else render(reports))
     if not all(r.passed for r in reports):
-        raise Exit(code=1)
+        raise Exit(code=ExitCode.CHECK_FAILED)
 
 
 @task(help={"no_serve": "stop the index at the end instead of serving until Ctrl-C", "runner": "local or docker"})
@@ -265,7 +266,7 @@ def _preflight(
         raise Exit(
             f"jetwheel: error: preflight: {len(failed)} of {len(checks)} checks failed "
             f"(first: {failed[0].check}); fix them or pass --no-preflight",
-            code=1,
+            code=ExitCode.CHECK_FAILED,
         )
 
 
@@ -407,7 +408,7 @@ def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd
     cfg = load_config(Path(config) if config else None)
     path = Path(htpasswd) if htpasswd else cfg.htpasswd
     if path is None:
-        raise Exit("jetwheel: error: the index config sets no htpasswd; pass --htpasswd", code=1)
+        raise Exit("jetwheel: error: the index config sets no htpasswd; pass --htpasswd", code=ExitCode.USAGE)
     add_user(path, user, password)
     set_role(cfg.path, user, role)
     print(f"user {user} ({role}) written to {path} and {cfg.path}")
@@ -427,7 +428,7 @@ def token(c: Context, read: bool = False, expires: str = "2h", root: str = "") -
     from .workflow import issue_token
 
     if not read:
-        raise Exit("jetwheel: error: only read-only tokens are issued: pass --read", code=2)
+        raise Exit("jetwheel: error: only read-only tokens are issued: pass --read", code=ExitCode.USAGE)
     print(issue_token(root, expires))
 
 
@@ -444,13 +445,11 @@ def check_profiles(c: Context, root: str = "", url: str = "") -> None:
 
 @task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
 @clean_errors
-def base_image(
-    c: Context, name: str = "localhost/jetwheel-builder:bookworm", arch: str = "", engine: str = "podman"
-) -> None:
+def base_image(c: Context, name: str = BUILDER, arch: str = "", engine: str = "podman") -> None:
     """Build the local debootstrap base image the docker runner uses where no registry is reachable."""
     from .runners.baseimage import ensure_base_image
 
-    print(ensure_base_image(name, arch, engine))
+    print(ensure_base_image(name, arch or None, engine))
 
 
 @task(help={"path": "the file (e.g. nvpl_slim_24.04.tar, or a wheel fetched by URL)", "index": "index URL"})
@@ -561,7 +560,7 @@ def check(c: Context, index_url: str, profile: str = "triton-25.04", json: bool 
     report = run_check(load_profile(profile), _client(index_url))
     print(_dumps(report.to_json()) if json else render([report]))
     if not report.passed:
-        raise Exit(code=1)
+        raise Exit(code=ExitCode.CHECK_FAILED)
 
 
 @task(
@@ -597,9 +596,7 @@ def mirror(
     }
 )
 @clean_errors
-def setup(
-    c: Context, arch: str = "aarch64", image: str = "localhost/jetwheel-base:bookworm-arm64", engine: str = "podman"
-) -> None:
+def setup(c: Context, arch: str = "aarch64", image: str = BUILDER_ARM64, engine: str = "podman") -> None:
     """Run arm64 containers here: binfmt_misc + qemu-aarch64, and an arm64 debootstrap base image."""
     from .runners.baseimage import ensure_base_image
     from .runners.emulation import ensure_emulation
@@ -671,5 +668,26 @@ namespace = Collection(
 )
 
 
+class Door(Program):
+    """Invoke's Program whose argument errors exit with ExitCode.USAGE (Invoke's own answer is 1,
+    the code of a failed check)."""
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        try:
+            super().parse_core(argv)
+        except ParseError as e:
+            raise Exit(str(e), code=ExitCode.USAGE) from None
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as e:
+            raise Exit(str(e), code=ExitCode.USAGE) from None
+
+
+def program() -> Program:
+    return Door(namespace=namespace, version=__version__, name="jetwheel", binary="jetwheel")
+
+
 def main() -> None:
-    Program(namespace=namespace, version=__version__, name="jetwheel", binary="jetwheel").run()
+    program().run()

@@ -33,7 +33,8 @@ from .indexwheels import IndexWheels
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
-from .sources import FetchedSource, fetch_source, fetch_sub, local_sources_dir
+from .sources import FetchedSource, fetch_source, local_sources_dir
+from .subsources import fetch_sub
 from .verify import read_wheels, verify_wheel
 from .verify.report import Report
 

@@ -1,4 +1,21 @@
-"""One exception hierarchy. Only the edges (cli, HTTP handlers) turn these into messages."""
+"""One exception hierarchy, and the exit codes it maps to. Only the edges (cli, HTTP handlers) turn
+these into messages."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What a script sees; the README's table. One mapping, at the door (cli.clean_errors)."""
+
+    OK = 0
+    CHECK_FAILED = 1  # verify, preflight or triton.check found a problem
+    USAGE = 2  # bad arguments, recipe, profile or config
+    BUILD_FAILED = 3  # a build step failed; nothing of it was published
+    INDEX = 4  # the index was unreachable or refused
+    NOT_CHECKED = 5  # a check could not run at all (an engine or image that does not answer)
+    INTERRUPTED = 130
 
 
 class JetwheelError(Exception):
@@ -60,3 +77,16 @@ class EngineLost(RunnerError):
     def __init__(self, message: str, gone: bool) -> None:
         super().__init__(message)
         self.gone = gone
+
+
+def exit_code(error: JetwheelError) -> ExitCode:
+    """The exit code of an error that reached the door; the most specific kind wins."""
+    if isinstance(error, VerifyFailed):
+        return ExitCode.CHECK_FAILED
+    if isinstance(error, (RecipeError, PlanError)):
+        return ExitCode.USAGE
+    if isinstance(error, (BuildError, RunnerError)):
+        return ExitCode.BUILD_FAILED
+    if isinstance(error, (StoreError, PublishError)):
+        return ExitCode.INDEX
+    return ExitCode.USAGE  # the plain kind: an argument that names nothing usable

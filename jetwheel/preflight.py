@@ -26,8 +26,10 @@ from .machine import Machine
 from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, Runner
-from .sources import fetch_source, fetch_sub, local_sources_dir, locate
-from .stepsource import StepSource
+from .runners.baseimage import image_fix
+from .sources import fetch_source, local_sources_dir, locate, unpack_members
+from .stepsource import StepSource, SubSource
+from .subsources import pinned_sub, sub_archive
 from .verify.fatbin import PTX_ISA_OF_CUDA
 from .verify.resolve import resolve
 
@@ -125,25 +127,46 @@ def source_check(
 
 def sub_checks(step: BuildStep, client: IndexClient, local_dir: Path | None, scratch: Path) -> list[Check]:
     """Each sub-source: its archive where the build will take it from, matching its sha256, and its
-    patches applying to the unpacked tree."""
+    patches applying to the files they touch (CUTLASS and flash-attention are thousands of files:
+    only those are unpacked)."""
     out = []
     for sub in step.source.subs:
         name = f"{step.name}: sub-source {sub.name}"
         try:
-            got = fetch_sub(sub, scratch / "sub" / sub.name, client, local_dir)
+            origin = pinned_sub(sub, client, local_dir)
         except JetwheelError as e:
-            out.append(Check(name, False, str(e), "fix the recipe's source.sub sha256, or replace the archive"))
+            fix = "put the pinned archive there (inv sources.fetch, inv sources.upload), or fix the recipe's sha256"
+            out.append(Check(name, False, str(e), fix))
             continue
-        out.append(
-            Check(
-                name,
-                True,
-                f"{got.origin}: sha256 {sub.sha256[:12]}... matches the pin ({sub.repo} @ {sub.commit[:12]}; "
-                f"${sub.env})",
-            )
-        )
-        out.append(patches_check(f"{name} patches", [Path(p) for p in sub.patches], got.tree))
+        where = f"{sub.repo} @ {sub.commit[:12]}; ${sub.env}"
+        out.append(Check(name, True, f"{origin}: sha256 {sub.sha256[:12]}... matches the pin ({where})"))
+        out.append(_sub_patches_check(sub, f"{name} patches", client, local_dir, scratch))
     return out
+
+
+def _sub_patches_check(sub: SubSource, name: str, client: IndexClient, local_dir: Path | None, scratch: Path) -> Check:
+    if not sub.patches:
+        return patches_check(name, [], None)
+    local = local_dir / sub.archive if local_dir is not None else None
+    try:
+        archive = local if local is not None and local.is_file() else None
+        archive = archive or sub_archive(sub, scratch / "archives", client, local_dir).path
+        tree = unpack_members(archive, _patched_files(sub.patches), scratch / "sub" / sub.name)
+    except JetwheelError as e:
+        return Check(name, False, f"not tried: {e}", "fix the archive first")
+    return patches_check(name, [Path(p) for p in sub.patches], tree)
+
+
+def _patched_files(patches: Iterable[str]) -> set[str]:
+    """The files (below the tree's top) that -p1 patches name."""
+    names = set()
+    for p in patches:
+        for line in Path(p).read_text(errors="replace").splitlines():
+            if line.startswith(("--- ", "+++ ")):
+                path = line[4:].split("\t")[0].strip()
+                if path != "/dev/null":
+                    names.add(path.split("/", 1)[1] if "/" in path else path)
+    return names
 
 
 def _git_check(name: str, src: StepSource) -> Check:
@@ -309,11 +332,7 @@ def image_check(runner: DockerRunner, image: str) -> Check:
     )
     if done.returncode == 0:
         return Check(name, True, f"present ({done.stdout.strip()[:12]})")
-    if "jetwheel-builder:bookworm" in image or "jetwheel-base:" in image:
-        fix = f"inv podman.base-image --name {image}"
-    else:
-        fix = f"{runner.engine} build -t {image} docker/builder (see README)"
-    return Check(name, False, f"not on the engine {' '.join(runner.base())}", fix)
+    return Check(name, False, f"not on the engine {' '.join(runner.base())}", image_fix(image, runner.engine))
 
 
 def ptx_isa(nvcc: str) -> str:

@@ -25,11 +25,12 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .engine import Event, Listener, Options, StepResult, run_step
-from .errors import BuildError, EngineLost, JetwheelError, PlanError
+from .errors import BuildError, EngineLost, JetwheelError, PlanError, RunnerError
 from .index.client import IndexClient
 from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import DockerRunner, LocalRunner, Runner
+from .runners.baseimage import image_fix
 from .runners.probe import EngineFacts, probe
 
 if sys.version_info >= (3, 11):
@@ -92,7 +93,7 @@ def connect(
         arch = emulate if emulate and facts.arch != emulate else ""
         engines.append(Engine(facts.name, DockerRunner(engine, runner.connection, gpu, arch, memory=memory), facts))
     if not engines:
-        raise PlanError("no engine answered: " + "; ".join(down))
+        raise RunnerError("no engine answered: " + "; ".join(down))
     if any(s.runner == "local" for s in plan.steps):
         engines.append(Engine("host", LocalRunner(), None))
     return engines, down
@@ -108,7 +109,7 @@ def refusal(engine: Engine, step: BuildStep, target_arch: str, gpu: bool, emulat
     if facts.arch != target_arch and emulate != target_arch:
         return f"{facts.arch} engine, {target_arch} target (pass --arch {target_arch} to emulate)"
     if step.image not in facts.images:
-        return f"lacks image {step.image}"
+        return f"lacks image {step.image} ({image_fix(step.image)})"
     if gpu and not facts.gpu:
         return "no GPU"
     return ""

@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 
 from .errors import SourceError
 from .index.client import IndexClient
-from .stepsource import StepSource, SubSource
+from .stepsource import StepSource
 
 CACHE = Path.home() / ".cache" / "jetwheel" / "sources"
 # One mtime for every member: that of the archives in the project's shared/sources, so that an
@@ -235,7 +235,7 @@ def _clone(name: str, src: StepSource, dest: Path) -> None:
         raise SourceError(f"{name}: git clone of {src.url} at {src.ref} failed: {last}")
 
 
-def _download_pinned(name: str, url: str, expected: str, out: Path, cache: Path) -> Archive:
+def download_pinned(name: str, url: str, expected: str, out: Path, cache: Path) -> Archive:
     """An archive downloaded from `url`, checked against the pin; a checked download is kept in
     `cache` by its sha256."""
     cached = cache / expected if expected else None
@@ -260,7 +260,7 @@ def upstream_archive(name: str, pin: str, src: StepSource, out_dir: Path, cache:
     a checked download is kept in `cache` by its sha256."""
     out = out_dir / archive_name(name, pin)
     if src.kind == "url":
-        return _download_pinned(name, src.url, src.sha256, out, cache)
+        return download_pinned(name, src.url, src.sha256, out, cache)
     with tempfile.TemporaryDirectory(prefix=f"jetwheel-{name}-clone-") as tmp_dir:
         checkout = Path(tmp_dir) / "src"
         _clone(name, src, checkout)
@@ -275,7 +275,7 @@ def check_commit(archive: Archive, src: StepSource, name: str) -> None:
         raise SourceError(f"{name}: the checkout is at commit {archive.commit}, the recipe pins {src.commit}")
 
 
-def _unpack(archive: Path, dest: Path) -> None:
+def unpack(archive: Path, dest: Path) -> None:
     extract = dest.parent / f".{dest.name}.extract"
     shutil.rmtree(extract, ignore_errors=True)
     try:
@@ -289,9 +289,13 @@ def _unpack(archive: Path, dest: Path) -> None:
     shutil.rmtree(extract, ignore_errors=True)
 
 
-def locate_file(filename: str, client: IndexClient | None = None, local_dir: Path | None = None) -> str | None:
-    """Where a pinned archive is taken from before upstream: the local file, or the index's URL;
-    None when neither has it (nothing is fetched)."""
+def locate(
+    name: str, pin: str, src: StepSource, client: IndexClient | None = None, local_dir: Path | None = None
+) -> str | None:
+    """Where fetch_source would take a pinned archive from before going upstream, without fetching it."""
+    filename = archive_name(name, pin)
+    if not src.sha256 or src.kind == "path":
+        return None
     if local_dir is not None and (local_dir / filename).is_file():
         return str(local_dir / filename)
     if client is not None and client.file_info(filename) is not None:
@@ -299,16 +303,7 @@ def locate_file(filename: str, client: IndexClient | None = None, local_dir: Pat
     return None
 
 
-def locate(
-    name: str, pin: str, src: StepSource, client: IndexClient | None = None, local_dir: Path | None = None
-) -> str | None:
-    """Where fetch_source would take a pinned archive from before going upstream, without fetching it."""
-    if not src.sha256 or src.kind == "path":
-        return None
-    return locate_file(archive_name(name, pin), client, local_dir)
-
-
-def _from_local_or_index(
+def from_local_or_index(
     name: str, filename: str, expected: str, dest: Path, client: IndexClient | None, local_dir: Path | None, cache: Path
 ) -> FetchedSource | None:
     """The archive unpacked at `dest` from the local source directory or the index, checked against
@@ -316,7 +311,7 @@ def _from_local_or_index(
     local = local_dir / filename if local_dir is not None and (local_dir / filename).is_file() else None
     if local is not None:
         check_pin(local, expected, name)
-        _unpack(local, dest)
+        unpack(local, dest)
         return FetchedSource(dest, expected, str(local))
     if client is None or client.file_info(filename) is None:
         return None
@@ -324,11 +319,11 @@ def _from_local_or_index(
     with tempfile.TemporaryDirectory(prefix=".index-", dir=cache) as tmp:
         path = client.download(filename, Path(tmp))
         check_pin(path, expected, name)
-        _unpack(path, dest)
+        unpack(path, dest)
     return FetchedSource(dest, expected, f"{client.url}/packages/{filename}")
 
 
-def _looked(client: IndexClient | None, local_dir: Path | None) -> str:
+def looked(client: IndexClient | None, local_dir: Path | None) -> str:
     return " or ".join(str(p) for p in (local_dir, client.url if client else None) if p is not None)
 
 
@@ -362,66 +357,35 @@ def fetch_source(
                 f"{name}: {local or filename + ' on the index'} is there, but the recipe pins no sha256 to check "
                 f'it against; add source.sha256 = "{actual}" if that is the source you trust'
             )
-    elif found := _from_local_or_index(name, filename, src.sha256, dest, client, local_dir, cache):
+    elif found := from_local_or_index(name, filename, src.sha256, dest, client, local_dir, cache):
         return found
     with tempfile.TemporaryDirectory(prefix=f"jetwheel-{canonicalize_name(name)}-") as tmp:
         try:
             archive = upstream_archive(name, pin, src, Path(tmp), cache)
         except SourceError as e:
             raise SourceError(
-                f"{e} (and no {filename} in {_looked(client, local_dir) or 'a source directory'})"
+                f"{e} (and no {filename} in {looked(client, local_dir) or 'a source directory'})"
             ) from None
-        _unpack(archive.path, dest)
+        unpack(archive.path, dest)
     return FetchedSource(dest, archive.sha256, src.url, archive.commit)
 
 
-def _no_upstream(sub: SubSource, client: IndexClient | None, local_dir: Path | None) -> SourceError:
-    where = _looked(client, local_dir) or "any source directory"
-    return SourceError(
-        f"{sub.name}: {sub.archive} (sha256 {sub.sha256[:12]}...) is not in {where}, "
-        "and the recipe names no upstream URL for it; put it in the source directory (--sources DIR or "
-        "$JETWHEEL_SOURCES) or on the index (inv sources.upload)"
-    )
-
-
-def fetch_sub(
-    sub: SubSource, dest: Path, client: IndexClient | None = None, local_dir: Path | None = None, cache: Path = CACHE
-) -> FetchedSource:
-    """Lay a sub-source's tree out at `dest`: its archive from the local source directory, then the
-    index, then its upstream URL, always checked against its sha256. Patches are the plan's."""
-    found = _from_local_or_index(sub.name, sub.archive, sub.sha256, dest, client, local_dir, cache)
-    if found is not None:
-        return FetchedSource(dest, sub.sha256, found.origin, sub.commit)
-    if not sub.url:
-        raise _no_upstream(sub, client, local_dir)
-    with tempfile.TemporaryDirectory(prefix=f"jetwheel-{sub.name}-") as tmp:
-        archive = _download_pinned(sub.name, sub.url, sub.sha256, Path(tmp) / sub.archive, cache)
-        _unpack(archive.path, dest)
-    return FetchedSource(dest, sub.sha256, sub.url, sub.commit)
-
-
-def sub_archive(
-    sub: SubSource, out_dir: Path, client: IndexClient | None = None, local_dir: Path | None = None, cache: Path = CACHE
-) -> Archive:
-    """`inv sources.fetch`: a sub-source's archive copied into out_dir from where a build would take
-    it (source directory, index, upstream URL), checked against its sha256."""
-    out = out_dir / sub.archive
-    out_dir.mkdir(parents=True, exist_ok=True)
-    local = local_dir / sub.archive if local_dir is not None else None
-    if local is not None and local.is_file():
-        check_pin(local, sub.sha256, sub.name)
-        if local.resolve() != out.resolve():
-            shutil.copyfile(local, out)
-    elif client is not None and client.file_info(sub.archive) is not None:
-        with tempfile.TemporaryDirectory(prefix=".index-", dir=out_dir) as tmp:
-            path = client.download(sub.archive, Path(tmp))
-            check_pin(path, sub.sha256, sub.name)
-            os.replace(path, out)
-    elif sub.url:
-        _download_pinned(sub.name, sub.url, sub.sha256, out, cache)
-    else:
-        raise _no_upstream(sub, client, local_dir)
-    return Archive(out, sub.sha256, sub.commit)
+def unpack_members(archive: Path, names: set[str], dest: Path) -> Path:
+    """Only the named files of a source archive (paths below its top directory) laid out at `dest`:
+    enough to try a patch on a tree of thousands of files."""
+    try:
+        with tarfile.open(archive) as tf:
+            prefix, members = _archive_members(tf)
+            for m in members:
+                if m.kind == "file" and m.name in names:
+                    f = tf.extractfile(prefix + m.name)
+                    assert f is not None
+                    (dest / m.name).parent.mkdir(parents=True, exist_ok=True)
+                    (dest / m.name).write_bytes(f.read())
+    except (tarfile.TarError, OSError) as e:
+        raise SourceError(f"{archive}: cannot unpack ({e})") from None
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
 
 
 def make_archive(name: str, pin: str, src: StepSource, out_dir: Path, from_path: Path | None) -> Archive:

@@ -19,12 +19,13 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from .errors import BuildError, JetwheelError, PlanError, RecipeError
+from .errors import BuildError, JetwheelError, PlanError, RecipeError, StoreError
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
 from .recipe import Profile, Recipe, load_profile, load_recipes, recipes_root
-from .sources import Archive, make_archive, sub_archive
+from .sources import Archive, make_archive
 from .stepsource import StepSource
+from .subsources import sub_archive
 from .verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
 from .verify.report import Report
 
@@ -229,7 +230,7 @@ def check_profiles(root: str, url: str) -> dict[str, Any]:
     views = profile_views()
     got = asyncio.run(profiles.refresh(store, views, f"{(url or cfg.url).rstrip('/')}/simple/"))
     if got is None:
-        raise JetwheelError("the index is checking its profiles right now; try again in a minute")
+        raise StoreError("the index is checking its profiles right now; try again in a minute")
     return {name: vars(c) for name, c in got.items()}
 
 

@@ -135,7 +135,9 @@ def install_and_run(index: str, requirement: str, code: str, venv_dir: Path) -> 
     return subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True).stdout
 
 
-def pip_download(index: str, requirement: str, dest: Path, deps: bool = False) -> subprocess.CompletedProcess[str]:
+def pip_download(
+    index: str, requirement: str, dest: Path | str, deps: bool = False
+) -> subprocess.CompletedProcess[str]:
     """`pip download` from the index only, as a user would run it."""
     cmd = [sys.executable, "-m", "pip", "download", "-d", str(dest), "--index-url", index, requirement]
     return subprocess.run(cmd if deps else [*cmd, "--no-deps"], capture_output=True, text=True, env=pip_env())

@@ -19,12 +19,12 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner
-from jetwheel.runners.baseimage import CACHE, ensure_base_image
+from jetwheel.runners.baseimage import BUILDER_ARM64, CACHE, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.verify import read_wheels, verify_wheel
 
 pytestmark = pytest.mark.slow
-ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"
+ARM_IMAGE = BUILDER_ARM64
 CA = "/etc/ssl/certs/ca-certificates.crt"
 ROOTFS = CACHE / "rootfs-bookworm-aarch64"
 

@@ -18,7 +18,7 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner
-from jetwheel.runners.baseimage import ensure_base_image
+from jetwheel.runners.baseimage import BUILDER, ensure_base_image
 
 pytestmark = pytest.mark.slow
 CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -48,7 +48,7 @@ def remote_engine(tmp_path: Path) -> Iterator[str]:
 def build(server: Server, runner: DockerRunner, tmp: Path) -> list[str]:
     recipes, profile = load_recipes(), load_profile("mini")
     plan = make_plan(recipes, profile, "mini-vision", "docker", this_machine())
-    assert all(s.image == "localhost/jetwheel-builder:bookworm" for s in plan.steps)
+    assert all(s.image == BUILDER for s in plan.steps)
     results = run_plan(
         plan, recipes, profile, runner, server.client(), Options(work_root=tmp / "w", log_root=tmp / "l")
     )

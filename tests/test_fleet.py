@@ -23,12 +23,12 @@ from jetwheel.machine import Machine, this_machine
 from jetwheel.plan import Plan, make_plan
 from jetwheel.recipe import Profile, Recipe, load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner
-from jetwheel.runners.baseimage import ensure_base_image
+from jetwheel.runners.baseimage import BUILDER, ensure_base_image
 from jetwheel.runners.probe import EngineFacts, probe
 from jetwheel.schedule import Engine, connect, critical_path, engine_names, refusal, run_fleet, sized
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
-IMAGE = "localhost/jetwheel-base:bookworm"
+IMAGE = BUILDER
 BRANCHES = ("mini-audio", "mini-text", "mini-vision")
 
 
@@ -92,7 +92,7 @@ def test_cli_with_no_engine_answering_is_one_clean_line(tmp_path: Path, capsys: 
     with pytest.raises(SystemExit) as done:
         program.run(["jetwheel", "build-wheel", "mini-llm", "--profile", "fleet", "--engines", gone])
     err = capsys.readouterr().err
-    assert done.value.code == 1 and err.startswith("jetwheel: error: no engine answered") and len(err.splitlines()) == 1
+    assert done.value.code == 3 and err.startswith("jetwheel: error: no engine answered") and len(err.splitlines()) == 1
 
 
 # -- three real podman services -----------------------------------------------------------------------

@@ -202,6 +202,6 @@ def test_nginx_with_auth_reads_is_refused_in_one_line(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "jetwheel: error: --nginx serves reads without a login; drop --auth-reads or serve without --nginx"
     ]

@@ -95,7 +95,7 @@ def test_bad_input_gives_one_line_and_no_traceback() -> None:
         (["build-wheel", "vllm", "--runner", "ssh"], "unknown runner 'ssh'"),
     ):
         r = subprocess.run([sys.executable, "-m", "jetwheel", *args, "--dry-run"], capture_output=True, text=True)
-        assert r.returncode == 1
+        assert r.returncode == 2  # ExitCode.USAGE
         assert "Traceback" not in r.stderr and message in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -24,14 +25,14 @@ from jetwheel.engine import Options, StepResult, run_plan
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
-from jetwheel.runners import make_runner
-from jetwheel.runners.baseimage import ensure_base_image
+from jetwheel.runners import Runner, make_runner
+from jetwheel.runners.baseimage import BUILDER_ARM64, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.sources import make_archive, sha256_file
 from jetwheel.stepsource import StepSource
 from jetwheel.verify import read_wheels, verify_wheel
 
-ARM_IMAGE = "localhost/jetwheel-base:bookworm-arm64"
+ARM_IMAGE = BUILDER_ARM64
 CA = "/etc/ssl/certs/ca-certificates.crt"
 CACHE = Path.home() / ".cache" / "jetwheel"
 
@@ -117,7 +118,7 @@ def build(
     if runner == "emulated":
         from jetwheel.runners import DockerRunner
 
-        run = DockerRunner(engine="podman", arch="aarch64", ca_bundle=CA if os.path.exists(CA) else "")
+        run: Runner = DockerRunner(engine="podman", arch="aarch64", ca_bundle=CA if os.path.exists(CA) else "")
     else:
         run = make_runner(runner, arch="aarch64" if profile.arch == "aarch64" else "")
     [result] = run_plan(
@@ -219,6 +220,12 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
     src = fetch_source(step.name, step.pin, step.source, tmp_path / "src", cache=CACHE / "sources")
     assert src.origin == step.source.url and src.sha256 == step.source.sha256
     tree = tmp_path / "src"
+    # the recipe expects what setup.py builds for CUDA 12 (line 642-664), but the Hopper-only two,
+    # which are empty CMake targets for 8.7 (FlashMLA's by vLLM, FA3's by the flash-attention patch)
+    setup = (tree / "setup.py").read_text()
+    built = set(re.findall(r'CMakeExtension\(\s*name="(vllm\.[\w.]+)"', setup)) - {"vllm._rocm_C"}
+    hopper = {"vllm.vllm_flash_attn._vllm_fa3_C", "vllm._flashmla_C"}
+    assert hopper <= built and set(load_recipes()["vllm"].extensions) == built - hopper
     before = {p: (tree / p).read_text().splitlines() for p in ["pyproject.toml", *sorted(_reqs(tree))]}
     # the step's venv (with the profile's Python), then its pre-steps, verbatim
     venv, export = step.commands[:2]

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from invoke import Program
+from invoke.program import Program
 from realwheels import real_wheel
 
 from jetwheel.cli import namespace

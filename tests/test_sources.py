@@ -152,13 +152,13 @@ def test_cli_fetch_from_a_local_archive_prints_the_pinned_sha_and_upload_serves_
     monkeypatch.setenv("JETWHEEL_INDEX_PASSWORD", "s3cret-pass")
     assert cli("sources.upload", str(tmp_path / "xgrammar-0.1.16-src.tar.gz"), "--index", server.url) == 0
     assert (server.root / "xgrammar-0.1.16-src.tar.gz").read_bytes() == XGRAMMAR.read_bytes()
-    # a tree that is not the pinned one: one clean line with both hashes, exit 1
+    # a tree that is not the pinned one: one clean line with both hashes, exit 3 (a source error)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.cc").write_text("int x;\n")
     other = ("--from", str(tmp_path / "other"), "--out", str(tmp_path / "other-out"))
     code = cli("sources.fetch", "xgrammar", "--profile", "host-cp312", *other)
     err = capsys.readouterr().err.strip()
-    assert code == 1 and len(err.splitlines()) == 1
+    assert code == 3 and len(err.splitlines()) == 1
     assert err.startswith("jetwheel: error: xgrammar: ") and f"the recipe pins {XGRAMMAR_SHA}" in err
 
 

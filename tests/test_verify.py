@@ -304,7 +304,7 @@ def test_a_member_whose_tables_lie_outside_the_kept_ranges_is_read_again(
         return real_chunks(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(extract, "_chunks", counted)
-    monkeypatch.setattr(extract.elf, "kept_ranges", lambda h, segs: [])  # keep only the headers
+    monkeypatch.setattr("jetwheel.verify.elf.kept_ranges", lambda h, segs: [])  # keep only the headers
     assert member_facts(path, info) == usual and usual is not None and usual.info.exports
     assert len(passes) == 3  # headers only, then the section headers, then the tables they name
 

@@ -24,7 +24,8 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners.cudaimage import ensure_cuda_image
-from jetwheel.sources import CACHE, fetch_source, fetch_sub, sha256_file
+from jetwheel.sources import CACHE, fetch_source, sha256_file
+from jetwheel.subsources import fetch_sub
 from jetwheel.verify import fatbin
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

@@ -9,6 +9,7 @@ x86_64 machine; the driver's JIT on JetPack 6 (CUDA 12.6) takes PTX up to ISA 8.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import subprocess
@@ -116,6 +117,16 @@ def ensure_cuda_image(
     want = inputs(python)
     if _label(engine, name) == want:
         return name
+    cache.mkdir(parents=True, exist_ok=True)
+    # a second caller (another test run, the background build) waits, then finds the image made
+    with open(cache / f".{SUITE}-cuda.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _label(engine, name) == want:
+            return name
+        return _make(name, engine, cache, python, want)
+
+
+def _make(name: str, engine: str, cache: Path, python: HostPython, want: str) -> str:
     rootfs = debootstrap(SUITE, "", cache, "ca-certificates", COMPONENTS)
     bare = f"{name}-rootfs"
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
