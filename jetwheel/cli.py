@@ -645,6 +645,23 @@ def setup(c: Context, arch: str = "aarch64", image: str = BUILDER_ARM64, engine:
     print(f"image: {ensure_base_image(image, arch, engine)}")
 
 
+# --- CUDA toolchain (x86_64 hosts) ------------------------------------------------------------------
+@task(help={"profile": "profile naming the image and its Python (python_exe)", "engine": "podman or docker"})
+@clean_errors
+def cuda_setup(c: Context, profile: str = "x86-cuda12", engine: str = "podman") -> None:
+    """Build the CUDA 12.4 toolchain image (Debian trixie's nvidia-cuda-toolkit) that compiles a
+    profile's device code on an x86_64 host, with the profile's Python copied in from this host."""
+    from .recipe import load_profile
+    from .runners.cudaimage import ensure_cuda_image
+
+    prof = load_profile(profile)
+    print(ensure_cuda_image(prof.python_exe, prof.image, engine))
+
+
+cuda_ns = Collection("cuda")
+cuda_ns.add_task(cuda_setup, name="setup")
+
+
 # --- cache ------------------------------------------------------------------------------------------
 _CACHE_HELP = {
     "runner": "local (the directory JETWHEEL_CCACHE_DIR, default ~/.cache/jetwheel/ccache) or docker "
@@ -830,6 +847,7 @@ namespace = Collection(
     cache_ns,
     policy_ns,
     runtime_ns,
+    cuda_ns,
 )
 
 

@@ -31,6 +31,7 @@ from .source_archives import unpack_members
 from .source_fetch import fetch_source, local_sources_dir, locate
 from .stepsource import StepSource, SubSource
 from .subsources import pinned_sub, sub_archive
+from .verify.fatbin import PTX_ISA_OF_CUDA
 from .verify.resolve import resolve
 
 if sys.version_info >= (3, 11):
@@ -335,6 +336,12 @@ def image_check(runner: DockerRunner, image: str) -> Check:
     return Check(name, False, f"not on the engine {' '.join(runner.base())}", image_fix(image, runner.engine))
 
 
+def ptx_isa(nvcc: str) -> str:
+    """The PTX ISA an nvcc release writes, which a driver of an older CUDA cannot JIT."""
+    isa = PTX_ISA_OF_CUDA.get(".".join(nvcc.split(".")[:2]))
+    return f"PTX ISA {isa[0]}.{isa[1]}" if isa else "PTX ISA unknown"
+
+
 def environment_checks(image: str, found: Probe, profile: Profile, gpu: bool, cuda_steps: list[str]) -> list[Check]:
     """Python, nvcc and GPU as the probe saw them, against the profile."""
     where = image  # "host" for the local runners
@@ -358,14 +365,15 @@ def environment_checks(image: str, found: Probe, profile: Profile, gpu: bool, cu
         nvcc = f.get("nvcc", "")
         ok = bool(profile.cuda) and nvcc.split(".")[:2] == profile.cuda.split(".")[:2]
         checks.append(
-            Check(f"{where}: nvcc", True, f"CUDA {nvcc} for {', '.join(cuda_steps)}")
+            Check(f"{where}: nvcc", True, f"CUDA {nvcc} ({ptx_isa(nvcc)}) for {', '.join(cuda_steps)}")
             if ok
             else Check(
                 f"{where}: nvcc",
                 False,
-                f"nvcc is {nvcc or 'missing'}, the profile's CUDA is {profile.cuda or 'unset'} "
-                f"({', '.join(cuda_steps)})",
-                "use the JetPack image of the profile's L4T (its /usr/local/cuda)",
+                f"nvcc is {nvcc or 'missing'}{f' ({ptx_isa(nvcc)})' if nvcc else ''}, the profile's CUDA is "
+                f"{profile.cuda or 'unset'} ({', '.join(cuda_steps)})",
+                "use the JetPack image of the profile's L4T (its /usr/local/cuda); on an x86_64 host, "
+                "the CUDA 12.4 image of `inv cuda.setup`",
             )
         )
     if gpu:

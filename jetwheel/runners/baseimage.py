@@ -23,9 +23,11 @@ BUILDER = "localhost/jetwheel-builder:bookworm"
 BUILDER_ARM64 = "localhost/jetwheel-builder:bookworm-arm64"
 LOCAL_IMAGES: dict[str, str] = {BUILDER: "", BUILDER_ARM64: "aarch64"}
 
-# The images the user brings (README, "Triton Inference Server with vLLM on Jetson"), with the command
-# that brings each: the JetPack images come from NVIDIA's registry, which only the Jetson reaches.
+# The images the user brings (README, "Triton Inference Server with vLLM on Jetson"), or makes with a
+# task of their own, with the command for each: the JetPack images come from NVIDIA's registry, which
+# only the Jetson reaches; the CUDA 12.4 toolchain for x86_64 hosts is runners/cudaimage.py's.
 BRING_YOUR_OWN: dict[str, str] = {
+    "localhost/jetwheel-cuda:12.4-trixie": "inv cuda.setup --profile x86-cuda12",
     "jetwheel/builder:r36.4.0-py3.12": "{engine} build -t jetwheel/builder:r36.4.0-py3.12 docker/builder",
     "nvcr.io/nvidia/l4t-jetpack:r36.4.0": "{engine} pull nvcr.io/nvidia/l4t-jetpack:r36.4.0 (on the Jetson)",
 }
@@ -49,6 +51,33 @@ def image_exists(engine: str, name: str) -> bool:
         text=True,
     )
     return done.returncode == 0 and done.stdout.strip() == PACKAGES
+
+
+def debootstrap(suite: str, arch: str, cache: Path, packages: str = PACKAGES, components: str = "") -> Path:
+    """A Debian root filesystem of `suite` with `packages`, made once and kept under `cache`."""
+    if shutil.which("debootstrap") is None:
+        raise RunnerError("debootstrap is not installed (apt-get install debootstrap)")
+    rootfs = cache / f"rootfs-{suite}-{arch or 'native'}"
+    stamp = rootfs / ".jetwheel-packages"
+    made_from = packages + (f" [{components}]" if components else "")
+    if not stamp.exists() or stamp.read_text() != made_from:
+        shutil.rmtree(rootfs, ignore_errors=True)
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["debootstrap", "--variant=minbase", f"--include={packages}"]
+        cmd += [f"--components={components}"] if components else []
+        if arch:
+            cmd.append(f"--arch={'arm64' if arch == 'aarch64' else arch}")
+        done = subprocess.run(
+            [*cmd, suite, str(rootfs), "http://deb.debian.org/debian"], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            log = rootfs / "debootstrap" / "debootstrap.log"
+            tail = log.read_text(errors="replace") if log.is_file() else done.stdout + done.stderr
+            raise RunnerError(
+                f"debootstrap {suite} {arch or 'native'} failed: {' | '.join(tail.strip().splitlines()[-3:])}"
+            )
+        stamp.write_text(made_from)
+    return rootfs
 
 
 def ensure_base_image(
@@ -75,26 +104,7 @@ def ensure_base_image(
 
 
 def _make(name: str, arch: str, engine: str, suite: str, cache: Path) -> str:
-    if shutil.which("debootstrap") is None:
-        raise RunnerError("debootstrap is not installed (apt-get install debootstrap)")
-    rootfs = cache / f"rootfs-{suite}-{arch or 'native'}"
-    stamp = rootfs / ".jetwheel-packages"
-    if not stamp.exists() or stamp.read_text() != PACKAGES:
-        shutil.rmtree(rootfs, ignore_errors=True)
-        rootfs.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}"]
-        if arch:
-            cmd.append(f"--arch={'arm64' if arch == 'aarch64' else arch}")
-        done = subprocess.run(
-            [*cmd, suite, str(rootfs), "http://deb.debian.org/debian"], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            log = rootfs / "debootstrap" / "debootstrap.log"
-            tail = log.read_text(errors="replace") if log.is_file() else done.stdout + done.stderr
-            raise RunnerError(
-                f"debootstrap {suite} {arch or 'native'} failed: {' | '.join(tail.strip().splitlines()[-3:])}"
-            )
-        stamp.write_text(PACKAGES)
+    rootfs = debootstrap(suite, arch, cache)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     imp = [engine, "import", "--change", f"LABEL {LABEL}={PACKAGES}"]
     imp += (["--arch", "arm64" if arch == "aarch64" else arch] if arch else []) + ["-", name]
