@@ -72,3 +72,34 @@ def test_concurrent_callers_make_a_missing_image_once(tmp_path: Path, monkeypatc
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda _: baseimage.ensure_base_image(BUILDER, cache=tmp_path), range(4)))
     assert got == [BUILDER] * 4 and made == [BUILDER]
+
+
+def test_a_failed_debootstrap_leaves_the_kept_rootfs_and_no_partial_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from jetwheel.errors import RunnerError
+    from jetwheel.runners import baseimage
+
+    fails = [False]
+
+    def fake(cmd: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        target = Path(cmd[-2])  # debootstrap ... SUITE TARGET MIRROR
+        (target / "usr").mkdir(parents=True)  # half a tree, as a failed or killed run leaves it
+        (target / "usr" / "half").write_text("x")
+        return subprocess.CompletedProcess(cmd, 1 if fails[0] else 0, "", "E: no network")
+
+    monkeypatch.setattr("jetwheel.runners.baseimage.subprocess.run", fake)
+    monkeypatch.setattr("jetwheel.runners.baseimage.shutil.which", lambda _name: "/usr/sbin/debootstrap")
+    kept = baseimage.debootstrap("bookworm", "", tmp_path, packages="old")
+    assert (kept / ".jetwheel-packages").read_text() == "old"
+    fails[0] = True
+    with pytest.raises(RunnerError, match="no network"):
+        baseimage.debootstrap("bookworm", "", tmp_path, packages="new")
+    # the kept tree is still whole and nothing half-made lies beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rootfs-bookworm-native"]
+    assert (kept / ".jetwheel-packages").read_text() == "old"
+    fails[0] = False
+    assert (baseimage.debootstrap("bookworm", "", tmp_path, packages="new") / ".jetwheel-packages").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rootfs-bookworm-native"]

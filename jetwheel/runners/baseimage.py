@@ -5,8 +5,10 @@ in the engine's store."""
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..errors import RunnerError
@@ -54,29 +56,40 @@ def image_exists(engine: str, name: str) -> bool:
 
 
 def debootstrap(suite: str, arch: str, cache: Path, packages: str = PACKAGES, components: str = "") -> Path:
-    """A Debian root filesystem of `suite` with `packages`, made once and kept under `cache`."""
+    """A Debian root filesystem of `suite` with `packages`, made once and kept under `cache`. Callers
+    hold the rootfs's lock; the tree is made beside it and renamed into place whole, so a run killed
+    (or raced by a caller without the lock) half-way never leaves a tree the next run extracts into."""
     if shutil.which("debootstrap") is None:
         raise RunnerError("debootstrap is not installed (apt-get install debootstrap)")
     rootfs = cache / f"rootfs-{suite}-{arch or 'native'}"
     stamp = rootfs / ".jetwheel-packages"
     made_from = packages + (f" [{components}]" if components else "")
-    if not stamp.exists() or stamp.read_text() != made_from:
-        shutil.rmtree(rootfs, ignore_errors=True)
-        rootfs.parent.mkdir(parents=True, exist_ok=True)
+    if stamp.exists() and stamp.read_text() == made_from:
+        return rootfs
+    for stale in cache.glob(f"{rootfs.name}.*"):  # what a killed run left: the lock says none is live
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{rootfs.name}.partial-", dir=cache))
+    try:
         cmd = ["debootstrap", "--variant=minbase", f"--include={packages}"]
         cmd += [f"--components={components}"] if components else []
         if arch:
             cmd.append(f"--arch={'arm64' if arch == 'aarch64' else arch}")
         done = subprocess.run(
-            [*cmd, suite, str(rootfs), "http://deb.debian.org/debian"], capture_output=True, text=True
+            [*cmd, suite, str(partial), "http://deb.debian.org/debian"], capture_output=True, text=True
         )
         if done.returncode != 0:
-            log = rootfs / "debootstrap" / "debootstrap.log"
+            log = partial / "debootstrap" / "debootstrap.log"
             tail = log.read_text(errors="replace") if log.is_file() else done.stdout + done.stderr
             raise RunnerError(
                 f"debootstrap {suite} {arch or 'native'} failed: {' | '.join(tail.strip().splitlines()[-3:])}"
             )
-        stamp.write_text(made_from)
+        (partial / ".jetwheel-packages").write_text(made_from)
+        if rootfs.exists():
+            rootfs.rename(cache / f"{rootfs.name}.old-{os.getpid()}")
+        partial.rename(rootfs)
+    finally:
+        for leftover in (partial, cache / f"{rootfs.name}.old-{os.getpid()}"):
+            shutil.rmtree(leftover, ignore_errors=True)
     return rootfs
 
 
