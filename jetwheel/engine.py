@@ -34,6 +34,7 @@ from .plan import BuildStep, Plan
 from .recipe import Profile, Recipe
 from .runners import Runner, StepLog
 from .source_fetch import FetchedSource, fetch_source, local_sources_dir
+from .steplock import hold_step
 from .subsources import fetch_sub
 from .verify import read_wheels, verify_wheel
 from .verify.report import Report
@@ -228,6 +229,7 @@ def run_step(
     listener(Event("start", step.name, i, total, step.wheel))
     started = time.monotonic()
     work = work_dir(options.work_root, step)
+    held = hold_step(options.work_root, step.name)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     steplog = StepLog(
         options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log",
@@ -289,6 +291,7 @@ def run_step(
             runner.discard(step)
             if not options.keep_work:
                 shutil.rmtree(work, ignore_errors=True)
+        held.close()
 
 
 def _at(listener: Listener, index: int, total: int) -> Listener:

@@ -20,6 +20,7 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
+from jetwheel.steplock import hold_step
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -74,7 +75,10 @@ def test_failing_build_publishes_nothing_and_leaves_no_temp_files(stack_server: 
         )
     assert stack_server.snapshot() == before
     # only the failed step's work directory is left, named by its cache key: a rerun resumes in it
-    assert [p.name for p in work.iterdir()] == [f"mini-vision-{plan.steps[-1].cache_key[:16]}"]
+    # the kept work directory, beside the step locks (dot files), nothing else
+    assert [p.name for p in work.iterdir() if not p.name.startswith(".")] == [
+        f"mini-vision-{plan.steps[-1].cache_key[:16]}"
+    ]
     assert "half-way" in next((tmp_path / "logs").glob("mini-vision-*.log")).read_text()
 
 
@@ -104,3 +108,13 @@ def test_ctrl_c_during_a_build_is_one_line_and_publishes_nothing(stack_server: S
     assert proc.returncode != 0 and "Traceback" not in err
     assert "interrupted" in err.strip().splitlines()[-1]
     assert stack_server.snapshot() == before
+
+
+def test_a_second_build_of_a_running_step_is_refused_naming_the_first(tmp_path: Path) -> None:
+    # two runs of one step would share its work directory (or delete each other's kept one)
+    first = hold_step(tmp_path, "mini-vision")
+    with pytest.raises(BuildError, match=rf"mini-vision: another build of it is running .*pid {os.getpid()}"):
+        hold_step(tmp_path, "mini-vision")
+    hold_step(tmp_path, "mini-torch").close()  # other steps go on at once (a fleet runs them in threads)
+    first.close()
+    hold_step(tmp_path, "mini-vision").close()
