@@ -182,14 +182,6 @@ def main() -> None:
         plan = make_plan(recipes, profile, "vllm", "docker", this_machine())
         owned = {"torch", "torchvision", "torchaudio", "pytorch-triton"}
         steps = [s for s in plan.steps if s.name not in owned]
-        # vLLM's setup.py labels its version +cuXYZ only when nvcc is not its main CUDA, 12.4: with
-        # this profile's nvcc 12.4 the wheel is plain 0.8.1, while the recipe's fixed label is the
-        # Jetson's cu126 (a gap in the recipe, reported; its cache key is kept as the plan made it)
-        if profile.cuda == "12.4" and steps[-1].version != steps[-1].pin:
-            last = steps[-1]
-            steps[-1] = dataclasses.replace(
-                last, version=last.pin, wheel=last.wheel.replace(f"-{last.version}-", f"-{last.pin}-")
-            )
         plan = dataclasses.replace(plan, steps=tuple(steps))
         vllm_step = plan.steps[-1]
         print(f"vllm step: {vllm_step.wheel}, cache key {vllm_step.cache_key[:12]}", flush=True)

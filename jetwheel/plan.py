@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from .errors import PlanError
+from .locallabel import cuda_fields
 from .machine import Machine
 from .recipe import Profile, Recipe
 from .repair import ENV_PY, repair_commands
@@ -112,7 +113,7 @@ def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str,
 
 def wheel_version(recipe: Recipe, profile: Profile) -> str:
     pin = profile.pin(recipe.name)
-    label = {"profile": profile.local_version, "none": ""}.get(recipe.local_version, recipe.local_version)
+    label = recipe.local_version.render(recipe.path, profile.local_version, profile.cuda)
     return str(Version(f"{pin}+{label}" if label else pin))
 
 
@@ -248,8 +249,7 @@ def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: 
         "arch_list": profile.cuda_arch,
         "python": profile.python_version,
         "max_jobs": str(jobs),
-        "cuda": profile.cuda,
-        "cuda_nodot": profile.cuda.replace(".", ""),
+        **cuda_fields(profile.cuda),
     }
     env = {"MAX_JOBS": str(jobs), "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)}
     if profile.cuda_arch:

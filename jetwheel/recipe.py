@@ -19,6 +19,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import RecipeError
+from .locallabel import LocalLabel, parse_label
 from .stepsource import SourceKind, SubSource
 from .target import Target
 
@@ -94,7 +95,7 @@ class Recipe:
     extensions: tuple[str, ...]  # modules the wheel must contain, e.g. vllm._C
     cuda: bool  # the wheel must carry device code for the profile's GPU
     abi3: str  # "" or the limited-API floor, e.g. "cp38" for vLLM
-    local_version: str  # "profile" (use the profile's label), "none", or a literal label such as cu126
+    local_version: LocalLabel  # the label the package's build writes: the profile's, none, or its own
     notes: str
     digest: str  # sha256 of the recipe file and its patches: part of every cache key
 
@@ -276,7 +277,9 @@ def load_recipe(path: Path) -> Recipe:
     name = pkg.get("name", str, required=True)
     summary = pkg.get("summary", str, "")
     notes = pkg.get("notes", str, "")
-    local_version = pkg.get("local_version", str, "profile")
+    local_version = parse_label(
+        path, pkg.get("local_version", str, "profile"), pkg.get("local_version_unless_cuda", str, "")
+    )
     pkg.done()
 
     src = top.table("source")

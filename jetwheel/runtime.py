@@ -11,7 +11,7 @@ from .digest import sha256_file
 from .errors import JetwheelError
 from .imagefs import inspect, root_filesystem
 from .target import Target
-from .verify import abi
+from .verify.loader import Loader
 from .verify.policy import Policy, apply, load, read_dirs, read_tree
 from .verify.wheel import Wheel
 
@@ -55,5 +55,5 @@ def runtime_policy(policy: Path, tarball: Path | None = None) -> Policy:
 
 def missing_from_runtime(wheels: list[Wheel], target: Target, runtime: Policy) -> list[str]:
     """The library names some ELF file of the wheels needs that neither the set nor the runtime has."""
-    loader = abi.Loader(wheels, apply(target, runtime))
+    loader = Loader(wheels, apply(target, runtime))
     return sorted({n for w in wheels for e in w.elves for n in e.info.needed if loader.find(e, n).kind == "missing"})

@@ -28,12 +28,13 @@ from .recipe import Profile
 from .runtime import TOP, missing_from_runtime
 from .source_archives import ARCHIVE_MTIME
 from .target import Target
-from .verify import FactCache, abi, published_facts, read_wheels
+from .verify import FactCache, published_facts, read_wheels
+from .verify.loader import GLIBC
 from .verify.policy import Policy, library_dirs, load, read_library, resolve
 from .verify.wheel import Wheel
 
 # the C runtime is the image's own, always (a copy in /usr/local/lib would shadow it)
-_NEVER = (*abi.GLIBC, "libstdc++.so.6", "libgcc_s.so.1")
+_NEVER = (*GLIBC, "libstdc++.so.6", "libgcc_s.so.1")
 LICENSES = "jetwheel-runtime"  # below include/: the manifest and the copyright files
 
 

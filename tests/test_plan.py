@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -7,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from jetwheel.errors import PlanError
+from jetwheel.locallabel import LocalLabel
 from jetwheel.machine import Machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
@@ -68,6 +73,35 @@ def test_cache_key_is_stable_and_changes_with_the_recipe(tmp_path: Path) -> None
     assert {s.name: s.cache_key for s in old}["pytorch-triton"] == {s.name: s.cache_key for s in new}["pytorch-triton"]
 
 
+def test_vllm_label_follows_the_profiles_cuda_as_its_setup_py_does() -> None:
+    # vLLM 0.8.1's get_vllm_version: +cu<XYZ> unless nvcc is its MAIN_CUDA_VERSION 12.4
+    recipes = load_recipes(RECIPES)
+    for profile, version, wheel in (
+        ("triton-25.04", "0.8.1+cu126", "vllm-0.8.1+cu126-cp38-abi3-linux_aarch64.whl"),
+        ("x86-cuda12", "0.8.1", "vllm-0.8.1-cp38-abi3-linux_x86_64.whl"),
+    ):
+        step = make_plan(recipes, load_profile(profile, RECIPES), "vllm", "docker", ORIN).steps[-1]
+        assert (step.version, step.wheel) == (version, wheel)
+    # the same recipe under a CUDA that is neither: the label is computed, not either profile's text
+    other = dataclasses.replace(load_profile("x86-cuda12", RECIPES), cuda="12.8")
+    assert make_plan(recipes, other, "vllm", "docker", ORIN).steps[-1].version == "0.8.1+cu128"
+    with pytest.raises(PlanError, match=r"vllm.toml: package.local_version names the CUDA, but the profile sets no"):
+        make_plan(recipes, dataclasses.replace(other, cuda=""), "vllm", "docker", ORIN)
+
+
+def test_vllm_label_leaves_the_other_steps_cache_keys_alone() -> None:
+    # against vLLM's old fixed label (cu126): the label is vllm's own, so no other step's key or
+    # wheel (nor a cached wheel of one) moves
+    recipes = load_recipes(RECIPES)
+    fixed = {**recipes, "vllm": dataclasses.replace(recipes["vllm"], local_version=LocalLabel("cu126"))}
+    for profile in ("triton-25.04", "x86-cuda12"):
+        now, before = (
+            make_plan(r, load_profile(profile, RECIPES), "vllm", "docker", ORIN).steps for r in (recipes, fixed)
+        )
+        assert [s.cache_key for s in now[:-1]] == [s.cache_key for s in before[:-1]]
+        assert [s.wheel for s in now[:-1]] == [s.wheel for s in before[:-1]]
+
+
 def test_dry_run_cli_prints_the_chain_and_json() -> None:
     text = subprocess.run(
         [sys.executable, "-m", "jetwheel", "build-wheel", "vllm", "--profile", "triton-25.04", "--dry-run"],
@@ -86,6 +120,13 @@ def test_dry_run_cli_prints_the_chain_and_json() -> None:
         ).stdout
     )
     assert doc["python"] == "3.12" and doc["platform"] == "linux_aarch64" and len(doc["steps"]) == 6
+    x86 = subprocess.run(
+        [sys.executable, "-m", "jetwheel", "build-wheel", "vllm", "--profile", "x86-cuda12", "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "vllm-0.8.1-cp38-abi3-linux_x86_64.whl" in x86 and "+cu" not in x86.split("] vllm ")[1]
 
 
 def test_bad_input_gives_one_line_and_no_traceback() -> None:

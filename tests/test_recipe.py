@@ -46,6 +46,7 @@ def test_profile_pins_agree_with_vllm_0_8_1_wheel_metadata() -> None:
 
 
 BASE = '[package]\nname = "a"\n[source]\npath = "."\n'
+LABEL = '[package]\nname = "a"\nlocal_version = {}\nlocal_version_unless_cuda = {}\n[source]\npath = "."\n'
 
 
 @pytest.mark.parametrize(
@@ -60,6 +61,10 @@ BASE = '[package]\nname = "a"\n[source]\npath = "."\n'
         ('[package]\nname = "a"\n[source]\ngit = "https://x/a"\n', "source.ref is missing"),
         (BASE + "[build]\nenv = { X = 1 }\n", "values must be strings"),
         (BASE + '[build]\nfrontend = "setuptools"\n', 'build.frontend must be "build", "pip" or "cibuildwheel"'),
+        (LABEL.format('"cu{cudnn}"', '"12.4"'), "package.local_version uses unknown placeholder {cudnn}"),
+        (LABEL.format('"cu{cuda"', '"12.4"'), "package.local_version 'cu{cuda' is malformed"),
+        (LABEL.format('"cu{cuda_nodot}"', '"twelve"'), "package.local_version_unless_cuda must be a CUDA version"),
+        (LABEL.format('"cu126"', '"12.4"'), "package.local_version_unless_cuda needs a local_version that names"),
     ],
 )
 def test_recipe_errors_name_file_key_and_fix(tmp_path: Path, text: str, message: str) -> None:

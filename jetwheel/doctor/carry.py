@@ -17,6 +17,7 @@ PKG = Path(__file__).resolve().parents[1]
 MEMBERS = (
     "__init__.py",
     "errors.py",
+    "digest.py",
     "doctor/__init__.py",
     "doctor/scan.py",
     "doctor/ldso.py",

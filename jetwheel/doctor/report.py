@@ -8,6 +8,7 @@ environment could not be examined at all."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,6 +80,26 @@ def _fix(dist: str, f: dict[str, Any], doc: dict[str, Any]) -> str:
 
 
 def lines(doc: dict[str, Any]) -> list[Line]:
+    """One line per broken or unchecked thing: modules first, then the scan's items in its order,
+    then one line for every library left unchecked for want of the driver."""
+    out = _module_lines(doc)
+    out += [_ITEM_LINES[i["kind"]](i, doc) for i in doc["items"] if i["kind"] in _ITEM_LINES]
+    driver = [_short(i["subject"], doc) for i in doc["items"] if i["kind"] == "driver"]
+    if driver:
+        out.append(
+            Line(
+                "unchecked",
+                f"{len(driver)} libraries",
+                f"need the NVIDIA driver (libcuda.so.1), not installed here (e.g. {driver[0]})",
+                "run the doctor where the driver is (e.g. --image with --gpu on the target)",
+            )
+        )
+    return out
+
+
+def _module_lines(doc: dict[str, Any]) -> list[Line]:
+    """A module that fails to load, one line each; a package whose modules fail only because another
+    package's import fails first, one line for all of them."""
     out: list[Line] = []
     via: dict[str, list[str]] = {}
     for module, v in sorted(doc["modules"].items()):
@@ -102,73 +123,60 @@ def lines(doc: dict[str, Any]) -> list[Line]:
                 f"fix {first['dist']} (its line above)",
             )
         )
-    unchecked_driver: list[str] = []
-    for i in doc["items"]:
-        kind = i["kind"]
-        if kind == "library":
-            out.append(
-                Line(
-                    "broken",
-                    _short(i["subject"], doc),
-                    f"cannot load: {failure_text(i['failure'], doc)}",
-                    _fix(i["dist"], i["failure"], doc),
-                )
-            )
-        elif kind == "driver":
-            unchecked_driver.append(_short(i["subject"], doc))
-        elif kind == "ops":
-            ops = sorted(i["ops"], key=lambda op: (op.split("::")[1].startswith("_"), op))  # public ones first
-            shown = ", ".join(ops[:4]) + (f" and {len(ops) - 4} more" if len(ops) > 4 else "")
-            out.append(
-                Line(
-                    "broken",
-                    f"{i['subject']} operators",
-                    f"{shown} will not be registered; using one fails with `operator {ops[0]} does not exist`",
-                    f"make {i['subject']} load (its line above)",
-                )
-            )
-        elif kind == "pins":
-            have = f"{i['installed']} is installed" if i["installed"] else "not installed"
-            out.append(
-                Line(
-                    "broken",
-                    i["dist"],
-                    f"requires {i['requirement']}, {have}",
-                    f"pip install '{i['requirement'].split(';')[0]}'",
-                )
-            )
-        elif kind == "fatbin":
-            cc = doc["cc"]
-            out.append(
-                Line(
-                    "broken",
-                    _short(i["subject"], doc),
-                    f"no kernel image for sm_{cc} (has {', '.join(i['has'])}){': ' + i['why'] if i['why'] else ''}",
-                    f"install a build with sm_{cc} SASS or PTX the driver (CUDA {doc['driver'] or '?'}) can JIT",
-                )
-            )
-        elif kind == "unchecked":
-            if i["subject"] == "fatbins":
-                out.append(
-                    Line(
-                        "unchecked",
-                        "fatbins",
-                        f"{i['detail']} not checked: no GPU found",
-                        "give --arch X.Y or --profile",
-                    )
-                )
-            else:
-                out.append(Line("unchecked", i["subject"], i["detail"], ""))
-    if unchecked_driver:
-        out.append(
-            Line(
-                "unchecked",
-                f"{len(unchecked_driver)} libraries",
-                f"need the NVIDIA driver (libcuda.so.1), not installed here (e.g. {unchecked_driver[0]})",
-                "run the doctor where the driver is (e.g. --image with --gpu on the target)",
-            )
-        )
     return out
+
+
+def _library_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
+    return Line(
+        "broken",
+        _short(i["subject"], doc),
+        f"cannot load: {failure_text(i['failure'], doc)}",
+        _fix(i["dist"], i["failure"], doc),
+    )
+
+
+def _ops_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
+    ops = sorted(i["ops"], key=lambda op: (op.split("::")[1].startswith("_"), op))  # public ones first
+    shown = ", ".join(ops[:4]) + (f" and {len(ops) - 4} more" if len(ops) > 4 else "")
+    return Line(
+        "broken",
+        f"{i['subject']} operators",
+        f"{shown} will not be registered; using one fails with `operator {ops[0]} does not exist`",
+        f"make {i['subject']} load (its line above)",
+    )
+
+
+def _pins_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
+    have = f"{i['installed']} is installed" if i["installed"] else "not installed"
+    return Line(
+        "broken", i["dist"], f"requires {i['requirement']}, {have}", f"pip install '{i['requirement'].split(';')[0]}'"
+    )
+
+
+def _fatbin_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
+    cc = doc["cc"]
+    return Line(
+        "broken",
+        _short(i["subject"], doc),
+        f"no kernel image for sm_{cc} (has {', '.join(i['has'])}){': ' + i['why'] if i['why'] else ''}",
+        f"install a build with sm_{cc} SASS or PTX the driver (CUDA {doc['driver'] or '?'}) can JIT",
+    )
+
+
+def _unchecked_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
+    if i["subject"] == "fatbins":
+        return Line("unchecked", "fatbins", f"{i['detail']} not checked: no GPU found", "give --arch X.Y or --profile")
+    return Line("unchecked", i["subject"], i["detail"], "")
+
+
+# the scan's item kinds that are a line of their own ("driver" items are summed into one line)
+_ITEM_LINES: dict[str, Callable[[dict[str, Any], dict[str, Any]], Line]] = {
+    "library": _library_line,
+    "ops": _ops_line,
+    "pins": _pins_line,
+    "fatbin": _fatbin_line,
+    "unchecked": _unchecked_line,
+}
 
 
 def exit_code(found: list[Line]) -> int:

@@ -23,6 +23,7 @@ from ..target import Target
 from . import abi, extensions, fatbin, pins, resolve
 from .extract import read_wheels
 from .factcache import FactCache
+from .loader import Loader
 from .report import ERROR, INFO, WARNING, Finding, Report
 from .source import Published, WheelSource
 from .wheel import Wheel, from_bytes
@@ -166,7 +167,7 @@ def verify_wheel(
     with tempfile.TemporaryDirectory(prefix="jetwheel-deps-") as tmp:
         deps, missing = closure(wheel, given, source, target, cache, downloads or Path(tmp))
     modules = recipe.extensions if recipe else ()
-    loader = abi.Loader([wheel, *deps], target)
+    loader = Loader([wheel, *deps], target)
     needed = abi.required(loader, wheel, modules)
     found, facts = check_fatbin(wheel, target, bool(recipe and recipe.cuda), needed)
     report.findings += found

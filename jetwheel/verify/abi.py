@@ -4,15 +4,7 @@ in the Python process on the target, with the set of wheels pip installs togethe
 Catches `undefined symbol: _ZN3c108ListType3get...` (an extension built against another torch)
 and `operator torchvision::nms does not exist` (torchvision's _C failing to load beside this torch).
 
-The rules are ld.so's, no stricter:
-- A DT_NEEDED name is found, in this order: glibc's own libraries (libc, libm, libpthread, libdl,
-  librt, libutil, the loader) on the system, always (the interpreter loaded them; ld.so reuses a
-  loaded object by SONAME, whatever a wheel bundles); in the directories of the object's
-  DT_RUNPATH, or of its DT_RPATH when it has no RUNPATH (`$ORIGIN` is the object's directory below
-  site-packages); among the libraries of the set by SONAME or file name (Python imports the
-  package that owns a library before its users, torch before torchvision); among the libraries
-  that the set's RPATH/RUNPATH load from outside the set (below); then on the target system: the
-  profile's `[system] libs`, with the machine's own loader name under `--platform`.
+The rules are ld.so's, no stricter (where a library is found: loader.py):
 - A reference binds to a definition in the object's breadth-first DT_NEEDED closure or in the
   interpreter's global scope (the CPython C API `Py*`/`_Py*` and the C library the interpreter
   links). An unversioned reference binds to an unversioned, base or default (`@@`) definition; a
@@ -23,17 +15,6 @@ The rules are ld.so's, no stricter:
 - References versioned against a system library are checked against the profile's ceilings
   (GLIBC, GLIBCXX, CXXABI, GCC), not symbol by symbol.
 
-Libraries from dependency wheels outside the verified set are not downloaded, and never passed as
-checked: x86_64 torch finds cuDNN & co. through its RPATH in site-packages/nvidia/*, installed by
-its nvidia-*-cu12 requirements, which the profile does not pin. A RPATH/RUNPATH directory counts as
-outside the set only where a requirement of the wheel outside the set (and not pinned) may install
-it (its name contains the directory's: nvidia -> nvidia-cudnn-cu12); otherwise it is an empty
-directory and the search goes on, as ld.so's does. Each wheel gets one warning naming the libraries
-looked up there, those requirements, and how many references were left unchecked because of them.
-Such a library is taken to export what the profile's system table says a library of that SONAME
-exports, or, with no entry, C names only (NVIDIA's libraries export C APIs): a C++ symbol of torch
-(`c10::`, `at::`) missing from the set is still an error.
-
 A library found nowhere is an error when importing one of the extensions the recipe promises loads
 it (or any ELF file, when no recipe says which). When only a module nothing promised loads needs
 it (torchaudio's sox and ffmpeg backends, loaded on demand and skipped where their library is not
@@ -43,45 +24,16 @@ Hopper-only _flashmla_C).
 
 from __future__ import annotations
 
-import fnmatch
-import posixpath
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..target import Target
-from .elf import Symbols
+from .loader import INTERPRETER_LIBS, Found, Loader, matches
 from .report import ERROR, WARNING, Finding
 from .wheel import Wheel, WheelElf
 
 MAX_PER_FILE = 25
-# The libraries the interpreter itself links: their symbols are in every object's global scope.
-INTERPRETER_LIBS = ("libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "libutil.so.1")
-# glibc's own libraries: on every target (its version is the profile's GLIBC ceiling), so present
-# even where the profile's table does not list them; unversioned C names bind to their default.
-GLIBC = (*INTERPRETER_LIBS, "librt.so.1", "libresolv.so.2", "libanl.so.1", "ld-linux-*.so.*")
-# What the C++ runtime exports, by the Itanium C++ ABI's names (namespace std, __gnu_cxx, the
-# cxxabi support): an unversioned reference to one binds to its default version, as for the C
-# library, whatever symbol patterns the profile's system table gives (its versions are checked
-# against the profile's ceilings when the reference is versioned).
-RUNTIME_EXPORTS = {
-    "libstdc++.so.6": (
-        *("_ZNSt*", "_ZNKSt*", "_ZSt*", "_ZT[VISTC]St*", "_ZT[VISTC]NSt*", "_ZGVNSt*"),
-        *("_ZNS[oidsab]*", "_ZNKS[oidsab]*", "_ZT[VIST]S[oidsab]*", "_Z[nd][wal]*"),
-        *("_ZN9__gnu_cxx*", "_ZNK9__gnu_cxx*", "_ZT[VIS]N9__gnu_cxx*", "_ZT[VIS]N10__cxxabiv1*"),
-        *("_ZTI[a-zA-Z]", "_ZTIP*", "_ZTS[a-zA-Z]", "_ZTSP*", "__cxa_*", "__gxx_personality_v0", "__dynamic_cast"),
-    ),
-    "libgcc_s.so.1": ("_Unwind_*", "__*"),
-}
-# The GPU driver's libraries: the NVIDIA container runtime mounts them from the host when the
-# container starts (on a Jetson, its l4t.csv), so no image's files hold them; with a runtime read
-# from its image they keep the profile's table entry.
-DRIVER = ("libcuda.so.1", "libnvidia-*.so*")
-# The C and C++ runtime: always the system's, whatever RPATH says (no wheel may ship them).
-RUNTIME = (*GLIBC, "libstdc++.so.6", "libgcc_s.so.1")
 
 
 def demangle(name: str) -> str:
@@ -93,146 +45,6 @@ def demangle(name: str) -> str:
         return name
 
 
-@dataclass(frozen=True)
-class Found:
-    """Where ld.so finds a DT_NEEDED name: in the set, outside it (unchecked), on the system, or nowhere."""
-
-    kind: str  # "set" | "outside" | "system" | "missing"
-    elf: WheelElf | None = None
-    wheel: Wheel | None = None
-    where: str = ""  # "outside": the directory (below site-packages) it comes from
-    patterns: tuple[str, ...] | None = None  # symbol patterns it is taken to export (None: any C name)
-
-
-@dataclass
-class Loader:
-    """The dynamic linker's view of a set of wheels installed together into one site-packages."""
-
-    wheels: list[Wheel]
-    target: Target
-    by_path: dict[str, tuple[Wheel, WheelElf]] = field(default_factory=dict)
-    by_name: dict[str, tuple[Wheel, WheelElf]] = field(default_factory=dict)
-    dirs: set[str] = field(default_factory=set)
-    tops: set[str] = field(default_factory=set)  # top-level directories the set installs into
-    outside: dict[str, str] = field(default_factory=dict)  # soname -> directory outside the set
-    # per wheel: its requirements for the target that are neither in the set nor pinned
-    unpinned: dict[str, list[Requirement]] = field(default_factory=dict)
-    owner: dict[int, Wheel] = field(default_factory=dict)  # id(elf) -> its wheel
-    system_elves: dict[str, WheelElf] = field(default_factory=dict)  # the runtime image's libraries, by name
-
-    def __post_init__(self) -> None:
-        names = {w.name for w in self.wheels}
-        env = self.target.environment()
-        for w in self.wheels:
-            self.dirs |= {posixpath.dirname(m) for m in w.libraries}
-            self.tops |= {m.split("/", 1)[0] for m in w.libraries}
-            reqs = (Requirement(r) for r in w.requires)
-            self.unpinned[w.filename] = [
-                r
-                for r in reqs
-                if canonicalize_name(r.name) not in names
-                and canonicalize_name(r.name) not in self.target.pins
-                and (r.marker is None or r.marker.evaluate(env))
-            ]
-            for e in w.elves:
-                self.owner[id(e)] = w
-                self.by_path.setdefault(e.member, (w, e))
-                for name in (e.info.soname, posixpath.basename(e.member)):
-                    if name:
-                        self.by_name.setdefault(name, (w, e))
-        for w in self.wheels:
-            for e in w.elves:
-                for n in e.info.needed:
-                    if n not in self.by_name and n not in self.outside:
-                        where = self._outside(e, n)
-                        if where is not None:
-                            self.outside[n] = where
-
-    def _outside(self, e: WheelElf, name: str) -> str | None:
-        """The top-level directory of the first of e's RPATH/RUNPATH directories that a requirement
-        outside the set installs (nvidia/cudnn/lib: nvidia-cudnn-cu12), where ld.so looks for `name`
-        before the system; None if none. A directory no requirement can fill is just empty."""
-        if any(fnmatch.fnmatchcase(name, p) for p in RUNTIME):
-            return None
-        for d in _search_dirs(e):
-            top = d.split("/", 1)[0]
-            if top not in self.tops and self.installers(self.owner[id(e)], top):
-                return top
-        return None
-
-    def installers(self, wheel: Wheel, top: str) -> list[Requirement]:
-        """The wheel's requirements outside the set that may install site-packages/<top>."""
-        return [r for r in self.unpinned[wheel.filename] if top.replace("_", "-") in canonicalize_name(r.name)]
-
-    def system(self, soname: str) -> tuple[str, ...] | None:
-        if self.target.system_provided and not _matches(soname, DRIVER):
-            return None  # a runtime read from its image: exact exports (system_found), no patterns
-        for pattern, symbols in self.target.system_libs.items():
-            if fnmatch.fnmatchcase(soname, pattern):
-                return (*symbols, *RUNTIME_EXPORTS.get(soname, ()))
-        if any(fnmatch.fnmatchcase(soname, p) for p in GLIBC):
-            return ("[!_]*",)
-        return None
-
-    def system_found(self, name: str) -> Found | None:
-        """The target system's library of that name: exactly what the runtime image exports when
-        one was read, else what the profile's table says; None when the system has none."""
-        provided = self.target.system_provided.get(name)
-        if provided is not None:
-            if name not in self.system_elves:
-                exports, verdefs = provided
-                info = Symbols("", name, (), (), (), exports, "", verdefs)
-                self.system_elves[name] = WheelElf(f"<{self.target.system_policy}>/{name}", info, ())
-            return Found("system", self.system_elves[name])
-        patterns = self.system(name)
-        return Found("system", patterns=patterns) if patterns is not None else None
-
-    def find(self, e: WheelElf, name: str) -> Found:
-        if any(fnmatch.fnmatchcase(name, p) for p in GLIBC):
-            # loaded with the interpreter: ld.so reuses it by SONAME, whatever a wheel bundles
-            return self.system_found(name) or Found("missing")
-        for d in _search_dirs(e):
-            if d in self.dirs:
-                hit = self.by_path.get(posixpath.join(d, name))
-                if hit:
-                    return Found("set", hit[1], hit[0])
-        hit = self.by_name.get(name)
-        if hit:
-            return Found("set", hit[1], hit[0])
-        where = self._outside(e, name) or self.outside.get(name)
-        if where is not None:
-            return Found("outside", where=where, patterns=self.system(name))
-        return self.system_found(name) or Found("missing")
-
-    def closure(self, e: WheelElf) -> list[tuple[str, Found]]:
-        """e's DT_NEEDED closure, breadth first (ld.so's symbol search order)."""
-        out: list[tuple[str, Found]] = []
-        queue, seen = [(e, n) for n in e.info.needed], set(e.info.needed)
-        while queue:
-            parent, name = queue.pop(0)
-            found = self.find(parent, name)
-            out.append((name, found))
-            if found.elf is not None:
-                for n in found.elf.info.needed:
-                    if n not in seen:
-                        seen.add(n)
-                        queue.append((found.elf, n))
-        return out
-
-
-def _search_dirs(e: WheelElf) -> list[str]:
-    """DT_RUNPATH, else DT_RPATH, as directories below site-packages. Absolute entries (a build
-    machine's directories, like torchvision's /__w/_temp/...) and ones above site-packages name
-    nothing pip installs, so they are left out."""
-    origin = posixpath.dirname(e.member)
-    out = []
-    for d in e.info.runpath or e.info.rpath:
-        d = d.replace("${ORIGIN}", "$ORIGIN")
-        if d.startswith("$ORIGIN"):
-            out.append(posixpath.normpath(posixpath.join(origin, d[len("$ORIGIN") :].lstrip("/"))))
-    return [d for d in out if not d.startswith("..")]
-
-
 def _version_allowed(version: str, ceilings: Mapping[str, str]) -> bool | None:
     """True/False when the version's family (GLIBC, GLIBCXX, CXXABI, GCC) has a ceiling; None if not."""
     prefix, _, number = version.partition("_")
@@ -242,10 +54,6 @@ def _version_allowed(version: str, ceilings: Mapping[str, str]) -> bool | None:
         return Version(number) <= Version(ceilings[prefix])
     except InvalidVersion:
         return False  # GLIBC_PRIVATE and the like: never part of a stable ABI
-
-
-def _matches(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def required(loader: Loader, wheel: Wheel, modules: tuple[str, ...]) -> set[str]:
@@ -297,7 +105,6 @@ def _check_elf(
     elf: WheelElf, loader: Loader, ceilings: Mapping[str, str], required: bool
 ) -> tuple[list[Finding], int, dict[str, str]]:
     """(findings, references left unchecked, outside libraries: soname -> directory)."""
-    out: list[Finding] = []
     found = loader.closure(elf)
     providers = [f.elf for _n, f in found if f.elf is not None]
     system = [f.patterns for _n, f in found if f.kind == "system" and f.patterns is not None]
@@ -307,68 +114,26 @@ def _check_elf(
     outside = {n: f for n, f in found if f.kind == "outside"}
     by_name = {n: f for n, f in found}
     lost = [n for n, f in found if f.kind == "missing"]
-    if lost:
-        names = ", ".join(lost)
-        out.append(
-            Finding(
-                "abi",
-                ERROR if required else WARNING,
-                elf.member,
-                f"needs {names}, which no wheel in the set and nothing the target system provides has"
-                + (
-                    ""
-                    if required
-                    else "; nothing the recipe promises loads it: a module loaded on demand, where they are installed"
-                ),
-                f"add the wheel that ships {names} to the set (--with), or ship it in the runtime tarball "
-                f"(inv runtime.tarball) beside the runtime read from its image ({loader.target.system_policy})"
-                if loader.target.system_policy
-                else f"add the wheel that ships {names} to the set (--with), or list it under [system] libs in "
-                "the profile if the target provides it",
-            )
-        )
+    out = [_lost(elf, lost, loader, required)] if lost else []
     missing: list[Finding] = []
     skipped = 0
     for name, version, vfile, weak in elf.imports:
         if weak:
             continue  # may stay unbound: the code checks the address before calling
         if vfile and by_name.get(vfile, Found("set")).kind != "set":
-            kind = by_name[vfile].kind
-            if kind == "outside":
+            if by_name[vfile].kind == "outside":
                 skipped += 1
-            elif kind == "system" and (lib := by_name[vfile].elf) is not None:
-                if not lib.defines(name, version):
-                    missing.append(
-                        Finding(
-                            "abi",
-                            ERROR,
-                            elf.member,
-                            f"{demangle(name)}@{version} is not exported by {vfile} of the runtime "
-                            f"({loader.target.system_policy})",
-                            "build against the runtime's own version of that library (the profile's image)",
-                        )
-                    )
-            elif kind == "system" and _version_allowed(version, ceilings) is False:
-                family = version.partition("_")[0]
-                missing.append(
-                    Finding(
-                        "abi",
-                        ERROR,
-                        elf.member,
-                        f"{demangle(name)}@{version} from {vfile} is newer than the target provides "
-                        f"({family} <= {ceilings.get(family)})",
-                        "build in the target's image (JetPack's Ubuntu 22.04 toolchain), not a newer distribution",
-                    )
-                )
+            elif (bad := _versioned_system(elf, name, version, vfile, by_name[vfile], loader, ceilings)) is not None:
+                missing.append(bad)
             continue
         if any(p.defines(name, version) for p in providers):
             continue
         if not version and name.startswith(("Py", "_Py")):
             continue  # the interpreter that loads the extension exports the C API
-        if any(_matches(name, pats) for pats in system):
+        if any(matches(name, pats) for pats in system):
             continue
         if any(
-            (f.patterns is None and not name.startswith("_Z")) or _matches(name, f.patterns or ())
+            (f.patterns is None and not name.startswith("_Z")) or matches(name, f.patterns or ())
             for f in outside.values()
         ):
             skipped += 1
@@ -381,6 +146,57 @@ def _check_elf(
         rest = len(missing) - MAX_PER_FILE
         missing = [*missing[:MAX_PER_FILE], Finding("abi", ERROR, elf.member, f"... and {rest} more undefined symbols")]
     return out + missing, skipped, {n: f.where for n, f in outside.items()}
+
+
+def _lost(elf: WheelElf, lost: list[str], loader: Loader, required: bool) -> Finding:
+    """The libraries of elf's closure found nowhere: an error when a promised module loads elf."""
+    names = ", ".join(lost)
+    return Finding(
+        "abi",
+        ERROR if required else WARNING,
+        elf.member,
+        f"needs {names}, which no wheel in the set and nothing the target system provides has"
+        + (
+            ""
+            if required
+            else "; nothing the recipe promises loads it: a module loaded on demand, where they are installed"
+        ),
+        f"add the wheel that ships {names} to the set (--with), or ship it in the runtime tarball "
+        f"(inv runtime.tarball) beside the runtime read from its image ({loader.target.system_policy})"
+        if loader.target.system_policy
+        else f"add the wheel that ships {names} to the set (--with), or list it under [system] libs in "
+        "the profile if the target provides it",
+    )
+
+
+def _versioned_system(
+    elf: WheelElf, name: str, version: str, vfile: str, lib: Found, loader: Loader, ceilings: Mapping[str, str]
+) -> Finding | None:
+    """A reference versioned against a system library: bound exactly against the runtime's own
+    library when one was read from its image, else against the profile's version ceilings."""
+    if lib.kind != "system":
+        return None
+    if lib.elf is not None:
+        if lib.elf.defines(name, version):
+            return None
+        return Finding(
+            "abi",
+            ERROR,
+            elf.member,
+            f"{demangle(name)}@{version} is not exported by {vfile} of the runtime ({loader.target.system_policy})",
+            "build against the runtime's own version of that library (the profile's image)",
+        )
+    if _version_allowed(version, ceilings) is not False:
+        return None
+    family = version.partition("_")[0]
+    return Finding(
+        "abi",
+        ERROR,
+        elf.member,
+        f"{demangle(name)}@{version} from {vfile} is newer than the target provides "
+        f"({family} <= {ceilings.get(family)})",
+        "build in the target's image (JetPack's Ubuntu 22.04 toolchain), not a newer distribution",
+    )
 
 
 def _undefined(elf: WheelElf, name: str, providers: list[WheelElf], loader: Loader) -> Finding:
