@@ -32,6 +32,17 @@ class Missing(Exception):
         self.ranges = ranges
 
 
+def merged_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start, end) ranges, sorted and merged: the sparse copy's pieces must not overlap."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 class Sparse:
     """Byte ranges of one file, at their offsets; ranges may be dropped again (fatbin payloads)."""
 

@@ -153,7 +153,7 @@ class _Reader:
                 return True
             head = elf.Sparse()
             head.add(0, self._head)
-            self.keep = _merged(
+            self.keep = elf.merged_ranges(
                 [
                     (0, 64),
                     (h.phoff, h.phoff + h.phnum * h.phentsize),
@@ -187,7 +187,9 @@ def member_facts(path: Path, info: zipfile.ZipInfo) -> WheelElf | None:
             return WheelElf(info.filename, elf.read_elf(h, reader.sparse), entries)
         except elf.Missing as m:
             # stream it again keeping exactly what was missing, plus what the pass before kept
-            again = _Reader(keep=_merged([(o, o + n) for o, n in m.ranges] + reader.sparse.ranges()), scan=False)
+            again = _Reader(
+                keep=elf.merged_ranges([(o, o + n) for o, n in m.ranges] + reader.sparse.ranges()), scan=False
+            )
             again.header = h
             for chunk in _chunks(path, info):
                 again.feed(chunk)
@@ -195,14 +197,3 @@ def member_facts(path: Path, info: zipfile.ZipInfo) -> WheelElf | None:
         except ValueError:
             return None  # starts like ELF but is not one a dynamic linker would load
     return None
-
-
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """[start, end) ranges, sorted and merged: the sparse copy's pieces must not overlap."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out

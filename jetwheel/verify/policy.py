@@ -194,7 +194,7 @@ def read_library(path: Path) -> elf.Symbols | None:
 
             def sparse(ranges: Iterable[tuple[int, int]]) -> elf.Sparse:
                 out = elf.Sparse()
-                for lo, hi in _merged([(o, o + n) for o, n in ranges]):
+                for lo, hi in elf.merged_ranges([(o, o + n) for o, n in ranges]):
                     f.seek(lo)
                     out.add(lo, f.read(hi - lo))
                 return out
@@ -203,16 +203,6 @@ def read_library(path: Path) -> elf.Symbols | None:
             return elf.read_elf(h, sparse([(0, 64), *elf.needed_ranges(h, first)]))
     except (OSError, ValueError, elf.Missing):
         return None
-
-
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
 
 
 def read_tree(root: Path, machine: str, source: str, ld_library_path: str = "") -> Policy:
