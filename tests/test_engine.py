@@ -101,6 +101,9 @@ def test_ctrl_c_during_a_build_is_one_line_and_publishes_nothing(stack_server: S
         text=True,
         start_new_session=True,
         env=dict(os.environ, JETWHEEL_RECIPES=str(root)),
+        # Ctrl-C at a terminal: a test run started in the background (`cmd &` in a script) inherits
+        # SIGINT ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(8)
     os.killpg(proc.pid, signal.SIGINT)
