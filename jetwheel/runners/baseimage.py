@@ -45,14 +45,19 @@ def image_fix(image: str, engine: str = "podman") -> str:
     return f"{engine} build -t {image} docker/builder (see README)"
 
 
-def image_exists(engine: str, name: str) -> bool:
-    """The image exists and was made from today's package list."""
+def image_label(engine: str, name: str, label: str) -> str:
+    """The value of `label` on the image `name`; "" when the image or the label is missing."""
     done = subprocess.run(
-        [engine, "image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', name],
+        [engine, "image", "inspect", "--format", f'{{{{ index .Config.Labels "{label}" }}}}', name],
         capture_output=True,
         text=True,
     )
-    return done.returncode == 0 and done.stdout.strip() == PACKAGES
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def image_exists(engine: str, name: str) -> bool:
+    """The image exists and was made from today's package list."""
+    return image_label(engine, name, LABEL) == PACKAGES
 
 
 def debootstrap(suite: str, arch: str, cache: Path, packages: str = PACKAGES, components: str = "") -> Path:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RunnerError
-from .baseimage import CACHE, debootstrap
+from .baseimage import CACHE, debootstrap, image_label
 
 SUITE = "trixie"
 COMPONENTS = "main,contrib,non-free"
@@ -64,15 +64,6 @@ def inputs(python: HostPython) -> str:
     return f"{SUITE} {COMPONENTS}; {TOOLS}; {PYTHON_LIBS}; python {python.version} at {python.prefix}"
 
 
-def _label(engine: str, name: str) -> str:
-    done = subprocess.run(
-        [engine, "image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', name],
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
 def install_script(python: HostPython) -> str:
     """Run in the container made from the bare rootfs: the toolkit, the Python copy (mounted at
     /host-python), and a CUDA_HOME tree where CMake and torch look (Debian spreads the toolkit
@@ -115,13 +106,13 @@ def ensure_cuda_image(
     """Make sure `name` exists in the engine, made from today's inputs; build it if not. Returns the name."""
     python = find_python(python_exe)
     want = inputs(python)
-    if _label(engine, name) == want:
+    if image_label(engine, name, LABEL) == want:
         return name
     cache.mkdir(parents=True, exist_ok=True)
     # a second caller (another test run, the background build) waits, then finds the image made
     with open(cache / f".{SUITE}-cuda.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _label(engine, name) == want:
+        if image_label(engine, name, LABEL) == want:
             return name
         return _make(name, engine, cache, python, want)
 
