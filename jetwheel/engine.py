@@ -31,7 +31,8 @@ from .errors import BuildError, EngineLost, OutOfMemory, VerifyFailed
 from .index.client import IndexClient, Progress
 from .indexwheels import IndexWheels
 from .plan import BuildStep, Plan
-from .recipe import Profile, Recipe
+from .profile import Profile
+from .recipe import Recipe
 from .runners import Runner, StepLog
 from .source_fetch import FetchedSource, fetch_source, local_sources_dir
 from .steplock import hold_step

@@ -24,7 +24,8 @@ from .errors import JetwheelError
 from .index.client import IndexClient
 from .machine import Machine
 from .plan import BUILD_TOOLS, BuildStep, Plan, tree_digest
-from .recipe import Profile, Recipe
+from .profile import Profile
+from .recipe import Recipe
 from .runners import DockerRunner, Runner
 from .runners.baseimage import image_fix
 from .source_archives import unpack_members

@@ -23,7 +23,8 @@ from packaging.utils import canonicalize_name
 from .errors import BuildError, JetwheelError, PlanError, RecipeError, StoreError
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
-from .recipe import Profile, Recipe, load_profile, load_recipes, recipes_root
+from .profile import Profile
+from .recipe import Recipe, load_profile, load_recipes, recipes_root
 from .source_archives import Archive
 from .source_fetch import make_archive
 from .stepsource import StepSource
