@@ -18,8 +18,6 @@ LONG_MODULES = {
     "jetwheel/index/store.py": "one class over one on-disk layout and its lock: reading, committing, "
     "yanking, deleting and cleaning share the layout; its whole-or-nothing writes are index/durable.py, "
     "its records index/records.py",
-    "jetwheel/preflight.py": "one check per thing a build needs, each short; being changed by another "
-    "open issue (engine probing twice: preflight.py and runners/probe.py)",
 }
 # "module:function" -> why it may be longer
 LONG_FUNCTIONS = {

@@ -204,12 +204,15 @@ def test_git_source_comes_from_the_sources_dir_the_engine_uses(
 def test_nvcc_check_names_the_ptx_isa_nvcc_writes() -> None:
     """The machine's nvcc 13 writes PTX ISA 9.0, which JetPack 6's driver (CUDA 12.6) cannot JIT;
     the x86-cuda12 profile's image has nvcc 12.4 (ISA 8.4)."""
-    from jetwheel.preflight import Probe, environment_checks
+    from jetwheel.preflight import environment_checks
+    from jetwheel.runners.probe import BuildFacts
 
     profile = load_profile("x86-cuda12")
     facts = {"python": "3.12", "nvcc": "12.4"}
-    [_, ok] = environment_checks(profile.image, Probe(True, "", facts), profile, False, ["vllm"])
+    [_, ok] = environment_checks(profile.image, BuildFacts(True, "", facts), profile, False, ["vllm"])
     assert ok.ok and ok.detail == "CUDA 12.4 (PTX ISA 8.4) for vllm"
-    [_, bad] = environment_checks(profile.image, Probe(True, "", dict(facts, nvcc="13.0")), profile, False, ["vllm"])
+    [_, bad] = environment_checks(
+        profile.image, BuildFacts(True, "", dict(facts, nvcc="13.0")), profile, False, ["vllm"]
+    )
     assert not bad.ok and "nvcc is 13.0 (PTX ISA 9.0), the profile's CUDA is 12.4" in bad.detail
     assert "inv cuda.setup" in bad.fix
