@@ -216,3 +216,51 @@ def test_nvcc_check_names_the_ptx_isa_nvcc_writes() -> None:
     )
     assert not bad.ok and "nvcc is 13.0 (PTX ISA 9.0), the profile's CUDA is 12.4" in bad.detail
     assert "inv cuda.setup" in bad.fix
+
+
+# A docker-CLI engine that only answers what preflight and the scheduler ask: `info`, `image
+# inspect` (every image is there), `run ... bash -c SCRIPT ARGS` (run here, its disk path moved under
+# $FAKE_ENGINE_ROOT), `version`; anything else (`create`: a build) fails. Every call is logged.
+FAKE_ENGINE = r"""#!/bin/bash
+echo "$*" >> "$FAKE_ENGINE_ROOT/calls"
+args=("$@")
+while [[ "${args[0]}" == --* ]]; do
+  case "${args[0]}" in --url|--connection|--host|--context) args=("${args[@]:2}") ;; *) args=("${args[@]:1}") ;; esac
+done
+case "${args[0]}" in
+  info) echo '{"host": {"cpus": 4, "memTotal": 8589934592, "arch": "'"$(uname -m)"'"}}' ;;
+  image) echo sha256:0123456789abcdef0123 ;;
+  version) echo fake ;;
+  run)
+    for ((i = 0; i < ${#args[@]}; i++)); do
+      if [[ "${args[i]}" == bash && "${args[i+1]}" == -c ]]; then
+        n=${#args[@]}
+        exec bash -c "${args[i+2]}" "${args[@]:i+3:n-i-4}" "$FAKE_ENGINE_ROOT/jw"
+      fi
+    done ;;
+  *) echo "fake engine: ${args[0]} is not offered" >&2; exit 125 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("engines", [[], ["--engines", "jetson1"]], ids=["one engine", "fleet"])
+def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
+    stack_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engines: list[str]
+) -> None:
+    """The engine's `info` and each image's `image inspect` are asked once per run: a fleet's engines
+    by schedule.connect, whose facts preflight then takes, a single engine by preflight. About 5 s
+    each (a pip resolve); the build fails at `create`, which the fake engine does not offer."""
+    fake = tmp_path / "podman"
+    fake.write_text(FAKE_ENGINE)
+    fake.chmod(0o755)
+    monkeypatch.setenv("FAKE_ENGINE_ROOT", str(tmp_path))
+    program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
+    argv = ["jetwheel", "build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
+    with pytest.raises(SystemExit) as exited:
+        program.run([*argv, "--runner", "docker", "--engine", str(fake), "--disk-gb", "1", *engines])
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert exited.value.code == 3, calls  # preflight passed; the build failed: it asked for `create`
+    assert any(" create " in f" {c} " for c in calls)
+    asked = [c for c in calls if " info" in f" {c}" or "image inspect" in c]
+    assert len([c for c in asked if "info" in c]) == 1, asked
+    assert len([c for c in asked if "image inspect" in c]) == 1, asked  # the plan's one image
