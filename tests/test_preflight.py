@@ -7,6 +7,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -245,7 +246,11 @@ esac
 
 @pytest.mark.parametrize("engines", [[], ["--engines", "jetson1"]], ids=["one engine", "fleet"])
 def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
-    stack_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engines: list[str]
+    stack_server: Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    engines: list[str],
 ) -> None:
     """The engine's `info` and each image's `image inspect` are asked once per run: a fleet's engines
     by schedule.connect, whose facts preflight then takes, a single engine by preflight. About 5 s
@@ -254,13 +259,17 @@ def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
     fake.write_text(FAKE_ENGINE)
     fake.chmod(0o755)
     monkeypatch.setenv("FAKE_ENGINE_ROOT", str(tmp_path))
+    monkeypatch.setattr("jetwheel.engine.CACHE", tmp_path / "cache")  # work and logs: not another run's
+    # progress.make_listener's default stream is the sys.stderr of its first import, which a capsys
+    # test before this one (test_build_wheel_preflight_...) has closed since: give it this test's
+    monkeypatch.setattr("jetwheel.progress.make_listener.__defaults__", (sys.stderr,))
     program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
     argv = ["jetwheel", "build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
     with pytest.raises(SystemExit) as exited:
         program.run([*argv, "--runner", "docker", "--engine", str(fake), "--disk-gb", "1", *engines])
     calls = (tmp_path / "calls").read_text().splitlines()
-    assert exited.value.code == 3, calls  # preflight passed; the build failed: it asked for `create`
-    assert any(" create " in f" {c} " for c in calls)
+    # preflight passed; the build failed asking for `create`
+    assert exited.value.code == 3 and any(" create " in f" {c} " for c in calls), capsys.readouterr().err
     asked = [c for c in calls if " info" in f" {c}" or "image inspect" in c]
     assert len([c for c in asked if "info" in c]) == 1, asked
     assert len([c for c in asked if "image inspect" in c]) == 1, asked  # the plan's one image
