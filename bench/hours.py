@@ -28,7 +28,8 @@ from jetwheel.index.config import add_user
 from jetwheel.machine import Machine, this_machine
 from jetwheel.plan import Plan, make_plan
 from jetwheel.preflight import Needs, failures, preflight
-from jetwheel.recipe import Profile, Recipe, load_profile, load_recipes
+from jetwheel.profile import Profile
+from jetwheel.recipe import Recipe, load_profile, load_recipes
 from jetwheel.runners import LocalRunner, make_runner
 from jetwheel.runners.base import MARK
 from jetwheel.runners.ccache import CompilerCache

@@ -149,7 +149,8 @@ def build_wheel(
     # preflight checks the engine the first step runs on (with --engines: the first that answered)
     the_runner = fleet[0].runner if fleet else make_runner(runner, engine, connection, gpu, run_arch, container_memory)
     if preflight or not no_preflight:
-        _preflight(plan, known, prof, the_runner, client, disk_gb, sources, gpu, verbose=preflight)
+        facts = fleet[0].facts if fleet else None  # a fleet's engine was probed by connect: not asked again
+        _preflight(plan, known, prof, the_runner, client, disk_gb, sources, gpu, verbose=preflight, facts=facts)
         if preflight:
             return
     if publish_failing:
@@ -254,6 +255,7 @@ def _preflight(
     sources: str,
     gpu: bool,
     verbose: bool,
+    facts: Any = None,
 ) -> None:
     """Every check's line with --preflight or when one fails; before a build that passes, one line."""
     import time
@@ -261,7 +263,8 @@ def _preflight(
     from .preflight import Needs, failures, preflight, render
 
     started = time.monotonic()
-    checks = preflight(plan, recipes, profile, runner, client, Needs(disk_gb=disk_gb, **_sources_option(sources)), gpu)
+    needs = Needs(disk_gb=disk_gb, **_sources_option(sources))
+    checks = preflight(plan, recipes, profile, runner, client, needs, gpu, facts)
     failed = failures(checks)
     if verbose or failed:
         print(render(checks), file=sys.stdout if verbose else sys.stderr, flush=True)

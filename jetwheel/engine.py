@@ -31,9 +31,10 @@ from .errors import BuildError, EngineLost, OutOfMemory, VerifyFailed
 from .index.client import IndexClient, Progress
 from .indexwheels import IndexWheels
 from .plan import BuildStep, Plan
-from .recipe import Profile, Recipe
+from .profile import Profile
+from .recipe import Recipe
 from .runners import Runner, StepLog
-from .source_fetch import FetchedSource, fetch_source, local_sources_dir
+from .source_fetch import FetchedSource, Lookup, fetch_source, local_sources_dir
 from .steplock import hold_step
 from .subsources import fetch_sub
 from .verify import read_wheels, verify_wheel
@@ -153,13 +154,14 @@ def prepare_work(
         return True, FetchedSource(work / "src", **{**kept, "subs": tuple(tuple(s) for s in kept.get("subs", ()))})
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    source = fetch_source(step.name, step.pin, step.source, work / "src", client, options.sources, progress=progress)
+    lookup = Lookup(options.sources, client, progress=progress)
+    source = fetch_source(step.name, step.pin, step.source, work / "src", lookup)
     (work / "patches").mkdir()
     for p in recipe.patches:
         shutil.copy2(p, work / "patches" / p.name)
     subs = []
     for sub in step.source.subs:  # unpacked beside src/; the plan's commands export and patch them
-        subs.append((sub.name, fetch_sub(sub, work / sub.workdir, client, options.sources, progress=progress).origin))
+        subs.append((sub.name, fetch_sub(sub, work / sub.workdir, lookup).origin))
         (work / "patches" / sub.name).mkdir()
         for sp in map(Path, sub.patches):
             shutil.copy2(sp, work / "patches" / sub.name / sp.name)

@@ -23,7 +23,8 @@ from packaging.version import Version
 from .errors import PlanError
 from .locallabel import cuda_fields
 from .machine import Machine
-from .recipe import Profile, Recipe
+from .profile import Profile
+from .recipe import Recipe
 from .repair import ENV_PY, repair_commands
 from .stepsource import StepSource
 

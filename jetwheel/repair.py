@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import shlex
 
-from .recipe import Profile, Recipe
+from .profile import Profile
+from .recipe import Recipe
 
 ENV_PY = '"$JW_WORK/env/bin/python"'
 

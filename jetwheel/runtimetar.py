@@ -24,7 +24,7 @@ from .errors import JetwheelError
 from .imagefs import inspect, root_filesystem
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
-from .recipe import Profile
+from .profile import Profile
 from .runtime import TOP, missing_from_runtime
 from .source_archives import ARCHIVE_MTIME
 from .target import Target

@@ -27,7 +27,8 @@ from .engine import Event, Listener, Options, StepResult, run_step
 from .errors import BuildError, EngineLost, JetwheelError, PlanError, RunnerError
 from .index.client import IndexClient
 from .plan import BuildStep, Plan
-from .recipe import Profile, Recipe
+from .profile import Profile
+from .recipe import Recipe
 from .runners import DockerRunner, LocalRunner, Runner
 from .runners.baseimage import image_fix
 from .runners.probe import EngineFacts, probe

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import JetwheelError, RunnerError
-from .recipe import Smoke
+from .profile import Smoke
 
 # Runs in the image: one JSON line per step; later steps run even when earlier ones fail, so one
 # run names every failure.

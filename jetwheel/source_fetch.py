@@ -99,6 +99,21 @@ def upstream_archive(name: str, pin: str, src: StepSource, out_dir: Path, cache:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """Where a step's sources are looked for, resolved once and passed down: the local source
+    directory, then the index, then upstream. `find` is the one place that order is written."""
+
+    local_dir: Path | None = None  # local source archives (--sources, $JETWHEEL_SOURCES), tried first
+    client: IndexClient | None = None  # the index's /packages/, tried second
+    cache: Path = CACHE  # checked upstream downloads by sha256, and the scratch of index downloads
+    progress: Progress | None = None  # of index downloads
+
+    def looked(self) -> str:
+        """The places before upstream, for an error that found nothing there."""
+        return " or ".join(str(p) for p in (self.local_dir, self.client.url if self.client else None) if p is not None)
+
+
+@dataclass(frozen=True)
 class LocalArchive:
     """An archive in the local source directory."""
 
@@ -128,100 +143,88 @@ class IndexArchive:
         return path
 
 
-def held(filename: str, client: IndexClient | None, local_dir: Path | None) -> LocalArchive | IndexArchive | None:
-    """The lookup order every fetch follows before upstream (main sources and sub-sources, fetched or
-    only located): the local source directory, then the index. None when neither has `filename`."""
-    if local_dir is not None and (local_dir / filename).is_file():
-        return LocalArchive(local_dir / filename)
-    info = client.file_info(filename) if client is not None else None
-    if client is None or info is None:
-        return None
-    return IndexArchive(client, filename, str(info.get("sha256", "")))
+@dataclass(frozen=True)
+class Upstream:
+    """Neither the source directory nor the index has the archive: upstream's URL (a git
+    repository, an sdist, a sub-source's archive)."""
+
+    url: str
+
+    @property
+    def origin(self) -> str:
+        return self.url
 
 
-def locate(
-    name: str, pin: str, src: StepSource, client: IndexClient | None = None, local_dir: Path | None = None
-) -> str | None:
-    """Where fetch_source would take a pinned archive from before going upstream, without fetching it."""
-    if not src.sha256 or src.kind == "path":
-        return None
-    found = held(archive_name(name, pin), client, local_dir)
-    return found.origin if found is not None else None
+Place = LocalArchive | IndexArchive | Upstream
 
 
-def from_local_or_index(
-    name: str,
-    filename: str,
-    expected: str,
-    dest: Path,
-    client: IndexClient | None,
-    local_dir: Path | None,
-    cache: Path,
-    progress: Progress | None = None,
-) -> FetchedSource | None:
-    """The archive unpacked at `dest` from the local source directory or the index, checked against
-    the pin (a mismatch is an error, never skipped); None when neither has it."""
-    found = held(filename, client, local_dir)
-    if found is None:
-        return None
+def find(filename: str, upstream: str, lookup: Lookup) -> Place | None:
+    """Where `filename` is taken from, the first place that has it: the local source directory, the
+    index, then `upstream` (a URL; "" when there is none). None when nowhere. Every fetch, and every
+    check of where a fetch would go, asks this."""
+    if lookup.local_dir is not None and (lookup.local_dir / filename).is_file():
+        return LocalArchive(lookup.local_dir / filename)
+    info = lookup.client.file_info(filename) if lookup.client is not None else None
+    if lookup.client is not None and info is not None:
+        return IndexArchive(lookup.client, filename, str(info.get("sha256", "")))
+    return Upstream(upstream) if upstream else None
+
+
+def locate(name: str, pin: str, src: StepSource, lookup: Lookup) -> Place | None:
+    """Where fetch_source takes a git or url source's archive from, without fetching it."""
+    return find(archive_name(name, pin), src.url, lookup)
+
+
+def unpack_held(found: LocalArchive | IndexArchive, name: str, expected: str, dest: Path, lookup: Lookup) -> None:
+    """The archive from the local source directory or the index unpacked at `dest`, checked against
+    the pin first (a mismatch is an error, never skipped)."""
     if isinstance(found, LocalArchive):
         check_pin(found.path, expected, name)
         unpack(found.path, dest)
-    else:
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".index-", dir=cache) as tmp:
-            unpack(found.download(expected, name, Path(tmp), progress), dest)
-    return FetchedSource(dest, expected, found.origin)
+        return
+    lookup.cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".index-", dir=lookup.cache) as tmp:
+        unpack(found.download(expected, name, Path(tmp), lookup.progress), dest)
 
 
-def looked(client: IndexClient | None, local_dir: Path | None) -> str:
-    return " or ".join(str(p) for p in (local_dir, client.url if client else None) if p is not None)
-
-
-def fetch_source(
-    name: str,
-    pin: str,
-    src: StepSource,
-    dest: Path,
-    client: IndexClient | None = None,
-    local_dir: Path | None = None,
-    cache: Path = CACHE,
-    progress: Progress | None = None,
-) -> FetchedSource:
+def fetch_source(name: str, pin: str, src: StepSource, dest: Path, lookup: Lookup) -> FetchedSource:
     """Lay the step's source tree out at `dest` (a fresh directory the build may modify).
 
-    A pinned source is taken from `local_dir`/<archive>, then the index's /packages/<archive>, then
-    upstream; the first place that has the archive decides: a file there that does not match the
-    pin is an error, never skipped. An unpinned source comes from upstream only (a file found
-    locally or on the index for it is an error that prints its sha256 to pin)."""
+    A pinned source is taken from where `find` says: the first place that has the archive decides,
+    and a file there that does not match the pin is an error, never skipped. An unpinned source
+    comes from upstream only (a file found locally or on the index for it is an error that prints
+    its sha256 to pin)."""
     if src.kind == "path":
         shutil.copytree(
             src.path, dest, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.so")
         )
         return FetchedSource(dest, "", f"local tree {src.path}")
-    filename = archive_name(name, pin)
-    if not src.sha256:
-        if unpinned := held(filename, client, local_dir):
-            there, actual = (
-                (unpinned.origin, sha256_file(unpinned.path))
-                if isinstance(unpinned, LocalArchive)
-                else (f"{filename} on the index", unpinned.sha256)
-            )
-            raise SourceError(
-                f"{name}: {there} is there, but the recipe pins no sha256 to check it against; "
-                f'add source.sha256 = "{actual}" if that is the source you trust'
-            )
-    elif fetched := from_local_or_index(name, filename, src.sha256, dest, client, local_dir, cache, progress):
-        return fetched
+    found = locate(name, pin, src, lookup)
+    if isinstance(found, LocalArchive | IndexArchive):
+        if not src.sha256:
+            raise _unpinned(name, found)
+        unpack_held(found, name, src.sha256, dest, lookup)
+        return FetchedSource(dest, src.sha256, found.origin)
     with tempfile.TemporaryDirectory(prefix=f"jetwheel-{canonicalize_name(name)}-") as tmp:
         try:
-            archive = upstream_archive(name, pin, src, Path(tmp), cache)
+            archive = upstream_archive(name, pin, src, Path(tmp), lookup.cache)
         except SourceError as e:
-            raise SourceError(
-                f"{e} (and no {filename} in {looked(client, local_dir) or 'a source directory'})"
-            ) from None
+            filename = archive_name(name, pin)
+            raise SourceError(f"{e} (and no {filename} in {lookup.looked() or 'a source directory'})") from None
         unpack(archive.path, dest)
     return FetchedSource(dest, archive.sha256, src.url, archive.commit)
+
+
+def _unpinned(name: str, found: LocalArchive | IndexArchive) -> SourceError:
+    there, actual = (
+        (found.origin, sha256_file(found.path))
+        if isinstance(found, LocalArchive)
+        else (f"{found.filename} on the index", found.sha256)
+    )
+    return SourceError(
+        f"{name}: {there} is there, but the recipe pins no sha256 to check it against; "
+        f'add source.sha256 = "{actual}" if that is the source you trust'
+    )
 
 
 def make_archive(name: str, pin: str, src: StepSource, out_dir: Path, from_path: Path | None) -> Archive:

@@ -1,7 +1,7 @@
 """Sub-sources: the further pinned trees a build finds through a variable (vLLM's CUTLASS,
-flash-attention, FlashMLA). Each archive is kept byte for byte and taken as a main source is (see
-source_fetch.py): the local source directory, then the index, then its upstream URL where the recipe
-names one; always checked against its sha256."""
+flash-attention, FlashMLA). Each archive is kept byte for byte and taken from where
+source_fetch.find says (the local source directory, then the index, then its upstream URL where the
+recipe names one); always checked against its sha256."""
 
 from __future__ import annotations
 
@@ -11,75 +11,62 @@ import tempfile
 from pathlib import Path
 
 from .errors import SourceError
-from .index.client import IndexClient, Progress
 from .source_archives import Archive, check_pin, unpack
-from .source_fetch import CACHE, FetchedSource, LocalArchive, download_pinned, from_local_or_index, held, looked
+from .source_fetch import FetchedSource, IndexArchive, LocalArchive, Lookup, Place, download_pinned, find, unpack_held
 from .stepsource import SubSource
 
 
-def _no_upstream(sub: SubSource, client: IndexClient | None, local_dir: Path | None) -> SourceError:
-    where = looked(client, local_dir) or "any source directory"
-    return SourceError(
-        f"{sub.name}: {sub.archive} (sha256 {sub.sha256[:12]}...) is not in {where}, "
-        "and the recipe names no upstream URL for it; put it in the source directory (--sources DIR or "
-        "$JETWHEEL_SOURCES) or on the index (inv sources.upload)"
-    )
+def _find(sub: SubSource, lookup: Lookup) -> Place:
+    """Where the sub-source's archive is taken from; SourceError saying where to put it when nowhere."""
+    found = find(sub.archive, sub.url, lookup)
+    if found is None:
+        raise SourceError(
+            f"{sub.name}: {sub.archive} (sha256 {sub.sha256[:12]}...) is not in "
+            f"{lookup.looked() or 'any source directory'}, and the recipe names no upstream URL for it; put it "
+            "in the source directory (--sources DIR or $JETWHEEL_SOURCES) or on the index (inv sources.upload)"
+        )
+    return found
 
 
-def fetch_sub(
-    sub: SubSource,
-    dest: Path,
-    client: IndexClient | None = None,
-    local_dir: Path | None = None,
-    cache: Path = CACHE,
-    progress: Progress | None = None,
-) -> FetchedSource:
-    """Lay a sub-source's tree out at `dest`: its archive from the local source directory, then the
-    index, then its upstream URL, always checked against its sha256. Patches are the plan's."""
-    found = from_local_or_index(sub.name, sub.archive, sub.sha256, dest, client, local_dir, cache, progress)
-    if found is not None:
-        return FetchedSource(dest, sub.sha256, found.origin, sub.commit)
-    if not sub.url:
-        raise _no_upstream(sub, client, local_dir)
-    with tempfile.TemporaryDirectory(prefix=f"jetwheel-{sub.name}-") as tmp:
-        archive = download_pinned(sub.name, sub.url, sub.sha256, Path(tmp) / sub.archive, cache)
-        unpack(archive.path, dest)
-    return FetchedSource(dest, sub.sha256, sub.url, sub.commit)
+def fetch_sub(sub: SubSource, dest: Path, lookup: Lookup) -> FetchedSource:
+    """Lay a sub-source's tree out at `dest`, its archive checked against its sha256. Patches are
+    the plan's."""
+    found = _find(sub, lookup)
+    if isinstance(found, LocalArchive | IndexArchive):
+        unpack_held(found, sub.name, sub.sha256, dest, lookup)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"jetwheel-{sub.name}-") as tmp:
+            archive = download_pinned(sub.name, found.url, sub.sha256, Path(tmp) / sub.archive, lookup.cache)
+            unpack(archive.path, dest)
+    return FetchedSource(dest, sub.sha256, found.origin, sub.commit)
 
 
-def pinned_sub(sub: SubSource, client: IndexClient | None = None, local_dir: Path | None = None) -> str:
+def pinned_sub(sub: SubSource, lookup: Lookup) -> Place:
     """Where a build would take a sub-source's archive from, checked against its pin without
-    unpacking it (a local file is hashed; the index's published sha256 is compared); raises
-    SourceError naming both hashes, or where to put an archive that is nowhere."""
-    found = held(sub.archive, client, local_dir)
+    unpacking it (a local file is hashed; the index's published sha256 is compared; an upstream URL
+    is checked when fetched); raises SourceError naming both hashes, or where to put an archive
+    that is nowhere."""
+    found = _find(sub, lookup)
     if isinstance(found, LocalArchive):
         check_pin(found.path, sub.sha256, sub.name)
-    elif found is not None and found.sha256 != sub.sha256:
+    elif isinstance(found, IndexArchive) and found.sha256 != sub.sha256:
         raise SourceError(f"{sub.name}: {found.origin} has sha256 {found.sha256}, the recipe pins {sub.sha256}")
-    if found is not None:
-        return found.origin
-    if not sub.url:
-        raise _no_upstream(sub, client, local_dir)
-    return sub.url
+    return found
 
 
-def sub_archive(
-    sub: SubSource, out_dir: Path, client: IndexClient | None = None, local_dir: Path | None = None, cache: Path = CACHE
-) -> Archive:
+def sub_archive(sub: SubSource, out_dir: Path, lookup: Lookup) -> Archive:
     """`inv sources.fetch`: a sub-source's archive copied into out_dir from where a build would take
-    it (source directory, index, upstream URL), checked against its sha256."""
+    it, checked against its sha256."""
     out = out_dir / sub.archive
     out_dir.mkdir(parents=True, exist_ok=True)
-    found = held(sub.archive, client, local_dir)
+    found = _find(sub, lookup)
     if isinstance(found, LocalArchive):
         check_pin(found.path, sub.sha256, sub.name)
         if found.path.resolve() != out.resolve():
             shutil.copyfile(found.path, out)
-    elif found is not None:
+    elif isinstance(found, IndexArchive):
         with tempfile.TemporaryDirectory(prefix=".index-", dir=out_dir) as tmp:
             os.replace(found.download(sub.sha256, sub.name, Path(tmp)), out)
-    elif sub.url:
-        download_pinned(sub.name, sub.url, sub.sha256, out, cache)
     else:
-        raise _no_upstream(sub, client, local_dir)
+        download_pinned(sub.name, found.url, sub.sha256, out, lookup.cache)
     return Archive(out, sub.sha256, sub.commit)

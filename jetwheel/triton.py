@@ -16,7 +16,8 @@ from pathlib import Path
 from .errors import JetwheelError
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
-from .recipe import Profile, TritonRelease, load_recipes
+from .profile import Profile, TritonRelease
+from .recipe import load_recipes
 from .runtime import runtime_policy
 from .smoke import Outcome
 from .smoke import run as run_smoke

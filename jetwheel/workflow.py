@@ -23,9 +23,10 @@ from packaging.utils import canonicalize_name
 from .errors import BuildError, JetwheelError, PlanError, RecipeError, StoreError
 from .index.client import IndexClient
 from .indexwheels import IndexWheels
-from .recipe import Profile, Recipe, load_profile, load_recipes, recipes_root
+from .profile import Profile
+from .recipe import Recipe, load_profile, load_recipes, recipes_root
 from .source_archives import Archive
-from .source_fetch import make_archive
+from .source_fetch import Lookup, make_archive
 from .stepsource import StepSource
 from .subsources import sub_archive
 from .target import Target
@@ -63,7 +64,7 @@ def sub_archives(
     """`inv sources.fetch`: each sub-source's archive in `out`, taken from where a build takes it
     (the source directory, the index, the upstream URL) and checked against its sha256."""
     _recipe, spec, _pin = _pinned_source(name, profile)
-    return [sub_archive(sub, out, client, local_dir) for sub in spec.subs]
+    return [sub_archive(sub, out, Lookup(local_dir, client)) for sub in spec.subs]
 
 
 def _pinned_source(name: str, profile: str) -> tuple[Recipe, StepSource, str]:

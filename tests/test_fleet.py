@@ -21,7 +21,8 @@ from jetwheel.engine import Event, Options
 from jetwheel.errors import PlanError
 from jetwheel.machine import Machine, this_machine
 from jetwheel.plan import Plan, make_plan
-from jetwheel.recipe import Profile, Recipe, load_profile, load_recipes
+from jetwheel.profile import Profile
+from jetwheel.recipe import Recipe, load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.runners.baseimage import BUILDER, ensure_base_image
 from jetwheel.runners.probe import EngineFacts, probe

@@ -18,10 +18,6 @@ LONG_MODULES = {
     "jetwheel/index/store.py": "one class over one on-disk layout and its lock: reading, committing, "
     "yanking, deleting and cleaning share the layout; its whole-or-nothing writes are index/durable.py, "
     "its records index/records.py",
-    "jetwheel/preflight.py": "one check per thing a build needs, each short; being changed by another "
-    "open issue (engine probing twice: preflight.py and runners/probe.py)",
-    "jetwheel/recipe.py": "the recipe and profile schema: a typed field per TOML key, with the error "
-    "that names file, key and fix; its length is the schema's",
 }
 # "module:function" -> why it may be longer
 LONG_FUNCTIONS = {
@@ -29,10 +25,6 @@ LONG_FUNCTIONS = {
     "being changed by other open issues)",
     "jetwheel/engine.py:run_step": "one step's life: cache, fetch, build, verify, publish, each an event; "
     "the try/finally that keeps or discards the work directory must see all of them",
-    "jetwheel/recipe.py:load_recipe": "reads the recipe's tables in order ([package], [source], [build], "
-    "[verify]); to be split one function per table with issue 21's typed Source, not yet done",
-    "jetwheel/recipe.py:load_profile": "reads the profile's tables in order; to be split one function per "
-    "table with issue 21's typed closed sets, not yet done",
     "jetwheel/schedule.py:run_fleet": "the fleet's threads share its board, listener lock and results "
     "through closures (report, work); schedule.py is being changed by another open issue",
     "jetwheel/verify/elf.py:_read": "one pass over the dynamic table, version definitions, version needs "

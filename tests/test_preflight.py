@@ -7,6 +7,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -204,12 +205,71 @@ def test_git_source_comes_from_the_sources_dir_the_engine_uses(
 def test_nvcc_check_names_the_ptx_isa_nvcc_writes() -> None:
     """The machine's nvcc 13 writes PTX ISA 9.0, which JetPack 6's driver (CUDA 12.6) cannot JIT;
     the x86-cuda12 profile's image has nvcc 12.4 (ISA 8.4)."""
-    from jetwheel.preflight import Probe, environment_checks
+    from jetwheel.preflight import environment_checks
+    from jetwheel.runners.probe import BuildFacts
 
     profile = load_profile("x86-cuda12")
     facts = {"python": "3.12", "nvcc": "12.4"}
-    [_, ok] = environment_checks(profile.image, Probe(True, "", facts), profile, False, ["vllm"])
+    [_, ok] = environment_checks(profile.image, BuildFacts(True, "", facts), profile, False, ["vllm"])
     assert ok.ok and ok.detail == "CUDA 12.4 (PTX ISA 8.4) for vllm"
-    [_, bad] = environment_checks(profile.image, Probe(True, "", dict(facts, nvcc="13.0")), profile, False, ["vllm"])
+    [_, bad] = environment_checks(
+        profile.image, BuildFacts(True, "", dict(facts, nvcc="13.0")), profile, False, ["vllm"]
+    )
     assert not bad.ok and "nvcc is 13.0 (PTX ISA 9.0), the profile's CUDA is 12.4" in bad.detail
     assert "inv cuda.setup" in bad.fix
+
+
+# A docker-CLI engine that only answers what preflight and the scheduler ask: `info`, `image
+# inspect` (every image is there), `run ... bash -c SCRIPT ARGS` (run here, its disk path moved under
+# $FAKE_ENGINE_ROOT), `version`; anything else (`create`: a build) fails. Every call is logged.
+FAKE_ENGINE = r"""#!/bin/bash
+echo "$*" >> "$FAKE_ENGINE_ROOT/calls"
+args=("$@")
+while [[ "${args[0]}" == --* ]]; do
+  case "${args[0]}" in --url|--connection|--host|--context) args=("${args[@]:2}") ;; *) args=("${args[@]:1}") ;; esac
+done
+case "${args[0]}" in
+  info) echo '{"host": {"cpus": 4, "memTotal": 8589934592, "arch": "'"$(uname -m)"'"}}' ;;
+  image) echo sha256:0123456789abcdef0123 ;;
+  version) echo fake ;;
+  run)
+    for ((i = 0; i < ${#args[@]}; i++)); do
+      if [[ "${args[i]}" == bash && "${args[i+1]}" == -c ]]; then
+        n=${#args[@]}
+        exec bash -c "${args[i+2]}" "${args[@]:i+3:n-i-4}" "$FAKE_ENGINE_ROOT/jw"
+      fi
+    done ;;
+  *) echo "fake engine: ${args[0]} is not offered" >&2; exit 125 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("engines", [[], ["--engines", "jetson1"]], ids=["one engine", "fleet"])
+def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
+    stack_server: Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    engines: list[str],
+) -> None:
+    """The engine's `info` and each image's `image inspect` are asked once per run: a fleet's engines
+    by schedule.connect, whose facts preflight then takes, a single engine by preflight. About 5 s
+    each (a pip resolve); the build fails at `create`, which the fake engine does not offer."""
+    fake = tmp_path / "podman"
+    fake.write_text(FAKE_ENGINE)
+    fake.chmod(0o755)
+    monkeypatch.setenv("FAKE_ENGINE_ROOT", str(tmp_path))
+    monkeypatch.setattr("jetwheel.engine.CACHE", tmp_path / "cache")  # work and logs: not another run's
+    # progress.make_listener's default stream is the sys.stderr of its first import, which a capsys
+    # test before this one (test_build_wheel_preflight_...) has closed since: give it this test's
+    monkeypatch.setattr("jetwheel.progress.make_listener.__defaults__", (sys.stderr,))
+    program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
+    argv = ["jetwheel", "build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
+    with pytest.raises(SystemExit) as exited:
+        program.run([*argv, "--runner", "docker", "--engine", str(fake), "--disk-gb", "1", *engines])
+    calls = (tmp_path / "calls").read_text().splitlines()
+    # preflight passed; the build failed asking for `create`
+    assert exited.value.code == 3 and any(" create " in f" {c} " for c in calls), capsys.readouterr().err
+    asked = [c for c in calls if " info" in f" {c}" or "image inspect" in c]
+    assert len([c for c in asked if "info" in c]) == 1, asked
+    assert len([c for c in asked if "image inspect" in c]) == 1, asked  # the plan's one image

@@ -201,12 +201,12 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
     """vLLM 0.8.1's real sdist through the recipe's source pin and exactly the plan's pre-step
     commands (the CUDA compile after them needs a Jetson)."""
     from jetwheel.plan import TARGET_ENV
-    from jetwheel.source_fetch import fetch_source
+    from jetwheel.source_fetch import Lookup, fetch_source
 
     python312(monkeypatch)
     plan = make_plan(load_recipes(), load_profile("triton-25.04"), "vllm", "local", this_machine())
     step = plan.steps[-1]
-    src = fetch_source(step.name, step.pin, step.source, tmp_path / "src", cache=CACHE / "sources")
+    src = fetch_source(step.name, step.pin, step.source, tmp_path / "src", Lookup(cache=CACHE / "sources"))
     assert src.origin == step.source.url and src.sha256 == step.source.sha256
     tree = tmp_path / "src"
     # the recipe expects what setup.py builds for CUDA 12 (line 642-664), but the Hopper-only two,

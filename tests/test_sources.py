@@ -18,7 +18,7 @@ from jetwheel.cli import namespace
 from jetwheel.errors import SourceError
 from jetwheel.index.web import _source
 from jetwheel.source_archives import ARCHIVE_MTIME, archive_name, pack
-from jetwheel.source_fetch import fetch_source, locate, make_archive
+from jetwheel.source_fetch import Lookup, Upstream, fetch_source, locate, make_archive
 from jetwheel.stepsource import StepSource
 
 # shared/ lies beside the checkout (CI lays a copy of it beside its clone)
@@ -109,20 +109,22 @@ def test_a_source_is_taken_from_local_dir_then_index_then_upstream(
     made = make_archive("proj", "1.0", spec(upstream), tmp_path / "made", Path(upstream["path"]))
     pinned = spec(upstream, made.sha256, upstream["commit"])
     # upstream: cloned, packed, checked against both pins
-    assert locate("proj", "1.0", pinned, server.client(), tmp_path / "empty") is None  # upstream is not located
-    got = fetch_source("proj", "1.0", pinned, tmp_path / "s1", server.client(), tmp_path / "empty")
+    nowhere = Lookup(tmp_path / "empty", server.client())
+    assert locate("proj", "1.0", pinned, nowhere) == Upstream(upstream["url"])
+    got = fetch_source("proj", "1.0", pinned, tmp_path / "s1", nowhere)
     assert (got.origin, got.sha256, got.commit) == (upstream["url"], made.sha256, upstream["commit"])
     assert (tmp_path / "s1" / "a.cc").is_file()
     # the index, once the archive is uploaded; upstream gone
     server.client().upload(made.path, artifact=True)
     shutil.rmtree(upstream["path"])
-    got = fetch_source("proj", "1.0", pinned, tmp_path / "s2", server.client(), tmp_path / "empty")
+    got = fetch_source("proj", "1.0", pinned, tmp_path / "s2", nowhere)
     assert got.origin == f"{server.url}/packages/proj-1.0-src.tar.gz"
-    assert locate("proj", "1.0", pinned, server.client(), tmp_path / "empty") == got.origin
+    assert (found := locate("proj", "1.0", pinned, nowhere)) is not None and found.origin == got.origin
     assert (tmp_path / "s2" / "build.sh").read_text() == "#!/bin/sh\n"
     # a local source directory first
-    got = fetch_source("proj", "1.0", pinned, tmp_path / "s3", server.client(), made.path.parent)
-    assert got.origin == str(made.path) == locate("proj", "1.0", pinned, server.client(), made.path.parent)
+    local = Lookup(made.path.parent, server.client())
+    got = fetch_source("proj", "1.0", pinned, tmp_path / "s3", local)
+    assert (found := locate("proj", "1.0", pinned, local)) is not None and got.origin == str(made.path) == found.origin
 
 
 def test_a_mismatching_archive_is_one_line_naming_file_and_both_hashes(
@@ -131,15 +133,15 @@ def test_a_mismatching_archive_is_one_line_naming_file_and_both_hashes(
     made = make_archive("proj", "1.0", spec(upstream), tmp_path / "made", Path(upstream["path"]))
     wrong = "0" * 64
     with pytest.raises(SourceError) as e:
-        fetch_source("proj", "1.0", spec(upstream, wrong), tmp_path / "s", server.client(), made.path.parent)
+        fetch_source("proj", "1.0", spec(upstream, wrong), tmp_path / "s", Lookup(made.path.parent, server.client()))
     assert str(e.value) == f"proj: {made.path} has sha256 {made.sha256}, the recipe pins {wrong}"
     # an unpinned recipe never takes a file it cannot check: the error gives the sha256 to pin
     with pytest.raises(SourceError, match=f'pins no sha256 .* add source.sha256 = "{made.sha256}"'):
-        fetch_source("proj", "1.0", spec(upstream), tmp_path / "s", server.client(), made.path.parent)
+        fetch_source("proj", "1.0", spec(upstream), tmp_path / "s", Lookup(made.path.parent, server.client()))
     # a file on the index is checked the same way, and a pinned commit against the checkout
     server.client().upload(made.path, artifact=True)
     with pytest.raises(SourceError, match=f"has sha256 {made.sha256}, the recipe pins {wrong}"):
-        fetch_source("proj", "1.0", spec(upstream, wrong), tmp_path / "s", server.client(), None)
+        fetch_source("proj", "1.0", spec(upstream, wrong), tmp_path / "s", Lookup(None, server.client()))
     with pytest.raises(SourceError, match=f"at commit {upstream['commit']}, the recipe pins {'1' * 40}"):
         make_archive("proj", "1.0", spec(upstream, commit="1" * 40), tmp_path / "x", Path(upstream["path"]))
 

@@ -20,9 +20,10 @@ from jetwheel.engine import Options, prepare_work, provenance
 from jetwheel.errors import RecipeError, SourceError
 from jetwheel.machine import Machine
 from jetwheel.plan import BuildStep, Plan, make_plan, render_plan
-from jetwheel.preflight import sub_checks
+from jetwheel.preflight_source import sub_checks
 from jetwheel.recipe import load_profile, load_recipe, load_recipes
 from jetwheel.runners import LocalRunner, StepLog
+from jetwheel.source_fetch import Lookup
 from jetwheel.subsources import fetch_sub
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -90,7 +91,7 @@ def test_sub_sources_come_from_the_local_dir_checked_and_patch_applies(tmp_path:
     """About 10 s (30-45 s on a loaded 2-core machine): the three real archives unpacked (13,300
     files), the flash-attention patch applied to the real tree."""
     subs = {s.name: s for s in vllm_step().source.subs}
-    got = {n: fetch_sub(s, tmp_path / n, local_dir=SOURCES) for n, s in subs.items()}
+    got = {n: fetch_sub(s, tmp_path / n, Lookup(SOURCES)) for n, s in subs.items()}
     assert {n: g.origin for n, g in got.items()} == {n: str(SOURCES / s.archive) for n, s in subs.items()}
     assert (tmp_path / "cutlass" / "include" / "cutlass" / "cutlass.h").is_file()
     assert (tmp_path / "FlashMLA" / "csrc").is_dir()
@@ -101,22 +102,22 @@ def test_sub_sources_come_from_the_local_dir_checked_and_patch_applies(tmp_path:
     # a wrong pin names both hashes; an archive nowhere names where to put it
     wrong = dataclasses.replace(subs["FlashMLA"], sha256="0" * 64)
     with pytest.raises(SourceError, match=f"has sha256 {subs['FlashMLA'].sha256}, the recipe pins {'0' * 64}"):
-        fetch_sub(wrong, tmp_path / "x", local_dir=SOURCES)
+        fetch_sub(wrong, tmp_path / "x", Lookup(SOURCES))
     with pytest.raises(SourceError, match="names no upstream URL for it; put it in the source directory"):
-        fetch_sub(subs["FlashMLA"], tmp_path / "y", local_dir=tmp_path / "empty")
+        fetch_sub(subs["FlashMLA"], tmp_path / "y", Lookup(tmp_path / "empty"))
     # where a recipe names an upstream URL for the very archive, it is the last resort, checked too
     upstream = dataclasses.replace(subs["FlashMLA"], url=(SOURCES / "FlashMLA-575f7724.tar.gz").as_uri())
-    got_up = fetch_sub(upstream, tmp_path / "z", local_dir=tmp_path / "empty", cache=tmp_path / "cache")
+    got_up = fetch_sub(upstream, tmp_path / "z", Lookup(tmp_path / "empty", cache=tmp_path / "cache"))
     assert got_up.origin == upstream.url and (tmp_path / "z" / "csrc").is_dir()
     with pytest.raises(SourceError, match=f"the recipe pins {'0' * 64}"):
-        fetch_sub(dataclasses.replace(upstream, sha256="0" * 64), tmp_path / "w", cache=tmp_path / "cache")
+        fetch_sub(dataclasses.replace(upstream, sha256="0" * 64), tmp_path / "w", Lookup(cache=tmp_path / "cache"))
 
 
 @pytest.mark.real
 def test_preflight_checks_sub_sources_and_their_patches_from_a_local_dir(tmp_path: Path, server: Server) -> None:
     """About 2 s: archives are hashed, not unpacked; only the files a patch touches are."""
     step = vllm_step()
-    checks = sub_checks(step, server.client(), SOURCES, tmp_path)
+    checks = sub_checks(step, Lookup(SOURCES, server.client()), tmp_path)
     assert [(c.check, c.ok) for c in checks] == [
         ("vllm: sub-source cutlass", True),
         ("vllm: sub-source cutlass patches", True),
@@ -133,9 +134,9 @@ def test_preflight_checks_sub_sources_and_their_patches_from_a_local_dir(tmp_pat
     stale.write_text("--- a/CMakeLists.txt\n+++ b/CMakeLists.txt\n@@ -1,1 +1,1 @@\n-no such line\n+x\n")
     subs = tuple(dataclasses.replace(s, patches=(str(stale),)) for s in step.source.subs if s.name == "flash-attention")
     broken = dataclasses.replace(step, source=dataclasses.replace(step.source, subs=subs))
-    bad = [c for c in sub_checks(broken, server.client(), SOURCES, tmp_path / "2") if not c.ok]
+    bad = [c for c in sub_checks(broken, Lookup(SOURCES, server.client()), tmp_path / "2") if not c.ok]
     assert len(bad) == 1 and "stale.patch does not apply" in bad[0].detail and "rebase" in bad[0].fix
-    bad = [c for c in sub_checks(step, server.client(), tmp_path / "empty", tmp_path / "3") if not c.ok]
+    bad = [c for c in sub_checks(step, Lookup(tmp_path / "empty", server.client()), tmp_path / "3") if not c.ok]
     assert [c.check for c in bad] == [f"vllm: sub-source {n}" for n in PINS]
     assert "inv sources.upload" in bad[0].detail
 
@@ -159,7 +160,7 @@ def test_sources_fetch_packs_the_sub_sources_upload_serves_them_and_a_build_take
     monkeypatch.setenv("JETWHEEL_INDEX_PASSWORD", "s3cret-pass")
     assert cli("sources.upload", str(out / "FlashMLA-575f7724.tar.gz"), "--index", server.url) == 0
     sub = next(s for s in vllm_step().source.subs if s.name == "FlashMLA")
-    got = fetch_sub(sub, tmp_path / "from-index", server.client(), tmp_path / "empty")
+    got = fetch_sub(sub, tmp_path / "from-index", Lookup(tmp_path / "empty", server.client()))
     assert got.origin == f"{server.url}/packages/FlashMLA-575f7724.tar.gz" and (got.tree / "csrc").is_dir()
 
 

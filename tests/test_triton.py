@@ -22,7 +22,7 @@ from jetwheel.errors import JetwheelError
 from jetwheel.recipe import load_profile
 from jetwheel.smoke import fix_for
 from jetwheel.source_archives import archive_name
-from jetwheel.source_fetch import fetch_source
+from jetwheel.source_fetch import Lookup, fetch_source
 from jetwheel.stepsource import StepSource
 from jetwheel.triton import build_command, check, requirements, smoke_check
 
@@ -199,7 +199,7 @@ def test_real_buildpy_dryrun_starts_from_igpu_min_and_installs_from_our_index(tm
     local = tmp_path / "sources"
     local.mkdir()
     (local / archive_name("triton-server", "r25.04")).symlink_to(SHARED / "server-r25.04.tar.gz")
-    server = fetch_source("triton-server", "r25.04", SERVER, tmp_path / "server", local_dir=local).tree
+    server = fetch_source("triton-server", "r25.04", SERVER, tmp_path / "server", Lookup(local)).tree
     profile = load_profile("triton-25.04", RECIPES)
     (server / "jetwheel-requirements.txt").write_text(requirements(profile))
     index = "http://jetson-index.lan:8080"

@@ -1,8 +1,13 @@
-"""What a container engine offers a plan, asked of the engine itself before anything is built:
-cores, memory and architecture (its `info`), whether it has the GPU (a trial container with the
-GPU device, only when the plan asks for one) and which of the plan's images it already holds.
+"""The one prober of where a plan builds, asked before anything is built.
 
-These facts decide which engine may take which step and each step's MAX_JOBS (schedule.py)."""
+`probe`: what a container engine offers a plan, asked of the engine itself: cores, memory and
+architecture (its `info`), whether it has the GPU (a trial container with the GPU device, only when
+the plan asks for one) and which of the plan's images it already holds. These facts decide which
+engine may take which step and each step's MAX_JOBS (schedule.py), and preflight checks them; a run
+asks each engine once and passes the facts on.
+
+`build_facts`: what a bash command sees inside one image (or on this host): its Python, nvcc and
+GPU device, memory, swap and cores, free disk (preflight's environment and resource checks)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from .docker import DockerRunner
 # the engines' names for architectures, as Python's platform.machine() spells them
 ARCHES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
 TIMEOUT = 60.0
+BUILD_FACTS_TIMEOUT = 120  # a container start on a cold engine; an engine that does not answer fails faster
 
 
 @dataclass(frozen=True)
@@ -72,3 +78,46 @@ def probe(runner: DockerRunner, images: Iterable[str], gpu: bool = False) -> Eng
         gpu=has_gpu,
         images=held,
     )
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What a bash command saw where the runner builds (in the image, or on this host)."""
+
+    ok: bool
+    error: str
+    facts: dict[str, str]
+
+
+# One shell command gathers every fact; each line is key=value. $1: the interpreter, $2: a path
+# whose free space counts.
+BUILD_FACTS = r"""py="$1"; dir="$2"
+echo "python=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"
+nv="$(command -v nvcc || echo "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")"
+echo "nvcc=$("$nv" --version 2>/dev/null | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p')"
+echo "gpu=$(ls /dev/nvidia0 /dev/nvhost-ctrl-gpu /dev/nvgpu/igpu0/ctrl /dev/dri/renderD128 2>/dev/null | head -1)"
+echo "mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+echo "swap_kb=$(awk '/^SwapTotal:/ {print $2}' /proc/meminfo)"
+echo "cgroup_mem=$(cat /sys/fs/cgroup/memory.max 2>/dev/null)"
+echo "cores=$(nproc)"
+mkdir -p "$dir" 2>/dev/null
+echo "disk_kb=$(df -Pk "$dir" 2>/dev/null | awk 'NR==2 {print $4}')"
+echo "ccache=$(command -v ccache)"
+"""
+
+
+def build_facts(argv: list[str], python: str, path: str, timeout: float = BUILD_FACTS_TIMEOUT) -> BuildFacts:
+    """BUILD_FACTS run by `argv` (a runner's probe_argv: `bash -c` here or in a container of the
+    image), for the interpreter `python` and the disk of `path`; never raises for what it finds."""
+    try:
+        done = subprocess.run(
+            [*argv, BUILD_FACTS, "probe", python, path], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return BuildFacts(False, f"no answer in {timeout:.0f}s", {})
+    except OSError as e:
+        return BuildFacts(False, str(e), {})
+    facts = dict(line.partition("=")[::2] for line in done.stdout.splitlines() if "=" in line)
+    if done.returncode != 0 or "python" not in facts:
+        return BuildFacts(False, (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1], facts)
+    return BuildFacts(True, "", facts)
