@@ -27,7 +27,7 @@ from types import FrameType
 
 from ..errors import StoreError
 from . import static
-from .app import FRONT_HEADER
+from .guard import FRONT_HEADER
 from .server import die_with_parent
 from .store import Store
 
