@@ -134,12 +134,6 @@ def test_the_store_reaches_into_no_room_built_on_it(module: str) -> None:
     assert not bad, f"{module} loads {sorted(bad)}: offer a hook (Store.on_change) instead"
 
 
-@pytest.mark.parametrize("module", sorted(SERVER))
-def test_the_index_server_loads_no_build_side_code(module: str) -> None:
-    bad = {m for m in closure(module) if m not in BOTTOM | SERVER | {WIRE, "jetwheel.index"}}
-    assert not bad, f"{module} loads {sorted(bad)}"
-
-
 def test_the_build_side_reaches_no_index_server_module_but_through_the_door() -> None:
     # cli/workflow start the server (index.serve) and work on a store (export, tokens): the door
     build = {m for m in MODULES if not m.startswith("jetwheel.index.")} - {"jetwheel.cli", "jetwheel.workflow"}
