@@ -201,6 +201,7 @@ def main() -> int:
         sys.exit("bench/index.py needs wrk and nginx (apt-get install wrk nginx-light)")
     with tempfile.TemporaryDirectory(prefix="jetwheel-bench-") as t:
         tmp = Path(t)
+        tmp.chmod(0o755)  # as root, the front's nginx workers run as nobody, who must reach the store
         root, ht = tmp / "packages", tmp / "htpasswd"
         add_user(ht, USER, PASSWORD)
         store = Store(root)

@@ -144,7 +144,7 @@ def test_password_checks_run_off_the_loop_and_unknown_users_cost_a_bcrypt_too(
     app = make_app(store, Settings(htpasswd=users, auth_reads=True))
 
     async def main() -> None:
-        app[INDEX].users = u
+        app[INDEX].guard.users = u
         async with TestClient(TestServer(app)) as c:
             assert (await c.get("/simple/", headers=basic("nobody", "x"))).status == 401
             assert (await c.get("/simple/", headers=basic("admin", "x"))).status == 401

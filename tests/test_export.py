@@ -16,7 +16,7 @@ import pytest
 from conftest import Server, free_port, pip_download
 from wheelmaker import make_wheel
 
-from jetwheel.index.export import export, upload_to_bucket
+from jetwheel.index.export import export, place, upload_to_bucket
 from jetwheel.index.store import Store
 
 
@@ -113,3 +113,31 @@ def test_export_cli(server: Server, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "simple" / "cli-pkg" / "index.html").exists()
     assert (tmp_path / "out" / "packages" / "cli_pkg-1.0-py3-none-any.whl.metadata").exists()
+
+
+def test_place_replaces_a_file_of_the_same_size_that_is_not_the_source(tmp_path: Path) -> None:
+    # an admin's overwrite of a wheel by one of the same size: the next export must carry the new bytes
+    src, dst = tmp_path / "a.whl", tmp_path / "b.whl"
+    src.write_bytes(b"new")
+    dst.write_bytes(b"old")
+    place(src, dst)
+    assert dst.read_bytes() == b"new" and os.path.samefile(src, dst)  # a hard link: no copy
+
+
+def test_place_copies_across_file_systems_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cross_device(src: object, dst: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    src, dst = tmp_path / "a.whl", tmp_path / "b.whl"
+    src.write_bytes(b"wheel")
+    place(src, dst)
+    copied = dst.stat().st_ino
+    assert dst.read_bytes() == b"wheel" and not os.path.samefile(src, dst)
+    place(src, dst)  # current (same size and mtime, kept by the copy): not copied again
+    assert dst.stat().st_ino == copied
+    src.write_bytes(b"other")  # same size, a later mtime (set: file times tick coarser than this test runs)
+    later = src.stat().st_mtime_ns + 10**9
+    os.utime(src, ns=(later, later))
+    place(src, dst)
+    assert dst.read_bytes() == b"other"

@@ -13,11 +13,6 @@ MAX_MODULE, MAX_FUNCTION = 400, 60
 LONG_MODULES = {
     "jetwheel/cli.py": "the door: one task per command, each a few lines; issue 21 moves build_wheel's "
     "composition into workflow functions (cli.py is being changed by other open issues meanwhile)",
-    "jetwheel/index/app.py": "the HTTP surface of the index: one handler per route of wire.py, sharing "
-    "the guard middleware and the request's role; splitting it by route would spread one table over files",
-    "jetwheel/index/store.py": "one class over one on-disk layout and its lock: reading, committing, "
-    "yanking, deleting and cleaning share the layout; its whole-or-nothing writes are index/durable.py, "
-    "its records index/records.py",
 }
 # "module:function" -> why it may be longer
 LONG_FUNCTIONS = {

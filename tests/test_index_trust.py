@@ -24,11 +24,12 @@ from wheelmaker import make_wheel
 
 from jetwheel.errors import JetwheelError, StoreError
 from jetwheel.index import profiles
-from jetwheel.index.app import FRONT_HEADER, Settings
+from jetwheel.index.app import Settings
 from jetwheel.index.auth import KEY_BYTES, BadKey, issue_token, token_key
 from jetwheel.index.client import IndexClient
 from jetwheel.index.config import add_user
 from jetwheel.index.front import nginx_conf
+from jetwheel.index.guard import FRONT_HEADER
 from jetwheel.index.store import Store
 from jetwheel.target import Target
 from jetwheel.verify import FactCache, Published, published_facts

@@ -1,1 +1,2 @@
-"""The package index: store (files + derived data), pages (PEP 503/691/658), app (HTTP), export."""
+"""The package index: catalog + store (files and derived data, read and changed), pages (PEP 503/691/658),
+app (HTTP: the route table, answered by guard, reads, api, people, uploads and admin), export."""

@@ -169,13 +169,18 @@ class Users:
     def enabled(self) -> bool:
         return self._ht is not None
 
+    def _reload(self, ht: HtpasswdFile) -> None:
+        """Re-read the htpasswd file if it changed: then every remembered login is forgotten
+        (a password changed or a user removed counts at once). Call with the lock held."""
+        if ht.load_if_changed():
+            self._ok.clear()
+
     def current_role(self, user: str) -> str | None:
         """The role the user has now; None when the htpasswd file no longer knows them."""
         if self._ht is None:
             return None
         with self._lock:
-            if self._ht.load_if_changed():
-                self._ok.clear()
+            self._reload(self._ht)
             known = self._ht.get_hash(user) is not None
         return self.roles.get(user, UPLOAD) if known else None
 
@@ -186,8 +191,7 @@ class Users:
         key = (creds.user, hashlib.sha256(creds.password.encode()).digest())
         now = time.monotonic()
         with self._lock:
-            if self._ht.load_if_changed():
-                self._ok.clear()
+            self._reload(self._ht)
             known = self._ok.get(key)
             stored = self._ht.get_hash(creds.user)
         if known is not None and known > now:

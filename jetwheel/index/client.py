@@ -126,10 +126,22 @@ class IndexClient:
         return self._get(wire.FACTS.format(filename=quote(filename)))
 
     def yank(self, filename: str, reason: str = "", undo: bool = False) -> None:
-        _post_json(self, (wire.UNYANK if undo else wire.YANK).format(filename=filename), {"reason": reason})
+        self._send_json((wire.UNYANK if undo else wire.YANK).format(filename=filename), {"reason": reason})
 
     def delete(self, filename: str) -> None:
-        _post_json(self, wire.FILE.format(filename=filename), {}, method="DELETE")
+        self._send_json(wire.FILE.format(filename=filename), {}, method="DELETE")
+
+    def _send_json(self, path: str, body: dict[str, Any], method: str = "POST") -> None:
+        req = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with self._open(req):
+                pass
+        except urllib.error.HTTPError as e:
+            raise PublishError(f"{self.url}{path}: HTTP {e.code} {_reason(e)}") from None
+        except OSError as e:
+            raise PublishError(f"index {self.url} unreachable: {e}") from None
 
     def download(self, filename: str, dest: Path, progress: Progress | None = None) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
@@ -229,16 +241,3 @@ def _multipart_request(
         method="POST",
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(size)},
     )
-
-
-def _post_json(client: IndexClient, path: str, body: dict[str, Any], method: str = "POST") -> None:
-    req = urllib.request.Request(
-        client.url + path, data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with client._open(req):
-            pass
-    except urllib.error.HTTPError as e:
-        raise PublishError(f"{client.url}{path}: HTTP {e.code} {_reason(e)}") from None
-    except OSError as e:
-        raise PublishError(f"index {client.url} unreachable: {e}") from None

@@ -24,6 +24,18 @@ def disk_full(e: OSError) -> UploadRejected:
     )
 
 
+@contextlib.contextmanager
+def refusing_full() -> Iterator[None]:
+    """A write that fails for want of space becomes the refusal disk_full names (507); any other
+    fault passes through as it is."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in FULL:
+            raise disk_full(e) from None
+        raise
+
+
 def write_staged(tmpdir: Path, data: bytes) -> Path:
     """`data` in a new file under tmpdir (same file system as the store), synced: ready to rename."""
     fd, name = tempfile.mkstemp(dir=tmpdir, prefix="derived-")

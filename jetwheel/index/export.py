@@ -11,6 +11,7 @@ the Accept header to index.json or index.html.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -49,15 +50,21 @@ server {{
 """
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link when on the same filesystem (no copy of multi-GB wheels), else copy."""
-    if dst.exists() and dst.stat().st_size == src.stat().st_size:
-        return
+def place(src: Path, dst: Path) -> None:
+    """Put src at dst, replacing what is there: a hard link on the same file system (no copy of a
+    multi-GB wheel), else a copy. Nothing is done when dst is src already, or a copy of it (same
+    size and modification time: copies keep src's)."""
+    if dst.exists():
+        old, new = dst.stat(), src.stat()
+        if os.path.samestat(old, new) or (old.st_size, old.st_mtime_ns) == (new.st_size, new.st_mtime_ns):
+            return
     tmp = dst.with_name(f".{dst.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
     try:
         os.link(src, tmp)
     except OSError:
-        shutil.copyfile(src, tmp)
+        shutil.copy2(src, tmp)
     os.replace(tmp, dst)
 
 
@@ -81,11 +88,11 @@ def export(store: Store, dest: Path, port: int = 8080) -> list[Path]:
         written.append(page)
     (dest / "packages").mkdir(parents=True, exist_ok=True)
     for f in store.files().values():
-        _place(store.path(f.filename), dest / "packages" / f.filename)
+        place(store.path(f.filename), dest / "packages" / f.filename)
         written.append(dest / "packages" / f.filename)
         meta = store.metadata_path(f.filename)
         if meta.exists():
-            _place(meta, dest / "packages" / f"{f.filename}.metadata")
+            place(meta, dest / "packages" / f"{f.filename}.metadata")
             written.append(dest / "packages" / f"{f.filename}.metadata")
     conf = dest / "nginx.conf"
     _write(conf, NGINX_CONF.format(port=port, root=dest).encode())

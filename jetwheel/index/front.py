@@ -27,7 +27,7 @@ from types import FrameType
 
 from ..errors import StoreError
 from . import static
-from .app import FRONT_HEADER
+from .guard import FRONT_HEADER
 from .server import die_with_parent
 from .store import Store
 
@@ -48,6 +48,18 @@ ACCEPT_MAP = r"""map $http_accept $jetwheel_form {
     "~*text/html"                                              html;
 }
 """
+
+# how both locations that reach the app pass a request on: the real client named, and the secret
+# by which the app knows it is its own front that names it
+TO_APP = """\
+            proxy_pass http://jetwheel_app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header {front_header} "{secret}";"""
+TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")  # nginx's, under the front's run directory
 
 CONF = """\
 # written by jetwheel index.serve --nginx; rewritten at each start
@@ -95,24 +107,12 @@ http {{
         location / {{
             client_max_body_size {max_body};
             proxy_request_buffering off;
-            proxy_pass http://jetwheel_app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header {front_header} "{secret}";
+{to_app}
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
         }}
         location @app {{
-            proxy_pass http://jetwheel_app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header {front_header} "{secret}";
+{to_app}
         }}
     }}
 }}
@@ -123,13 +123,13 @@ def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int, secret
     """Write the front's nginx.conf under the store's state directory (mode 0600: it holds the
     secret by which the app knows its front); returns its path."""
     run = store.state_path("nginx")
-    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+    for d in TEMP_DIRS:
         (run / d).mkdir(parents=True, exist_ok=True)
     user = ""
     worker = worker_user(store)
     if worker is not None:
         user = f"user {worker.pw_name} {grp.getgrgid(worker.pw_gid).gr_name};\n"
-        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        for d in TEMP_DIRS:
             os.chown(run / d, worker.pw_uid, worker.pw_gid)
     conf = run / "nginx.conf"
     conf.unlink(missing_ok=True)
@@ -138,8 +138,7 @@ def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int, secret
         f.write(
             CONF.format(
                 user=user,
-                front_header=FRONT_HEADER,
-                secret=secret,
+                to_app=TO_APP.format(front_header=FRONT_HEADER, secret=secret),
                 run=run,
                 accept_map="\n".join("    " + line for line in ACCEPT_MAP.splitlines()),
                 app_port=app_port,

@@ -145,8 +145,7 @@ async def _serve(app: web.Application, host: str, port: int, tls: Tls | None, li
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout, handle_signals=False)
     await runner.setup()
     guard = Connections(runner.server, limits)
-    index = app[INDEX]
-    index.on_done = guard.request_done
+    app[INDEX].guard.on_done = guard.request_done
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

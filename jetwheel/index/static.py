@@ -25,7 +25,7 @@ from packaging.utils import NormalizedName
 
 from ..errors import UploadRejected
 from . import pages
-from .export import export
+from .export import export, place
 from .store import Store
 from .validate import parse_filename
 
@@ -67,21 +67,10 @@ def _replace(path: Path, data: bytes) -> bool:
     return True
 
 
-def _link(src: Path, dst: Path) -> None:
-    """Hard-link src at dst, replacing whatever is there (the tree is on the store's filesystem)."""
-    if dst.exists() and os.path.samefile(src, dst):
-        return
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    os.link(src, tmp)
-    os.replace(tmp, dst)
-
-
 def _write_page(directory: Path, form: str, body: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if _replace(directory / FORMS[form], body) and form == "html":
-        _link(directory / FORMS[form], directory / V1HTML)
+        place(directory / FORMS[form], directory / V1HTML)
 
 
 def sync(store: Store) -> Path:
@@ -91,7 +80,7 @@ def sync(store: Store) -> Path:
     export(store, new)
     (new / "nginx.conf").unlink()  # export's sample configuration; the front writes its own
     for page in new.glob("simple/**/index.html"):
-        _link(page, page.with_name(V1HTML))
+        place(page, page.with_name(V1HTML))
     tmp = store.state_path(".front.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -128,10 +117,10 @@ def _render_change(store: Store, root: Path, filename: str) -> None:
     packages = root / "packages"
     project = info.project if info is not None else _project_of(filename)
     if info is not None:  # the file first, then the pages that link it
-        _link(store.path(filename), packages / filename)
+        place(store.path(filename), packages / filename)
         meta = store.metadata_path(filename)
         if meta.exists():
-            _link(meta, packages / f"{filename}.metadata")
+            place(meta, packages / f"{filename}.metadata")
     projects = store.projects()
     if project:
         files = projects.get(project)

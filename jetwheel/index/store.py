@@ -1,182 +1,44 @@
-"""The index's storage: a flat directory of distribution files that pypiserver can serve as it is,
-plus derived data under .jetwheel/ (pypiserver ignores dot-directories).
+"""The index's store: a Catalog (catalog.py: the layout, read) that can be changed, whole or not
+at all, by several processes at once.
 
 Nothing half-done is ever visible: a file is streamed to .jetwheel/tmp/, checked, its derived data
 written, and only then renamed into the directory. The rename is the commit, and the last step that
 can fail: everything that needs disk space is written before it, so a full disk refuses the upload
-(507) and leaves nothing behind, and the client's retry succeeds once there is space.
-
-Symbolic links in the directory are never followed, listed or served.
+(507) and leaves nothing behind, and the client's retry succeeds once there is space. Every change
+takes the store's lock, bumps the generation and tells the observers (Store.on_change).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import NormalizedName
-
 from ..digest import chunks
 from ..errors import StoreError, UploadRejected
-from .durable import FULL, disk_full, fsync_dir, nofollow, remove_abandoned, staging, write_staged
+from .catalog import DERIVED, Catalog, describe
+from .durable import fsync_dir, refusing_full, remove_abandoned, staging, write_staged
 from .records import Hashes, StoredFile
-from .validate import ARTIFACT_SUFFIXES, check_artifact_name, check_filename, inspect_wheel
+from .validate import check_artifact_name, check_filename, inspect_wheel
 
-STATE = ".jetwheel"
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
 
 
-class Store:
+class Store(Catalog):
     """A directory of distributions and their derived data. Safe for several processes at once."""
 
     def __init__(self, root: Path, allow_overwrite: bool = False, max_upload: int = 8 << 30) -> None:
-        self.root = Path(root).resolve()
+        super().__init__(root)
         self.allow_overwrite = allow_overwrite
         self.max_upload = max_upload
-        self.state = self.root / STATE
-        self.tmp = self.state / "tmp"
-        for d in (self.root, self.state, self.state / "meta", self.state / "metadata", self.state / "facts", self.tmp):
-            d.mkdir(parents=True, exist_ok=True)
-        self._snapshot: tuple[tuple[int, ...], dict[str, StoredFile]] | None = None
-        self._root_s, self._gen_s = str(self.root), str(self.state / "generation")
-        self._dir_mtime, self._dir_checked = 0, -1.0
         self._observers: list[Callable[[Store, str], None]] = []
 
-    # -- reading -----------------------------------------------------------------------------------
-    def generation(self, fresh: bool = False) -> tuple[int, ...]:
-        """Changes whenever what the index shows could change. Every change made through the store
-        rewrites the generation file (a new inode each time, so even two changes within one mtime
-        tick differ): one stat per call, on the page-serving hot path. The directory itself, which
-        changes on its own only when files are copied in by hand, is looked at once a second, or
-        now when `fresh`."""
-        now = time.monotonic()
-        if fresh or now >= self._dir_checked + 1.0:
-            self._dir_mtime, self._dir_checked = os.stat(self._root_s).st_mtime_ns, now
-        try:
-            st = os.stat(self._gen_s)
-        except FileNotFoundError:
-            return (self._dir_mtime, 0, 0)
-        return (self._dir_mtime, st.st_mtime_ns, st.st_ino)
-
-    def files(self) -> dict[str, StoredFile]:
-        """Every visible distribution and artifact, by filename. Cached per generation."""
-        gen = self.generation()
-        if self._snapshot and self._snapshot[0] == gen:
-            return self._snapshot[1]
-        out: dict[str, StoredFile] = {}
-        for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False) or not _utf8(entry.name):
-                continue
-            info = self._info(entry.name)
-            if info is not None:
-                out[entry.name] = info
-        self._snapshot = (gen, out)
-        return out
-
-    def projects(self) -> dict[NormalizedName, list[StoredFile]]:
-        by: dict[NormalizedName, list[StoredFile]] = {}
-        for f in self.files().values():
-            if f.project:
-                by.setdefault(f.project, []).append(f)
-        for v in by.values():
-            v.sort(key=lambda f: f.filename)
-        return dict(sorted(by.items()))
-
-    def path(self, filename: str) -> Path:
-        check_filename(filename)
-        return self.root / filename
-
-    def metadata_path(self, filename: str) -> Path:
-        return self.state / "metadata" / f"{check_filename(filename)}.metadata"
-
-    def facts_path(self, filename: str) -> Path:
-        """Where a build's facts about the file (gzip'd JSON, as its uploader sent them) are kept."""
-        return self.state / "facts" / f"{check_filename(filename)}.gz"
-
-    def _meta_path(self, filename: str) -> Path:
-        return self.state / "meta" / f"{filename}.json"
-
-    def _derived(self, filename: str) -> tuple[Path, Path, Path]:
-        return self._meta_path(filename), self.metadata_path(filename), self.facts_path(filename)
-
-    def state_path(self, name: str) -> Path:
-        """`name` in the state directory: where another part of the index (the nginx front's tree,
-        the profiles' results) keeps files of its own. pypiserver ignores them; the store never reads them."""
-        return self.state / _plain(name)
-
-    def state_paths(self, pattern: str) -> list[Path]:
-        """The state directory's entries whose names match the glob `pattern` (see state_path)."""
-        return sorted(self.state.glob(pattern))
-
-    def scratch_path(self, name: str) -> Path:
-        """`name` in the staging directory: on the store's file system, so it can be renamed into the
-        state directory; clean() removes it once it is old and nobody holds it locked."""
-        return self.tmp / _plain(name)
-
-    def regular_file(self, path: Path) -> bool:
-        """True for a regular file that is not a symbolic link (links are never served)."""
-        try:
-            return stat.S_ISREG(os.lstat(path).st_mode)
-        except OSError:
-            return False
-
-    def _info(self, filename: str) -> StoredFile | None:
-        meta_path = self._meta_path(filename)
-        try:
-            meta = json.loads(meta_path.read_bytes())
-        except (FileNotFoundError, ValueError):
-            meta = self._derive(filename)  # a file copied in by hand or uploaded through pypiserver
-            if meta is None:
-                return None
-        return StoredFile.from_record(filename, meta)
-
-    def _derive(self, filename: str) -> dict[str, Any] | None:
-        """Rebuild derived data from the file itself."""
-        path = self.root / filename
-        h = Hashes()
-        try:
-            with open(path, "rb", opener=nofollow) as f:
-                for chunk in chunks(f):
-                    h.update(chunk)
-                mtime = os.fstat(f.fileno()).st_mtime
-        except OSError:  # gone, or a symbolic link (O_NOFOLLOW)
-            return None
-        meta: dict[str, Any] = {"size": h.size, "sha256": h.sha256.hexdigest(), "upload_time": mtime}
-        derived = []
-        try:
-            dist = inspect_wheel(path, filename)
-        except UploadRejected:
-            if filename.endswith(".whl") or not filename.endswith(ARTIFACT_SUFFIXES):
-                return None  # a wheel that fails its checks is not served, not even as an artifact
-            meta.update(project="", version="")  # an artifact (e.g. the NVPL tarball): served, not listed
-        else:
-            meta.update(project=dist.project, version=str(dist.version), requires_python=dist.requires_python)
-            if dist.metadata is not None:
-                meta["metadata_sha256"] = hashlib.sha256(dist.metadata).hexdigest()
-                derived.append((self.metadata_path(filename), dist.metadata))
-        derived.append((self._meta_path(filename), json.dumps(meta).encode()))
-        with contextlib.suppress(OSError):  # kept for next time when there is room; used either way
-            for target, data in derived:
-                os.replace(write_staged(self.tmp, data), target)
-        return meta
-
-    def find_cache_key(self, key: str, trusted: tuple[str, ...]) -> StoredFile | None:
-        """The file whose provenance claims the build cache key, among those uploaded by a role in
-        `trusted` (anyone could claim a key: it stands for hours of build only from a builder)."""
-        for f in self.files().values():
-            if f.published_by in trusted and f.provenance.get("cache_key") == key:
-                return f
-        return None
-
-    # -- writing -----------------------------------------------------------------------------------
+    # -- changing ----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """The store's lock (flock, so across processes): held, no change is made through any store
@@ -258,11 +120,8 @@ class Store:
             metadata = None
         else:
             dist = inspect_wheel(staged, filename)
-            metadata = dist.metadata
-            meta = {"project": dist.project, "version": str(dist.version), "requires_python": dist.requires_python}
+            meta, metadata = describe(dist), dist.metadata
         meta.update(size=hashes.size, sha256=sha)
-        if metadata is not None:
-            meta["metadata_sha256"] = hashlib.sha256(metadata).hexdigest()
         return meta, metadata
 
     def _commit(
@@ -280,21 +139,20 @@ class Store:
             if os.path.lexists(target) and not may_replace:
                 raise UploadRejected(f"{filename} already exists; the index does not overwrite files", 409)
             staged_derived: list[Path] = []
-            try:
-                meta_tmp = write_staged(self.tmp, json.dumps(meta).encode())
-                staged_derived.append(meta_tmp)
-                metadata_tmp = write_staged(self.tmp, metadata) if metadata is not None else None
-                if metadata_tmp is not None:
-                    staged_derived.append(metadata_tmp)
-                generation = self._next_generation()
-                staged_derived.append(generation)
-                os.chmod(staged, 0o644)
-            except OSError as e:
-                for p in staged_derived:
-                    p.unlink(missing_ok=True)
-                if e.errno in FULL:
-                    raise disk_full(e) from None
-                raise
+            with refusing_full():
+                try:
+                    meta_tmp = write_staged(self.tmp, json.dumps(meta).encode())
+                    staged_derived.append(meta_tmp)
+                    metadata_tmp = write_staged(self.tmp, metadata) if metadata is not None else None
+                    if metadata_tmp is not None:
+                        staged_derived.append(metadata_tmp)
+                    generation = self._next_generation()
+                    staged_derived.append(generation)
+                    os.chmod(staged, 0o644)
+                except OSError:
+                    for p in staged_derived:
+                        p.unlink(missing_ok=True)
+                    raise
             os.replace(meta_tmp, self._meta_path(filename))
             if metadata_tmp is not None:
                 os.replace(metadata_tmp, self.metadata_path(filename))
@@ -334,12 +192,8 @@ class Store:
             except (FileNotFoundError, ValueError):
                 raise StoreError(f"no such file: {filename}") from None
             meta.update(changes)
-            try:
+            with refusing_full():
                 staged, generation = write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
-            except OSError as e:
-                if e.errno in FULL:
-                    raise disk_full(e) from None
-                raise
             os.replace(staged, self._meta_path(filename))
             self._changed(generation)
             self._follow(filename)
@@ -379,26 +233,10 @@ class Store:
 
     def _clean(self, before: float) -> int:
         n = remove_abandoned(self.tmp, before)
-        for kind, suffix in (("meta", ".json"), ("metadata", ".metadata"), ("facts", ".gz")):
+        for kind, suffix in DERIVED.items():
             for p in (self.state / kind).iterdir():
                 if not p.name.endswith(suffix) or not self.regular_file(self.root / p.name[: -len(suffix)]):
                     with contextlib.suppress(FileNotFoundError):
                         p.unlink()
                         n += 1
         return n
-
-
-def _plain(name: str) -> str:
-    if not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"not a plain file name: {name!r}")
-    return name
-
-
-def _utf8(name: str) -> bool:
-    """False for a name the file system holds as bytes that are not UTF-8 (Python decodes them with
-    surrogates): such a file cannot be named in a URL or a page, so the index ignores it."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
