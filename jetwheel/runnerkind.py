@@ -25,4 +25,4 @@ def parse_runner(value: str) -> RunnerKind:
     for kind in RUNNER_KINDS:
         if value == kind:
             return kind
-    raise UsageError(f"--runner {value!r}: no such runner; use one of: {', '.join(RUNNER_KINDS)}")
+    raise UsageError(f"unknown runner {value!r}; use one of: {', '.join(RUNNER_KINDS)}")

@@ -124,7 +124,7 @@ def _build(req: BuildRequest) -> None:
 
     verbose = req.preflight == "only"
     try:
-        for note in build(req, make_listener()):
+        for note in build(req, make_listener(sys.stderr)):
             match note:
                 case Notice(text):
                     print(f"jetwheel: WARNING: {text}", file=sys.stderr)
@@ -147,9 +147,10 @@ def _build(req: BuildRequest) -> None:
 def demo(c: Context, no_serve: bool = False, runner: str = "local") -> None:
     """Start the index under index/, build the mini stack into it, install it from the index in a
     fresh venv, and print the pip install line."""
+    from ..progress import make_listener
     from ..workflow.demo import run_demo
 
-    for line in run_demo(serve_after=not no_serve, runner=parse_runner(runner)):
+    for line in run_demo(make_listener(sys.stderr), serve_after=not no_serve, runner=parse_runner(runner)):
         print(line, flush=True)
 
 

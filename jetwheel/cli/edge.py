@@ -5,20 +5,21 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 from invoke.exceptions import Exit
 
 from ..errors import ExitCode, JetwheelError, exit_code
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def clean_errors(fn: F) -> F:
+def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Typed errors and Ctrl-C become one line on stderr and a non-zero exit, never a traceback."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except JetwheelError as e:
@@ -26,7 +27,7 @@ def clean_errors(fn: F) -> F:
         except KeyboardInterrupt:
             raise Exit("jetwheel: interrupted", code=ExitCode.INTERRUPTED) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def dumps(doc: object) -> str:

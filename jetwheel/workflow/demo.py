@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from packaging.utils import canonicalize_name
 
+from ..engine import Listener, Options, run_plan
 from ..errors import BuildError
 from ..index.client import IndexClient
 from ..recipe import load_profile, load_recipes
@@ -19,13 +20,12 @@ from ..runnerkind import RunnerKind
 from .serve import running_index
 
 
-def run_demo(serve_after: bool = True, runner: RunnerKind = "local") -> Iterator[str]:
-    from ..engine import Options, run_plan
+def run_demo(listener: Listener, serve_after: bool = True, runner: RunnerKind = "local") -> Iterator[str]:
+    """Lines to show as the demo goes; the build's progress goes to `listener`."""
     from ..index.config import ensure_user, load_config
     from ..machine import this_machine
     from ..pipcmd import clean_pip_env
     from ..plan import make_plan
-    from ..progress import make_listener
     from ..runners import make_runner
 
     cfg = load_config()
@@ -39,7 +39,7 @@ def run_demo(serve_after: bool = True, runner: RunnerKind = "local") -> Iterator
         top = canonicalize_name(profile.top.split("==")[0])
         plan = make_plan(recipes, profile, top, runner, this_machine())
         started = time.monotonic()
-        for r in run_plan(plan, recipes, profile, make_runner(runner), client, Options(), make_listener()):
+        for r in run_plan(plan, recipes, profile, make_runner(runner), client, Options(), listener):
             yield f"{r.status:>9}  {r.wheel}"
         yield f"built the mini stack in {time.monotonic() - started:.1f}s"
         with tempfile.TemporaryDirectory(prefix="jetwheel-demo-venv-") as venv:
