@@ -7,7 +7,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """What a script sees; the README's table. One mapping, at the door (cli.clean_errors)."""
+    """What a script sees; the README's table. One mapping, at the door (cli.edge.clean_errors)."""
 
     OK = 0
     CHECK_FAILED = 1  # verify, preflight or triton.check found a problem

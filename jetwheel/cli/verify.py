@@ -45,11 +45,9 @@ def verify(
 ) -> None:
     """Check wheels for missing sm_87 code, missing extensions, unresolved symbols, pins, resolution."""
     from ..verify.report import render
-    from ..workflow.client import index_client
-    from ..workflow.verify import verify_paths
+    from ..workflow.verify import verify_wheels
 
-    client = index_client(index) if index or resolve else None
-    reports = verify_paths(paths, profile, client, with_ or [], arch, resolve, platform, facts, policy, runtime_tarball)
+    reports = verify_wheels(paths, profile, index, with_ or [], arch, resolve, platform, facts, policy, runtime_tarball)
     print(dumps([r.to_json() for r in reports]) if json else render(reports))
     if not all(r.passed for r in reports):
         raise Exit(code=ExitCode.CHECK_FAILED)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -35,6 +35,7 @@ class BuildRequest:
 
     name: str
     profile: str = ""
+    _: KW_ONLY
     runner: RunnerKind | None = None  # None: the one the profile's machine needs (plan.default_runner)
     index: str = ""
     engine: str = ""

@@ -15,6 +15,7 @@ from ..target import Target
 from ..verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
 from ..verify.policy import apply as apply_policy
 from ..verify.report import Report
+from .client import index_client
 
 
 def runtime_target(target: Target, policy: str, runtime_tarball: str) -> Target:
@@ -75,3 +76,20 @@ def verify_paths(
         if resolve and client is not None:
             reports.append(resolve_report(prof.top, client.simple_url, target))
     return reports
+
+
+def verify_wheels(
+    paths: list[str],
+    profile: str,
+    index: str,
+    with_: list[str],
+    arch: str,
+    resolve: bool,
+    platform: str,
+    facts: str,
+    policy: str,
+    runtime_tarball: str,
+) -> list[Report]:
+    """`verify`: as verify_paths, with the index at `index` (the config's for --resolve alone)."""
+    client = index_client(index) if index or resolve else None
+    return verify_paths(paths, profile, client, with_, arch, resolve, platform, facts, policy, runtime_tarball)
