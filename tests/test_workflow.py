@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server
+from conftest import Server, free_port
 from podman_engines import podman_services
 
 from jetwheel.cli import program
@@ -136,3 +136,25 @@ def test_usage_errors_of_the_door_exit_2(capsys: pytest.CaptureFixture[str]) -> 
         "jetwheel: error: only read-only tokens are issued: pass --read",
         "jetwheel: error: name the index user the token stands for: --user NAME",
     ]
+
+
+@pytest.mark.slow
+def test_the_demo_on_a_fresh_machine_publishes_and_installs_the_mini_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's set-up (a), in-process (~70 s: the mini stack built, a venv made). A fresh index config
+    names no roles: the demo's user must still be let publish the names the recipes own."""
+    from jetwheel.index.config import load_config
+    from jetwheel.workflow.demo import run_demo
+
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "config.toml").write_text(
+        f'[index]\nroot = "packages"\nhost = "127.0.0.1"\nport = {free_port()}\nhtpasswd = "htpasswd"\n'
+        'upstream = "https://pypi.org/simple"\n'  # the build tools (build, auditwheel) come through it
+    )
+    monkeypatch.chdir(tmp_path)
+    lines = list(run_demo(lambda e: None, serve_after=False))
+    assert [line.split()[0] for line in lines if line.endswith(".whl")] == ["published"] * 3
+    assert any(line.startswith("fresh venv: mini_vision.boxes(3) = 3.0") for line in lines), lines
+    assert lines[-1].startswith("install it anywhere on the LAN:  pip install --index-url http://127.0.0.1:")
+    assert load_config().roles == {"demo": "builder"}

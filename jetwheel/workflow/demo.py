@@ -22,7 +22,8 @@ from .serve import running_index
 
 def run_demo(listener: Listener, serve_after: bool = True, runner: RunnerKind = "local") -> Iterator[str]:
     """Lines to show as the demo goes; the build's progress goes to `listener`."""
-    from ..index.config import ensure_user, load_config
+    from ..index.config import ensure_user, load_config, set_role
+    from ..index.wire import BUILDER, TRUSTED
     from ..machine import this_machine
     from ..pipcmd import clean_pip_env
     from ..plan import make_plan
@@ -32,6 +33,10 @@ def run_demo(listener: Listener, serve_after: bool = True, runner: RunnerKind = 
     assert cfg.htpasswd is not None
     cfg.root.mkdir(parents=True, exist_ok=True)
     user, password = ensure_user(cfg.htpasswd, cfg.home / ".state" / "credentials")
+    if cfg.roles.get(user) not in TRUSTED:
+        # the mini stack's names are the recipes' own: only a builder may publish them
+        set_role(cfg.path, user, BUILDER)
+        cfg = load_config()
     yield f"index: {cfg.url}/simple/  (storage {cfg.root}, uploads as {user!r}, password in index/.state/credentials)"
     with running_index([], cfg.url) as proc:
         client = IndexClient(cfg.url, user, password)
