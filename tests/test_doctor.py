@@ -70,17 +70,22 @@ def driver_stub(python: Path) -> Path:
     return out
 
 
-def doctor(python: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_doctor(*where: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """The doctor as a user runs it (`--python P` or `--image I`), with --json: its exit code and report."""
     done = subprocess.run(
-        [sys.executable, "-m", "jetwheel", "doctor", "--python", str(python), "--json"],
+        [sys.executable, "-m", "jetwheel", "doctor", *where, "--json"],
         capture_output=True,
         text=True,
-        env=env,
+        env=env if env is not None else dict(os.environ, PYTHONPATH=str(REPO)),
         cwd=REPO,
     )
     assert done.returncode in (report.OK, report.BROKEN, report.UNCHECKED), done.stderr
     found: dict[str, Any] = json.loads(done.stdout)
-    return found
+    return done.returncode, found
+
+
+def doctor(python: Path, env: dict[str, str]) -> dict[str, Any]:
+    return run_doctor("--python", str(python), env=env)[1]
 
 
 def real_import(python: Path, module: str, path: str, deps: list[str], env: dict[str, str]) -> tuple[str, str]:
@@ -152,15 +157,9 @@ def test_in_an_image_the_doctor_names_the_missing_cusparselt_as_the_loader_does(
     from doctorenvs import broken_image
 
     name = broken_image()
-    done = subprocess.run(
-        [sys.executable, "-m", "jetwheel", "doctor", "--image", name, "--json"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
-    assert done.returncode == report.BROKEN, done.stderr
-    v = json.loads(done.stdout)["scan"]["modules"]["torch._C"]
+    status, found = run_doctor("--image", name)
+    assert status == report.BROKEN, found["lines"]
+    v = found["scan"]["modules"]["torch._C"]
     assert v["failure"]["name"] == "libcusparseLt.so.0"
     code = "import ctypes, os, sys\ntry:\n    ctypes.CDLL(sys.argv[1], os.RTLD_NOW)\nexcept OSError as e:\n    print(e)"
     real = subprocess.run(
@@ -187,15 +186,9 @@ def test_in_arm64_images_the_doctor_agrees_with_the_real_loader(torchvision: str
     from doctorenvs import arm64_image
 
     name = arm64_image(torchvision)
-    done = subprocess.run(
-        [sys.executable, "-m", "jetwheel", "doctor", "--image", name, "--json"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
-    assert done.returncode in (report.BROKEN, report.UNCHECKED), done.stderr
-    mods = sorted(json.loads(done.stdout)["scan"]["modules"].items())
+    status, found = run_doctor("--image", name)
+    assert status in (report.BROKEN, report.UNCHECKED), found["lines"]
+    mods = sorted(found["scan"]["modules"].items())
     todo = [(m, v["path"], [a.split(".")[0] for a in v["after"]]) for m, v in mods]
     ran = subprocess.run(
         ["podman", "run", "--rm", "--network=none", name, "python3", "-c", IN_IMAGE, IMPORT, json.dumps(todo)],

@@ -36,46 +36,28 @@ def test_wheel_installed_into_a_fresh_venv_plans_vllm_from_any_directory(tmp_pat
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     run_env = {**env, "XDG_DATA_HOME": str(tmp_path / "xdg")}
-    where = subprocess.run(
-        [str(bin_ / "python"), "-c", "import jetwheel.recipe as r; print(r.recipes_root())"],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=run_env,
-    )
+
+    def elsewhere_run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, cwd=elsewhere, env=run_env)
+
+    where = elsewhere_run(str(bin_ / "python"), "-c", "import jetwheel.recipe as r; print(r.recipes_root())")
     assert where.stdout.strip().startswith(str(tmp_path / "venv")), where.stdout + where.stderr
-    plan = subprocess.run(
-        [str(bin_ / "jetwheel"), "build-wheel", "vllm", "--profile", "triton-25.04", "--dry-run"],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=run_env,
-    )
+    plan = elsewhere_run(str(bin_ / "jetwheel"), "build-wheel", "vllm", "--profile", "triton-25.04", "--dry-run")
     assert plan.returncode == 0, plan.stderr
     for name in ("torch", "pytorch-triton", "torchvision", "torchaudio", "xgrammar", "vllm"):
         assert name in plan.stdout
     assert "TORCH_CUDA_ARCH_LIST=8.7" in plan.stdout and "cp312" in plan.stdout
     # the recipes' patches ship too, nested ones included (recipes/patches/vllm-0.8.1/)
     assert "patches=flash-attention-sm87.patch" in plan.stdout
-    home = subprocess.run(
-        [str(bin_ / "python"), "-c", "from jetwheel.index.config import load_config; print(load_config().root)"],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=run_env,
+    home = elsewhere_run(
+        str(bin_ / "python"), "-c", "from jetwheel.index.config import load_config; print(load_config().root)"
     )
     assert home.stdout.strip() == str(tmp_path / "xdg" / "jetwheel" / "index" / "packages"), home.stderr
     # a user's own recipes come first: --recipes DIR, then $JETWHEEL_RECIPES, then ./recipes
     mine = elsewhere / "recipes"
     (mine / "profiles").mkdir(parents=True)
     (mine / "profiles" / "only-mine.toml").write_text("[profile]\n")
-    ours = subprocess.run(
-        [str(bin_ / "python"), "-c", "import jetwheel.recipe as r; print(r.recipes_root())"],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=run_env,
-    )
+    ours = elsewhere_run(str(bin_ / "python"), "-c", "import jetwheel.recipe as r; print(r.recipes_root())")
     assert ours.stdout.strip() == str(mine)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, pip_env, run_in_arm64, start_server, stop_server
+from podman_layer import committed_layer
 from realwheels import real_wheel
 from test_sources import XGRAMMAR
 
@@ -91,22 +92,9 @@ def torch_image(arm64: str, index: Server, torch_on_index: Path) -> str:
     the index serves. Installing torch under qemu takes minutes, so podman keeps this layer between
     runs, named by the wheel's sha256; each test starts a fresh container of it."""
     name = f"localhost/jetwheel-test-torch:2.6.0-{sha256_file(torch_on_index)[:16]}-arm64"
-    if subprocess.run(["podman", "image", "exists", name]).returncode == 0:
-        return name
-    box = f"jetwheel-torch-{os.getpid()}"
-    cert = ["-v", f"{CA}:/ca.crt:ro", "-e", "PIP_CERT=/ca.crt"] if os.path.exists(CA) else []
+    cert = ("-v", f"{CA}:/ca.crt:ro", "-e", "PIP_CERT=/ca.crt") if os.path.exists(CA) else ()
     script = f"python3 -m venv /v && /v/bin/pip install -q --index-url {index.simple} torch==2.6.0"
-    try:
-        made = subprocess.run(
-            ["podman", "run", "--name", box, "--arch", "arm64", "--network=host", *cert, arm64, "sh", "-c", script],
-            capture_output=True,
-            text=True,
-        )
-        assert made.returncode == 0, made.stderr[-2000:]
-        subprocess.run(["podman", "commit", "-q", box, name], check=True, capture_output=True)
-    finally:
-        subprocess.run(["podman", "rm", "-f", box], capture_output=True)
-    return name
+    return committed_layer(name, arm64, script, ("--arch", "arm64", "--network=host", *cert))
 
 
 def build(

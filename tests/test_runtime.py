@@ -35,6 +35,17 @@ def shared_object(tmp: Path, name: str, code: str, *link: str, soname: str = "",
     return out
 
 
+def cusparselt_user(tmp_path: Path, fakes: Path) -> Path:
+    """A library needing libcusparseLt.so.0, as torch built with USE_CUSPARSELT=1 does."""
+    return shared_object(
+        tmp_path,
+        "sparse.so",
+        "int cusparseLtInit(void); int f(void){return cusparseLtInit();}\n",
+        f"-L{fakes}",
+        "-lcusparseLt",
+    )
+
+
 def ext_wheel(
     tmp: Path, name: str, so: Path, tag: str = "cp312-cp312-linux_x86_64", extra: dict[str, Path] | None = None
 ) -> Path:
@@ -108,13 +119,7 @@ def test_verify_uses_the_image_policy_exactly(builder_policy: Path, fakes: Path,
         f"-L{fakes}",
         "-lz",
     )
-    sparse = shared_object(
-        tmp_path,
-        "sparse.so",
-        "int cusparseLtInit(void); int f(void){return cusparseLtInit();}\n",
-        f"-L{fakes}",
-        "-lcusparseLt",
-    )
+    sparse = cusparselt_user(tmp_path, fakes)
     wheels = read_wheels(
         [ext_wheel(tmp_path, n, so) for n, so in (("okpkg", ok), ("future", future), ("sparse", sparse))]
     )
@@ -173,13 +178,7 @@ def test_the_gpu_driver_is_the_hosts_even_with_an_image_policy(builder_policy: P
 
 
 def test_triton_profile_fails_a_wheel_needing_cusparselt_unless_something_ships_it(fakes: Path, tmp_path: Path) -> None:
-    sparse = shared_object(
-        tmp_path,
-        "sparse.so",
-        "int cusparseLtInit(void); int f(void){return cusparseLtInit();}\n",
-        f"-L{fakes}",
-        "-lcusparseLt",
-    )
+    sparse = cusparselt_user(tmp_path, fakes)
     alone, shipped = read_wheels(
         [
             ext_wheel(tmp_path, "sparse", sparse),

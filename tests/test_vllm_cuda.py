@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from podman_layer import committed_layer
 from realwheels import CACHE as WHEELS
 from realwheels import real_wheel
 from test_sources import SHARED
@@ -59,24 +60,11 @@ def torch_image() -> str:
     )
     # named by the wheel and the toolchain image it was installed in
     name = f"localhost/jetwheel-test-cuda-torch:2.6.0-{sha256_file(wheel)[:12]}-{base_id.stdout.strip()[:12]}"
-    if subprocess.run(["podman", "image", "exists", name]).returncode == 0:
-        return name
-    box = f"jetwheel-cuda-torch-{os.getpid()}"
     # torch's own dependencies (the nvidia-* libraries its import loads) from PyPI
-    mount = ["--network=host", "-v", f"{WHEELS}:/wheels:ro"]
-    mount += ["-v", f"{CA}:/ca.crt:ro", "-e", "PIP_CERT=/ca.crt"] if os.path.exists(CA) else []
+    mount: tuple[str, ...] = ("--network=host", "-v", f"{WHEELS}:/wheels:ro")
+    mount += ("-v", f"{CA}:/ca.crt:ro", "-e", "PIP_CERT=/ca.crt") if os.path.exists(CA) else ()
     script = f"python3.12 -m venv /v && /v/bin/pip install -q --find-links /wheels /wheels/{wheel.name}"
-    try:
-        made = subprocess.run(
-            ["podman", "run", "--name", box, *mount, base, "bash", "-c", script],
-            capture_output=True,
-            text=True,
-        )
-        assert made.returncode == 0, made.stderr[-2000:]
-        subprocess.run(["podman", "commit", "-q", box, name], check=True, capture_output=True)
-    finally:
-        subprocess.run(["podman", "rm", "-f", box], capture_output=True)
-    return name
+    return committed_layer(name, base, script, mount, shell="bash")
 
 
 def configure_and_compile(fa_tree: str, tus: list[str]) -> str:
