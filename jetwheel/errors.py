@@ -7,7 +7,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """What a script sees; the README's table. One mapping, at the door (cli.clean_errors)."""
+    """What a script sees; the README's table. One mapping, at the door (cli.edge.clean_errors)."""
 
     OK = 0
     CHECK_FAILED = 1  # verify, preflight or triton.check found a problem
@@ -22,8 +22,17 @@ class JetwheelError(Exception):
     """Base of every error jetwheel reports as one clean line."""
 
 
+class CheckFailed(JetwheelError):
+    """A check that runs before the work (preflight) found a problem; nothing was done."""
+
+
 class RecipeError(JetwheelError):
     """A recipe or profile file is wrong; the message names file, key and fix."""
+
+
+class UsageError(JetwheelError):
+    """An argument names nothing usable (a runner, a missing option); the message names the value
+    and what would do."""
 
 
 class PlanError(JetwheelError):
@@ -81,9 +90,9 @@ class EngineLost(RunnerError):
 
 def exit_code(error: JetwheelError) -> ExitCode:
     """The exit code of an error that reached the door; the most specific kind wins."""
-    if isinstance(error, VerifyFailed):
+    if isinstance(error, (VerifyFailed, CheckFailed)):
         return ExitCode.CHECK_FAILED
-    if isinstance(error, (RecipeError, PlanError)):
+    if isinstance(error, (UsageError, RecipeError, PlanError)):
         return ExitCode.USAGE
     if isinstance(error, (BuildError, RunnerError)):
         return ExitCode.BUILD_FAILED

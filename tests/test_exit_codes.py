@@ -12,6 +12,7 @@ from wheelmaker import make_wheel
 from jetwheel.cli import clean_errors, program
 from jetwheel.errors import (
     BuildError,
+    CheckFailed,
     ExitCode,
     OutOfMemory,
     PlanError,
@@ -19,6 +20,7 @@ from jetwheel.errors import (
     RecipeError,
     SourceError,
     UploadRejected,
+    UsageError,
     VerifyFailed,
     exit_code,
 )
@@ -32,7 +34,8 @@ def run(*argv: str) -> int:
 
 def test_each_kind_of_error_has_its_code() -> None:
     assert exit_code(VerifyFailed("x")) == ExitCode.CHECK_FAILED  # a BuildError, but a check said no
-    assert exit_code(RecipeError("x")) == exit_code(PlanError("x")) == ExitCode.USAGE
+    assert exit_code(RecipeError("x")) == exit_code(PlanError("x")) == exit_code(UsageError("x")) == ExitCode.USAGE
+    assert exit_code(CheckFailed("x")) == ExitCode.CHECK_FAILED  # preflight said no before anything ran
     assert exit_code(BuildError("x")) == exit_code(SourceError("x")) == exit_code(OutOfMemory("x")) == 3
     assert exit_code(UploadRejected("x")) == exit_code(PublishError("x")) == ExitCode.INDEX
     assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 130]

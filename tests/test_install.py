@@ -72,3 +72,15 @@ def test_recipes_are_found_in_order_given_env_cwd_bundled(tmp_path: Path, monkey
     monkeypatch.setenv("JETWHEEL_RECIPES", str(tmp_path / "env"))
     assert recipes_root() == tmp_path / "env"
     assert recipes_root(tmp_path / "given") == tmp_path / "given"
+
+
+def test_every_package_of_the_tree_ships_in_the_wheel() -> None:
+    """setuptools' package list is written out by hand: a new package left off it (jetwheel.doctor
+    was, until the door's split added jetwheel.cli and jetwheel.workflow) is missing from a plain install."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    tree = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "jetwheel").rglob("__init__.py")}
+    assert tree <= listed, f"add to pyproject.toml's packages: {sorted(tree - listed)}"

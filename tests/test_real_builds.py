@@ -27,6 +27,7 @@ from jetwheel.engine import Options, StepResult, run_plan
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.runnerkind import parse_runner
 from jetwheel.runners import Runner, make_runner
 from jetwheel.runners.baseimage import BUILDER_ARM64, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
@@ -109,7 +110,7 @@ def build(
 
         run: Runner = DockerRunner(engine="podman", arch="aarch64", ca_bundle=CA if os.path.exists(CA) else "")
     else:
-        run = make_runner(runner, arch="aarch64" if profile.arch == "aarch64" else "")
+        run = make_runner(parse_runner(runner), arch="aarch64" if profile.arch == "aarch64" else "")
     [result] = run_plan(
         plan, recipes, profile, run, server.client(), Options(force=True, work_root=tmp / "w", log_root=tmp / "logs")
     )

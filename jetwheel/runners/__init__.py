@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..runnerkind import RunnerKind, assert_never
 from .base import Runner, StepLog, step_script
 from .docker import DockerRunner
 from .local import LocalRunner
@@ -10,13 +11,17 @@ __all__ = ["DockerRunner", "LocalRunner", "Runner", "StepLog", "make_runner", "s
 
 
 def make_runner(
-    name: str, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "", memory: str = ""
+    kind: RunnerKind, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "", memory: str = ""
 ) -> Runner:
-    if name == "local":
-        return LocalRunner()
-    if name == "cross":
-        from .baseimage import CACHE
-        from .cross import CrossRunner
+    match kind:
+        case "local":
+            return LocalRunner()
+        case "cross":
+            from .baseimage import CACHE
+            from .cross import CrossRunner
 
-        return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}")
-    return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch, memory=memory)
+            return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}")
+        case "docker":
+            return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch, memory=memory)
+        case _:
+            assert_never(kind)

@@ -1,0 +1,63 @@
+"""The door: Invoke tasks (also the `jetwheel` console script), one module per family of tasks.
+Each task parses its arguments, calls one workflow function, prints what it returns, and turns typed
+errors into one clean line and an exit code (`edge.clean_errors`). No decisions here."""
+
+from __future__ import annotations
+
+from invoke.collection import Collection
+from invoke.exceptions import Exit, ParseError
+from invoke.program import Program
+
+from .. import __version__
+from ..errors import ExitCode
+from .build import build_wheel, cache_ns, demo
+from .edge import clean_errors
+from .images import aarch64_ns, cuda_ns, podman_ns
+from .index import index_ns, status
+from .sources import sources_ns
+from .triton import policy_ns, runtime_ns, triton_ns
+from .verify import doctor, verify
+
+__all__ = ["Door", "clean_errors", "main", "namespace", "program"]
+
+namespace = Collection(
+    build_wheel,
+    verify,
+    doctor,
+    demo,
+    status,
+    index_ns,
+    podman_ns,
+    triton_ns,
+    aarch64_ns,
+    sources_ns,
+    cache_ns,
+    policy_ns,
+    runtime_ns,
+    cuda_ns,
+)
+
+
+class Door(Program):
+    """Invoke's Program whose argument errors exit with ExitCode.USAGE (Invoke's own answer is 1,
+    the code of a failed check)."""
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        try:
+            super().parse_core(argv)
+        except ParseError as e:
+            raise Exit(str(e), code=ExitCode.USAGE) from None
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as e:
+            raise Exit(str(e), code=ExitCode.USAGE) from None
+
+
+def program() -> Program:
+    return Door(namespace=namespace, version=__version__, name="jetwheel", binary="jetwheel")
+
+
+def main() -> None:
+    program().run()

@@ -1,0 +1,34 @@
+"""Where typed errors become one clean line and an exit code, and documents become text."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from invoke.exceptions import Exit
+
+from ..errors import ExitCode, JetwheelError, exit_code
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Typed errors and Ctrl-C become one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except JetwheelError as e:
+            raise Exit(f"jetwheel: error: {' '.join(str(e).split())}", code=exit_code(e)) from None
+        except KeyboardInterrupt:
+            raise Exit("jetwheel: interrupted", code=ExitCode.INTERRUPTED) from None
+
+    return wrapper
+
+
+def dumps(doc: object) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False)

@@ -1,0 +1,28 @@
+"""The runners a build step may run on, as a closed set. The door parses `--runner` into one once;
+below it every use matches on the kind exhaustively (`assert_never`), so a new runner is a type error
+wherever it is not handled yet."""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, get_args
+
+from .errors import UsageError
+
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:  # pragma: no cover - the 3.10 spelling
+    from typing_extensions import assert_never
+
+__all__ = ["RUNNER_KINDS", "RunnerKind", "assert_never", "parse_runner"]
+
+RunnerKind = Literal["local", "docker", "cross"]
+RUNNER_KINDS: tuple[RunnerKind, ...] = get_args(RunnerKind)
+
+
+def parse_runner(value: str) -> RunnerKind:
+    """`value` as a runner kind; a UsageError (exit 2) naming it and the choices otherwise."""
+    for kind in RUNNER_KINDS:
+        if value == kind:
+            return kind
+    raise UsageError(f"unknown runner {value!r}; use one of: {', '.join(RUNNER_KINDS)}")

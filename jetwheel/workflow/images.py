@@ -1,0 +1,39 @@
+"""The images and caches builds use: the local base images, arm64 emulation, the CUDA toolchain
+image, the compiler cache."""
+
+from __future__ import annotations
+
+from ..recipe import load_profile
+from ..runnerkind import RunnerKind, assert_never
+
+
+def cuda_image(profile: str, engine: str) -> str:
+    """The CUDA toolchain image of `profile`, built if missing, with the profile's Python copied in."""
+    from ..runners.cudaimage import ensure_cuda_image
+
+    prof = load_profile(profile)
+    return ensure_cuda_image(prof.python_exe, prof.image, engine)
+
+
+def ccache(runner: RunnerKind, engine: str, connection: str, profile: str, args: str) -> str:
+    """Run ccache with `args` where `runner` builds: this host's cache directory, or the engine's volume
+    (in the profile's image)."""
+    from ..runners import make_runner
+    from ..runners.ccache import CompilerCache, run_ccache
+
+    match runner:
+        case "docker":
+            image = load_profile(profile).image
+        case "local" | "cross":
+            image = "host"
+        case _:
+            assert_never(runner)
+    return run_ccache(make_runner(runner, engine, connection).probe_argv(image), CompilerCache.from_env(), args)
+
+
+def emulated_setup(arch: str, image: str, engine: str) -> tuple[str, str]:
+    """binfmt_misc + qemu for `arch`, and a debootstrap base image of it: what each now is."""
+    from ..runners.baseimage import ensure_base_image
+    from ..runners.emulation import ensure_emulation
+
+    return ensure_emulation(arch), ensure_base_image(image, arch, engine)

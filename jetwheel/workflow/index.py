@@ -1,0 +1,107 @@
+"""The `index.*` tasks that work on the store or talk to the index: users, tokens, the static
+export, the mirror, yanks, artifacts, the status summary."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import JetwheelError, StoreError, UsageError
+from ..recipe import load_recipes
+from .client import index_client
+from .profiles import profile_views
+
+
+def add_user(user: str, password: str, role: str, htpasswd: str = "", config: str = "") -> tuple[Path, Path]:
+    """The user's password in the htpasswd file, the role in the index config; returns both paths."""
+    from ..index.auth import check_role
+    from ..index.config import add_user as add
+    from ..index.config import load_config, set_role
+
+    check_role(role)
+    cfg = load_config(Path(config) if config else None)
+    path = Path(htpasswd) if htpasswd else cfg.htpasswd
+    if path is None:
+        raise UsageError("the index config sets no htpasswd; pass --htpasswd")
+    add(path, user, password)
+    set_role(cfg.path, user, role)
+    return path, cfg.path
+
+
+def index_status(index: str) -> dict[str, Any]:
+    """The index's summary (`/api/status`): projects, files, bytes, failing verify reports, disk."""
+    return index_client(index).status()
+
+
+def yank(index: str, filename: str, reason: str, undo: bool) -> None:
+    index_client(index).yank(filename, reason, undo)
+
+
+def upload_artifact(index: str, path: Path) -> str:
+    """Put a file on the index at a stable URL without listing it as a project; returns the URL."""
+    client = index_client(index)
+    client.upload(path, artifact=True)
+    return f"{client.url}/packages/{path.name}"
+
+
+def check_profiles(root: str) -> dict[str, Any]:
+    """Check now whether each profile resolves from the index's store, and record it there as the
+    server does after a change."""
+    from ..index import profiles
+    from ..index.config import load_config
+    from ..index.store import Store
+
+    cfg = load_config()
+    store = Store(Path(root) if root else cfg.root)
+    views = profile_views()
+    got = asyncio.run(profiles.refresh(store, views))
+    if got is None:
+        raise StoreError("the index is checking its profiles right now; try again in a minute")
+    return {name: vars(c) for name, c in got.items()}
+
+
+def issue_token(root: str, expires: str, user: str) -> str:
+    """A read-only token of `user` for the index's store, valid for `expires` (e.g. 90m, 2h, 7d)."""
+    from ..index.auth import MAX_TOKEN_DAYS, token_key
+    from ..index.auth import issue_token as issue
+    from ..index.config import load_config
+    from ..index.store import Store
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if not expires or expires[-1] not in units or not expires[:-1].isdigit() or int(expires[:-1]) <= 0:
+        raise JetwheelError(f"--expires {expires!r}: a number and a unit (s, m, h, d), e.g. 2h")
+    seconds = int(expires[:-1]) * units[expires[-1]]
+    if seconds > MAX_TOKEN_DAYS * 86400:
+        raise JetwheelError(f"--expires {expires}: at most {MAX_TOKEN_DAYS}d; issue a new token when it runs out")
+    store = Store(Path(root) if root else load_config().root)
+    return issue(token_key(store.state), int(time.time()) + seconds, user)
+
+
+def export_index(
+    dest: Path, root: str, port: int, bucket: str, endpoint: str, prefix: str, public_read: bool = False
+) -> Iterator[str]:
+    from ..index.config import load_config
+    from ..index.export import export, upload_to_bucket
+    from ..index.store import Store
+
+    store = Store(Path(root) if root else load_config().root)
+    written = export(store, dest, port)
+    yield f"wrote {len(written)} files to {dest} (nginx: include {dest / 'nginx.conf'})"
+    if bucket:
+        yield f"uploaded {upload_to_bucket(dest, bucket, endpoint, prefix, public_read)} objects to s3://{bucket}/{prefix}"
+
+
+def mirror_requirements(index: str, requirements: Path, platform: str, python: str, glibc: str) -> list[str]:
+    """Pull into the store the files `requirements` needs for the target that no recipe builds and
+    the store lacks; returns their names."""
+    from ..index.mirror import mirror
+
+    client = index_client(index)
+    if not requirements.is_file():
+        raise JetwheelError(f"{requirements}: no such requirements file")
+    # owned: what a recipe builds or the store already holds (the index's own rule)
+    owned = {str(n) for n in load_recipes()} | set(client.projects())
+    return mirror(client, requirements, platform, python, glibc, owned)

@@ -1,0 +1,44 @@
+"""Which profile a task means, and the profiles as the index's pages show them."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from ..errors import PlanError, RecipeError
+from ..profile import Profile
+from ..recipe import load_profile, recipes_root
+
+PREFERRED_PROFILE = "triton-25.04"
+
+
+def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None = None) -> Profile:
+    """The named profile, or the one that pins `name` (triton-25.04 first); with `arch`, one whose
+    target is that architecture (mini-aarch64 for `--arch aarch64`)."""
+    root = root or recipes_root()
+    if profile:
+        return load_profile(profile, root)
+    names = sorted(p.stem for p in (root / "profiles").glob("*.toml"))
+    names.sort(key=lambda n: n != PREFERRED_PROFILE)
+    for n in names:
+        prof = load_profile(n, root)
+        if canonicalize_name(name) in prof.versions and (not arch or prof.arch == arch):
+            return prof
+    raise PlanError(f"no profile pins {name!r}; pass --profile (known: {', '.join(names)})")
+
+
+def profile_views() -> dict[str, Any]:
+    """Every profile as the plain data the index's pages show (the server reads no recipes)."""
+    from ..index.profiles import ProfileView
+
+    views = {}
+    for path in sorted((recipes_root() / "profiles").glob("*.toml")):
+        with contextlib.suppress(RecipeError):
+            p = load_profile(path.stem)
+            views[p.name] = ProfileView(
+                p.name, p.top, {str(k): v for k, v in p.versions.items()}, p.target(), p.jetpack, p.l4t
+            )
+    return views

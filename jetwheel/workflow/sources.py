@@ -1,0 +1,73 @@
+"""`sources.fetch` and `sources.upload`: a recipe's pinned sources as reproducible archives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from ..digest import sha256_file
+from ..errors import PlanError
+from ..index.client import IndexClient
+from ..recipe import Recipe, load_recipes
+from ..source_archives import Archive
+from ..source_fetch import Lookup, local_sources_dir, make_archive
+from ..stepsource import StepSource
+from ..subsources import sub_archive
+from .client import index_client
+from .profiles import profile_for
+
+
+@dataclass(frozen=True)
+class Fetched:
+    archive: Archive
+    subs: list[Archive]
+
+
+def fetch_sources(name: str, profile: str, out: Path, from_path: Path | None, sources: str, index: str) -> Fetched:
+    """NAME's pinned source as an archive in `out`, and its sub-sources' archives beside it, taken
+    from `sources` (default $JETWHEEL_SOURCES), then `index` (when given), then upstream."""
+    archive = source_archive(name, profile, out, from_path)
+    local = Path(sources) if sources else local_sources_dir()
+    return Fetched(archive, sub_archives(name, profile, out, local, index_client(index) if index else None))
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    url: str
+    sha256: str
+
+
+def upload_source(path: Path, index: str) -> Uploaded:
+    """Put a source archive on the index, at a stable URL builds look in before upstream."""
+    client = index_client(index)
+    client.upload(path, artifact=True)
+    return Uploaded(f"{client.url}/packages/{path.name}", sha256_file(path))
+
+
+def source_archive(name: str, profile: str, out: Path, from_path: Path | None) -> Archive:
+    """`inv sources.fetch`: the recipe's pinned source as a reproducible archive in `out`."""
+    recipe, spec, pin = _pinned_source(name, profile)
+    return make_archive(recipe.name, pin, spec, out, from_path)
+
+
+def sub_archives(
+    name: str, profile: str, out: Path, local_dir: Path | None, client: IndexClient | None
+) -> list[Archive]:
+    """`inv sources.fetch`: each sub-source's archive in `out`, taken from where a build takes it
+    (the source directory, the index, the upstream URL) and checked against its sha256."""
+    _recipe, spec, _pin = _pinned_source(name, profile)
+    return [sub_archive(sub, out, Lookup(local_dir, client)) for sub in spec.subs]
+
+
+def _pinned_source(name: str, profile: str) -> tuple[Recipe, StepSource, str]:
+    from ..plan import source_spec, wheel_version
+
+    recipes = load_recipes()
+    recipe = recipes.get(canonicalize_name(name))
+    if recipe is None:
+        raise PlanError(f"unknown package {name!r}; recipes exist for: {', '.join(sorted(recipes))}")
+    prof = profile_for(name, profile)
+    pin = prof.pin(name)
+    return recipe, source_spec(recipe, wheel_version(recipe, prof), pin), pin

@@ -1,0 +1,95 @@
+"""`verify`: wheels (files, or names on the index) checked against a profile's target."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from ..errors import JetwheelError
+from ..index.client import IndexClient
+from ..indexwheels import IndexWheels
+from ..recipe import load_profile, load_recipes
+from ..target import Target
+from ..verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
+from ..verify.policy import apply as apply_policy
+from ..verify.report import Report
+from .client import index_client
+
+
+def runtime_target(target: Target, policy: str, runtime_tarball: str) -> Target:
+    """The target with the runtime read from its image (`inv policy.from-image`) in place of the
+    profile's hand-written table, and the runtime tarball's libraries added to it."""
+    from ..runtime import runtime_policy
+
+    if not policy:
+        if runtime_tarball:
+            raise JetwheelError("--runtime-tarball needs --policy: the tarball completes a runtime read from its image")
+        return target
+    return apply_policy(target, runtime_policy(Path(policy), Path(runtime_tarball) if runtime_tarball else None))
+
+
+def verify_paths(
+    paths: list[str],
+    profile: str,
+    client: IndexClient | None,
+    with_: list[str],
+    arch: str,
+    resolve: bool,
+    platform: str = "",
+    facts: str = "",
+    policy: str = "",
+    runtime_tarball: str = "",
+) -> list[Report]:
+    prof = load_profile(profile)
+    if not paths and not resolve:
+        raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
+    recipes = load_recipes()
+    target = runtime_target(retarget(prof.target(arch), platform), policy, runtime_tarball)
+    source = IndexWheels(client) if client is not None else None
+    cache = FactCache(Path(facts) if facts else None)
+    with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
+        wanted: list[Path | Wheel] = []  # in the order given: files, or the facts of published wheels
+        for p in paths:
+            if Path(p).is_file():
+                wanted.append(Path(p))
+            elif source is not None:
+                found = source.find(
+                    f"{p}=={prof.pin(p)}" if canonicalize_name(p) in prof.versions else p, target.tags()
+                )
+                if found is None:
+                    raise JetwheelError(f"{p}: no such file, and no wheel for it on {source.url}")
+                # the index's facts for that very file, when it has them: no download
+                wanted.append(published_facts(found, source, cache, Path(tmp)))
+            else:
+                raise JetwheelError(f"{p}: no such file (pass --index to verify a name on the index)")
+        # every wheel is read once, all in one parallel pass: each is both checked and part of the
+        # set the others resolve against
+        files = [w for w in wanted if isinstance(w, Path)]
+        read = iter(read_wheels([*files, *(Path(w) for w in with_)], cache))
+        opened = [w if isinstance(w, Wheel) else next(read) for w in wanted]
+        given = [*read, *opened]
+        reports = [
+            verify_wheel(w, target, recipes.get(w.name), given, source, cache, Path(tmp) / "deps") for w in opened
+        ]
+        if resolve and client is not None:
+            reports.append(resolve_report(prof.top, client.simple_url, target))
+    return reports
+
+
+def verify_wheels(
+    paths: list[str],
+    profile: str,
+    index: str,
+    with_: list[str],
+    arch: str,
+    resolve: bool,
+    platform: str,
+    facts: str,
+    policy: str,
+    runtime_tarball: str,
+) -> list[Report]:
+    """`verify`: as verify_paths, with the index at `index` (the config's for --resolve alone)."""
+    client = index_client(index) if index or resolve else None
+    return verify_paths(paths, profile, client, with_, arch, resolve, platform, facts, policy, runtime_tarball)
