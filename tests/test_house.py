@@ -35,8 +35,6 @@ LONG_FUNCTIONS = {
     "table with issue 21's typed closed sets, not yet done",
     "jetwheel/schedule.py:run_fleet": "the fleet's threads share its board, listener lock and results "
     "through closures (report, work); schedule.py is being changed by another open issue",
-    "jetwheel/verify/elf.py:_read": "one pass over the dynamic table, version definitions, version needs "
-    "and symbols; splittable one function each, left because verify/ is being changed by another open issue",
 }
 
 
