@@ -27,14 +27,10 @@ LONG_MODULES = {
 LONG_FUNCTIONS = {
     "jetwheel/cli.py:build_wheel": "composition that issue 21 moves into a workflow function (cli.py is "
     "being changed by other open issues)",
-    "jetwheel/engine.py:run_step": "one step's life: cache, fetch, build, verify, publish, each an event; "
-    "the try/finally that keeps or discards the work directory must see all of them",
     "jetwheel/recipe.py:load_recipe": "reads the recipe's tables in order ([package], [source], [build], "
     "[verify]); to be split one function per table with issue 21's typed Source, not yet done",
     "jetwheel/recipe.py:load_profile": "reads the profile's tables in order; to be split one function per "
     "table with issue 21's typed closed sets, not yet done",
-    "jetwheel/schedule.py:run_fleet": "the fleet's threads share its board, listener lock and results "
-    "through closures (report, work); schedule.py is being changed by another open issue",
 }
 
 
