@@ -7,7 +7,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from rich.markup import escape
 from rich.table import Table
@@ -137,6 +137,18 @@ class PlainProgress:
         print(f"jetwheel: {where}{text}", file=self.out, flush=True)
 
 
+# a step's row: waiting (for its dependencies, or an engine), then as its last event says
+StepState = Literal["waiting", "running", "resuming", "verified", "cached", "published", "failed"]
+EngineState = Literal["idle", "running", "lost", "failed"]
+
+
+@dataclass
+class _EngineRow:
+    state: EngineState = "idle"
+    step: str = ""
+    line: str = ""  # its step's last line of output, or what the engine said about itself
+
+
 class LiveProgress:
     """A rich live view: every step with its state and time, and the running step's last lines;
     on several engines, one row per engine (its step, time, last line) above the steps."""
@@ -147,22 +159,27 @@ class LiveProgress:
 
         self.console = console or Console(stderr=True)
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
-        self.steps: dict[str, list[str]] = {}
+        self.steps: dict[str, tuple[StepState, str]] = {}
         self.order: list[str] = []
         self.started: dict[str, float] = {}
         self.lines: deque[str] = deque(maxlen=6)
         self.transfer = ""  # the last upload/download, as a bar
         self.total = 0
         self.compile = CompileProgress()
-        self.engines: dict[str, list[str]] = {}  # engine -> [state, step, last line]
+        self.engines: dict[str, _EngineRow] = {}
         self.engine_started: dict[str, float] = {}
 
     def _render(self) -> Table:
         t = Table.grid(padding=(0, 2))
         now = time.monotonic()
-        for name, (state, step, line) in self.engines.items():
-            secs = f"{now - self.engine_started[name]:.0f}s" if state == "running" else ""
-            t.add_row(f"[cyan]{escape(name)}[/]", f"{state} {step}".strip(), secs, "[dim]" + escape(line[:80]) + "[/]")
+        for name, row in self.engines.items():
+            secs = f"{now - self.engine_started[name]:.0f}s" if row.state == "running" else ""
+            t.add_row(
+                f"[cyan]{escape(name)}[/]",
+                f"{row.state} {row.step}".strip(),
+                secs,
+                "[dim]" + escape(row.line[:80]) + "[/]",
+            )
         for name in self.order:
             state, detail = self.steps[name]
             running = name in self.started and state in ("running", "resuming")
@@ -181,7 +198,7 @@ class LiveProgress:
     def __call__(self, e: Event) -> None:
         if e.step and e.step not in self.steps:
             self.order.append(e.step)
-            self.steps[e.step] = ["waiting", ""]
+            self.steps[e.step] = ("waiting", "")
         if e.engine:
             self._engine(e)
         self._step(e)
@@ -198,39 +215,39 @@ class LiveProgress:
                 self.lines.append(e.message)
                 self.compile.feed(e.message, time.monotonic())
             case "resume":
-                self.steps[e.step] = ["resuming", e.message]
+                self.steps[e.step] = ("resuming", e.message)
             case "oom":
                 self.lines.append(e.message)
             case "bytes":
                 self.transfer = _bar(e.message, e.done, e.size)
             case "start":
                 self.started[e.step] = time.monotonic()
-                self.steps[e.step] = ["running", e.message]
+                self.steps[e.step] = ("running", e.message)
                 self.lines.clear()
                 self.compile = CompileProgress()
             case "cached" | "published" | "failed" | "verified":
-                self.steps[e.step] = [e.kind, e.message]
+                self.steps[e.step] = (e.kind, e.message)
             case "lost":
-                self.steps[e.step] = ["waiting", "engine lost: runs again elsewhere"]
+                self.steps[e.step] = ("waiting", "engine lost: runs again elsewhere")
             case "engine":
                 pass  # the engine's own row (_engine)
             case _:
                 assert_never(e.kind)
 
     def _engine(self, e: Event) -> None:
-        row = self.engines.setdefault(e.engine, ["idle", "", ""])
+        row = self.engines.setdefault(e.engine, _EngineRow())
         match e.kind:
             case "engine" | "line":
-                row[2] = e.message
+                row.line = e.message
             case "start":
                 self.engine_started[e.engine] = time.monotonic()
-                row[:] = ["running", e.step, ""]
+                self.engines[e.engine] = _EngineRow("running", e.step)
             case "lost":
-                row[:] = ["lost", e.step, e.message]
+                self.engines[e.engine] = _EngineRow("lost", e.step, e.message)
             case "published" | "cached":
-                row[:] = ["idle", "", ""]
+                self.engines[e.engine] = _EngineRow()
             case "failed":
-                row[:] = ["failed", e.step, ""]
+                self.engines[e.engine] = _EngineRow("failed", e.step)
             case "plan" | "resume" | "oom" | "bytes" | "verified":
                 pass  # the engine's row shows which step it runs, not the step's detail
             case _:
