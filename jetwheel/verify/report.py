@@ -12,9 +12,23 @@ WARNING: Final = "warning"
 INFO: Final = "info"
 
 
+# verify's checks of a wheel (fatbin .. resolve), then triton.check's of a Triton release
+Check = Literal[
+    "fatbin",
+    "extensions",
+    "abi",
+    "pins",
+    "resolve",
+    "requirements",
+    "pytorch_triton_url",
+    "nvpl_slim_url",
+    "runtime",
+]
+
+
 @dataclass(frozen=True)
 class Finding:
-    check: str  # fatbin | extensions | abi | pins | resolve
+    check: Check
     severity: Severity
     file: str  # the wheel, or the wheel member, the finding is about
     detail: str
@@ -24,7 +38,7 @@ class Finding:
 @dataclass
 class Report:
     wheel: str
-    checks: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)  # e.g. {"fatbin": {"lib/x.so": ["sm_87"]}}
 
