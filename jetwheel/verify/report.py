@@ -50,7 +50,7 @@ class Report:
     def passed(self) -> bool:
         return not self.errors()
 
-    def failing_checks(self) -> list[str]:
+    def failing_checks(self) -> list[Check]:
         return sorted({f.check for f in self.errors()})
 
     def to_json(self) -> dict[str, Any]:
