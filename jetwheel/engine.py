@@ -12,7 +12,6 @@ is retried once with half the jobs."""
 from __future__ import annotations
 
 import datetime
-import functools
 import json
 import logging
 import platform
@@ -23,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -37,20 +36,38 @@ from .runners import Runner, StepLog
 from .source_fetch import FetchedSource, Lookup, fetch_source, local_sources_dir
 from .steplock import hold_step
 from .subsources import fetch_sub
+from .target import Target
 from .verify import read_wheels, verify_wheel
 from .verify.report import Report
+from .verify.wheel import Wheel
 
 log = logging.getLogger("jetwheel.engine")
 CACHE = Path.home() / ".cache" / "jetwheel"
+
+
+# What an Event says; every view handles each (progress.py matches them exhaustively).
+EventKind = Literal[
+    "plan",  # a plan starts: message names it, total counts its steps
+    "engine",  # an engine says something about itself (schedule.py)
+    "start",  # a step starts building
+    "resume",  # ... in the work directory a failed or interrupted run left
+    "line",  # a line of the build's output
+    "oom",  # the build was killed for memory and runs once more with fewer jobs
+    "bytes",  # a transfer's progress: done of size bytes of the file named in message
+    "verified",  # the built wheel was verified: pass, or FAIL and the failing checks
+    "cached",  # the step's end: its wheel was on the index already
+    "published",  # ... its wheel is on the index now
+    "failed",  # ... it failed; nothing of it was published
+    "lost",  # an engine lost the step's attempt: it runs again elsewhere (schedule.py)
+]
+StepStatus = Literal["cached", "published"]
 
 
 @dataclass(frozen=True)
 class Event:
     """Progress of a build, for whatever shows it (a live terminal view, plain log lines)."""
 
-    # plan | start | resume | line | oom | bytes | cached | verified | published | failed;
-    # lost and engine (an engine lost a step, or says something about itself: schedule.py)
-    kind: str
+    kind: EventKind
     step: str = ""
     index: int = 0
     total: int = 0
@@ -63,7 +80,7 @@ class Event:
 @dataclass
 class StepResult:
     step: BuildStep
-    status: str  # cached | published
+    status: StepStatus
     wheel: str
     report: Report | None = None
     seconds: float = 0.0
@@ -121,12 +138,23 @@ def _built_wheel(step: BuildStep, out: Path) -> Path:
     return wheels[0]
 
 
-def _line_event(listener: Listener, step: str, index: int, total: int, line: str) -> None:
-    listener(Event("line", step, index, total, line))
+@dataclass(frozen=True)
+class _Place:
+    """A step and its place in the plan: every event of the step names both."""
 
+    step: BuildStep
+    index: int
+    total: int
+    listener: Listener
 
-def _bytes_event(listener: Listener, step: str, index: int, total: int, what: str, done: int, size: int) -> None:
-    listener(Event("bytes", step, index, total, what, done, size))
+    def say(self, kind: EventKind, message: str) -> None:
+        self.listener(Event(kind, self.step.name, self.index, self.total, message))
+
+    def line(self, line: str) -> None:
+        self.say("line", line)
+
+    def progress(self, what: str, done: int, size: int) -> None:
+        self.listener(Event("bytes", self.step.name, self.index, self.total, what, done, size))
 
 
 KEPT = ".jetwheel-kept"  # in a work directory left by a failed or interrupted run: resume in it
@@ -172,18 +200,17 @@ def prepare_work(
     return False, source
 
 
-def _run_retrying_oom(
-    runner: Runner, step: BuildStep, work: Path, index_url: str, log: StepLog, options: Options, say: Listener
-) -> None:
+def _run_retrying_oom(runner: Runner, at: _Place, work: Path, index_url: str, log: StepLog, options: Options) -> None:
     """Run the step; if the kernel killed it for memory, say so and run it once more with half the
     jobs, in the same work directory (it continues where it was killed)."""
+    step = at.step
     try:
         runner.run(step, work, index_url, log)
     except OutOfMemory as e:
         if not options.oom_retry or e.jobs <= 1:
             raise
         half = str(e.jobs // 2)
-        say(Event("oom", step.name, message=f"{e}; retrying once with MAX_JOBS={half}"))
+        at.say("oom", f"{e}; retrying once with MAX_JOBS={half}")
         runner.run(
             replace(step, env={**step.env, "MAX_JOBS": half, "CMAKE_BUILD_PARALLEL_LEVEL": half}), work, index_url, log
         )
@@ -223,62 +250,37 @@ def run_step(
     (BuildError, VerifyFailed, RunnerError, ...) with nothing published. The step's transfers
     (source archives, verify's wheels, the upload) report their bytes to `listener`."""
     target = profile.target()
-    if not options.force:
-        cached = client.cached(step.cache_key)
-        if cached:
-            listener(Event("cached", step.name, i, total, cached))
-            return StepResult(step, "cached", cached)
-    listener(Event("start", step.name, i, total, step.wheel))
+    at = _Place(step, i, total, listener)
+    if not options.force and (cached := client.cached(step.cache_key)):
+        at.say("cached", cached)
+        return StepResult(step, "cached", cached)
+    at.say("start", step.wheel)
     started = time.monotonic()
     work = work_dir(options.work_root, step)
     held = hold_step(options.work_root, step.name)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    steplog = StepLog(
-        options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log",
-        functools.partial(_line_event, listener, step.name, i, total),
-    )
-    progress = functools.partial(_bytes_event, listener, step.name, i, total)
+    steplog = StepLog(options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log", at.line)
     resumable = False  # the work directory is worth keeping: the compile failed or was cut off
     try:
-        resumed, source = prepare_work(step, recipe, work, client, options, progress)
-        if resumed:
-            listener(Event("resume", step.name, i, total, f"continuing the interrupted build in {work}"))
-        else:  # a fresh start: nothing the runner kept from an earlier attempt may be resumed instead
-            runner.discard(step)
+        source = _prepare(at, recipe, work, runner, client, options)
         resumable = True
-        _run_retrying_oom(runner, step, work, client.simple_url, steplog, options, _at(listener, i, total))
+        _run_retrying_oom(runner, at, work, client.simple_url, steplog, options)
         resumable = False
         wheel = _built_wheel(step, work / "out")
-        facts = read_wheels([wheel])[0]
-        report = verify_wheel(facts, target, recipe, source=IndexWheels(client, progress), downloads=work / "deps")
-        listener(
-            Event(
-                "verified",
-                step.name,
-                i,
-                total,
-                "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()),
-            )
-        )
-        if not report.passed and not options.publish_failing:
-            raise VerifyFailed(
-                f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): "
-                f"{next(f.detail for f in report.findings if f.severity == 'error')}; not published"
-            )
+        facts, report = _verify(at, wheel, target, recipe, client, work, options)
         client.upload(
             wheel,
             provenance=provenance(step, recipe, profile, runner, source),
             verify=report.to_json(),
             facts=facts.to_bytes(),  # the next verify against this wheel reads none of its bytes
-            progress=progress,
+            progress=at.progress,
         )
-        listener(Event("published", step.name, i, total, wheel.name))
+        at.say("published", wheel.name)
         return StepResult(step, "published", wheel.name, report, time.monotonic() - started)
     except BaseException as e:
-        if isinstance(e, EngineLost):
-            # what the attempt left lives on the lost engine: the step starts afresh elsewhere
-            resumable = False
-        listener(Event("failed", step.name, i, total, str(e) or type(e).__name__))
+        # after a lost engine, what the attempt left lives on that engine: the step starts afresh elsewhere
+        resumable = resumable and not isinstance(e, EngineLost)
+        at.say("failed", str(e) or type(e).__name__)
         if isinstance(e, KeyboardInterrupt):
             raise BuildError(
                 f"{step.name}: interrupted; nothing was published"
@@ -287,15 +289,44 @@ def run_step(
         raise
     finally:
         steplog.close()
-        if resumable:
-            (work / KEPT).touch()
-        else:
-            runner.discard(step)
-            if not options.keep_work:
-                shutil.rmtree(work, ignore_errors=True)
+        _leave(runner, step, work, resumable, options.keep_work)
         held.close()
 
 
-def _at(listener: Listener, index: int, total: int) -> Listener:
-    """The listener, with the step's place in the plan filled into each event."""
-    return lambda e: listener(replace(e, index=index, total=total))
+def _prepare(
+    at: _Place, recipe: Recipe, work: Path, runner: Runner, client: IndexClient, options: Options
+) -> FetchedSource:
+    """The work directory ready to build in: resumed, or fresh (then nothing the runner kept from
+    an earlier attempt may be resumed instead)."""
+    resumed, source = prepare_work(at.step, recipe, work, client, options, at.progress)
+    if resumed:
+        at.say("resume", f"continuing the interrupted build in {work}")
+    else:
+        runner.discard(at.step)
+    return source
+
+
+def _verify(
+    at: _Place, wheel: Path, target: Target, recipe: Recipe, client: IndexClient, work: Path, options: Options
+) -> tuple[Wheel, Report]:
+    """The built wheel's facts and verify report; raises VerifyFailed when it fails, unless the
+    caller asked to publish failing wheels."""
+    facts = read_wheels([wheel])[0]
+    report = verify_wheel(facts, target, recipe, source=IndexWheels(client, at.progress), downloads=work / "deps")
+    at.say("verified", "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()))
+    if not report.passed and not options.publish_failing:
+        raise VerifyFailed(
+            f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): {report.errors()[0].detail}; "
+            "not published"
+        )
+    return facts, report
+
+
+def _leave(runner: Runner, step: BuildStep, work: Path, resumable: bool, keep: bool) -> None:
+    """Mark the work directory for the next run to resume in, or discard it (kept on request)."""
+    if resumable:
+        (work / KEPT).touch()
+    else:
+        runner.discard(step)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)

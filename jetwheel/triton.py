@@ -170,7 +170,7 @@ def check(profile: Profile, client: IndexClient, policy: Path | None = None) -> 
     target = profile.target()
     report = Report(
         wheel=f"Triton {rel.release} vLLM step from {client.simple_url}",
-        checks=["requirements", "pytorch_triton_url", "nvpl_slim_url", *(["runtime"] if policy else [])],
+        checks=["requirements", "pytorch_triton_url", "nvpl_slim_url", *(("runtime",) if policy else ())],
     )
     if policy is not None:
         found, report.facts["runtime"] = runtime_findings(profile, client, policy)

@@ -12,14 +12,7 @@ MAX_MODULE, MAX_FUNCTION = 400, 60
 # module (relative to the repository) -> why it may be longer
 LONG_MODULES: dict[str, str] = {}
 # "module:function" -> why it may be longer
-LONG_FUNCTIONS = {
-    "jetwheel/engine.py:run_step": "one step's life: cache, fetch, build, verify, publish, each an event; "
-    "the try/finally that keeps or discards the work directory must see all of them",
-    "jetwheel/schedule.py:run_fleet": "the fleet's threads share its board, listener lock and results "
-    "through closures (report, work); schedule.py is being changed by another open issue",
-    "jetwheel/verify/elf.py:_read": "one pass over the dynamic table, version definitions, version needs "
-    "and symbols; splittable one function each, left because verify/ is being changed by another open issue",
-}
+LONG_FUNCTIONS: dict[str, str] = {}
 
 
 def sizes() -> tuple[dict[str, int], dict[str, int]]:

@@ -24,11 +24,11 @@ from . import abi, extensions, fatbin, pins, resolve
 from .extract import read_wheels
 from .factcache import FactCache
 from .loader import Loader
-from .report import ERROR, INFO, WARNING, Finding, Report
+from .report import ERROR, INFO, WARNING, Check, Finding, Report
 from .source import Published, WheelSource
 from .wheel import Wheel, from_bytes
 
-CHECKS = ("fatbin", "extensions", "abi", "pins")
+CHECKS: tuple[Check, ...] = ("fatbin", "extensions", "abi", "pins")
 # The dynamic loader's name on each machine: a profile's system table names its own machine's.
 LOADERS = {"aarch64": "ld-linux-aarch64.so.1", "x86_64": "ld-linux-x86-64.so.2"}
 

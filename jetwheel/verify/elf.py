@@ -232,85 +232,124 @@ def _read(h: Header, f: Sparse) -> Symbols:
         raise Missing(missing)
     secs = _sections(h, f)
     by_kind = {s.kind: s for s in secs}
-    end, word = h.end, ("Q" if h.bits == 64 else "I")
-    soname, needed, rpath, runpath = "", [], [], []
-    if (dyn := by_kind.get(SHT_DYNAMIC)) is not None:
-        strtab = f.read(secs[dyn.link].offset, secs[dyn.link].size)
-        for tag, val in struct.iter_unpack(end + word * 2, f.read(dyn.offset, dyn.size - dyn.size % (h.bits // 4))):
-            if tag == DT_NEEDED:
-                needed.append(_cstr(strtab, val))
-            elif tag == DT_SONAME:
-                soname = _cstr(strtab, val)
-            elif tag == DT_RPATH:
-                rpath += _cstr(strtab, val).split(":")
-            elif tag == DT_RUNPATH:
-                runpath += _cstr(strtab, val).split(":")
-            elif tag == 0:
-                break
-    versions: dict[int, tuple[str, str]] = {}  # index -> (version, the file it is required from)
-    verdefs: list[str] = []
-    if (vd := by_kind.get(SHT_GNU_VERDEF)) is not None:
-        strtab, raw, at = f.read(secs[vd.link].offset, secs[vd.link].size), f.read(vd.offset, vd.size), 0
-        for _ in range(vd.info):
-            _ver, flags, ndx, cnt, _hash, aux, nxt = struct.unpack_from(end + "HHHHIII", raw, at)
-            if cnt:
-                name = _cstr(strtab, struct.unpack_from(end + "I", raw, at + aux)[0])
-                if not flags & VER_FLG_BASE:  # the base entry names the file itself
-                    versions[ndx] = (name, "")
-                    verdefs.append(name)
-            if not nxt:
-                break
-            at += nxt
-    if (vn := by_kind.get(SHT_GNU_VERNEED)) is not None:
-        strtab, raw, at = f.read(secs[vn.link].offset, secs[vn.link].size), f.read(vn.offset, vn.size), 0
-        for _ in range(vn.info):
-            _ver, cnt, file_off, aux, nxt = struct.unpack_from(end + "HHIII", raw, at)
-            filename, a = _cstr(strtab, file_off), at + aux
-            for _ in range(cnt):
-                _hash, _flags, other, name_off, anext = struct.unpack_from(end + "IHHII", raw, a)
-                versions[other] = (_cstr(strtab, name_off), filename)
-                if not anext:
-                    break
-                a += anext
-            if not nxt:
-                break
-            at += nxt
-    exports: list[str] = []
-    imports: list[str] = []
-    if (ds := by_kind.get(SHT_DYNSYM)) is not None and ds.size:
-        strtab = f.read(secs[ds.link].offset, secs[ds.link].size)
-        raw = f.read(ds.offset, ds.size)
-        vs = by_kind.get(SHT_GNU_VERSYM)
-        versym = struct.unpack(f"{end}{vs.size // 2}H", f.read(vs.offset, vs.size - vs.size % 2)) if vs else ()
-        if h.bits == 64:
-            rows = ((n, i, shn) for n, i, _o, shn, _v, _s in struct.iter_unpack(end + "IBBHQQ", raw))
-        else:
-            rows = ((n, i, shn) for n, _v, _s, i, _o, shn in struct.iter_unpack(end + "IIIBBH", raw))
-        for idx, (name_off, st_info, shndx) in enumerate(rows):
-            bind = st_info >> 4
-            if idx == 0 or not name_off or bind not in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE):
-                continue
-            name = _cstr(strtab, name_off)
-            vsym = versym[idx] if idx < len(versym) else 1
-            vname, vfile = versions.get(vsym & 0x7FFF, ("", ""))
-            if shndx == 0:
-                imports.append(f"{name}\t{vname}\t{vfile}\t{'w' if bind == STB_WEAK else ''}")
-            elif vsym & 0x7FFF == 0:
-                continue  # VER_NDX_LOCAL: not exported
-            elif not vname:
-                exports.append(name)
-            else:
-                exports.append(f"{name}{'@' if vsym & VERSYM_HIDDEN else '@@'}{vname}")
+    dyn = _dynamic(h, f, secs, by_kind.get(SHT_DYNAMIC))
+    versions, verdefs = _version_definitions(h, f, secs, by_kind.get(SHT_GNU_VERDEF))
+    versions.update(_version_needs(h, f, secs, by_kind.get(SHT_GNU_VERNEED)))
+    exports, imports = _symbols(h, f, secs, by_kind.get(SHT_DYNSYM), by_kind.get(SHT_GNU_VERSYM), versions)
     return Symbols(
         h.machine,
-        soname,
-        tuple(needed),
-        tuple(p for p in rpath if p),
-        tuple(p for p in runpath if p),
+        dyn[DT_SONAME][-1] if dyn[DT_SONAME] else "",  # the last one, as ld.so reads the table
+        tuple(dyn[DT_NEEDED]),
+        tuple(p for p in dyn[DT_RPATH] if p),
+        tuple(p for p in dyn[DT_RUNPATH] if p),
         "\n".join(exports),
         "\n".join(imports),
         tuple(verdefs),
     )
+
+
+def _strings(f: Sparse, secs: list[Section], s: Section) -> bytes:
+    """The string table section `s` links to."""
+    return f.read(secs[s.link].offset, secs[s.link].size)
+
+
+def _dynamic(h: Header, f: Sparse, secs: list[Section], dyn: Section | None) -> dict[int, list[str]]:
+    """DT_NEEDED, DT_SONAME, DT_RPATH and DT_RUNPATH (split at ':') in table order, up to DT_NULL."""
+    found: dict[int, list[str]] = {DT_NEEDED: [], DT_SONAME: [], DT_RPATH: [], DT_RUNPATH: []}
+    if dyn is None:
+        return found
+    strtab = _strings(f, secs, dyn)
+    word = "Q" if h.bits == 64 else "I"
+    for tag, val in struct.iter_unpack(h.end + word * 2, f.read(dyn.offset, dyn.size - dyn.size % (h.bits // 4))):
+        if tag == 0:
+            break
+        if tag in found:
+            value = _cstr(strtab, val)
+            found[tag] += value.split(":") if tag in (DT_RPATH, DT_RUNPATH) else [value]
+    return found
+
+
+def _version_definitions(
+    h: Header, f: Sparse, secs: list[Section], vd: Section | None
+) -> tuple[dict[int, tuple[str, str]], list[str]]:
+    """The versions this file defines: index -> (version, ""), and their names in table order; the
+    base entry (the file's own name) is left out."""
+    versions: dict[int, tuple[str, str]] = {}
+    verdefs: list[str] = []
+    if vd is None:
+        return versions, verdefs
+    strtab, raw, at = _strings(f, secs, vd), f.read(vd.offset, vd.size), 0
+    for _ in range(vd.info):
+        _ver, flags, ndx, cnt, _hash, aux, nxt = struct.unpack_from(h.end + "HHHHIII", raw, at)
+        if cnt:
+            name = _cstr(strtab, struct.unpack_from(h.end + "I", raw, at + aux)[0])
+            if not flags & VER_FLG_BASE:  # the base entry names the file itself
+                versions[ndx] = (name, "")
+                verdefs.append(name)
+        if not nxt:
+            break
+        at += nxt
+    return versions, verdefs
+
+
+def _version_needs(h: Header, f: Sparse, secs: list[Section], vn: Section | None) -> dict[int, tuple[str, str]]:
+    """The versions this file requires: index -> (version, the file it is required from)."""
+    versions: dict[int, tuple[str, str]] = {}
+    if vn is None:
+        return versions
+    strtab, raw, at = _strings(f, secs, vn), f.read(vn.offset, vn.size), 0
+    for _ in range(vn.info):
+        _ver, cnt, file_off, aux, nxt = struct.unpack_from(h.end + "HHIII", raw, at)
+        filename, a = _cstr(strtab, file_off), at + aux
+        for _ in range(cnt):
+            _hash, _flags, other, name_off, anext = struct.unpack_from(h.end + "IHHII", raw, a)
+            versions[other] = (_cstr(strtab, name_off), filename)
+            if not anext:
+                break
+            a += anext
+        if not nxt:
+            break
+        at += nxt
+    return versions
+
+
+def _symbols(
+    h: Header,
+    f: Sparse,
+    secs: list[Section],
+    ds: Section | None,
+    vs: Section | None,
+    versions: dict[int, tuple[str, str]],
+) -> tuple[list[str], list[str]]:
+    """The global and weak dynamic symbols: (definitions, references), each line as `Symbols` says."""
+    exports: list[str] = []
+    imports: list[str] = []
+    if ds is None or not ds.size:
+        return exports, imports
+    end = h.end
+    strtab = _strings(f, secs, ds)
+    raw = f.read(ds.offset, ds.size)
+    versym = struct.unpack(f"{end}{vs.size // 2}H", f.read(vs.offset, vs.size - vs.size % 2)) if vs else ()
+    if h.bits == 64:
+        rows = ((n, i, shn) for n, i, _o, shn, _v, _s in struct.iter_unpack(end + "IBBHQQ", raw))
+    else:
+        rows = ((n, i, shn) for n, _v, _s, i, _o, shn in struct.iter_unpack(end + "IIIBBH", raw))
+    for idx, (name_off, st_info, shndx) in enumerate(rows):
+        bind = st_info >> 4
+        if idx == 0 or not name_off or bind not in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE):
+            continue
+        name = _cstr(strtab, name_off)
+        vsym = versym[idx] if idx < len(versym) else 1
+        vname, vfile = versions.get(vsym & 0x7FFF, ("", ""))
+        if shndx == 0:
+            imports.append(f"{name}\t{vname}\t{vfile}\t{'w' if bind == STB_WEAK else ''}")
+        elif vsym & 0x7FFF == 0:
+            continue  # VER_NDX_LOCAL: not exported
+        elif not vname:
+            exports.append(name)
+        else:
+            exports.append(f"{name}{'@' if vsym & VERSYM_HIDDEN else '@@'}{vname}")
+    return exports, imports
 
 
 def _has(f: Sparse, offset: int, size: int) -> bool:
@@ -330,7 +369,7 @@ def relocated_symbols(h: Header, f: Sparse) -> list[str]:
     if dynsym is None:
         return []
     ds, word = secs[dynsym], 24 if h.bits == 64 else 16
-    strtab = f.read(secs[ds.link].offset, secs[ds.link].size)
+    strtab = _strings(f, secs, ds)
     raw = f.read(ds.offset, ds.size)
     names = [_cstr(strtab, struct.unpack_from(h.end + "I", raw, i)[0]) for i in range(0, ds.size - word + 1, word)]
     rels = [s for s in secs if s.kind in (SHT_RELA, SHT_REL) and s.link == dynsym]

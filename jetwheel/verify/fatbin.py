@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 MAGIC = struct.pack("<I", 0xBA55ED50)
 KIND_PTX, KIND_SASS = 1, 2
@@ -20,9 +20,12 @@ _CHUNK = 16 << 20
 _MAX_HEADER = 4096  # nvcc writes 16; a larger value is not a container
 
 
+EntryKind = Literal["sass", "ptx"]  # machine code for one architecture, or PTX the driver compiles
+
+
 @dataclass(frozen=True)
 class Entry:
-    kind: str  # "sass" | "ptx"
+    kind: EntryKind
     arch: int  # 87 for sm_87 / compute_87
     version: tuple[int, int]  # PTX ISA (major, minor) for PTX; cubin format version for SASS
     compressed: bool

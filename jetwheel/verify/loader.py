@@ -29,6 +29,7 @@ import fnmatch
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -63,11 +64,14 @@ DRIVER = ("libcuda.so.1", "libnvidia-*.so*")
 RUNTIME = (*GLIBC, "libstdc++.so.6", "libgcc_s.so.1")
 
 
+FoundKind = Literal["set", "outside", "system", "missing"]
+
+
 @dataclass(frozen=True)
 class Found:
     """Where ld.so finds a DT_NEEDED name: in the set, outside it (unchecked), on the system, or nowhere."""
 
-    kind: str  # "set" | "outside" | "system" | "missing"
+    kind: FoundKind
     elf: WheelElf | None = None
     wheel: Wheel | None = None
     where: str = ""  # "outside": the directory (below site-packages) it comes from

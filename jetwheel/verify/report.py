@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
-ERROR, WARNING, INFO = "error", "warning", "info"
+# error: the wheel fails its check; warning: shown, the check passes; info: a fact worth showing
+Severity = Literal["error", "warning", "info"]
+ERROR: Final = "error"
+WARNING: Final = "warning"
+INFO: Final = "info"
+
+
+# verify's checks of a wheel (fatbin .. resolve), then triton.check's of a Triton release
+Check = Literal[
+    "fatbin",
+    "extensions",
+    "abi",
+    "pins",
+    "resolve",
+    "requirements",
+    "pytorch_triton_url",
+    "nvpl_slim_url",
+    "runtime",
+]
 
 
 @dataclass(frozen=True)
 class Finding:
-    check: str  # fatbin | extensions | abi | pins | resolve
-    severity: str  # error | warning | info
+    check: Check
+    severity: Severity
     file: str  # the wheel, or the wheel member, the finding is about
     detail: str
     fix: str = ""
@@ -20,16 +38,20 @@ class Finding:
 @dataclass
 class Report:
     wheel: str
-    checks: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)  # e.g. {"fatbin": {"lib/x.so": ["sm_87"]}}
 
+    def errors(self) -> list[Finding]:
+        """The findings that fail the wheel, in the order found."""
+        return [f for f in self.findings if f.severity == ERROR]
+
     @property
     def passed(self) -> bool:
-        return not any(f.severity == ERROR for f in self.findings)
+        return not self.errors()
 
-    def failing_checks(self) -> list[str]:
-        return sorted({f.check for f in self.findings if f.severity == ERROR})
+    def failing_checks(self) -> list[Check]:
+        return sorted({f.check for f in self.errors()})
 
     def to_json(self) -> dict[str, Any]:
         return {
