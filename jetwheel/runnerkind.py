@@ -4,18 +4,13 @@ wherever it is not handled yet."""
 
 from __future__ import annotations
 
-import sys
 from typing import Literal, get_args
 
 from .errors import UsageError
 
-if sys.version_info >= (3, 11):
-    from typing import assert_never
-else:  # pragma: no cover - the 3.10 spelling
-    from typing_extensions import assert_never
+__all__ = ["RUNNER_KINDS", "RunnerKind", "parse_runner"]
 
-__all__ = ["RUNNER_KINDS", "RunnerKind", "assert_never", "parse_runner"]
-
+# this host; a container (docker or podman, local or remote, emulated for another arch); the aarch64 cross compilers
 RunnerKind = Literal["local", "docker", "cross"]
 RUNNER_KINDS: tuple[RunnerKind, ...] = get_args(RunnerKind)
 

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "jetwheel"
-BOTTOM = {"jetwheel.target", "jetwheel.pipcmd", "jetwheel.errors", "jetwheel.machine", "jetwheel.digest"}
+BOTTOM = {
+    "jetwheel.target",
+    "jetwheel.pipcmd",
+    "jetwheel.errors",
+    "jetwheel.machine",
+    "jetwheel.digest",
+    "jetwheel.exhaustive",
+}
 # the index server: what runs per request; it knows nothing of recipes, plans, builds or verify
 SERVER = {
     f"jetwheel.index.{m}"

@@ -9,7 +9,8 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
-from ..runnerkind import assert_never, parse_runner
+from ..exhaustive import assert_never
+from ..runnerkind import parse_runner
 from .edge import clean_errors, dumps
 
 if TYPE_CHECKING:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..runnerkind import RunnerKind, assert_never
+from ..exhaustive import assert_never
+from ..runnerkind import RunnerKind
 from .base import Runner, StepLog, step_script
 from .docker import DockerRunner
 from .local import LocalRunner

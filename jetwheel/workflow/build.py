@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Literal
 
 from ..engine import Listener, Options, StepResult, run_plan
 from ..errors import CheckFailed
+from ..exhaustive import assert_never
 from ..machine import Machine, this_machine
 from ..plan import Plan, default_runner, make_plan
 from ..preflight import Check, Needs, failures, preflight
 from ..profile import Profile
 from ..recipe import Recipe, load_recipes, recipes_root
-from ..runnerkind import RunnerKind, assert_never, parse_runner
+from ..runnerkind import RunnerKind
 from ..runners import Runner, make_runner
 from ..source_fetch import local_sources_dir
 from .client import index_client
@@ -114,7 +115,7 @@ def choose_runner(req: BuildRequest, recipes: dict[str, Recipe], profile: Profil
         return "docker"
     if req.runner is not None:
         return req.runner
-    return parse_runner(default_runner(recipes, profile, req.name, platform.machine()))
+    return default_runner(recipes, profile, req.name, platform.machine())
 
 
 def plan_build(req: BuildRequest) -> Planned:

@@ -3,8 +3,9 @@ image, the compiler cache."""
 
 from __future__ import annotations
 
+from ..exhaustive import assert_never
 from ..recipe import load_profile
-from ..runnerkind import RunnerKind, assert_never
+from ..runnerkind import RunnerKind
 
 
 def cuda_image(profile: str, engine: str) -> str:
