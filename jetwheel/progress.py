@@ -88,8 +88,8 @@ def _duration(seconds: float) -> str:
 class PlainProgress:
     """One line per step event, and one per 10 % of a compile; build output stays in the step's log."""
 
-    def __init__(self, out: TextIO = sys.stderr) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stderr  # looked up now: a default bound at import outlives a replaced stderr
         self.started: dict[str, float] = {}
         self.compile = CompileProgress()
         self.decile = -1
@@ -263,5 +263,5 @@ def _bar(what: str, done: int, size: int) -> str:
     return f"{what} {_gauge(done / size if size else 1.0)} {done / 1e3:,.0f} / {size / 1e3:,.0f} kB"
 
 
-def make_listener(stream: TextIO = sys.stderr) -> Listener:
+def make_listener(stream: TextIO) -> Listener:
     return LiveProgress() if stream.isatty() else PlainProgress(stream)

@@ -7,7 +7,6 @@ import hashlib
 import io
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -260,9 +259,6 @@ def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
     fake.chmod(0o755)
     monkeypatch.setenv("FAKE_ENGINE_ROOT", str(tmp_path))
     monkeypatch.setattr("jetwheel.engine.CACHE", tmp_path / "cache")  # work and logs: not another run's
-    # progress.make_listener's default stream is the sys.stderr of its first import, which a capsys
-    # test before this one (test_build_wheel_preflight_...) has closed since: give it this test's
-    monkeypatch.setattr("jetwheel.progress.make_listener.__defaults__", (sys.stderr,))
     program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
     argv = ["jetwheel", "build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
     with pytest.raises(SystemExit) as exited:
