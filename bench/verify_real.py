@@ -1,5 +1,5 @@
 """verify at the speed of the disk: vLLM 0.8.1's x86_64 wheel against torch 2.6.0's (PyPI, the
-triton-25.04 pins, checked for linux_x86_64), cold and warm, against `unzip -p` of the same
+triton-25.04 pins, checked for linux_x86_64 and a desktop 8.6 GPU), cold and warm, against `unzip -p` of the same
 members in the same run.
 
 - unzip -p: one process inflating, to /dev/null, every ELF member verify reads (the peer: what
@@ -34,7 +34,9 @@ from pathlib import Path
 from jetwheel.workflow import verify_paths
 vllm, torch, facts = sys.argv[1:4]
 started = time.perf_counter()
-reports = verify_paths([vllm], "triton-25.04", None, [torch], "", False, "linux_x86_64", facts)
+# PyPI's x86_64 wheels are for desktop GPUs: judged for a desktop 8.6 (for the Orin's 8.7 their sm_80/sm_86
+# SASS fails the Tegra rule, as it should)
+reports = verify_paths([vllm], "triton-25.04", None, [torch], "8.6", False, "linux_x86_64", facts)
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({
     "seconds": time.perf_counter() - started,
