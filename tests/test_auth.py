@@ -18,7 +18,7 @@ from wheelmaker import make_wheel
 
 from jetwheel.cli import namespace
 from jetwheel.index.app import INDEX, Settings, make_app
-from jetwheel.index.auth import Token, Users, check_token, issue_token, token_key
+from jetwheel.index.auth import TOKEN_KEY, Token, Users, check_token, issue_token, token_key
 from jetwheel.index.config import add_user, load_config
 from jetwheel.index.store import Store
 
@@ -86,7 +86,7 @@ def test_without_htpasswd_writes_are_refused_and_reads_are_open(tmp_path: Path) 
 def test_read_tokens_expire_and_never_write(users: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "packages")
     store.add_file(make_wheel(tmp_path, "demo-pkg", "1.0"))
-    key = token_key(store.state)
+    key = token_key(store.state_path(TOKEN_KEY))
     good = issue_token(key, int(time.time()) + 3600, "reader")
     expired = issue_token(key, int(time.time()) - 1, "reader")
     forged = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
@@ -176,6 +176,6 @@ def test_adduser_role_and_token_tasks(tmp_path: Path, capsys: pytest.CaptureFixt
     token_task = ["jetwheel", "index.token", "--read", "--root", str(tmp_path / "p"), "--user", "bob"]
     prog.run([*token_task, "--expires", "2h"], exit=False)
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    key = token_key(Store(tmp_path / "p").state)
+    key = token_key(Store(tmp_path / "p").state_path(TOKEN_KEY))
     assert check_token(key, token, time.time() + 7100) == Token("bob", "read")
     assert check_token(key, token, time.time() + 7300) is None

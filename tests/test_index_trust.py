@@ -25,7 +25,7 @@ from wheelmaker import make_wheel
 from jetwheel.errors import JetwheelError, StoreError
 from jetwheel.index import profiles
 from jetwheel.index.app import Settings
-from jetwheel.index.auth import KEY_BYTES, BadKey, issue_token, token_key
+from jetwheel.index.auth import KEY_BYTES, TOKEN_KEY, BadKey, issue_token, token_key
 from jetwheel.index.client import IndexClient
 from jetwheel.index.config import add_user
 from jetwheel.index.front import nginx_conf
@@ -55,7 +55,7 @@ def users(tmp_path: Path) -> Path:
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every byte the store holds, by path (its token key made first: the app makes it at start)."""
-    token_key(root / ".jetwheel")
+    token_key(root / ".jetwheel" / TOKEN_KEY)
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
@@ -217,14 +217,14 @@ def test_roles_are_reread_when_the_config_changes(users: Path, tmp_path: Path) -
 
 # -- 3. tokens ------------------------------------------------------------------------------------
 def test_a_short_token_key_is_refused(tmp_path: Path) -> None:
-    state = Store(tmp_path / "p").state
-    (state / "token.key").write_bytes(b"")
+    key = Store(tmp_path / "p").state_path(TOKEN_KEY)
+    key.write_bytes(b"")
     with pytest.raises(BadKey, match=f"0 bytes, fewer than {KEY_BYTES}: remove it"):
-        token_key(state)
+        token_key(key)
 
 
 def _key_of(state: str, out: Any) -> None:
-    out.put(token_key(Path(state)))
+    out.put(token_key(Path(state) / TOKEN_KEY))
 
 
 def test_concurrent_workers_agree_on_one_whole_key(tmp_path: Path) -> None:
@@ -244,7 +244,7 @@ def test_concurrent_workers_agree_on_one_whole_key(tmp_path: Path) -> None:
 
 def test_tokens_die_with_their_user_and_expire_within_the_maximum(users: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "p")
-    token = issue_token(token_key(store.state), int(time.time()) + 3600, "reader")
+    token = issue_token(token_key(store.state_path(TOKEN_KEY)), int(time.time()) + 3600, "reader")
 
     async def body(c: TestClient[Any, Any]) -> None:
         assert (await c.get("/simple/", headers={"Authorization": basic("x", token)})).status == 200

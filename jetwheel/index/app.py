@@ -28,7 +28,7 @@ from . import profiles as compat
 from . import wire
 from .admin import Admin
 from .api import Api
-from .auth import Users
+from .auth import TOKEN_KEY, Users
 from .auth import token_key as load_token_key
 from .guard import Guard, Handler
 from .pagecache import PageCache
@@ -71,7 +71,7 @@ INDEX = web.AppKey("index", IndexApp)
 def make_app(store: Store, settings: Settings) -> web.Application:
     guard = Guard(
         Users(settings.htpasswd, settings.roles),
-        load_token_key(store.state),
+        load_token_key(store.state_path(TOKEN_KEY)),
         config=settings.config,
         owned=settings.owned,
         auth_reads=settings.auth_reads,

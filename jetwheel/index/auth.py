@@ -82,15 +82,18 @@ class BadKey(StoreError):
     """The token key on disk cannot sign anything safely (empty or short)."""
 
 
-def token_key(state: Path) -> bytes:
-    """The index's secret for signing tokens, created on first use (mode 0600) in its state dir.
+TOKEN_KEY = "token.key"
+
+
+def token_key(path: Path) -> bytes:
+    """The index's secret for signing tokens, created on first use (mode 0600) at `path`, in the
+    store's state directory (`Store.state_path(TOKEN_KEY)`).
 
     Created whole or not at all: the key is written and synced under a temporary name, then linked
     to its name (link fails if another worker got there first: both then read the winner's key).
     A short key on disk is refused, never used: a token signed with an empty key is anyone's."""
-    path = state / "token.key"
     if not path.exists():
-        tmp = state / f".token.key.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:

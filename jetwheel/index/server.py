@@ -20,7 +20,7 @@ from aiohttp import web
 from ..errors import StoreError
 from . import static
 from .app import INDEX, Settings, make_app
-from .auth import token_key
+from .auth import TOKEN_KEY, token_key
 from .store import Store
 
 log = logging.getLogger("jetwheel.index")
@@ -182,7 +182,7 @@ def serve(
         log.info("removed %d leftovers of an interrupted run from %s", removed, store.state)
     if tls is not None:
         tls.context()  # a bad certificate is a start-up error, not one per worker
-    token_key(store.state)  # made (or a short one refused) once, before the workers read it
+    token_key(store.state_path(TOKEN_KEY))  # made (or a short one refused) once, before the workers read it
     children: list[int] = []
     for _ in range(max(1, workers) - 1):
         pid = os.fork()

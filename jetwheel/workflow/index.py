@@ -65,7 +65,7 @@ def check_profiles(root: str) -> dict[str, Any]:
 
 def issue_token(root: str, expires: str, user: str) -> str:
     """A read-only token of `user` for the index's store, valid for `expires` (e.g. 90m, 2h, 7d)."""
-    from ..index.auth import MAX_TOKEN_DAYS, token_key
+    from ..index.auth import MAX_TOKEN_DAYS, TOKEN_KEY, token_key
     from ..index.auth import issue_token as issue
     from ..index.config import load_config
     from ..index.store import Store
@@ -77,7 +77,7 @@ def issue_token(root: str, expires: str, user: str) -> str:
     if seconds > MAX_TOKEN_DAYS * 86400:
         raise JetwheelError(f"--expires {expires}: at most {MAX_TOKEN_DAYS}d; issue a new token when it runs out")
     store = Store(Path(root) if root else load_config().root)
-    return issue(token_key(store.state), int(time.time()) + seconds, user)
+    return issue(token_key(store.state_path(TOKEN_KEY)), int(time.time()) + seconds, user)
 
 
 def export_index(
