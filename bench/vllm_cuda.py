@@ -10,14 +10,14 @@ Hours on 2 cores: it runs in the background, niced, and resumes when run again w
 own podman storage). State lives outside ~/.cache/jetwheel and the default podman storage, so a
 wipe of those (a fresh-machine CI run) leaves it alone. Start or resume:
 
-    cd /work/wt-17-cuda && S=/var/lib/jetwheel-bg && mkdir -p $S/home && \\
+    cd JETWHEEL_CHECKOUT && S=/var/lib/jetwheel-bg && mkdir -p $S/home && \\
     setsid nohup nice -n 19 env HOME=$S/home CONTAINERS_STORAGE_CONF=$S/storage.conf \\
       PYENV_ROOT=/root/.pyenv PYENV_VERSION=3.11.7:3.12.1 PYTHONPATH=$PWD:$PWD/tests \\
       JETWHEEL_REAL_WHEELS=$S/wheels JETWHEEL_SOURCES=/work/shared/sources \\
       python3 bench/vllm_cuda.py --state $S --label cold >> $S/build.log 2>&1 < /dev/null &
 
-(--label resumed after a kill, --label warm for a rebuild with the ccache warm and the work
-directory gone: `podman rm -f` the step's container first.) Progress: `grep -o '\\[[0-9]*/[0-9]*\\]'
+(--label resumed after a kill; --label warm builds again although the index has the wheel, ccache
+warm: `podman rm -f` the step's container first, so the work directory is new.) Progress: `grep -o '\\[[0-9]*/[0-9]*\\]'
 $S/build.log | tail -1`. Each finished run appends its record to bench/results/vllm_cuda.jsonl:
 wall time, MAX_JOBS, peak memory per compile process, the SASS/PTX of every library, the wheel's
 size and facts (not the wheel); verify against torch 2.7.0 (abi must fail); the install-and-import
@@ -148,7 +148,8 @@ def install_and_import(image: str, simple: str) -> str:
     )
     if done.returncode != 0:
         return f"FAILED: {done.stderr[-800:]}"
-    return (done.stdout + done.stderr).strip().splitlines()[-1]
+    # the import's own line is stdout's last; pip's notices go to stderr
+    return done.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -186,7 +187,9 @@ def main() -> None:
         vllm_step = plan.steps[-1]
         print(f"vllm step: {vllm_step.wheel}, cache key {vllm_step.cache_key[:12]}", flush=True)
         sources = Path(os.environ["JETWHEEL_SOURCES"])
-        options = Options(work_root=state / "work", log_root=state / "logs", sources=sources)
+        # warm: built again (not taken from the index's cache) in a new work directory, ccache warm
+        warm = args.label == "warm"
+        options = Options(work_root=state / "work", log_root=state / "logs", sources=sources, force=warm)
 
         def show(e: Event) -> None:
             if e.kind != "bytes":
