@@ -183,6 +183,8 @@ def main() -> None:
         plan = make_plan(recipes, profile, "vllm", "docker", this_machine())
         owned = {"torch", "torchvision", "torchaudio", "pytorch-triton"}
         steps = [s for s in plan.steps if s.name not in owned]
+        if args.label == "warm":  # only vLLM is built again; xgrammar stays as the index has it
+            steps = [s for s in steps if s.name == "vllm"]
         plan = dataclasses.replace(plan, steps=tuple(steps))
         vllm_step = plan.steps[-1]
         print(f"vllm step: {vllm_step.wheel}, cache key {vllm_step.cache_key[:12]}", flush=True)
