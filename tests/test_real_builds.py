@@ -6,6 +6,7 @@ fresh environment and used."""
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 import json
 import os
@@ -223,12 +224,18 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
     assert [c.rsplit("&& ", 1)[1] for c in pre] == [
         "python use_existing_torch.py)",
         "pip install -r requirements/build.txt)",
+        'grep -q "^py_limited_api" setup.cfg || printf "\\n[bdist_wheel]\\npy_limited_api = cp38\\n" >> setup.cfg)',
     ]
     env = dict(pip_env(), JW_WORK=str(tmp_path), JW_SRC=str(tree), PIP_INDEX_URL="https://pypi.org/simple/")
     done = subprocess.run(
         ["bash", "-c", "\n".join(["set -euo pipefail", venv, export, *pre])], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    # bdist_wheel tags the wheel cp38-abi3, once, even when a resumed step runs the pre-steps again
+    subprocess.run(["bash", "-c", pre[-1]], env=env, check=True)
+    cfg = configparser.ConfigParser()
+    cfg.read(tree / "setup.cfg")
+    assert dict(cfg["bdist_wheel"]) == {"py_limited_api": "cp38"}
     removed = {
         p: [line.strip() for line in lines if line not in (tree / p).read_text().splitlines()]
         for p, lines in before.items()
