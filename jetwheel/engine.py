@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .errors import BuildError, EngineLost, OutOfMemory, VerifyFailed
@@ -129,13 +130,25 @@ def _built_wheel(step: BuildStep, out: Path) -> Path:
     wheels = sorted(out.glob("*.whl"))
     if len(wheels) != 1:
         raise BuildError(f"{step.name}: expected one repaired wheel in the output, found {len(wheels)}")
-    name, version, _b, _t = parse_wheel_filename(wheels[0].name)
+    name, version, _b, tags = parse_wheel_filename(wheels[0].name)
     if name != canonicalize_name(step.name) or str(version) != step.version:
         raise BuildError(
             f"{step.name}: built {wheels[0].name}, but the plan expects {step.wheel} "
             "(does the recipe's env set the build version?)"
         )
+    # the Python and ABI tags are the plan's promise (cp312, or cp38-abi3 for a limited-API build);
+    # the platform tag is the repair's to choose
+    built, planned = _python_abi(tags), _python_abi(parse_wheel_filename(step.wheel)[3])
+    if built != planned:
+        raise BuildError(
+            f"{step.name}: built {wheels[0].name} ({built}), but the plan expects {step.wheel} ({planned}); "
+            "a limited-API wheel needs its backend told (e.g. setuptools' bdist_wheel py_limited_api)"
+        )
     return wheels[0]
+
+
+def _python_abi(tags: frozenset[Tag]) -> str:
+    return ".".join(sorted({f"{t.interpreter}-{t.abi}" for t in tags}))
 
 
 @dataclass(frozen=True)

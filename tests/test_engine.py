@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Server, install_and_run
 
-from jetwheel.engine import Options, run_plan
+from jetwheel.engine import Options, _built_wheel, run_plan
 from jetwheel.errors import BuildError
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
@@ -121,3 +121,21 @@ def test_a_second_build_of_a_running_step_is_refused_naming_the_first(tmp_path: 
     hold_step(tmp_path, "mini-torch").close()  # other steps go on at once (a fleet runs them in threads)
     first.close()
     hold_step(tmp_path, "mini-vision").close()
+
+
+def test_a_wheel_with_other_python_or_abi_tags_than_the_plan_is_refused(tmp_path: Path) -> None:
+    plan = make_plan(load_recipes(), load_profile("triton-25.04"), "vllm", "docker", this_machine())
+    step = plan.steps[-1]
+    assert "-cp38-abi3-" in step.wheel
+    out = tmp_path / "out"
+    out.mkdir()
+    # the platform tag is the repair's to choose: another one passes
+    (out / step.wheel.replace("linux_aarch64", "manylinux_2_35_aarch64")).touch()
+    assert _built_wheel(step, out).name.endswith("cp38-abi3-manylinux_2_35_aarch64.whl")
+    # what setuptools makes of vLLM when nobody asks for the limited API
+    next(out.iterdir()).unlink()
+    (out / step.wheel.replace("cp38-abi3", "cp312-cp312")).touch()
+    with pytest.raises(
+        BuildError, match=r"\(cp312-cp312\), but the plan expects .* \(cp38-abi3\); a limited-API wheel"
+    ):
+        _built_wheel(step, out)
