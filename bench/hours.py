@@ -35,7 +35,7 @@ from jetwheel.runners.base import MARK
 from jetwheel.runners.ccache import CompilerCache
 from jetwheel.source_fetch import make_archive
 from jetwheel.stepsource import StepSource
-from jetwheel.workflow import running_index
+from jetwheel.workflow.serve import running_index
 
 
 def free_port() -> int:

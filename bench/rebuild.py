@@ -17,7 +17,7 @@ from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
-from jetwheel.workflow import running_index
+from jetwheel.workflow.serve import running_index
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from jetwheel.pipcmd import clean_pip_env
 from jetwheel.plan import make_plan
 from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
-from jetwheel.workflow import wait_ready
+from jetwheel.workflow.serve import wait_ready
 
 USER, PASSWORD = "ci", "s3cret-pass"
 

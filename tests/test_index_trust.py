@@ -34,7 +34,7 @@ from jetwheel.index.store import Store
 from jetwheel.target import Target
 from jetwheel.verify import FactCache, Published, published_facts
 from jetwheel.verify.wheel import Wheel, from_bytes
-from jetwheel.workflow import issue_token as issue_cli_token
+from jetwheel.workflow.index import issue_token as issue_cli_token
 
 ROLES = {"admin": "admin", "builder": "builder", "reader": "read"}  # up: the default role, upload
 OWNED = frozenset({"torch", "pytorch-triton"})

@@ -25,7 +25,7 @@ from wheelmaker import make_wheel
 from jetwheel.index import static
 from jetwheel.index.config import add_user
 from jetwheel.index.store import Store
-from jetwheel.workflow import wait_ready
+from jetwheel.workflow.serve import wait_ready
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 PASSWORD = "s3cret-pass"

@@ -30,7 +30,7 @@ from jetwheel.verify import FactCache, Published, extract, read_wheels, resolve_
 from jetwheel.verify.extract import member_facts
 from jetwheel.verify.fatbin import MAGIC, Scanner, runs_on, scan
 from jetwheel.verify.wheel import FORMAT, from_bytes
-from jetwheel.workflow import verify_paths
+from jetwheel.workflow.verify import verify_paths
 
 KERNEL = "__global__ void k(float* x) { x[threadIdx.x] += 1.0f; }\n"
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

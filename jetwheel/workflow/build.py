@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from ..engine import Listener, Options, StepResult, run_plan
 from ..errors import CheckFailed
 from ..exhaustive import assert_never
+from ..index.client import IndexClient
 from ..machine import Machine, this_machine
 from ..plan import Plan, default_runner, make_plan
 from ..preflight import Check, Needs, failures, preflight
@@ -142,11 +143,10 @@ def where_to_build(planned: Planned, req: BuildRequest) -> Where:
     return Where(fleet[0].runner, tuple(fleet), tuple(down))
 
 
-def check_build(planned: Planned, where: Where, req: BuildRequest) -> PreflightPassed:
+def check_build(planned: Planned, where: Where, req: BuildRequest, client: IndexClient) -> PreflightPassed:
     """Every preflight check of the plan where it will run; PreflightFailed (exit 1) if one fails."""
     started = time.monotonic()
     needs = Needs(disk_gb=req.disk_gb, sources=req.sources_dir())
-    client = index_client(req.index)
     facts = where.fleet[0].facts if where.fleet else None  # a fleet's engine was probed by connect: not asked again
     checks = preflight(planned.plan, planned.recipes, planned.profile, where.runner, client, needs, req.gpu, facts)
     if failures(checks):
@@ -158,24 +158,27 @@ def build(req: BuildRequest, listener: Listener) -> Iterator[BuildNote]:
     """Plan, place, check (unless skipped) and run the build; what the door should say, in order."""
     planned = plan_build(req)
     where = where_to_build(planned, req)
+    client = index_client(req.index)  # one for the checks and the build
     for line in where.down:
         yield Notice(f"{line}; building without it")
     match req.preflight:
         case "only":
-            yield check_build(planned, where, req)
+            yield check_build(planned, where, req, client)
             return
         case "before":
-            yield check_build(planned, where, req)
+            yield check_build(planned, where, req, client)
         case "skip":
             pass
         case _:
             assert_never(req.preflight)
     if req.publish_failing:
         yield Notice("--publish-failing: wheels that fail verify will be published, marked failing")
-    yield Built(tuple(run_build(planned, where, req, listener)))
+    yield Built(tuple(run_build(planned, where, req, client, listener)))
 
 
-def run_build(planned: Planned, where: Where, req: BuildRequest, listener: Listener) -> list[StepResult]:
+def run_build(
+    planned: Planned, where: Where, req: BuildRequest, client: IndexClient, listener: Listener
+) -> list[StepResult]:
     options = Options(
         force=req.force,
         publish_failing=req.publish_failing,
@@ -183,7 +186,6 @@ def run_build(planned: Planned, where: Where, req: BuildRequest, listener: Liste
         oom_retry=req.oom_retry,
         sources=req.sources_dir(),
     )
-    client = index_client(req.index)
     plan, recipes, profile = planned.plan, planned.recipes, planned.profile
     if where.fleet:
         from ..schedule import run_fleet
