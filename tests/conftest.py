@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from jetwheel.cli import program
 from jetwheel.engine import Options, run_plan
 from jetwheel.index.client import IndexClient
 from jetwheel.index.config import add_user
@@ -23,6 +24,15 @@ from jetwheel.runners import LocalRunner
 from jetwheel.workflow.serve import wait_ready
 
 USER, PASSWORD = "ci", "s3cret-pass"
+
+
+def door(*argv: str) -> int:
+    """`jetwheel ARGV` through the real door, in-process: its exit code (0 when it returns)."""
+    try:
+        program().run(["jetwheel", *argv])
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
 
 
 def free_port() -> int:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import door
 from invoke.exceptions import Exit
 from wheelmaker import make_wheel
 
-from jetwheel.cli import clean_errors, program
+from jetwheel.cli import clean_errors
 from jetwheel.errors import (
     BuildError,
     CheckFailed,
@@ -26,12 +27,6 @@ from jetwheel.errors import (
 )
 
 
-def run(*argv: str) -> int:
-    with pytest.raises(SystemExit) as done:
-        program().run(["jetwheel", *argv])
-    return int(done.value.code or 0)
-
-
 def test_each_kind_of_error_has_its_code() -> None:
     assert exit_code(VerifyFailed("x")) == ExitCode.CHECK_FAILED  # a BuildError, but a check said no
     assert exit_code(RecipeError("x")) == exit_code(PlanError("x")) == exit_code(UsageError("x")) == ExitCode.USAGE
@@ -42,20 +37,20 @@ def test_each_kind_of_error_has_its_code() -> None:
 
 
 def test_argument_errors_exit_2_not_invokes_1() -> None:
-    assert run("verify", "--no-such-flag") == ExitCode.USAGE
-    assert run("no-such-task") == ExitCode.USAGE
-    assert run("build-wheel", "vllm", "--profile", "no-such-profile", "--dry-run") == ExitCode.USAGE
-    assert run("verify", "-p", "/no/such/file.whl") == ExitCode.USAGE
+    assert door("verify", "--no-such-flag") == ExitCode.USAGE
+    assert door("no-such-task") == ExitCode.USAGE
+    assert door("build-wheel", "vllm", "--profile", "no-such-profile", "--dry-run") == ExitCode.USAGE
+    assert door("verify", "-p", "/no/such/file.whl") == ExitCode.USAGE
 
 
 def test_a_failed_check_exits_1(tmp_path: Path) -> None:
     # mini-cuda's recipe promises an extension module this wheel lacks
     wheel = make_wheel(tmp_path, "mini-cuda", "0.1.0")
-    assert run("verify", "-p", str(wheel), "--profile", "mini") == ExitCode.CHECK_FAILED
+    assert door("verify", "-p", str(wheel), "--profile", "mini") == ExitCode.CHECK_FAILED
 
 
 def test_an_index_that_does_not_answer_exits_4() -> None:
-    assert run("status", "--index", "http://127.0.0.1:9") == ExitCode.INDEX
+    assert door("status", "--index", "http://127.0.0.1:9") == ExitCode.INDEX
 
 
 def test_ctrl_c_exits_130() -> None:

@@ -13,10 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server
-from invoke.program import Program
+from conftest import Server, door
 
-from jetwheel.cli import namespace
 from jetwheel.machine import this_machine
 from jetwheel.plan import make_plan
 from jetwheel.preflight import Check, Needs, failures, preflight, render
@@ -163,18 +161,15 @@ def test_backend_requirement_the_step_does_not_install_fails(stack_server: Serve
 def test_build_wheel_preflight_prints_one_line_per_check_and_builds_nothing(
     stack_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
-    argv = ["jetwheel", "build-wheel", "mini-cuda", "--profile", "mini", "--index", stack_server.url]
+    argv = ["build-wheel", "mini-cuda", "--profile", "mini", "--index", stack_server.url]
     before = stack_server.snapshot()
-    program.run([*argv, "--preflight", "--disk-gb", "1"], exit=False)
+    assert door(*argv, "--preflight", "--disk-gb", "1") == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) > 10 and all(line.startswith("  ok  ") for line in lines)
     assert stack_server.snapshot() == before
     root = edited_recipes(tmp_path, "mini-vision", 'requires = ["setuptools>=68"]', 'requires = ["setuptools>=999"]')
     monkeypatch.setenv("JETWHEEL_RECIPES", str(root))
-    with pytest.raises(SystemExit) as exited:
-        program.run([*argv, "--preflight", "--disk-gb", "1"])
-    assert exited.value.code == 1
+    assert door(*argv, "--preflight", "--disk-gb", "1") == 1
     out, err = capsys.readouterr()
     assert "FAIL  mini-vision: build requirements" in out
     assert "preflight: 1 of" in err and "(first: mini-vision: build requirements)" in err
@@ -259,13 +254,11 @@ def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
     fake.chmod(0o755)
     monkeypatch.setenv("FAKE_ENGINE_ROOT", str(tmp_path))
     monkeypatch.setattr("jetwheel.engine.CACHE", tmp_path / "cache")  # work and logs: not another run's
-    program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
-    argv = ["jetwheel", "build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
-    with pytest.raises(SystemExit) as exited:
-        program.run([*argv, "--runner", "docker", "--engine", str(fake), "--disk-gb", "1", *engines])
+    argv = ["build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
+    code = door(*argv, "--runner", "docker", "--engine", str(fake), "--disk-gb", "1", *engines)
     calls = (tmp_path / "calls").read_text().splitlines()
     # preflight passed; the build failed asking for `create`
-    assert exited.value.code == 3 and any(" create " in f" {c} " for c in calls), capsys.readouterr().err
+    assert code == 3 and any(" create " in f" {c} " for c in calls), capsys.readouterr().err
     asked = [c for c in calls if " info" in f" {c}" or "image inspect" in c]
     assert len([c for c in asked if "info" in c]) == 1, asked
     assert len([c for c in asked if "image inspect" in c]) == 1, asked  # the plan's one image

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, free_port
+from conftest import Server, door, free_port
 from podman_engines import podman_services
 
-from jetwheel.cli import program
 from jetwheel.engine import Event
 from jetwheel.errors import ExitCode, RunnerError, UsageError, exit_code
 from jetwheel.runnerkind import RUNNER_KINDS, parse_runner
@@ -24,12 +23,6 @@ from jetwheel.workflow.build import (
     plan_build,
     where_to_build,
 )
-
-
-def run(*argv: str) -> int:
-    with pytest.raises(SystemExit) as done:
-        program().run(["jetwheel", *argv])
-    return int(done.value.code or 0)
 
 
 def test_each_runner_kind_parses_to_itself() -> None:
@@ -54,7 +47,7 @@ def test_an_unknown_runner_is_a_usage_error_naming_it_and_the_choices() -> None:
 def test_a_bad_runner_exits_2_with_one_line_at_every_task_that_takes_one(
     argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(*argv) == ExitCode.USAGE
+    assert door(*argv) == ExitCode.USAGE
     assert capsys.readouterr().err == "jetwheel: error: unknown runner 'podman'; use one of: local, docker, cross\n"
 
 
@@ -127,9 +120,9 @@ def test_preflight_only_checks_and_builds_nothing(stack_server: Server) -> None:
 
 
 def test_usage_errors_of_the_door_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("triton.check") == ExitCode.USAGE
-    assert run("index.token", "--user", "x") == ExitCode.USAGE
-    assert run("index.token", "--read") == ExitCode.USAGE
+    assert door("triton.check") == ExitCode.USAGE
+    assert door("index.token", "--user", "x") == ExitCode.USAGE
+    assert door("index.token", "--read") == ExitCode.USAGE
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "jetwheel: error: give --index-url (check the index) or --image (smoke-test an image)",
