@@ -16,7 +16,6 @@ from packaging.utils import canonicalize_name
 
 from .digest import sha256_file
 from .errors import SourceError
-from .index import wire
 from .index.client import IndexClient, Progress
 from .source_archives import Archive, archive_name, check_commit, check_pin, pack, unpack
 from .stepsource import StepSource
@@ -134,7 +133,7 @@ class IndexArchive:
 
     @property
     def origin(self) -> str:
-        return self.client.url + wire.PACKAGE.format(filename=self.filename)
+        return self.client.package_url(self.filename)
 
     def download(self, expected: str, name: str, into: Path, progress: Progress | None = None) -> Path:
         """The file downloaded into the directory `into`, checked against the pin."""

@@ -63,12 +63,12 @@ def pytorch_triton_url(profile: Profile, client: IndexClient) -> str:
             f"cp{profile.python_version.replace('.', '')} {profile.platform_tag} on {client.url}; "
             "build it first: inv build-wheel pytorch-triton"
         )
-    return f"{client.url}/packages/{filename}"
+    return client.package_url(filename)
 
 
 def nvpl_slim_url(profile: Profile, client: IndexClient) -> str:
     rel = _release(profile)
-    return f"{client.url}/packages/{rel.nvpl_slim}" if rel.nvpl_slim else ""
+    return client.package_url(rel.nvpl_slim) if rel.nvpl_slim else ""
 
 
 # build.py options that take separate values: --image ROLE,IMAGE; --build-secret KEY VALUE

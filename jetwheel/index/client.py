@@ -39,6 +39,10 @@ class IndexClient:
     def simple_url(self) -> str:
         return self.url + wire.SIMPLE
 
+    def package_url(self, filename: str) -> str:
+        """Where the index serves `filename` (a wheel, sdist or artifact), a stable URL."""
+        return self.url + wire.PACKAGE.format(filename=filename)
+
     def _open(self, req: urllib.request.Request, timeout: float = 60) -> Any:
         if self._auth:
             req.add_header("Authorization", self._auth)
@@ -149,7 +153,7 @@ class IndexClient:
         tmp = dest / f".{filename}.part"
         try:
             with (
-                self._open(urllib.request.Request(self.url + wire.PACKAGE.format(filename=filename))) as r,
+                self._open(urllib.request.Request(self.package_url(filename))) as r,
                 open(tmp, "wb") as f,
             ):
                 size, got = int(r.headers.get("Content-Length") or 0), 0

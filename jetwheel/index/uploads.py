@@ -106,8 +106,9 @@ class Uploads:
             raise UploadRejected(
                 f"{project}: a name the recipes own; only a builder or admin may publish it (this user is {role})", 403
             )
-        if not artifact and project not in self.store.projects():
-            other = confusable_with(project, [*self.store.projects(), *owned])
+        projects = [] if artifact else self.store.projects()  # each call regroups every file
+        if not artifact and project not in projects:
+            other = confusable_with(project, [*projects, *owned])
             if other is not None:
                 raise UploadRejected(
                     f"{project!r} looks like the project {other!r} (same Unicode TR39 skeleton): refused", 400

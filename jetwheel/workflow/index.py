@@ -44,7 +44,7 @@ def upload_artifact(index: str, path: Path) -> str:
     """Put a file on the index at a stable URL without listing it as a project; returns the URL."""
     client = index_client(index)
     client.upload(path, artifact=True)
-    return f"{client.url}/packages/{path.name}"
+    return client.package_url(path.name)
 
 
 def check_profiles(root: str) -> dict[str, Any]:

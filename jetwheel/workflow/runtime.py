@@ -55,5 +55,5 @@ def runtime_tarball(
     url = ""
     if upload and client is not None:
         client.upload(path, artifact=True)
-        url = f"{client.url}/packages/{path.name}"
+        url = client.package_url(path.name)
     return Tarball(path, sha, members, url)

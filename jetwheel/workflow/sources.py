@@ -9,7 +9,6 @@ from packaging.utils import canonicalize_name
 
 from ..digest import sha256_file
 from ..errors import PlanError
-from ..index.client import IndexClient
 from ..recipe import Recipe, load_recipes
 from ..source_archives import Archive
 from ..source_fetch import Lookup, local_sources_dir, make_archive
@@ -26,11 +25,13 @@ class Fetched:
 
 
 def fetch_sources(name: str, profile: str, out: Path, from_path: Path | None, sources: str, index: str) -> Fetched:
-    """NAME's pinned source as an archive in `out`, and its sub-sources' archives beside it, taken
-    from `sources` (default $JETWHEEL_SOURCES), then `index` (when given), then upstream."""
-    archive = source_archive(name, profile, out, from_path)
-    local = Path(sources) if sources else local_sources_dir()
-    return Fetched(archive, sub_archives(name, profile, out, local, index_client(index) if index else None))
+    """NAME's pinned source as a reproducible archive in `out`, and its sub-sources' archives beside
+    it, taken from `sources` (default $JETWHEEL_SOURCES), then `index` (when given), then upstream,
+    each checked against its sha256."""
+    recipe, spec, pin = _pinned_source(name, profile)
+    archive = make_archive(recipe.name, pin, spec, out, from_path)
+    lookup = Lookup(Path(sources) if sources else local_sources_dir(), index_client(index) if index else None)
+    return Fetched(archive, [sub_archive(sub, out, lookup) for sub in spec.subs])
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,7 @@ def upload_source(path: Path, index: str) -> Uploaded:
     """Put a source archive on the index, at a stable URL builds look in before upstream."""
     client = index_client(index)
     client.upload(path, artifact=True)
-    return Uploaded(f"{client.url}/packages/{path.name}", sha256_file(path))
-
-
-def source_archive(name: str, profile: str, out: Path, from_path: Path | None) -> Archive:
-    """`inv sources.fetch`: the recipe's pinned source as a reproducible archive in `out`."""
-    recipe, spec, pin = _pinned_source(name, profile)
-    return make_archive(recipe.name, pin, spec, out, from_path)
-
-
-def sub_archives(
-    name: str, profile: str, out: Path, local_dir: Path | None, client: IndexClient | None
-) -> list[Archive]:
-    """`inv sources.fetch`: each sub-source's archive in `out`, taken from where a build takes it
-    (the source directory, the index, the upstream URL) and checked against its sha256."""
-    _recipe, spec, _pin = _pinned_source(name, profile)
-    return [sub_archive(sub, out, Lookup(local_dir, client)) for sub in spec.subs]
+    return Uploaded(client.package_url(path.name), sha256_file(path))
 
 
 def _pinned_source(name: str, profile: str) -> tuple[Recipe, StepSource, str]:

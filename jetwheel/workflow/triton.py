@@ -37,7 +37,7 @@ def triton_command(index_url: str, profile: str, requirements_file: str, pytorch
             from ..plan import wheel_name, wheel_version
 
             recipe = load_recipes()["pytorch-triton"]
-            pytorch_triton_url = f"{client.url}/packages/{wheel_name(recipe, prof, wheel_version(recipe, prof))}"
+            pytorch_triton_url = client.package_url(wheel_name(recipe, prof, wheel_version(recipe, prof)))
     cmd = build_command(prof, index_url, pytorch_triton_url, nvpl_slim_url(prof, client), requirements_file)
     return cmd.render()
 
