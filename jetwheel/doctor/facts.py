@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..verify import elf, fatbin
-from ..verify.factcache import default_root, write_atomically
+from ..verify.factcache import default_root, stat_key, write_atomically
 from ..verify.wheel import WheelElf
 
 FORMAT = 1
@@ -79,12 +79,9 @@ class FactStore:
             st = os.stat(path)
         except OSError:
             return None
-        if not os.path.isfile(path):
+        if not stat.S_ISREG(st.st_mode):  # os.stat followed links, as isfile would
             return None
-        real = os.path.realpath(path)
-        key = hashlib.blake2b(
-            f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}".encode(), digest_size=20
-        ).hexdigest()
+        key = stat_key(os.path.realpath(path), st)
         entry = self.root / key[:2] / f"{key}.json.gz"
         fid = (st.st_dev, st.st_ino)
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):

@@ -24,14 +24,19 @@ def default_root() -> Path:
     return Path(os.environ.get("JETWHEEL_FACTS") or Path.home() / ".cache" / "jetwheel" / "facts")
 
 
+def stat_key(real: str, st: os.stat_result) -> str:
+    """A name for this very file as it is now (its resolved path and stat): a cache entry under it
+    is stale the moment the file is replaced or changed in place."""
+    key = f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}"
+    return hashlib.blake2b(key.encode(), digest_size=20).hexdigest()
+
+
 class FactCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_root()
 
     def _memo(self, path: Path) -> Path:
-        st = path.stat()
-        key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}"
-        return self.root / "stat" / hashlib.blake2b(key.encode(), digest_size=20).hexdigest()
+        return self.root / "stat" / stat_key(str(path.resolve()), path.stat())
 
     def remembered_sha256(self, path: Path) -> str | None:
         """The file's sha256 if it was computed for this very file (same stat) before; reads none of it."""
