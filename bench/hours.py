@@ -12,7 +12,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import free_port
+from shared_sources import SHARED
 
 from jetwheel.engine import Event, Options, run_plan
 from jetwheel.errors import BuildError
@@ -36,12 +39,6 @@ from jetwheel.runners.ccache import CompilerCache
 from jetwheel.source_fetch import make_archive
 from jetwheel.stepsource import StepSource
 from jetwheel.workflow.serve import running_index
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -112,15 +109,7 @@ def unpublish(client: IndexClient, plan: Plan) -> None:
         client.delete(cached)
 
 
-# ../shared/sources beside the checkout (a worktree sits one level deeper)
-XGRAMMAR = next(
-    (
-        p
-        for p in (Path(__file__).resolve().parents[n] / "shared" / "sources" / "xgrammar-0.1.16.tar.gz" for n in (2, 3))
-        if p.exists()
-    ),
-    Path("xgrammar-0.1.16.tar.gz"),
-)
+XGRAMMAR = SHARED / "xgrammar-0.1.16.tar.gz"
 
 
 def xgrammar_sources(tmp: Path, recipes: dict[str, Recipe]) -> Path:

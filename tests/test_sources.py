@@ -4,7 +4,6 @@ the index, then upstream, always checked against the recipe's sha256."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import tarfile
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Server
 from invoke.program import Program
+from shared_sources import SHARED
 
 from jetwheel.cli import namespace
 from jetwheel.errors import SourceError
@@ -22,8 +22,7 @@ from jetwheel.source_fetch import Lookup, Upstream, fetch_source, locate, make_a
 from jetwheel.stepsource import StepSource
 
 # shared/ lies beside the checkout (CI lays a copy of it beside its clone)
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "sources"
-XGRAMMAR = Path(os.environ.get("JETWHEEL_SHARED_SOURCES", SHARED)) / "xgrammar-0.1.16.tar.gz"
+XGRAMMAR = SHARED / "xgrammar-0.1.16.tar.gz"
 # shared/sources/README.md: mlc-ai/xgrammar v0.1.16 with its dlpack submodule
 XGRAMMAR_SHA = "4742d1a7e5fbdb05baefa3353a901effab99c92b93dcf8745546733806908973"
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "protocol.file.allow=always"]

@@ -6,14 +6,14 @@ are the project's shared/sources."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import Server
-from test_sources import SHARED, cli
+from shared_sources import SHARED
+from test_sources import cli
 
 from jetwheel.digest import sha256_file
 from jetwheel.engine import Options, prepare_work, provenance
@@ -27,7 +27,7 @@ from jetwheel.source_fetch import Lookup
 from jetwheel.subsources import fetch_sub
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-SOURCES = Path(os.environ.get("JETWHEEL_SHARED_SOURCES", SHARED))
+SOURCES = SHARED
 # shared/sources/README.md
 PINS = {
     "cutlass": ("VLLM_CUTLASS_SRC_DIR", "afa1772203677c5118fcd82537a9c8fefbcc7008", "eaea5e3c7a2cf842"),

@@ -5,7 +5,6 @@ Triton's vLLM Dockerfile step."""
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, start_server, stop_server
+from shared_sources import SHARED
 from wheelmaker import make_wheel
 
 from jetwheel.errors import JetwheelError
@@ -29,7 +29,6 @@ from jetwheel.triton import build_command, check, requirements, smoke_check
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DATA = Path(__file__).parent / "data"
 HERE = Path(__file__).parent
-SHARED = Path(os.environ.get("JETWHEEL_SHARED_SOURCES", Path(__file__).resolve().parents[2] / "shared" / "sources"))
 # shared/sources/README.md: triton-inference-server/server r25.04 at d79c4f11 (build.py, no qa/)
 SERVER = StepSource(
     "url",

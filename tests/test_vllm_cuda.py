@@ -19,7 +19,7 @@ import pytest
 from podman_layer import committed_layer
 from realwheels import CACHE as WHEELS
 from realwheels import real_wheel
-from test_sources import SHARED
+from shared_sources import SHARED
 
 from jetwheel.digest import sha256_file
 from jetwheel.machine import this_machine
