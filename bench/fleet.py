@@ -25,12 +25,12 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from conftest import start_server, stop_server  # noqa: E402
 from podman_engines import podman_services  # noqa: E402
 
-from jetwheel.engine import Options, StepResult  # noqa: E402
+from jetwheel.build.engine import Options, StepResult  # noqa: E402
+from jetwheel.build.plan import Plan, make_plan  # noqa: E402
+from jetwheel.build.schedule import connect, critical_path, run_fleet  # noqa: E402
 from jetwheel.machine import this_machine  # noqa: E402
-from jetwheel.plan import Plan, make_plan  # noqa: E402
-from jetwheel.recipe import load_profile, load_recipes  # noqa: E402
+from jetwheel.model.recipe import load_profile, load_recipes  # noqa: E402
 from jetwheel.runners.baseimage import ensure_base_image  # noqa: E402
-from jetwheel.schedule import connect, critical_path, run_fleet  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 

@@ -24,20 +24,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import free_port
 from shared_sources import SHARED
 
-from jetwheel.engine import Event, Options, run_plan
+from jetwheel.build.engine import Event, Options, run_plan
+from jetwheel.build.plan import Plan, make_plan
+from jetwheel.build.preflight import Needs, failures, preflight
 from jetwheel.errors import BuildError
-from jetwheel.index.client import IndexClient
-from jetwheel.index.config import add_user
+from jetwheel.index.client.client import IndexClient
+from jetwheel.index.server.config import add_user
 from jetwheel.machine import Machine, this_machine
-from jetwheel.plan import Plan, make_plan
-from jetwheel.preflight import Needs, failures, preflight
-from jetwheel.profile import Profile
-from jetwheel.recipe import Recipe, load_profile, load_recipes
+from jetwheel.model.profile import Profile
+from jetwheel.model.recipe import Recipe, load_profile, load_recipes
+from jetwheel.model.stepsource import StepSource
 from jetwheel.runners import LocalRunner, make_runner
 from jetwheel.runners.base import MARK
 from jetwheel.runners.ccache import CompilerCache
-from jetwheel.source_fetch import make_archive
-from jetwheel.stepsource import StepSource
+from jetwheel.sources.fetch import make_archive
 from jetwheel.workflow.serve import running_index
 
 

@@ -36,9 +36,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from wheelmaker import make_wheel  # noqa: E402
 
-from jetwheel.index.config import add_user  # noqa: E402
-from jetwheel.index.export import export  # noqa: E402
-from jetwheel.index.store import Store  # noqa: E402
+from jetwheel.index.front.export import export  # noqa: E402
+from jetwheel.index.server.config import add_user  # noqa: E402
+from jetwheel.index.store.store import Store  # noqa: E402
 from jetwheel.pipcmd import clean_pip_env  # noqa: E402
 
 USER, PASSWORD = "bench", "bench"

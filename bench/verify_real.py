@@ -31,7 +31,7 @@ from jetwheel.verify import FactCache, compress, extract, read_wheels  # noqa: E
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from jetwheel.workflow.verify import verify_paths
+from jetwheel.workflow.verify import verify_paths  # noqa: E402
 vllm, torch, facts = sys.argv[1:4]
 started = time.perf_counter()
 # PyPI's x86_64 wheels are for desktop GPUs: judged for a desktop 8.6 (for the Orin's 8.7 their sm_80/sm_86

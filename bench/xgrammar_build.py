@@ -26,13 +26,13 @@ from conftest import start_server, stop_server  # noqa: E402
 from realwheels import real_wheel  # noqa: E402
 from test_sources import XGRAMMAR  # noqa: E402
 
-from jetwheel.engine import Event, Options, run_plan  # noqa: E402
+from jetwheel.build.engine import Event, Options, run_plan  # noqa: E402
+from jetwheel.build.plan import make_plan  # noqa: E402
 from jetwheel.machine import this_machine  # noqa: E402
-from jetwheel.plan import make_plan  # noqa: E402
-from jetwheel.recipe import load_profile, load_recipes  # noqa: E402
+from jetwheel.model.recipe import load_profile, load_recipes  # noqa: E402
+from jetwheel.model.stepsource import StepSource  # noqa: E402
 from jetwheel.runners import DockerRunner, make_runner  # noqa: E402
-from jetwheel.source_fetch import make_archive  # noqa: E402
-from jetwheel.stepsource import StepSource  # noqa: E402
+from jetwheel.sources.fetch import make_archive  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 RUNS = {

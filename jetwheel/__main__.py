@@ -1,3 +1,3 @@
-from .cli import main
+from jetwheel.cli import main
 
 main()

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .target import Target
+from jetwheel.target import Target
 
 
 def clean_pip_env() -> dict[str, str]:

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from jetwheel.build.engine import Options, run_plan
+from jetwheel.build.plan import make_plan
 from jetwheel.cli import program
-from jetwheel.engine import Options, run_plan
-from jetwheel.index.client import IndexClient
-from jetwheel.index.config import add_user
+from jetwheel.index.client.client import IndexClient
+from jetwheel.index.server.config import add_user
 from jetwheel.machine import this_machine
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.pipcmd import clean_pip_env
-from jetwheel.plan import make_plan
-from jetwheel.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
 from jetwheel.workflow.serve import wait_ready
 

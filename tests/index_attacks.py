@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wheelmaker import make_wheel
 
-from jetwheel.index.config import add_user
+from jetwheel.index.server.config import add_user
 
 TMP = Path(sys.argv[1])
 results: list[tuple[str, bool, str]] = []

@@ -14,10 +14,10 @@ import pytest
 from conftest import run_in_arm64, start_server, stop_server
 from wheelmaker import make_wheel
 
-from jetwheel.engine import Options, run_plan
+from jetwheel.build.engine import Options, run_plan
+from jetwheel.build.plan import make_plan
 from jetwheel.machine import this_machine
-from jetwheel.plan import make_plan
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner
 from jetwheel.runners.baseimage import BUILDER_ARM64, CACHE, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation

@@ -17,10 +17,10 @@ from uploads import run_app
 from wheelmaker import make_wheel
 
 from jetwheel.cli import namespace
-from jetwheel.index.app import INDEX, Settings, make_app
-from jetwheel.index.auth import TOKEN_KEY, Token, Users, check_token, issue_token, token_key
-from jetwheel.index.config import add_user, load_config
-from jetwheel.index.store import Store
+from jetwheel.index.server.app import INDEX, Settings, make_app
+from jetwheel.index.server.auth import TOKEN_KEY, Token, Users, check_token, issue_token, token_key
+from jetwheel.index.server.config import add_user, load_config
+from jetwheel.index.store.store import Store
 
 FN = "demo_pkg-1.0-py3-none-any.whl"
 

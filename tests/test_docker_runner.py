@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import Server, install_and_run, start_server, stop_server
 
-from jetwheel.engine import Options, run_plan
+from jetwheel.build.engine import Options, run_plan
+from jetwheel.build.plan import make_plan
 from jetwheel.machine import this_machine
-from jetwheel.plan import make_plan
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner
 from jetwheel.runners.baseimage import BUILDER, ensure_base_image
 

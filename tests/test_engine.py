@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from conftest import Server, install_and_run
 
-from jetwheel.engine import Options, _built_wheel, run_plan
+from jetwheel.build.engine import Options, _built_wheel, run_plan
+from jetwheel.build.plan import make_plan
+from jetwheel.build.steplock import hold_step
 from jetwheel.errors import BuildError
 from jetwheel.machine import this_machine
-from jetwheel.plan import make_plan
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
-from jetwheel.steplock import hold_step
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

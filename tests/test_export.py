@@ -16,8 +16,8 @@ import pytest
 from conftest import Server, free_port, pip_download
 from wheelmaker import make_wheel
 
-from jetwheel.index.export import export, place, upload_to_bucket
-from jetwheel.index.store import Store
+from jetwheel.index.front.export import export, place, upload_to_bucket
+from jetwheel.index.store.store import Store
 
 
 def wait_port(port: int, timeout: float = 20) -> None:

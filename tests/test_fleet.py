@@ -15,16 +15,16 @@ import pytest
 from conftest import Server, door, install_and_run, start_server, stop_server
 from podman_engines import podman_services
 
-from jetwheel.engine import Event, Options
+from jetwheel.build.engine import Event, Options
+from jetwheel.build.plan import Plan, make_plan
+from jetwheel.build.schedule import Engine, connect, critical_path, engine_names, refusal, run_fleet, sized
 from jetwheel.errors import PlanError
 from jetwheel.machine import Machine, this_machine
-from jetwheel.plan import Plan, make_plan
-from jetwheel.profile import Profile
-from jetwheel.recipe import Recipe, load_profile, load_recipes
+from jetwheel.model.profile import Profile
+from jetwheel.model.recipe import Recipe, load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.runners.baseimage import BUILDER, ensure_base_image
 from jetwheel.runners.probe import EngineFacts, probe
-from jetwheel.schedule import Engine, connect, critical_path, engine_names, refusal, run_fleet, sized
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 IMAGE = BUILDER
@@ -179,7 +179,7 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine_and_container(
 def test_live_view_has_one_row_per_engine() -> None:
     from rich.console import Console
 
-    from jetwheel.progress import LiveProgress
+    from jetwheel.build.progress import LiveProgress
 
     view = LiveProgress()
     for e in (

@@ -20,11 +20,11 @@ from aiohttp.test_utils import TestClient
 from uploads import basic, multipart, run_app, upload_fields
 from wheelmaker import make_wheel
 
-from jetwheel.index import durable
-from jetwheel.index import store as store_module
-from jetwheel.index.app import Settings
-from jetwheel.index.config import add_user
-from jetwheel.index.store import Store
+from jetwheel.index.server.app import Settings
+from jetwheel.index.server.config import add_user
+from jetwheel.index.store import durable
+from jetwheel.index.store import store as store_module
+from jetwheel.index.store.store import Store
 
 USER, PASSWORD = "ci", "s3cret-pass"
 AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()

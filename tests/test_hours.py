@@ -19,13 +19,13 @@ import pytest
 from conftest import Server, start_server, stop_server
 from invoke.program import Program
 
+from jetwheel.build.engine import Event, Options, run_plan
+from jetwheel.build.plan import make_plan
+from jetwheel.build.progress import CompileProgress, PlainProgress
 from jetwheel.cli import namespace
-from jetwheel.engine import Event, Options, run_plan
 from jetwheel.errors import BuildError, OutOfMemory
 from jetwheel.machine import Machine, this_machine
-from jetwheel.plan import make_plan
-from jetwheel.progress import CompileProgress, PlainProgress
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.runners.base import MARK, StepLog, failed
 from jetwheel.runners.baseimage import ensure_base_image

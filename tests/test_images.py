@@ -13,8 +13,8 @@ import pytest
 from conftest import PASSWORD, USER, free_port, pip_download
 from wheelmaker import make_wheel
 
-from jetwheel.index.client import IndexClient
-from jetwheel.index.config import add_user
+from jetwheel.index.client.client import IndexClient
+from jetwheel.index.server.config import add_user
 from jetwheel.runners.baseimage import ensure_base_image
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jetwheel.recipe import load_profile
+from jetwheel.model.recipe import load_profile
 from jetwheel.runners.baseimage import BRING_YOUR_OWN, BUILDER, LOCAL_IMAGES, image_fix
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,14 +23,14 @@ from uploads import basic, multipart, run_app, upload_fields
 from wheelmaker import make_wheel
 
 from jetwheel.errors import JetwheelError, StoreError
-from jetwheel.index import profiles
-from jetwheel.index.app import Settings
-from jetwheel.index.auth import KEY_BYTES, TOKEN_KEY, BadKey, issue_token, token_key
-from jetwheel.index.client import IndexClient
-from jetwheel.index.config import add_user
-from jetwheel.index.front import nginx_conf
-from jetwheel.index.guard import FRONT_HEADER
-from jetwheel.index.store import Store
+from jetwheel.index.client.client import IndexClient
+from jetwheel.index.front.front import nginx_conf
+from jetwheel.index.server import profiles
+from jetwheel.index.server.app import Settings
+from jetwheel.index.server.auth import KEY_BYTES, TOKEN_KEY, BadKey, issue_token, token_key
+from jetwheel.index.server.config import add_user
+from jetwheel.index.server.guard import FRONT_HEADER
+from jetwheel.index.store.store import Store
 from jetwheel.target import Target
 from jetwheel.verify import FactCache, Published, published_facts
 from jetwheel.verify.wheel import Wheel, from_bytes
@@ -134,7 +134,7 @@ def test_only_builders_publish_owned_names_and_claim_cache_keys(users: Path, tmp
 
 
 def test_the_client_prefers_a_builders_file_and_says_whether_it_is_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
-    from jetwheel.indexwheels import IndexWheels
+    from jetwheel.build.indexwheels import IndexWheels
 
     def f(name: str, by: str) -> dict[str, Any]:
         return {"filename": name, "_jetwheel-published-by": by, "yanked": False}

@@ -62,7 +62,7 @@ def test_wheel_installed_into_a_fresh_venv_plans_vllm_from_any_directory(tmp_pat
 
 
 def test_recipes_are_found_in_order_given_env_cwd_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from jetwheel.schema import DEFAULT_RECIPES, recipes_root
+    from jetwheel.model.schema import DEFAULT_RECIPES, recipes_root
 
     monkeypatch.delenv("JETWHEEL_RECIPES", raising=False)
     monkeypatch.chdir(tmp_path)

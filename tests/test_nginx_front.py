@@ -22,9 +22,9 @@ import pytest
 from conftest import USER, Server, free_port, pip_download
 from wheelmaker import make_wheel
 
-from jetwheel.index import static
-from jetwheel.index.config import add_user
-from jetwheel.index.store import Store
+from jetwheel.index.front import static
+from jetwheel.index.server.config import add_user
+from jetwheel.index.store.store import Store
 from jetwheel.workflow.serve import wait_ready
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
@@ -177,7 +177,7 @@ def test_a_change_rewrites_only_its_project_and_the_root(tmp_path: Path) -> None
     ]  # the root page lists the same projects as before: left as it was, its ETag too
     # the same bytes a full export renders
     fresh = tmp_path / "fresh"
-    from jetwheel.index.export import export
+    from jetwheel.index.front.export import export
 
     export(store, fresh)
     for page in ("simple/index.html", "simple/alpha/index.json", "simple/beta/index.html"):

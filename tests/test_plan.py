@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from jetwheel.build.plan import make_plan
 from jetwheel.errors import PlanError
-from jetwheel.locallabel import LocalLabel
 from jetwheel.machine import Machine
-from jetwheel.plan import make_plan
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.locallabel import LocalLabel
+from jetwheel.model.recipe import load_profile, load_recipes
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ORIN = Machine(cores=12, memory_gb=64)

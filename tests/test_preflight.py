@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import Server, door
 
+from jetwheel.build.plan import make_plan
+from jetwheel.build.preflight import Check, Needs, failures, preflight, render
 from jetwheel.machine import this_machine
-from jetwheel.plan import make_plan
-from jetwheel.preflight import Check, Needs, failures, preflight, render
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner, Runner
 from jetwheel.runners.baseimage import ensure_base_image
-from jetwheel.source_archives import archive_name, pack
+from jetwheel.sources.archives import archive_name, pack
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SMALL = Needs(disk_gb=1)
@@ -199,7 +199,7 @@ def test_git_source_comes_from_the_sources_dir_the_engine_uses(
 def test_nvcc_check_names_the_ptx_isa_nvcc_writes() -> None:
     """The machine's nvcc 13 writes PTX ISA 9.0, which JetPack 6's driver (CUDA 12.6) cannot JIT;
     the x86-cuda12 profile's image has nvcc 12.4 (ISA 8.4)."""
-    from jetwheel.preflight import environment_checks
+    from jetwheel.build.preflight import environment_checks
     from jetwheel.runners.probe import BuildFacts
 
     profile = load_profile("x86-cuda12")
@@ -253,7 +253,7 @@ def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
     fake.write_text(FAKE_ENGINE)
     fake.chmod(0o755)
     monkeypatch.setenv("FAKE_ENGINE_ROOT", str(tmp_path))
-    monkeypatch.setattr("jetwheel.engine.CACHE", tmp_path / "cache")  # work and logs: not another run's
+    monkeypatch.setattr("jetwheel.build.engine.CACHE", tmp_path / "cache")  # work and logs: not another run's
     argv = ["build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
     code = door(*argv, "--runner", "docker", "--engine", str(fake), "--disk-gb", "1", *engines)
     calls = (tmp_path / "calls").read_text().splitlines()

@@ -9,8 +9,8 @@ from typing import get_args
 import pytest
 from rich.console import Console
 
-from jetwheel.engine import Event, EventKind
-from jetwheel.progress import LiveProgress, PlainProgress
+from jetwheel.build.engine import Event, EventKind
+from jetwheel.build.progress import LiveProgress, PlainProgress
 
 KINDS: tuple[EventKind, ...] = get_args(EventKind)
 

@@ -23,17 +23,17 @@ from podman_layer import committed_layer
 from realwheels import real_wheel
 from test_sources import XGRAMMAR
 
+from jetwheel.build.engine import Options, StepResult, run_plan
+from jetwheel.build.plan import make_plan
 from jetwheel.digest import sha256_file
-from jetwheel.engine import Options, StepResult, run_plan
 from jetwheel.machine import this_machine
-from jetwheel.plan import make_plan
-from jetwheel.recipe import load_profile, load_recipes
-from jetwheel.runnerkind import parse_runner
+from jetwheel.model.recipe import load_profile, load_recipes
+from jetwheel.model.runnerkind import parse_runner
+from jetwheel.model.stepsource import StepSource
 from jetwheel.runners import Runner, make_runner
 from jetwheel.runners.baseimage import BUILDER_ARM64, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
-from jetwheel.source_fetch import make_archive
-from jetwheel.stepsource import StepSource
+from jetwheel.sources.fetch import make_archive
 from jetwheel.verify import read_wheels, verify_wheel
 
 ARM_IMAGE = BUILDER_ARM64
@@ -202,8 +202,8 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
 ) -> None:
     """vLLM 0.8.1's real sdist through the recipe's source pin and exactly the plan's pre-step
     commands (the CUDA compile after them needs a Jetson)."""
-    from jetwheel.plan import TARGET_ENV
-    from jetwheel.source_fetch import Lookup, fetch_source
+    from jetwheel.build.plan import TARGET_ENV
+    from jetwheel.sources.fetch import Lookup, fetch_source
 
     python312(monkeypatch)
     plan = make_plan(load_recipes(), load_profile("triton-25.04"), "vllm", "local", this_machine())
@@ -268,7 +268,7 @@ def test_vllm_sdist_is_pinned_and_its_pre_steps_strip_torch_and_leave_resolvable
 def test_xgrammar_is_crossed_for_aarch64_and_torch_extensions_are_emulated() -> None:
     """The faster path by default (bench/xgrammar_build.py); a chain with a recipe whose build
     imports its aarch64 dependency (torch) falls back to the emulated container."""
-    from jetwheel.plan import default_runner
+    from jetwheel.build.plan import default_runner
 
     recipes, profile = load_recipes(), load_profile("bookworm-aarch64")
     assert default_runner(recipes, profile, "xgrammar", "x86_64") == "cross"

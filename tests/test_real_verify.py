@@ -18,7 +18,7 @@ import pytest
 from conftest import door
 from realwheels import real_wheel
 
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.verify import ERROR, FactCache, Report, read_wheels, retarget, verify_wheel
 from jetwheel.verify.extract import member_facts
 

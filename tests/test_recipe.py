@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from jetwheel.errors import RecipeError
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

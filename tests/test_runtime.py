@@ -13,8 +13,8 @@ import pytest
 from wheelmaker import make_wheel
 
 from jetwheel.errors import JetwheelError
-from jetwheel.recipe import load_profile
-from jetwheel.runtime import policy_from_image
+from jetwheel.model.recipe import load_profile
+from jetwheel.runtime.image import policy_from_image
 from jetwheel.target import Target
 from jetwheel.verify import read_wheels, retarget, verify_wheel
 from jetwheel.verify.policy import Policy, apply, load, save
@@ -215,7 +215,7 @@ def test_runtime_tarball_from_the_local_builder_image(builder_policy: Path, fake
     the tarball takes zlib from the builder image with its package's copyright file."""
     import tarfile
 
-    from jetwheel.runtimetar import make
+    from jetwheel.runtime.tarball import make
 
     full = load(builder_policy)
     names = {n: p for n, p in full.names.items() if not n.startswith("libz.so")}
@@ -266,8 +266,8 @@ def test_runtime_tarball_carries_exactly_what_the_runtime_lacks(arm64_roots: tup
     it with the tarball."""
     import tarfile
 
-    from jetwheel.runtime import missing_from_runtime, runtime_policy
-    from jetwheel.runtimetar import collect, write
+    from jetwheel.runtime.image import missing_from_runtime, runtime_policy
+    from jetwheel.runtime.tarball import collect, write
     from jetwheel.verify.policy import read_tree
 
     runtime_root, builder = arm64_roots

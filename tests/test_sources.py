@@ -16,10 +16,10 @@ from shared_sources import SHARED
 
 from jetwheel.cli import namespace
 from jetwheel.errors import SourceError
-from jetwheel.index.web import _source
-from jetwheel.source_archives import ARCHIVE_MTIME, archive_name, pack
-from jetwheel.source_fetch import Lookup, Upstream, fetch_source, locate, make_archive
-from jetwheel.stepsource import StepSource
+from jetwheel.index.server.web import _source
+from jetwheel.model.stepsource import StepSource
+from jetwheel.sources.archives import ARCHIVE_MTIME, archive_name, pack
+from jetwheel.sources.fetch import Lookup, Upstream, fetch_source, locate, make_archive
 
 # shared/ lies beside the checkout (CI lays a copy of it beside its clone)
 XGRAMMAR = SHARED / "xgrammar-0.1.16.tar.gz"

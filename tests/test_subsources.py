@@ -15,16 +15,17 @@ from conftest import Server
 from shared_sources import SHARED
 from test_sources import cli
 
+from jetwheel.build.engine import Options, prepare_work, provenance
+from jetwheel.build.plan import Plan, make_plan, render_plan
+from jetwheel.build.preflight_source import sub_checks
 from jetwheel.digest import sha256_file
-from jetwheel.engine import Options, prepare_work, provenance
 from jetwheel.errors import RecipeError, SourceError
 from jetwheel.machine import Machine
-from jetwheel.plan import BuildStep, Plan, make_plan, render_plan
-from jetwheel.preflight_source import sub_checks
-from jetwheel.recipe import load_profile, load_recipe, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipe, load_recipes
+from jetwheel.model.step import BuildStep
 from jetwheel.runners import LocalRunner, StepLog
-from jetwheel.source_fetch import Lookup
-from jetwheel.subsources import fetch_sub
+from jetwheel.sources.fetch import Lookup
+from jetwheel.sources.subsources import fetch_sub
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SOURCES = SHARED

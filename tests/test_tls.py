@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from wheelmaker import make_wheel
 
-from jetwheel.index.config import add_user
+from jetwheel.index.server.config import add_user
 
 
 def _name(cn: str) -> x509.Name:

@@ -19,12 +19,12 @@ from shared_sources import SHARED
 from wheelmaker import make_wheel
 
 from jetwheel.errors import JetwheelError
-from jetwheel.recipe import load_profile
-from jetwheel.smoke import fix_for
-from jetwheel.source_archives import archive_name
-from jetwheel.source_fetch import Lookup, fetch_source
-from jetwheel.stepsource import StepSource
-from jetwheel.triton import build_command, check, requirements, smoke_check
+from jetwheel.model.recipe import load_profile
+from jetwheel.model.stepsource import StepSource
+from jetwheel.sources.archives import archive_name
+from jetwheel.sources.fetch import Lookup, fetch_source
+from jetwheel.triton.buildpy import build_command, check, requirements, smoke_check
+from jetwheel.triton.smoke import fix_for
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DATA = Path(__file__).parent / "data"
@@ -276,7 +276,7 @@ def test_check_judges_the_stack_against_the_runtime_and_the_tarball(triton_index
     published stack against the runtime plus it: the stand-in's own base image passes the mini stack;
     the same image without libstdc++ fails it, naming the library (~2 s after the stack is built)."""
     from jetwheel.runners.baseimage import ensure_base_image
-    from jetwheel.runtime import policy_from_image
+    from jetwheel.runtime.image import policy_from_image
     from jetwheel.verify.policy import Policy, save
 
     image = ensure_base_image()

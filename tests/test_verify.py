@@ -21,10 +21,10 @@ from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name
 
-from jetwheel.indexwheels import IndexWheels
+from jetwheel.build.indexwheels import IndexWheels
+from jetwheel.build.plan import make_plan
 from jetwheel.machine import this_machine
-from jetwheel.plan import make_plan
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner, StepLog
 from jetwheel.verify import FactCache, Published, extract, read_wheels, resolve_report, verify_wheel
 from jetwheel.verify.extract import member_facts

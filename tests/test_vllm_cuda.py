@@ -21,13 +21,13 @@ from realwheels import CACHE as WHEELS
 from realwheels import real_wheel
 from shared_sources import SHARED
 
+from jetwheel.build.plan import make_plan
 from jetwheel.digest import sha256_file
 from jetwheel.machine import this_machine
-from jetwheel.plan import make_plan
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners.cudaimage import ensure_cuda_image
-from jetwheel.source_fetch import CACHE, Lookup, fetch_source
-from jetwheel.subsources import fetch_sub
+from jetwheel.sources.fetch import CACHE, Lookup, fetch_source
+from jetwheel.sources.subsources import fetch_sub
 from jetwheel.verify import fatbin
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

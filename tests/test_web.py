@@ -19,11 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import Server, start_server, stop_server
 from wheelmaker import make_wheel
 
-from jetwheel.index import profiles as compat
-from jetwheel.index.app import INDEX, Settings, make_app
-from jetwheel.index.profiles import ProfileView
-from jetwheel.index.store import Store
-from jetwheel.recipe import load_profile, load_recipes
+from jetwheel.index.server import profiles as compat
+from jetwheel.index.server.app import INDEX, Settings, make_app
+from jetwheel.index.server.profiles import ProfileView
+from jetwheel.index.store.store import Store
+from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.target import Target
 from jetwheel.verify import verify_wheel
 

@@ -10,9 +10,9 @@ import pytest
 from conftest import Server, door, free_port
 from podman_engines import podman_services
 
-from jetwheel.engine import Event
+from jetwheel.build.engine import Event
 from jetwheel.errors import ExitCode, RunnerError, UsageError, exit_code
-from jetwheel.runnerkind import RUNNER_KINDS, parse_runner
+from jetwheel.model.runnerkind import RUNNER_KINDS, parse_runner
 from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.workflow.build import (
     BuildRequest,
@@ -137,7 +137,7 @@ def test_the_demo_on_a_fresh_machine_publishes_and_installs_the_mini_stack(
 ) -> None:
     """README's set-up (a), in-process (~70 s: the mini stack built, a venv made). A fresh index config
     names no roles: the demo's user must still be let publish the names the recipes own."""
-    from jetwheel.index.config import load_config
+    from jetwheel.index.server.config import load_config
     from jetwheel.workflow.demo import run_demo
 
     (tmp_path / "index").mkdir()

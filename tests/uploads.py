@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from jetwheel.index.app import Settings, make_app
-from jetwheel.index.store import Store
+from jetwheel.index.server.app import Settings, make_app
+from jetwheel.index.store.store import Store
 
 
 def basic(user: str | bytes, password: str | bytes) -> str:

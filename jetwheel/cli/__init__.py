@@ -8,15 +8,15 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit, ParseError
 from invoke.program import Program
 
-from .. import __version__
-from ..errors import ExitCode
-from .build import build_wheel, cache_ns, demo
-from .edge import clean_errors
-from .images import aarch64_ns, cuda_ns, podman_ns
-from .index import index_ns, status
-from .sources import sources_ns
-from .triton import policy_ns, runtime_ns, triton_ns
-from .verify import doctor, verify
+from jetwheel import __version__
+from jetwheel.cli.build import build_wheel, cache_ns, demo
+from jetwheel.cli.edge import clean_errors
+from jetwheel.cli.images import aarch64_ns, cuda_ns, podman_ns
+from jetwheel.cli.index import index_ns, status
+from jetwheel.cli.sources import sources_ns
+from jetwheel.cli.triton import policy_ns, runtime_ns, triton_ns
+from jetwheel.cli.verify import doctor, verify
+from jetwheel.errors import ExitCode
 
 __all__ = ["Door", "clean_errors", "main", "namespace", "program"]
 

@@ -9,12 +9,12 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
-from ..exhaustive import assert_never
-from ..runnerkind import parse_runner
-from .edge import clean_errors, dumps
+from jetwheel.cli.edge import clean_errors, dumps
+from jetwheel.exhaustive import assert_never
+from jetwheel.model.runnerkind import parse_runner
 
 if TYPE_CHECKING:
-    from ..workflow.build import BuildRequest
+    from jetwheel.workflow.build import BuildRequest
 
 
 @task(
@@ -78,7 +78,7 @@ def build_wheel(
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index.
     A step that failed or was interrupted resumes in its kept work directory when run again."""
-    from ..workflow.build import BuildRequest
+    from jetwheel.workflow.build import BuildRequest
 
     req = BuildRequest(
         name,
@@ -109,8 +109,8 @@ def build_wheel(
 
 
 def _print_plan(req: BuildRequest, as_json: bool) -> None:
-    from ..plan import render_plan
-    from ..workflow.build import plan_build
+    from jetwheel.build.plan import render_plan
+    from jetwheel.workflow.build import plan_build
 
     plan = plan_build(req).plan
     print(dumps(plan.to_json()) if as_json else render_plan(plan))
@@ -119,9 +119,9 @@ def _print_plan(req: BuildRequest, as_json: bool) -> None:
 def _build(req: BuildRequest) -> None:
     """Say what the build says as it goes: warnings and preflight on stderr (every check's line on
     stdout with --preflight, or on failure), then each step's result on stdout."""
-    from ..preflight import render
-    from ..progress import make_listener
-    from ..workflow.build import Built, Notice, PreflightFailed, PreflightPassed, build
+    from jetwheel.build.preflight import render
+    from jetwheel.build.progress import make_listener
+    from jetwheel.workflow.build import Built, Notice, PreflightFailed, PreflightPassed, build
 
     verbose = req.preflight == "only"
     try:
@@ -148,8 +148,8 @@ def _build(req: BuildRequest) -> None:
 def demo(c: Context, no_serve: bool = False, runner: str = "local") -> None:
     """Start the index under index/, build the mini stack into it, install it from the index in a
     fresh venv, and print the pip install line."""
-    from ..progress import make_listener
-    from ..workflow.demo import run_demo
+    from jetwheel.build.progress import make_listener
+    from jetwheel.workflow.demo import run_demo
 
     for line in run_demo(make_listener(sys.stderr), serve_after=not no_serve, runner=parse_runner(runner)):
         print(line, flush=True)
@@ -168,7 +168,7 @@ _CACHE_HELP = {
 @clean_errors
 def stats(c: Context, runner: str = "local", engine: str = "", connection: str = "", profile: str = "mini") -> None:
     """Show the compiler cache's size, limit and hits (JETWHEEL_CCACHE_SIZE sets the limit)."""
-    from ..workflow.images import ccache
+    from jetwheel.workflow.images import ccache
 
     print(ccache(parse_runner(runner), engine, connection, profile, "--show-stats --verbose"))
 
@@ -177,7 +177,7 @@ def stats(c: Context, runner: str = "local", engine: str = "", connection: str =
 @clean_errors
 def clear(c: Context, runner: str = "local", engine: str = "", connection: str = "", profile: str = "mini") -> None:
     """Empty the compiler cache (a step's work directory kept for resuming is not touched)."""
-    from ..workflow.images import ccache
+    from jetwheel.workflow.images import ccache
 
     ccache(parse_runner(runner), engine, connection, profile, "--clear")
     print("compiler cache cleared")

@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 
 from invoke.exceptions import Exit
 
-from ..errors import ExitCode, JetwheelError, exit_code
+from jetwheel.errors import ExitCode, JetwheelError, exit_code
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -6,15 +6,15 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
-from ..runners.baseimage import BUILDER, BUILDER_ARM64
-from .edge import clean_errors
+from jetwheel.cli.edge import clean_errors
+from jetwheel.runners.baseimage import BUILDER, BUILDER_ARM64
 
 
 @task(help={"name": "image name", "arch": "e.g. aarch64 (needs qemu-user-static)", "engine": "podman or docker"})
 @clean_errors
 def base_image(c: Context, name: str = BUILDER, arch: str = "", engine: str = "podman") -> None:
     """Build the local debootstrap base image the docker runner uses where no registry is reachable."""
-    from ..runners.baseimage import ensure_base_image
+    from jetwheel.runners.baseimage import ensure_base_image
 
     print(ensure_base_image(name, arch or None, engine))
 
@@ -29,7 +29,7 @@ def base_image(c: Context, name: str = BUILDER, arch: str = "", engine: str = "p
 @clean_errors
 def setup(c: Context, arch: str = "aarch64", image: str = BUILDER_ARM64, engine: str = "podman") -> None:
     """Run arm64 containers here: binfmt_misc + qemu-aarch64, and an arm64 debootstrap base image."""
-    from ..workflow.images import emulated_setup
+    from jetwheel.workflow.images import emulated_setup
 
     binfmt, made = emulated_setup(arch, image, engine)
     print(f"binfmt: {binfmt}")
@@ -41,7 +41,7 @@ def setup(c: Context, arch: str = "aarch64", image: str = BUILDER_ARM64, engine:
 def cuda_setup(c: Context, profile: str = "x86-cuda12", engine: str = "podman") -> None:
     """Build the CUDA 12.4 toolchain image (Debian trixie's nvidia-cuda-toolkit) that compiles a
     profile's device code on an x86_64 host, with the profile's Python copied in from this host."""
-    from ..workflow.images import cuda_image
+    from jetwheel.workflow.images import cuda_image
 
     print(cuda_image(profile, engine))
 

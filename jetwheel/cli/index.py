@@ -10,15 +10,15 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
-from ..errors import UsageError
-from .edge import clean_errors, dumps
+from jetwheel.cli.edge import clean_errors, dumps
+from jetwheel.errors import UsageError
 
 
 @task(help={"index": "index URL (default: index/config.toml's)", "json": "print JSON"})
 @clean_errors
 def status(c: Context, index: str = "", json: bool = False) -> None:
     """Summarize the index: projects, files, bytes, failing verify reports, disk free."""
-    from ..workflow.index import index_status
+    from jetwheel.workflow.index import index_status
 
     doc = index_status(index)
     if json:
@@ -75,7 +75,7 @@ def serve(
     nginx: bool = False,
 ) -> None:
     """Serve the index (PEP 503/691/658, uploads, yank) until Ctrl-C."""
-    from ..workflow.serve import ServeOptions, serve_index
+    from jetwheel.workflow.serve import ServeOptions, serve_index
 
     serve_index(
         ServeOptions(
@@ -110,7 +110,7 @@ def serve(
 @clean_errors
 def yank(c: Context, filename: str, reason: str = "", undo: bool = False, index: str = "") -> None:
     """Yank (or unyank) a file: pip skips it unless pinned exactly."""
-    from ..workflow.index import yank as yank_file
+    from jetwheel.workflow.index import yank as yank_file
 
     yank_file(index, filename, reason, undo)
     print(f"{'unyanked' if undo else 'yanked'} {filename}")
@@ -139,7 +139,7 @@ def export(
     public_read: bool = False,
 ) -> None:
     """Write the index as a static tree (HTML, JSON, .metadata, files) for nginx or an S3 bucket."""
-    from ..workflow.index import export_index
+    from jetwheel.workflow.index import export_index
 
     for line in export_index(Path(dest), root, port, bucket, endpoint, prefix, public_read):
         print(line)
@@ -157,7 +157,7 @@ def export(
 @clean_errors
 def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd: str = "", config: str = "") -> None:
     """Add or change a user of the index: the password in the htpasswd file, the role in the config."""
-    from ..workflow.index import add_user
+    from jetwheel.workflow.index import add_user
 
     written, config_path = add_user(user, password, role, htpasswd, config)
     print(f"user {user} ({role}) written to {written} and {config_path}")
@@ -175,7 +175,7 @@ def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd
 def token(c: Context, read: bool = False, expires: str = "2h", root: str = "", user: str = "") -> None:
     """Print a read-only token that expires: use it as the password of any user name, e.g.
     https://token:TOKEN@index.lan/simple/ (safe in an image's build history once expired)."""
-    from ..workflow.index import issue_token
+    from jetwheel.workflow.index import issue_token
 
     if not read:
         raise UsageError("only read-only tokens are issued: pass --read")
@@ -189,7 +189,7 @@ def token(c: Context, read: bool = False, expires: str = "2h", root: str = "", u
 def check_profiles(c: Context, root: str = "") -> None:
     """Check now whether each profile resolves from the index, and record it for the pages (the
     server does this by itself a few seconds after its files change)."""
-    from ..workflow.index import check_profiles as check
+    from jetwheel.workflow.index import check_profiles as check
 
     for name, result in check(root).items():
         print(f"{'pass' if result['passed'] else 'FAIL'}  {name}: {result['detail']}")
@@ -199,7 +199,7 @@ def check_profiles(c: Context, root: str = "") -> None:
 @clean_errors
 def upload_artifact(c: Context, path: str, index: str = "") -> None:
     """Put a file on the index at a stable URL (/packages/NAME) without listing it as a project."""
-    from ..workflow.index import upload_artifact as upload
+    from jetwheel.workflow.index import upload_artifact as upload
 
     print(upload(index, Path(path)))
 
@@ -223,7 +223,7 @@ def mirror(
     index: str = "",
 ) -> None:
     """Pull the dependencies jetwheel does not build into the store, for an air-gapped LAN."""
-    from ..workflow.index import mirror_requirements
+    from jetwheel.workflow.index import mirror_requirements
 
     added = mirror_requirements(index, Path(requirements), platform, python_version, glibc)
     print(f"mirrored {len(added)} files" + "".join(f"\n  {f}" for f in added))

@@ -8,7 +8,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
-from .edge import clean_errors
+from jetwheel.cli.edge import clean_errors
 
 
 @task(
@@ -27,7 +27,7 @@ def fetch(
 ) -> None:
     """Make the reproducible source archive of NAME's pinned source (submodules included), and copy
     its sub-sources' pinned archives beside it; print each path, sha256 and commit."""
-    from ..workflow.sources import fetch_sources
+    from jetwheel.workflow.sources import fetch_sources
 
     fetched = fetch_sources(name, profile, Path(out), Path(from_) if from_ else None, sources, index)
     print(fetched.archive.path)
@@ -42,7 +42,7 @@ def fetch(
 @clean_errors
 def upload(c: Context, path: str, index: str = "") -> None:
     """Put a source archive on the index, where builds look for it before upstream."""
-    from ..workflow.sources import upload_source
+    from jetwheel.workflow.sources import upload_source
 
     done = upload_source(Path(path), index)
     print(f"{done.url}  sha256 {done.sha256}")

@@ -10,8 +10,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ..errors import ExitCode
-from .edge import clean_errors, dumps
+from jetwheel.cli.edge import clean_errors, dumps
+from jetwheel.errors import ExitCode
 
 
 @task(
@@ -27,7 +27,7 @@ def requirements(
     c: Context, profile: str = "triton-25.04", out: str = "", require_hashes: bool = False, index_url: str = ""
 ) -> None:
     """Write the requirements file for build.py's `req` secret."""
-    from ..workflow.triton import requirements as make
+    from jetwheel.workflow.triton import requirements as make
 
     text = make(profile, require_hashes, index_url)
     if out:
@@ -54,7 +54,7 @@ def command(
     pytorch_triton_url: str = "",
 ) -> None:
     """Print Triton's build.py command for a Jetson (igpu) image with the vLLM backend from our index."""
-    from ..workflow.triton import triton_command
+    from jetwheel.workflow.triton import triton_command
 
     print(triton_command(index_url, profile, requirements_file, pytorch_triton_url))
 
@@ -84,8 +84,8 @@ def check(
 ) -> None:
     """Dry-run Triton's vLLM install step against the index (--index-url), and/or smoke-test the image
     it built (--image): exit 0 only if everything passed."""
-    from ..verify.report import render
-    from ..workflow.triton import check as run_check
+    from jetwheel.verify.report import render
+    from jetwheel.workflow.triton import check as run_check
 
     done = run_check(index_url, profile, image, gpu, engine, policy)
     if done.report is not None:
@@ -99,7 +99,7 @@ def check(
 triton_ns = Collection("triton", requirements, command, check)
 
 
-# --- the runtime the wheels meet (jetwheel/runtime.py) ---------------------------------------------
+# --- the runtime the wheels meet (jetwheel/runtime/) ---------------------------------------------
 @task(
     help={
         "image": "the runtime image (e.g. nvcr.io/nvidia/tritonserver:25.04-py3-igpu-min)",
@@ -111,7 +111,7 @@ triton_ns = Collection("triton", requirements, command, check)
 def from_image(c: Context, image: str, engine: str = "podman", out: str = "") -> None:
     """Read the libraries an image provides (names, exported symbols and versions, its digest) into a
     policy file for verify --policy."""
-    from ..workflow.runtime import policy_from_image
+    from jetwheel.workflow.runtime import policy_from_image
 
     saved = policy_from_image(image, engine, out)
     counts = saved.policy.counts()
@@ -148,7 +148,7 @@ def tarball(
 ) -> None:
     """Make the runtime tarball Triton's vLLM step unpacks on aarch64: exactly the libraries the stack
     needs that the runtime lacks, from the builder image, with their licenses."""
-    from ..workflow.runtime import runtime_tarball
+    from jetwheel.workflow.runtime import runtime_tarball
 
     made = runtime_tarball(paths, builder, policy, profile, index, out, upload, engine)
     for m in made.members:

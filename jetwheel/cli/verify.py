@@ -6,8 +6,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ..errors import ExitCode
-from .edge import clean_errors, dumps
+from jetwheel.cli.edge import clean_errors, dumps
+from jetwheel.errors import ExitCode
 
 
 @task(
@@ -44,8 +44,8 @@ def verify(
     runtime_tarball: str = "",
 ) -> None:
     """Check wheels for missing sm_87 code, missing extensions, unresolved symbols, pins, resolution."""
-    from ..verify.report import render
-    from ..workflow.verify import verify_wheels
+    from jetwheel.verify.report import render
+    from jetwheel.workflow.verify import verify_wheels
 
     reports = verify_wheels(paths, profile, index, with_ or [], arch, resolve, platform, facts, policy, runtime_tarball)
     print(dumps([r.to_json() for r in reports]) if json else render(reports))
@@ -81,8 +81,8 @@ def doctor(
 ) -> None:
     """Say which installed package fails here and why, one line each with its fix. Exit 0: healthy;
     1: something is broken; 5: could not check (all or part)."""
-    from ..doctor import report, run
-    from ..workflow.doctor import examine
+    from jetwheel.doctor import report, run
+    from jetwheel.workflow.doctor import examine
 
     try:
         found = examine(python, image, image_python, engine, arch, driver, profile, facts)

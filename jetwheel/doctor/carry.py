@@ -11,7 +11,7 @@ from pathlib import Path
 
 import packaging
 
-from ..verify.factcache import default_root, write_atomically
+from jetwheel.verify.factcache import default_root, write_atomically
 
 PKG = Path(__file__).resolve().parents[1]
 MEMBERS = (

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..verify import elf, fatbin
-from ..verify.factcache import default_root, stat_key, write_atomically
-from ..verify.wheel import WheelElf
+from jetwheel.verify import elf, fatbin
+from jetwheel.verify.factcache import default_root, stat_key, write_atomically
+from jetwheel.verify.wheel import WheelElf
 
 FORMAT = 1
 _SCAN = 16 << 20

@@ -24,8 +24,8 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..verify.wheel import WheelElf
-from .facts import Facts, FactStore
+from jetwheel.doctor.facts import Facts, FactStore
+from jetwheel.verify.wheel import WheelElf
 
 DEFAULT_DIRS = {
     "x86_64": ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"),

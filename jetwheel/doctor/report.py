@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import ExitCode
-from ..verify.abi import demangle
-from .scan import DRIVER
+from jetwheel.doctor.scan import DRIVER
+from jetwheel.errors import ExitCode
+from jetwheel.verify.abi import demangle
 
 OK, BROKEN, UNCHECKED = ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.NOT_CHECKED
 

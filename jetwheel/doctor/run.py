@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..errors import JetwheelError
-from ..verify.factcache import default_root
-from .carry import zipapp
+from jetwheel.doctor.carry import zipapp
+from jetwheel.errors import JetwheelError
+from jetwheel.verify.factcache import default_root
 
 
 class CannotCheck(JetwheelError):
@@ -27,7 +27,7 @@ def scan_args(arch: str, driver: str, facts: str) -> list[str]:
 
 def here(arch: str, driver: str, facts: Path | None) -> dict[str, Any]:
     """This interpreter's environment, examined in-process."""
-    from .scan import main
+    from jetwheel.doctor.scan import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -60,7 +60,7 @@ def python(exe: str, arch: str, driver: str, facts: Path | None) -> dict[str, An
 def image(name: str, engine: str, image_python: str, arch: str, driver: str, facts: Path | None) -> dict[str, Any]:
     """The environment inside `name`: a throw-away container, nothing installed into it, the
     zipapp mounted read-only and the fact cache read-write (facts are keyed by the image's files)."""
-    from ..runners.docker import find_engine
+    from jetwheel.runners.docker import find_engine
 
     engine = find_engine(engine)
     cache = (facts or default_root()) / "images"

@@ -26,10 +26,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..verify import fatbin
-from . import gpu
-from .facts import FactStore
-from .ldso import Process, ld_cache
+from jetwheel.doctor import gpu
+from jetwheel.doctor.facts import FactStore
+from jetwheel.doctor.ldso import Process, ld_cache
+from jetwheel.verify import fatbin
 
 # Libraries the NVIDIA driver installs: their absence means no driver here, not a broken package.
 DRIVER = re.compile(r"^lib(cuda|nvidia-[a-z-]+|nvcuvid|nvoptix)\.so(\.\d+)*$")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..exhaustive import assert_never
-from ..runnerkind import RunnerKind
-from .base import Runner, StepLog, step_script
-from .docker import DockerRunner
-from .local import LocalRunner
+from jetwheel.exhaustive import assert_never
+from jetwheel.model.runnerkind import RunnerKind
+from jetwheel.runners.base import Runner, StepLog, step_script
+from jetwheel.runners.docker import DockerRunner
+from jetwheel.runners.local import LocalRunner
 
 __all__ = ["DockerRunner", "LocalRunner", "Runner", "StepLog", "make_runner", "step_script"]
 
@@ -18,8 +18,8 @@ def make_runner(
         case "local":
             return LocalRunner()
         case "cross":
-            from .baseimage import CACHE
-            from .cross import CrossRunner
+            from jetwheel.runners.baseimage import CACHE
+            from jetwheel.runners.cross import CrossRunner
 
             return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}")
         case "docker":

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
-from ..errors import BuildError, OutOfMemory
-from ..plan import BuildStep
-from .ccache import SHELL_SETUP
+from jetwheel.errors import BuildError, OutOfMemory
+from jetwheel.model.step import BuildStep
+from jetwheel.runners.ccache import SHELL_SETUP
 
 MARK = "::jetwheel-command "
 DONE = ".jetwheel-done"  # in the work directory: the commands of the step that finished

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import RunnerError
+from jetwheel.errors import RunnerError
 
 # ccache: every runner gives compilers a persistent cache (runners/ccache.py)
 PACKAGES = "python3,python3-venv,python3-pip,python3-dev,g++,patch,ca-certificates,wget,ccache"

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RunnerError
+from jetwheel.errors import RunnerError
 
 VOLUME_MOUNT = "/ccache"  # where the docker runner mounts the engine's named volume
 

@@ -17,10 +17,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..errors import RunnerError
-from ..plan import BuildStep
-from .base import StepLog
-from .local import LocalRunner
+from jetwheel.errors import RunnerError
+from jetwheel.model.step import BuildStep
+from jetwheel.runners.base import StepLog
+from jetwheel.runners.local import LocalRunner
 
 TRIPLETS = {"aarch64": "aarch64-linux-gnu"}
 

@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RunnerError
-from .baseimage import CACHE, debootstrap, image_label
+from jetwheel.errors import RunnerError
+from jetwheel.runners.baseimage import CACHE, debootstrap, image_label
 
 SUITE = "trixie"
 COMPONENTS = "main,contrib,non-free"

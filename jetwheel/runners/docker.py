@@ -17,10 +17,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..errors import BuildError, EngineLost, OutOfMemory, RunnerError
-from ..plan import BuildStep
-from .base import ENV_FILE, StepLog, env_file, failed, step_script, stream
-from .ccache import VOLUME_MOUNT, CompilerCache
+from jetwheel.errors import BuildError, EngineLost, OutOfMemory, RunnerError
+from jetwheel.model.step import BuildStep
+from jetwheel.runners.base import ENV_FILE, StepLog, env_file, failed, step_script, stream
+from jetwheel.runners.ccache import VOLUME_MOUNT, CompilerCache
 
 WORK = "/jw"
 KILLED = (137, 143)  # the container's main process got SIGKILL / SIGTERM from outside

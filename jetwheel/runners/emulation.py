@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..errors import RunnerError
+from jetwheel.errors import RunnerError
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU_NAMES = {"aarch64": "qemu-aarch64"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..plan import BuildStep
-from .base import StepLog, failed, step_script, stream
-from .ccache import CompilerCache
+from jetwheel.model.step import BuildStep
+from jetwheel.runners.base import StepLog, failed, step_script, stream
+from jetwheel.runners.ccache import CompilerCache
 
 
 class LocalRunner:

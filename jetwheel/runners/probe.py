@@ -16,9 +16,9 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import RunnerError
-from ..machine import Machine
-from .docker import DockerRunner
+from jetwheel.errors import RunnerError
+from jetwheel.machine import Machine
+from jetwheel.runners.docker import DockerRunner
 
 # the engines' names for architectures, as Python's platform.machine() spells them
 ARCHES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}

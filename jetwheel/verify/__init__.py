@@ -17,16 +17,16 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..errors import JetwheelError
-from ..recipe import Recipe
-from ..target import Target
-from . import abi, extensions, fatbin, pins, resolve
-from .extract import read_wheels
-from .factcache import FactCache
-from .loader import Loader
-from .report import ERROR, INFO, WARNING, Check, Finding, Report
-from .source import Published, WheelSource
-from .wheel import Wheel, from_bytes
+from jetwheel.errors import JetwheelError
+from jetwheel.model.recipe import Recipe
+from jetwheel.target import Target
+from jetwheel.verify import abi, extensions, fatbin, pins, resolve
+from jetwheel.verify.extract import read_wheels
+from jetwheel.verify.factcache import FactCache
+from jetwheel.verify.loader import Loader
+from jetwheel.verify.report import ERROR, INFO, WARNING, Check, Finding, Report
+from jetwheel.verify.source import Published, WheelSource
+from jetwheel.verify.wheel import Wheel, from_bytes
 
 CHECKS: tuple[Check, ...] = ("fatbin", "extensions", "abi", "pins")
 # The dynamic loader's name on each machine: a profile's system table names its own machine's.

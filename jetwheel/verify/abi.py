@@ -28,10 +28,10 @@ from collections.abc import Mapping
 
 from packaging.version import InvalidVersion, Version
 
-from ..target import Target
-from .loader import INTERPRETER_LIBS, Found, Loader, matches
-from .report import ERROR, WARNING, Finding
-from .wheel import Wheel, WheelElf
+from jetwheel.target import Target
+from jetwheel.verify.loader import INTERPRETER_LIBS, Found, Loader, matches
+from jetwheel.verify.report import ERROR, WARNING, Finding
+from jetwheel.verify.wheel import Wheel, WheelElf
 
 MAX_PER_FILE = 25
 

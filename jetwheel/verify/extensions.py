@@ -6,9 +6,9 @@ or for another Python)."""
 
 from __future__ import annotations
 
-from ..target import Target
-from .report import ERROR, Finding
-from .wheel import Wheel
+from jetwheel.target import Target
+from jetwheel.verify.report import ERROR, Finding
+from jetwheel.verify.wheel import Wheel
 
 
 def extension_suffixes(target: Target) -> tuple[str, ...]:

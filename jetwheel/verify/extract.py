@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import JetwheelError
-from . import elf, fatbin
-from .compress import raw_inflater
-from .factcache import FactCache
-from .wheel import Wheel, WheelElf, is_shared_object
+from jetwheel.errors import JetwheelError
+from jetwheel.verify import elf, fatbin
+from jetwheel.verify.compress import raw_inflater
+from jetwheel.verify.factcache import FactCache
+from jetwheel.verify.wheel import Wheel, WheelElf, is_shared_object
 
 _READ = 1 << 20
 WORKERS = os.cpu_count() or 1

@@ -16,8 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..digest import sha256_file
-from .wheel import FORMAT, Wheel, from_bytes
+from jetwheel.digest import sha256_file
+from jetwheel.verify.wheel import FORMAT, Wheel, from_bytes
 
 
 def default_root() -> Path:

@@ -34,9 +34,9 @@ from typing import Literal
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..target import Target
-from .elf import Symbols
-from .wheel import Wheel, WheelElf
+from jetwheel.target import Target
+from jetwheel.verify.elf import Symbols
+from jetwheel.verify.wheel import Wheel, WheelElf
 
 # The libraries the interpreter itself links: their symbols are in every object's global scope.
 INTERPRETER_LIBS = ("libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "libutil.so.1")

@@ -11,9 +11,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from ..target import marker_environment
-from .report import ERROR, Finding
-from .wheel import Wheel
+from jetwheel.target import marker_environment
+from jetwheel.verify.report import ERROR, Finding
+from jetwheel.verify.wheel import Wheel
 
 
 def check(wheels: list[Wheel], pins: Mapping[str, str], python: str, machine: str) -> list[Finding]:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import JetwheelError
-from ..target import Target
-from . import elf
-from .wheel import is_shared_object
+from jetwheel.errors import JetwheelError
+from jetwheel.target import Target
+from jetwheel.verify import elf
+from jetwheel.verify.wheel import is_shared_object
 
 FORMAT = 1
 # ld.so's own default directories, and Debian/Ubuntu's multiarch ones (ld.so.conf names those too)

@@ -11,9 +11,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..pipcmd import clean_pip_env, dry_run_command
-from ..target import Target
-from .report import ERROR, Finding
+from jetwheel.pipcmd import clean_pip_env, dry_run_command
+from jetwheel.target import Target
+from jetwheel.verify.report import ERROR, Finding
 
 _MISSING = re.compile(r"No matching distribution found for (\S+)")
 _CONFLICT = re.compile(r"(Cannot install .*|ResolutionImpossible.*|.* depends on .*)")

@@ -14,10 +14,10 @@ from packaging.tags import Tag
 from packaging.utils import NormalizedName, parse_wheel_filename
 from packaging.version import Version
 
-from ..errors import JetwheelError
-from . import fatbin
-from .compress import gunzip, gzip
-from .elf import Symbols
+from jetwheel.errors import JetwheelError
+from jetwheel.verify import fatbin
+from jetwheel.verify.compress import gunzip, gzip
+from jetwheel.verify.elf import Symbols
 
 # Bump when the facts (or how they are read) change: entries of another format are never used.
 FORMAT = 2

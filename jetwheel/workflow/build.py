@@ -10,23 +10,23 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..engine import Listener, Options, StepResult, run_plan
-from ..errors import CheckFailed
-from ..exhaustive import assert_never
-from ..index.client import IndexClient
-from ..machine import Machine, this_machine
-from ..plan import Plan, default_runner, make_plan
-from ..preflight import Check, Needs, failures, preflight
-from ..profile import Profile
-from ..recipe import Recipe, load_recipes, recipes_root
-from ..runnerkind import RunnerKind
-from ..runners import Runner, make_runner
-from ..source_fetch import local_sources_dir
-from .client import index_client
-from .profiles import profile_for
+from jetwheel.build.engine import Listener, Options, StepResult, run_plan
+from jetwheel.build.plan import Plan, default_runner, make_plan
+from jetwheel.build.preflight import Check, Needs, failures, preflight
+from jetwheel.errors import CheckFailed
+from jetwheel.exhaustive import assert_never
+from jetwheel.index.client.client import IndexClient
+from jetwheel.machine import Machine, this_machine
+from jetwheel.model.profile import Profile
+from jetwheel.model.recipe import Recipe, load_recipes, recipes_root
+from jetwheel.model.runnerkind import RunnerKind
+from jetwheel.runners import Runner, make_runner
+from jetwheel.sources.fetch import local_sources_dir
+from jetwheel.workflow.client import index_client
+from jetwheel.workflow.profiles import profile_for
 
 if TYPE_CHECKING:
-    from ..schedule import Engine
+    from jetwheel.build.schedule import Engine
 
 # --preflight: check, then stop; the default: check, then build; --no-preflight: build unchecked
 PreflightMode = Literal["only", "before", "skip"]
@@ -137,7 +137,7 @@ def where_to_build(planned: Planned, req: BuildRequest) -> Where:
         host = platform.machine()
         arch = req.arch or (planned.profile.arch if planned.profile.arch != host else "")
         return Where(make_runner(planned.runner, req.engine, req.connection, req.gpu, arch, req.container_memory))
-    from ..schedule import connect, engine_names
+    from jetwheel.build.schedule import connect, engine_names
 
     fleet, down = connect(engine_names(req.engines), planned.plan, req.engine, req.gpu, req.arch, req.container_memory)
     return Where(fleet[0].runner, tuple(fleet), tuple(down))
@@ -188,7 +188,7 @@ def run_build(
     )
     plan, recipes, profile = planned.plan, planned.recipes, planned.profile
     if where.fleet:
-        from ..schedule import run_fleet
+        from jetwheel.build.schedule import run_fleet
 
         return run_fleet(plan, recipes, profile, list(where.fleet), client, options, listener, req.gpu, req.arch)
     return run_plan(plan, recipes, profile, where.runner, client, options, listener)

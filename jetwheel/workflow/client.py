@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from ..index.client import IndexClient
+from jetwheel.index.client.client import IndexClient
 
 
 def index_client(index: str = "") -> IndexClient:
     """A client of `index` (default: the index config's URL). It logs in as $JETWHEEL_INDEX_USER
     ($JETWHEEL_INDEX_PASSWORD); failing that, on the config's own index, as the user `inv demo` wrote."""
-    from ..index.config import load_config
+    from jetwheel.index.server.config import load_config
 
     cfg = load_config()
     user = password = ""

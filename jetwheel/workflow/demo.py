@@ -12,22 +12,22 @@ from collections.abc import Iterator
 
 from packaging.utils import canonicalize_name
 
-from ..engine import Listener, Options, run_plan
-from ..errors import BuildError
-from ..index.client import IndexClient
-from ..recipe import load_profile, load_recipes
-from ..runnerkind import RunnerKind
-from .serve import running_index
+from jetwheel.build.engine import Listener, Options, run_plan
+from jetwheel.errors import BuildError
+from jetwheel.index.client.client import IndexClient
+from jetwheel.model.recipe import load_profile, load_recipes
+from jetwheel.model.runnerkind import RunnerKind
+from jetwheel.workflow.serve import running_index
 
 
 def run_demo(listener: Listener, serve_after: bool = True, runner: RunnerKind = "local") -> Iterator[str]:
     """Lines to show as the demo goes; the build's progress goes to `listener`."""
-    from ..index.config import ensure_user, load_config, set_role
-    from ..index.wire import BUILDER, TRUSTED
-    from ..machine import this_machine
-    from ..pipcmd import clean_pip_env
-    from ..plan import make_plan
-    from ..runners import make_runner
+    from jetwheel.build.plan import make_plan
+    from jetwheel.index.server.config import ensure_user, load_config, set_role
+    from jetwheel.machine import this_machine
+    from jetwheel.pipcmd import clean_pip_env
+    from jetwheel.runners import make_runner
+    from jetwheel.wire import BUILDER, TRUSTED
 
     cfg = load_config()
     assert cfg.htpasswd is not None

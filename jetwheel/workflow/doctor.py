@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..doctor import report, run
-from ..recipe import load_profile
+from jetwheel.doctor import report, run
+from jetwheel.model.recipe import load_profile
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,14 @@ image, the compiler cache."""
 
 from __future__ import annotations
 
-from ..exhaustive import assert_never
-from ..recipe import load_profile
-from ..runnerkind import RunnerKind
+from jetwheel.exhaustive import assert_never
+from jetwheel.model.recipe import load_profile
+from jetwheel.model.runnerkind import RunnerKind
 
 
 def cuda_image(profile: str, engine: str) -> str:
     """The CUDA toolchain image of `profile`, built if missing, with the profile's Python copied in."""
-    from ..runners.cudaimage import ensure_cuda_image
+    from jetwheel.runners.cudaimage import ensure_cuda_image
 
     prof = load_profile(profile)
     return ensure_cuda_image(prof.python_exe, prof.image, engine)
@@ -19,8 +19,8 @@ def cuda_image(profile: str, engine: str) -> str:
 def ccache(runner: RunnerKind, engine: str, connection: str, profile: str, args: str) -> str:
     """Run ccache with `args` where `runner` builds: this host's cache directory, or the engine's volume
     (in the profile's image)."""
-    from ..runners import make_runner
-    from ..runners.ccache import CompilerCache, run_ccache
+    from jetwheel.runners import make_runner
+    from jetwheel.runners.ccache import CompilerCache, run_ccache
 
     match runner:
         case "docker":
@@ -34,7 +34,7 @@ def ccache(runner: RunnerKind, engine: str, connection: str, profile: str, args:
 
 def emulated_setup(arch: str, image: str, engine: str) -> tuple[str, str]:
     """binfmt_misc + qemu for `arch`, and a debootstrap base image of it: what each now is."""
-    from ..runners.baseimage import ensure_base_image
-    from ..runners.emulation import ensure_emulation
+    from jetwheel.runners.baseimage import ensure_base_image
+    from jetwheel.runners.emulation import ensure_emulation
 
     return ensure_emulation(arch), ensure_base_image(image, arch, engine)

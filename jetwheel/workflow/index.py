@@ -9,17 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import JetwheelError, StoreError, UsageError
-from ..recipe import load_recipes
-from .client import index_client
-from .profiles import profile_views
+from jetwheel.errors import JetwheelError, StoreError, UsageError
+from jetwheel.model.recipe import load_recipes
+from jetwheel.workflow.client import index_client
+from jetwheel.workflow.profiles import profile_views
 
 
 def add_user(user: str, password: str, role: str, htpasswd: str = "", config: str = "") -> tuple[Path, Path]:
     """The user's password in the htpasswd file, the role in the index config; returns both paths."""
-    from ..index.auth import check_role
-    from ..index.config import add_user as add
-    from ..index.config import load_config, set_role
+    from jetwheel.index.server.auth import check_role
+    from jetwheel.index.server.config import add_user as add
+    from jetwheel.index.server.config import load_config, set_role
 
     check_role(role)
     cfg = load_config(Path(config) if config else None)
@@ -50,9 +50,9 @@ def upload_artifact(index: str, path: Path) -> str:
 def check_profiles(root: str) -> dict[str, Any]:
     """Check now whether each profile resolves from the index's store, and record it there as the
     server does after a change."""
-    from ..index import profiles
-    from ..index.config import load_config
-    from ..index.store import Store
+    from jetwheel.index.server import profiles
+    from jetwheel.index.server.config import load_config
+    from jetwheel.index.store.store import Store
 
     cfg = load_config()
     store = Store(Path(root) if root else cfg.root)
@@ -65,10 +65,10 @@ def check_profiles(root: str) -> dict[str, Any]:
 
 def issue_token(root: str, expires: str, user: str) -> str:
     """A read-only token of `user` for the index's store, valid for `expires` (e.g. 90m, 2h, 7d)."""
-    from ..index.auth import MAX_TOKEN_DAYS, TOKEN_KEY, token_key
-    from ..index.auth import issue_token as issue
-    from ..index.config import load_config
-    from ..index.store import Store
+    from jetwheel.index.server.auth import MAX_TOKEN_DAYS, TOKEN_KEY, token_key
+    from jetwheel.index.server.auth import issue_token as issue
+    from jetwheel.index.server.config import load_config
+    from jetwheel.index.store.store import Store
 
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if not expires or expires[-1] not in units or not expires[:-1].isdigit() or int(expires[:-1]) <= 0:
@@ -83,9 +83,9 @@ def issue_token(root: str, expires: str, user: str) -> str:
 def export_index(
     dest: Path, root: str, port: int, bucket: str, endpoint: str, prefix: str, public_read: bool = False
 ) -> Iterator[str]:
-    from ..index.config import load_config
-    from ..index.export import export, upload_to_bucket
-    from ..index.store import Store
+    from jetwheel.index.front.export import export, upload_to_bucket
+    from jetwheel.index.server.config import load_config
+    from jetwheel.index.store.store import Store
 
     store = Store(Path(root) if root else load_config().root)
     written = export(store, dest, port)
@@ -97,7 +97,7 @@ def export_index(
 def mirror_requirements(index: str, requirements: Path, platform: str, python: str, glibc: str) -> list[str]:
     """Pull into the store the files `requirements` needs for the target that no recipe builds and
     the store lacks; returns their names."""
-    from ..index.mirror import mirror
+    from jetwheel.index.client.mirror import mirror
 
     client = index_client(index)
     if not requirements.is_file():

@@ -8,9 +8,9 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from ..errors import PlanError, RecipeError
-from ..profile import Profile
-from ..recipe import load_profile, recipes_root
+from jetwheel.errors import PlanError, RecipeError
+from jetwheel.model.profile import Profile
+from jetwheel.model.recipe import load_profile, recipes_root
 
 PREFERRED_PROFILE = "triton-25.04"
 
@@ -32,7 +32,7 @@ def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None 
 
 def profile_views() -> dict[str, Any]:
     """Every profile as the plain data the index's pages show (the server reads no recipes)."""
-    from ..index.profiles import ProfileView
+    from jetwheel.index.server.profiles import ProfileView
 
     views = {}
     for path in sorted((recipes_root() / "profiles").glob("*.toml")):

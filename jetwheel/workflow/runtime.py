@@ -7,9 +7,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runtimetar import Member
-from ..verify.policy import Policy
-from .client import index_client
+from jetwheel.runtime.tarball import Member
+from jetwheel.verify.policy import Policy
+from jetwheel.workflow.client import index_client
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,9 @@ class PolicyFile:
 
 def policy_from_image(image: str, engine: str, out: str) -> PolicyFile:
     """The libraries `image` provides, saved as a policy file (default: IMAGE-TAG.policy.json here)."""
-    from ..runtime import default_policy_path
-    from ..runtime import policy_from_image as read
-    from ..verify.policy import save
+    from jetwheel.runtime.image import default_policy_path
+    from jetwheel.runtime.image import policy_from_image as read
+    from jetwheel.verify.policy import save
 
     policy = read(image, engine)
     path = Path(out) if out else default_policy_path(image)
@@ -43,8 +43,8 @@ def runtime_tarball(
 ) -> Tarball:
     """The libraries the stack's wheels need that the runtime lacks, from the builder image, with
     their licenses, as the tarball Triton's vLLM step unpacks; uploaded to the index with `upload`."""
-    from ..recipe import load_profile
-    from ..runtimetar import make, stack_wheels
+    from jetwheel.model.recipe import load_profile
+    from jetwheel.runtime.tarball import make, stack_wheels
 
     prof = load_profile(profile)
     client = index_client(index) if index or upload else None

@@ -13,10 +13,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import JetwheelError, RecipeError
-from ..recipe import load_recipes
-from .profiles import profile_views
+from jetwheel.errors import JetwheelError, RecipeError
+from jetwheel.model.recipe import load_recipes
+from jetwheel.workflow.profiles import profile_views
+
+if TYPE_CHECKING:
+    from jetwheel.index.server.server import Limits
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,19 @@ class ServeOptions:
     nginx: bool = False  # nginx serves reads from a tree kept rendered; the app takes the rest
 
 
+def _limits(opts: ServeOptions) -> Limits:
+    from jetwheel.index.server.server import Limits
+
+    if not opts.client_timeout:
+        return Limits(max_connections=opts.max_connections)
+    return Limits(opts.client_timeout, opts.client_timeout, opts.max_connections)
+
+
 def serve_index(opts: ServeOptions) -> None:
-    from ..index.app import Settings
-    from ..index.config import load_config
-    from ..index.server import Limits, Tls, serve
+    from jetwheel.index.front import static
+    from jetwheel.index.server.app import Settings
+    from jetwheel.index.server.config import load_config
+    from jetwheel.index.server.server import Tls, serve
 
     cfg = load_config(Path(opts.config) if opts.config else None)
     try:
@@ -71,13 +84,10 @@ def serve_index(opts: ServeOptions) -> None:
         profiles=profile_views(),
         url=(opts.public_url or cfg.public_url or f"{scheme}://{shown}:{port}").rstrip("/"),
         check_profiles=True,
+        followers=(static.follow,),  # the nginx front's tree follows each change (when a front serves)
     )
     store_root = Path(opts.root) if opts.root else cfg.root
-    limits = (
-        Limits(max_connections=opts.max_connections)
-        if not opts.client_timeout
-        else Limits(opts.client_timeout, opts.client_timeout, opts.max_connections)
-    )
+    limits = _limits(opts)
 
     def run_app(on_host: str, on_port: int, front_secret: str = "") -> None:
         serve(
@@ -98,7 +108,7 @@ def serve_index(opts: ServeOptions) -> None:
         raise JetwheelError("--nginx serves reads without a login; drop --auth-reads or serve without --nginx")
     if tls is not None:
         raise JetwheelError("--nginx serves plain HTTP; put TLS in front of it, or serve with TLS without --nginx")
-    from ..index.front import serve_front
+    from jetwheel.index.front.front import serve_front
 
     serve_front(store_root, host, port, run_app, opts.max_upload_mb << 20)
 

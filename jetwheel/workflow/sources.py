@@ -7,15 +7,15 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ..digest import sha256_file
-from ..errors import PlanError
-from ..recipe import Recipe, load_recipes
-from ..source_archives import Archive
-from ..source_fetch import Lookup, local_sources_dir, make_archive
-from ..stepsource import StepSource
-from ..subsources import sub_archive
-from .client import index_client
-from .profiles import profile_for
+from jetwheel.digest import sha256_file
+from jetwheel.errors import PlanError
+from jetwheel.model.recipe import Recipe, load_recipes
+from jetwheel.model.stepsource import StepSource
+from jetwheel.sources.archives import Archive
+from jetwheel.sources.fetch import Lookup, local_sources_dir, make_archive
+from jetwheel.sources.subsources import sub_archive
+from jetwheel.workflow.client import index_client
+from jetwheel.workflow.profiles import profile_for
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def upload_source(path: Path, index: str) -> Uploaded:
 
 
 def _pinned_source(name: str, profile: str) -> tuple[Recipe, StepSource, str]:
-    from ..plan import source_spec, wheel_version
+    from jetwheel.build.plan import source_spec, wheel_version
 
     recipes = load_recipes()
     recipe = recipes.get(canonicalize_name(name))

@@ -6,25 +6,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import JetwheelError, UsageError
-from ..index.client import IndexClient
-from ..recipe import load_profile, load_recipes
-from ..smoke import Outcome
-from ..verify.report import Report
-from .client import index_client
+from jetwheel.errors import JetwheelError, UsageError
+from jetwheel.index.client.client import IndexClient
+from jetwheel.model.recipe import load_profile, load_recipes
+from jetwheel.triton.smoke import Outcome
+from jetwheel.verify.report import Report
+from jetwheel.workflow.client import index_client
 
 
 def requirements(profile: str, require_hashes: bool, index_url: str) -> str:
     """The requirements file for build.py's `req` secret (hash-pinned from the index with `require_hashes`)."""
-    from ..triton import requirements as make
+    from jetwheel.triton.buildpy import requirements as make
 
     return make(load_profile(profile), index_client(index_url) if index_url else None, require_hashes)
 
 
 def triton_command(index_url: str, profile: str, requirements_file: str, pytorch_triton_url: str = "") -> str:
     """The build.py command, with the wheel URL looked up on the index when it is reachable."""
-    from ..triton import build_command, nvpl_slim_url
-    from ..triton import pytorch_triton_url as lookup
+    from jetwheel.triton.buildpy import build_command, nvpl_slim_url
+    from jetwheel.triton.buildpy import pytorch_triton_url as lookup
 
     prof = load_profile(profile)
     client = IndexClient(index_url)
@@ -34,7 +34,7 @@ def triton_command(index_url: str, profile: str, requirements_file: str, pytorch
         except JetwheelError:
             # not reachable from here (the command is often written before the index is up):
             # the URL the index will serve once pytorch-triton is published
-            from ..plan import wheel_name, wheel_version
+            from jetwheel.build.plan import wheel_name, wheel_version
 
             recipe = load_recipes()["pytorch-triton"]
             pytorch_triton_url = client.package_url(wheel_name(recipe, prof, wheel_version(recipe, prof)))
@@ -56,8 +56,8 @@ class TritonCheck:
 
 def check(index_url: str, profile: str, image: str, gpu: bool, engine: str, policy: str) -> TritonCheck:
     """Dry-run Triton's vLLM install step against the index, and/or smoke-test the image build.py made."""
-    from ..triton import check as check_index
-    from ..triton import smoke_check
+    from jetwheel.triton.buildpy import check as check_index
+    from jetwheel.triton.buildpy import smoke_check
 
     if not index_url and not image:
         raise UsageError("give --index-url (check the index) or --image (smoke-test an image)")

@@ -7,21 +7,21 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ..errors import JetwheelError
-from ..index.client import IndexClient
-from ..indexwheels import IndexWheels
-from ..recipe import load_profile, load_recipes
-from ..target import Target
-from ..verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
-from ..verify.policy import apply as apply_policy
-from ..verify.report import Report
-from .client import index_client
+from jetwheel.build.indexwheels import IndexWheels
+from jetwheel.errors import JetwheelError
+from jetwheel.index.client.client import IndexClient
+from jetwheel.model.recipe import load_profile, load_recipes
+from jetwheel.target import Target
+from jetwheel.verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
+from jetwheel.verify.policy import apply as apply_policy
+from jetwheel.verify.report import Report
+from jetwheel.workflow.client import index_client
 
 
 def runtime_target(target: Target, policy: str, runtime_tarball: str) -> Target:
     """The target with the runtime read from its image (`inv policy.from-image`) in place of the
     profile's hand-written table, and the runtime tarball's libraries added to it."""
-    from ..runtime import runtime_policy
+    from jetwheel.runtime.image import runtime_policy
 
     if not policy:
         if runtime_tarball:

@@ -1,0 +1,1 @@
+"""The build: plan, preflight, engine, schedule, progress and repair."""

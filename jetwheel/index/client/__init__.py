@@ -1,0 +1,1 @@
+"""The client side of the index: publish, look up, mirror."""

@@ -1,0 +1,1 @@
+"""nginx in front of the app and the static export, following the store."""

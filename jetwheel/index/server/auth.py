@@ -1,0 +1,238 @@
+"""Who may do what on the index: users (htpasswd, bcrypt) with roles, expiring read-only tokens,
+and a per-address throttle on failed logins.
+
+Roles are ordered: read < upload < builder < admin. Uploading needs `upload`; the names the recipes
+own, cache keys and the facts other machines' verifies trust need `builder`; yank, delete and
+overwrite need `admin`. A user the htpasswd file knows and the config gives no role has `upload`.
+
+Tokens name their user: one is worth no more than what that user may do now (none once the user is
+gone from the htpasswd file).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from passlib.apache import HtpasswdFile
+from passlib.hash import bcrypt
+
+from jetwheel.errors import StoreError
+from jetwheel.wire import ADMIN, BUILDER, PUBLIC, READ, UPLOAD
+
+RANK = {PUBLIC: 0, READ: 1, UPLOAD: 2, BUILDER: 3, ADMIN: 4}
+ROLES = (READ, UPLOAD, BUILDER, ADMIN)
+TOKEN_PREFIX = "jw2."
+KEY_BYTES = 32  # the signing key; a shorter one (an empty file a full disk left) is refused
+MAX_TOKEN_DAYS = 366
+MAX_PASSWORD = 1024  # bytes; bcrypt reads 72 of them, but a longer one must not be an error
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+class BadCredentials(StoreError):
+    """The Authorization header cannot be a login at all (400, not counted as a guess)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str
+
+
+def parse_basic(header: str) -> Credentials | None:
+    """The user and password of a Basic Authorization header; None when there is none."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise BadCredentials("only Basic authorization is supported")
+    if len(value) > 4 * MAX_PASSWORD:
+        raise BadCredentials(f"credentials too long (a password has at most {MAX_PASSWORD} bytes)")
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):
+        raise BadCredentials("Basic credentials must be base64 of UTF-8 'user:password'") from None
+    if not sep or "\x00" in user or "\x00" in password:
+        raise BadCredentials("Basic credentials must be 'user:password' without NUL characters")
+    if len(password.encode()) > MAX_PASSWORD or len(user) > 256:
+        raise BadCredentials(f"credentials too long (a password has at most {MAX_PASSWORD} bytes)")
+    return Credentials(user, password)
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise StoreError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    return role
+
+
+# -- tokens ------------------------------------------------------------------------------------------
+class BadKey(StoreError):
+    """The token key on disk cannot sign anything safely (empty or short)."""
+
+
+TOKEN_KEY = "token.key"
+
+
+def token_key(path: Path) -> bytes:
+    """The index's secret for signing tokens, created on first use (mode 0600) at `path`, in the
+    store's state directory (`Store.state_path(TOKEN_KEY)`).
+
+    Created whole or not at all: the key is written and synced under a temporary name, then linked
+    to its name (link fails if another worker got there first: both then read the winner's key).
+    A short key on disk is refused, never used: a token signed with an empty key is anyone's."""
+    if not path.exists():
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(KEY_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = path.read_bytes()
+    if len(key) < KEY_BYTES:
+        raise BadKey(f"{path} holds {len(key)} bytes, fewer than {KEY_BYTES}: remove it and restart to make a new key")
+    return key
+
+
+@dataclass(frozen=True)
+class Token:
+    user: str
+    role: str
+
+
+def issue_token(key: bytes, expires_at: int, user: str, role: str = READ) -> str:
+    """A token that grants `user` at most `role` until `expires_at` (Unix time). Stateless: signed."""
+    if not USER_NAME.fullmatch(user):
+        raise StoreError(f"invalid user name {user!r}")
+    body = f"{check_role(role)}.{_b64(user.encode())}.{expires_at}"
+    return TOKEN_PREFIX + body + "." + _sign(key, body)
+
+
+def check_token(key: bytes, token: str, now: float) -> Token | None:
+    """The user and role of a valid, unexpired token; None otherwise (also for any garbage)."""
+    role, user, expires, sig = [*token[len(TOKEN_PREFIX) :].split("."), "", "", ""][:4]
+    body = f"{role}.{user}.{expires}"
+    if role not in ROLES or not expires.isdigit() or not hmac.compare_digest(sig.encode(), _sign(key, body).encode()):
+        return None
+    try:
+        name = base64.urlsafe_b64decode(user + "=" * (-len(user) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+    return Token(name, role) if int(expires) > now else None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _sign(key: bytes, body: str) -> str:
+    return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
+
+
+# -- users -------------------------------------------------------------------------------------------
+class Users:
+    """Password checks against the htpasswd file. Slow on purpose (bcrypt): call from a thread.
+
+    An unknown user costs one bcrypt verification too, so the time of an answer does not tell which
+    names exist. Verified logins are remembered for a while (bounded) so that a client sending its
+    credentials with every request does not pay bcrypt each time."""
+
+    REMEMBER = 300.0
+    REMEMBERED = 256
+
+    def __init__(self, htpasswd: Path | None, roles: Mapping[str, str]) -> None:
+        self.roles = {u: check_role(r) for u, r in roles.items()}
+        self._ht: HtpasswdFile | None = None
+        if htpasswd is not None:
+            if not htpasswd.is_file():
+                raise StoreError(f"htpasswd file {htpasswd} does not exist")
+            self._ht = HtpasswdFile(str(htpasswd))
+            # the scheme add_user writes: an unknown user costs what a known one does
+            self._dummy = bcrypt.hash(secrets.token_hex(16))
+        self._lock = threading.Lock()
+        self._ok: OrderedDict[tuple[str, bytes], float] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self._ht is not None
+
+    def _reload(self, ht: HtpasswdFile) -> None:
+        """Re-read the htpasswd file if it changed: then every remembered login is forgotten
+        (a password changed or a user removed counts at once). Call with the lock held."""
+        if ht.load_if_changed():
+            self._ok.clear()
+
+    def current_role(self, user: str) -> str | None:
+        """The role the user has now; None when the htpasswd file no longer knows them."""
+        if self._ht is None:
+            return None
+        with self._lock:
+            self._reload(self._ht)
+            known = self._ht.get_hash(user) is not None
+        return self.roles.get(user, UPLOAD) if known else None
+
+    def role(self, creds: Credentials) -> str | None:
+        """The role of a user whose password is right; None otherwise."""
+        if self._ht is None:
+            return None
+        key = (creds.user, hashlib.sha256(creds.password.encode()).digest())
+        now = time.monotonic()
+        with self._lock:
+            self._reload(self._ht)
+            known = self._ok.get(key)
+            stored = self._ht.get_hash(creds.user)
+        if known is not None and known > now:
+            return self.roles.get(creds.user, UPLOAD)
+        if stored is None:
+            self._ht.context.verify(creds.password, self._dummy)
+            return None
+        if not self._ht.context.verify(creds.password, stored):
+            return None
+        with self._lock:
+            self._ok[key] = now + self.REMEMBER
+            self._ok.move_to_end(key)
+            while len(self._ok) > self.REMEMBERED:
+                self._ok.popitem(last=False)
+        return self.roles.get(creds.user, UPLOAD)
+
+
+# -- throttle ----------------------------------------------------------------------------------------
+class Throttle:
+    """Failed logins per client address: past `limit` within `window` seconds, the address must wait
+    until the window ends. Holds at most `clients` addresses (the oldest are forgotten first)."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0, clients: int = 10_000) -> None:
+        self.limit, self.window, self.clients = limit, window, clients
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds the address must wait before its next login attempt (0: it may try now)."""
+        count, start = self._failures.get(address, (0, now))
+        if now >= start + self.window:
+            self._failures.pop(address, None)
+            return 0.0
+        return start + self.window - now if count >= self.limit else 0.0
+
+    def failed(self, address: str, now: float) -> None:
+        count, start = self._failures.pop(address, (0, now))
+        if now >= start + self.window:
+            count, start = 0, now
+        self._failures[address] = (count + 1, start)
+        while len(self._failures) > self.clients:
+            self._failures.popitem(last=False)

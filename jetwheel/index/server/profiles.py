@@ -1,0 +1,100 @@
+"""The profiles the index's pages show, and whether each one resolves from the store.
+
+The server gets profiles as plain data (the build side turns its recipes into ProfileView before
+starting it) and never reads recipes itself. Compatibility is computed when the store changes,
+in-process over the store's own metadata (resolve.py: nothing an upload says is fetched or run);
+the result is recorded in the store's derived data (.jetwheel/compat.json) for every worker to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jetwheel.index.server.resolve import resolve
+from jetwheel.index.store.store import Store
+from jetwheel.target import Target
+
+COMPAT = "compat.json"
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    """What a page needs to know about one profile."""
+
+    name: str
+    top: str  # the requirement the profile exists for, e.g. vllm==0.8.1
+    versions: Mapping[str, str]  # canonical name -> pinned version
+    target: Target
+    jetpack: str = ""
+    l4t: str = ""
+
+
+@dataclass(frozen=True)
+class Compat:
+    passed: bool
+    detail: str
+
+
+def check(store: Store, view: ProfileView) -> Compat:
+    """Would the profile's top requirement install for its target from this store alone?
+    In-process over the store's metadata (resolve.py): no pip, no network, no build step."""
+    where = f"cp{view.target.python.replace('.', '')} {view.target.platform}"
+    got = resolve(store, [view.top], view.target)
+    if got.missing:
+        return Compat(False, f"{', '.join(got.missing)}: no {where} wheel on this index")
+    return Compat(True, f"{view.top} resolves to " + ", ".join(got.installs))
+
+
+def read(store: Store) -> tuple[list[int], dict[str, Compat]]:
+    """(the store generation it was computed for, results by profile); empty when never computed."""
+    try:
+        doc = json.loads(store.state_path(COMPAT).read_bytes())
+        return list(doc["generation"]), {
+            k: Compat(bool(v["passed"]), str(v["detail"])) for k, v in doc["profiles"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [], {}
+
+
+async def refresh(store: Store, profiles: Mapping[str, ProfileView]) -> dict[str, Compat] | None:
+    """Compute and record every profile's compatibility for this generation of the store. Only one
+    process does it at a time: None when another one is at it (its result lands in the same file).
+    A profile none of whose packages the store holds is not worth resolving."""
+    with open(store.state_path("compat.lock"), "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        generation, present = store.generation(), set(store.projects())
+        results = {
+            name: await asyncio.to_thread(check, store, view)
+            if present & set(view.versions)
+            else Compat(False, "none of its packages is on this index yet")
+            for name, view in profiles.items()
+        }
+        doc = {"generation": list(generation), "profiles": {k: vars(v) for k, v in results.items()}}
+        tmp = store.scratch_path(f"{COMPAT}.{os.getpid()}")
+        tmp.write_bytes(json.dumps(doc).encode())
+        os.replace(tmp, store.state_path(COMPAT))
+        return results
+
+
+async def keep_fresh(store: Store, profiles: Mapping[str, ProfileView], settle: float = 2.0) -> None:
+    """Run forever: once the store has not changed for `settle` seconds and its recorded
+    compatibility is for an older generation, compute it again."""
+    seen: tuple[int, ...] | None = None
+    while True:
+        await asyncio.sleep(settle)
+        gen = store.generation()
+        if gen != seen:  # still changing (a build publishing its wheels): wait until it settles
+            seen = gen
+            continue
+        if read(store)[0] != list(gen):
+            with contextlib.suppress(OSError):
+                await refresh(store, profiles)

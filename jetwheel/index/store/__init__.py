@@ -1,0 +1,1 @@
+"""The index's store: files, records, their validation, and the read interface (Catalog)."""

@@ -1,0 +1,242 @@
+"""The index's store: a Catalog (catalog.py: the layout, read) that can be changed, whole or not
+at all, by several processes at once.
+
+Nothing half-done is ever visible: a file is streamed to .jetwheel/tmp/, checked, its derived data
+written, and only then renamed into the directory. The rename is the commit, and the last step that
+can fail: everything that needs disk space is written before it, so a full disk refuses the upload
+(507) and leaves nothing behind, and the client's retry succeeds once there is space. Every change
+takes the store's lock, bumps the generation and tells the observers (Store.on_change).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from jetwheel.digest import chunks
+from jetwheel.errors import StoreError, UploadRejected
+from jetwheel.index.store.catalog import DERIVED, Catalog, describe
+from jetwheel.index.store.durable import fsync_dir, refusing_full, remove_abandoned, staging, write_staged
+from jetwheel.index.store.records import Hashes, StoredFile
+from jetwheel.index.store.validate import check_artifact_name, check_filename, inspect_wheel
+
+CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
+
+
+class Store(Catalog):
+    """A directory of distributions and their derived data. Safe for several processes at once."""
+
+    def __init__(self, root: Path, allow_overwrite: bool = False, max_upload: int = 8 << 30) -> None:
+        super().__init__(root)
+        self.allow_overwrite = allow_overwrite
+        self.max_upload = max_upload
+        self._observers: list[Callable[[Store, str], None]] = []
+
+    # -- changing ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """The store's lock (flock, so across processes): held, no change is made through any store
+        of this directory. Every change takes it; so may a reader that needs the store to stand still."""
+        with open(self.state / "lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _next_generation(self) -> Path:
+        """A new generation file, staged: renaming it over the old one (no space needed) is the bump."""
+        return write_staged(self.tmp, str(time.time_ns()).encode())
+
+    def _changed(self, staged_generation: Path) -> None:
+        """Publish a change that has already been made: every reader's next look sees it."""
+        os.replace(staged_generation, self.state / "generation")
+
+    def on_change(self, observer: Callable[[Store, str], None]) -> None:
+        """Call `observer(store, filename)` after each change committed through this store object,
+        with the lock held (the nginx front's tree follows the store this way: static.follow).
+        The change is already committed when it runs: an observer must not raise."""
+        self._observers.append(observer)
+
+    def _follow(self, filename: str) -> None:
+        for observer in self._observers:
+            observer(self, filename)
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[tuple[Any, Path]]:
+        """A temp file in the store's filesystem to stream an upload into (durable.staging)."""
+        with staging(self.tmp) as staged:
+            yield staged
+
+    def add(
+        self,
+        staged: Path,
+        filename: str,
+        hashes: Hashes,
+        *,
+        sha256_digest: str = "",
+        md5_digest: str = "",
+        artifact: bool = False,
+        provenance: dict[str, Any] | None = None,
+        verify: dict[str, Any] | None = None,
+        facts: Path | None = None,
+        overwrite: bool | None = None,
+        published_by: str = "",
+    ) -> StoredFile:
+        """Commit a staged upload (and its staged facts file). Raises UploadRejected, leaving the store
+        as it was, on any fault: 507 when the disk is full. `overwrite` (default: the store's
+        allow_overwrite) lets the upload replace a file of the same name."""
+        meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact)
+        meta.update(
+            upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
+        )
+        self._commit(staged, filename, meta, metadata, facts, self.allow_overwrite if overwrite is None else overwrite)
+        info = self._info(filename)
+        assert info is not None
+        return info
+
+    def _describe(
+        self, staged: Path, filename: str, hashes: Hashes, sha256_digest: str, md5_digest: str, artifact: bool
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """The upload checked against its name, size and the digests its uploader sent: its record
+        (without upload time or claims) and its METADATA (None for an artifact)."""
+        check_filename(filename)
+        if hashes.size > self.max_upload:
+            raise UploadRejected(f"file too large: {hashes.size} bytes > limit {self.max_upload}", 413)
+        sha = hashes.sha256.hexdigest()
+        if sha256_digest and sha256_digest.lower() != sha:
+            raise UploadRejected("sha256_digest does not match the uploaded bytes", 400)
+        if md5_digest and md5_digest.lower() != hashes.md5.hexdigest():
+            raise UploadRejected("md5_digest does not match the uploaded bytes", 400)
+        if artifact:
+            check_artifact_name(filename)
+            meta: dict[str, Any] = {"project": "", "version": ""}
+            metadata = None
+        else:
+            dist = inspect_wheel(staged, filename)
+            meta, metadata = describe(dist), dist.metadata
+        meta.update(size=hashes.size, sha256=sha)
+        return meta, metadata
+
+    def _commit(
+        self,
+        staged: Path,
+        filename: str,
+        meta: dict[str, Any],
+        metadata: bytes | None,
+        facts: Path | None,
+        may_replace: bool,
+    ) -> None:
+        """Under the lock: everything that needs space staged first, then only renames, the file's last."""
+        target = self.root / filename
+        with self.lock():
+            if os.path.lexists(target) and not may_replace:
+                raise UploadRejected(f"{filename} already exists; the index does not overwrite files", 409)
+            staged_derived: list[Path] = []
+            with refusing_full():
+                try:
+                    meta_tmp = write_staged(self.tmp, json.dumps(meta).encode())
+                    staged_derived.append(meta_tmp)
+                    metadata_tmp = write_staged(self.tmp, metadata) if metadata is not None else None
+                    if metadata_tmp is not None:
+                        staged_derived.append(metadata_tmp)
+                    generation = self._next_generation()
+                    staged_derived.append(generation)
+                    os.chmod(staged, 0o644)
+                except OSError:
+                    for p in staged_derived:
+                        p.unlink(missing_ok=True)
+                    raise
+            os.replace(meta_tmp, self._meta_path(filename))
+            if metadata_tmp is not None:
+                os.replace(metadata_tmp, self.metadata_path(filename))
+            else:
+                self.metadata_path(filename).unlink(missing_ok=True)
+            os.replace(staged, target)  # the commit: the file becomes visible only now, whole
+            if facts is not None:
+                os.replace(facts, self.facts_path(filename))
+            else:
+                self.facts_path(filename).unlink(missing_ok=True)
+            self._changed(generation)
+            self._follow(filename)
+            with contextlib.suppress(OSError):  # durability only: the commit has happened
+                fsync_dir(self.root)
+
+    def add_file(self, source: Path, filename: str | None = None, **kw: Any) -> StoredFile:
+        """Add a file from disk (tests and benchmarks fill a store this way): copied through staging like an upload."""
+        filename = filename or source.name
+        h = Hashes()
+        with self.staging() as (out, tmp), open(source, "rb") as src:
+            for chunk in chunks(src):
+                h.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+            return self.add(tmp, filename, h, **kw)
+
+    def _rewrite_meta(self, filename: str, **changes: Any) -> StoredFile:
+        if not self.regular_file(self.root / check_filename(filename)):
+            raise StoreError(f"no such file: {filename}")
+        with self.lock():
+            # a delete may have won the race for the lock: the file is gone, say so (404)
+            try:
+                if self._info(filename) is None:
+                    raise FileNotFoundError(filename)
+                meta = json.loads(self._meta_path(filename).read_bytes())
+            except (FileNotFoundError, ValueError):
+                raise StoreError(f"no such file: {filename}") from None
+            meta.update(changes)
+            with refusing_full():
+                staged, generation = write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
+            os.replace(staged, self._meta_path(filename))
+            self._changed(generation)
+            self._follow(filename)
+            new = self._info(filename)
+        if new is None:
+            raise StoreError(f"no such file: {filename}")
+        return new
+
+    def yank(self, filename: str, reason: str = "") -> StoredFile:
+        """PEP 592: pip skips a yanked file unless it is pinned exactly."""
+        return self._rewrite_meta(filename, yanked=reason)
+
+    def unyank(self, filename: str) -> StoredFile:
+        return self._rewrite_meta(filename, yanked=None)
+
+    def delete(self, filename: str) -> None:
+        target = self.root / check_filename(filename)
+        with self.lock():
+            if not self.regular_file(target):
+                raise StoreError(f"no such file: {filename}")
+            target.unlink()
+            for p in self._derived(filename):
+                p.unlink(missing_ok=True)
+            try:
+                self._changed(self._next_generation())
+            except OSError:  # a full disk must not keep the deletion from being seen
+                (self.state / "generation").unlink(missing_ok=True)
+            self._follow(filename)
+
+    def clean(self, grace: float = CLEAN_GRACE) -> int:
+        """Remove what a killed process left: staged files no live writer holds and derived files
+        of distributions that are gone. Under the store's lock, so another server's commit is never
+        cut in half; an upload still streaming in (its staging file locked) is left alone, and so is
+        any staged file younger than `grace` seconds. Returns how many files it removed."""
+        with self.lock():
+            return self._clean(time.time() - grace)
+
+    def _clean(self, before: float) -> int:
+        n = remove_abandoned(self.tmp, before)
+        for kind, suffix in DERIVED.items():
+            for p in (self.state / kind).iterdir():
+                if not p.name.endswith(suffix) or not self.regular_file(self.root / p.name[: -len(suffix)]):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                        n += 1
+        return n

@@ -1,0 +1,171 @@
+"""Upload validation: everything an uploaded distribution must satisfy before it may become visible."""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from jetwheel.errors import UploadRejected
+
+# Files that are not Python distributions but that Triton's Dockerfile fetches by URL (the NVPL slim
+# tarball behind NVPL_SLIM_URL): stored and served, never listed as a project.
+ARTIFACT_SUFFIXES = (".tar", ".tar.gz", ".tar.xz", ".tgz", ".zip")
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+# The store keeps derived files named <filename>.metadata beside a 255-byte file-system limit
+MAX_NAME = 240
+MAX_METADATA = 4 << 20  # a wheel's METADATA; real ones (vLLM's, with its README) are well under 100 kB
+MAX_INFLATED = 64 << 30  # all members of a wheel together, as their headers declare them
+
+
+DistKind = Literal["wheel", "sdist"]
+
+
+@dataclass(frozen=True)
+class Distribution:
+    filename: str
+    project: NormalizedName
+    version: Version
+    kind: DistKind
+    metadata: bytes | None  # the wheel's METADATA (PEP 658 serves it), None for an sdist
+    requires_python: str
+
+
+def check_filename(filename: str) -> str:
+    """Refuse names that could escape the store or confuse a client; return the name unchanged."""
+    if (
+        not filename
+        or filename in (".", "..")
+        or ".." in filename
+        or _BAD_NAME.search(filename)
+        or filename.startswith(".")
+    ):
+        raise UploadRejected(
+            f"invalid filename {filename!r}: no path separators, '..', control characters or leading dot", 400
+        )
+    try:
+        size = len(filename.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UploadRejected(f"invalid filename {filename!r}: not UTF-8", 400) from None
+    if size > MAX_NAME:
+        raise UploadRejected(f"filename too long: {size} bytes, at most {MAX_NAME}", 400)
+    return filename
+
+
+def parse_filename(filename: str) -> tuple[NormalizedName, Version, DistKind]:
+    check_filename(filename)
+    try:
+        if filename.endswith(".whl"):
+            name, version, _build, _tags = parse_wheel_filename(filename)
+            return name, version, "wheel"
+        if filename.endswith((".tar.gz", ".zip")):
+            name, version = parse_sdist_filename(filename)
+            return name, version, "sdist"
+    except (InvalidWheelFilename, InvalidSdistFilename) as e:
+        raise UploadRejected(f"invalid distribution filename {filename!r}: {e}", 400) from None
+    raise UploadRejected(f"unsupported file type {filename!r}: upload a .whl or an sdist (.tar.gz)", 400)
+
+
+def check_artifact_name(filename: str) -> str:
+    """An artifact is a file that is not a Python distribution (the NVPL tarball, a source archive):
+    one named like a wheel or an sdist would be served where pip and build scripts fetch
+    distributions, without the metadata check a distribution passes. Refused; returns the name."""
+    check_filename(filename)
+    if not filename.endswith(ARTIFACT_SUFFIXES) or filename.endswith(".whl"):
+        raise UploadRejected(f"artifact {filename!r} must be a .tar, .tar.gz, .tar.xz, .tgz or .zip", 400)
+    try:
+        parse_sdist_filename(filename)
+    except (InvalidSdistFilename, ValueError):
+        return filename
+    raise UploadRejected(f"artifact {filename!r} is named like an sdist: upload it as a distribution", 400)
+
+
+def check_requirements(msg: email.message.Message, where: str) -> None:
+    """Every Requires-Dist must name a project, never a URL: pip fetches (and builds) a direct URL
+    wherever it reads one, so an index that serves such metadata makes its clients, and its own
+    compatibility check, open any address and run any sdist's build backend. PyPI refuses them too."""
+    for value in msg.get_all("Requires-Dist") or []:
+        try:
+            req = Requirement(str(value))
+        except InvalidRequirement as e:
+            raise UploadRejected(f"{where}: invalid Requires-Dist {str(value)[:200]!r}: {e}", 400) from None
+        if req.url:
+            raise UploadRejected(
+                f"{where}: Requires-Dist {str(value)[:200]!r} is a direct URL reference; "
+                "the index refuses them (as PyPI does): require a project name and version",
+                400,
+            )
+
+
+def _parse_metadata(raw: bytes, where: str) -> tuple[str, str, str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UploadRejected(f"{where} is not valid UTF-8 (core metadata must be UTF-8)", 400) from None
+    msg = email.parser.Parser(policy=email.policy.compat32).parsestr(text)
+    name, version = msg.get("Name"), msg.get("Version")
+    if not name or not version:
+        raise UploadRejected(f"{where} lacks Name or Version", 400)
+    check_requirements(msg, where)
+    return str(name), str(version), str(msg.get("Requires-Python") or "")
+
+
+def _read_capped(zf: zipfile.ZipFile, member: str, cap: int) -> bytes:
+    """A member's bytes, read in bounded chunks: one that inflates past `cap` is refused, never held."""
+    out = bytearray()
+    with zf.open(member) as f:
+        while chunk := f.read(1 << 16):
+            out += chunk
+            if len(out) > cap:
+                raise UploadRejected(f"{member} inflates to more than {cap >> 20} MiB", 413)
+    return bytes(out)
+
+
+def inspect_wheel(path: Path, filename: str) -> Distribution:
+    """Open the uploaded file as a wheel and check that its METADATA agrees with its filename."""
+    name, version, kind = parse_filename(filename)
+    if kind != "wheel":
+        return Distribution(filename, name, version, kind, None, "")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if sum(i.file_size for i in zf.infolist()) > MAX_INFLATED:
+                raise UploadRejected(f"wheel inflates to more than {MAX_INFLATED >> 30} GiB", 413)
+            dist_info = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            for member in zf.namelist():
+                if member.startswith("/") or ".." in member.split("/"):
+                    raise UploadRejected(f"wheel member {member!r} escapes the install directory", 400)
+            if len(dist_info) != 1:
+                raise UploadRejected("wheel must contain exactly one *.dist-info/METADATA", 400)
+            raw = _read_capped(zf, dist_info[0], MAX_METADATA)
+            bad = zf.testzip()
+            if bad is not None:
+                raise UploadRejected(f"corrupt wheel: member {bad!r} fails its CRC check", 400)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        raise UploadRejected(f"not a valid zip archive (corrupt or truncated wheel): {e}", 400) from None
+    meta_name, meta_version, requires_python = _parse_metadata(raw, dist_info[0])
+    if canonicalize_name(meta_name) != name:
+        raise UploadRejected(f"METADATA Name {meta_name!r} does not match filename project {name!r}", 400)
+    try:
+        same_version = Version(meta_version) == version
+    except ValueError:
+        same_version = False
+    if not same_version:
+        raise UploadRejected(f"METADATA Version {meta_version!r} does not match filename version {version}", 400)
+    return Distribution(filename, name, version, kind, raw, requires_python)
