@@ -24,6 +24,8 @@ from jetwheel.runners import Runner, make_runner
 from jetwheel.sources.fetch import local_sources_dir
 from jetwheel.workflow.client import index_client
 from jetwheel.workflow.profiles import profile_for
+from jetwheel.workflow.sccache import describe
+from jetwheel.workflow.sccache import resolve as resolve_sccache
 
 if TYPE_CHECKING:
     from jetwheel.build.schedule import Engine
@@ -53,6 +55,7 @@ class BuildRequest:
     disk_gb: float = 20.0
     container_memory: str = ""
     engines: str = ""  # several engines at once (schedule.engine_names)
+    dist: str = ""  # an sccache-dist scheduler for the compile jobs (workflow/sccache.py)
     force: bool = False
     publish_failing: bool = False
     keep_work: bool = False
@@ -136,7 +139,9 @@ def where_to_build(planned: Planned, req: BuildRequest) -> Where:
         # a profile for another machine runs its containers emulated for that machine
         host = platform.machine()
         arch = req.arch or (planned.profile.arch if planned.profile.arch != host else "")
-        return Where(make_runner(planned.runner, req.engine, req.connection, req.gpu, arch, req.container_memory))
+        cache = resolve_sccache(req.dist)
+        memory = req.container_memory
+        return Where(make_runner(planned.runner, req.engine, req.connection, req.gpu, arch, memory, cache))
     from jetwheel.build.schedule import connect, engine_names
 
     fleet, down = connect(engine_names(req.engines), planned.plan, req.engine, req.gpu, req.arch, req.container_memory)
@@ -161,6 +166,8 @@ def build(req: BuildRequest, listener: Listener) -> Iterator[BuildNote]:
     client = index_client(req.index)  # one for the checks and the build
     for line in where.down:
         yield Notice(f"{line}; building without it")
+    if not where.fleet:
+        yield Notice(describe(resolve_sccache(req.dist)))
     match req.preflight:
         case "only":
             yield check_build(planned, where, req, client)
