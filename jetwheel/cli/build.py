@@ -9,6 +9,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
+from jetwheel.cli.dist import serve
 from jetwheel.cli.edge import clean_errors, dumps
 from jetwheel.exhaustive import assert_never
 from jetwheel.model.runnerkind import parse_runner
@@ -203,3 +204,4 @@ def clear(c: Context, runner: str = "local", engine: str = "", connection: str =
 
 
 cache_ns = Collection("cache", stats, clear)
+cache_ns.add_task(serve)  # the LAN's shared cache (cli/dist.py)
