@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,3 +148,41 @@ def start(role: str, conf: Path, log: Path, cpus: str = "", nice: int = 0) -> su
     out = open(log, "ab")  # noqa: SIM115 - the child keeps it
     env = {**os.environ, "SCCACHE_NO_DAEMON": "1", "SCCACHE_LOG": os.environ.get("SCCACHE_LOG", "info")}
     return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def scheduler_status(url: str, token: str, scratch: Path) -> dict[str, int]:
+    """The scheduler's own count of servers, cores and jobs in progress, asked as a client would
+    (`sccache --dist-status`, through a throwaway sccache server whose socket is in `scratch`)."""
+    from jetwheel.runners.sccache import DistClient, client_config
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    conf = scratch / "client.toml"
+    conf.touch(mode=0o600)
+    conf.write_text(client_config(DistClient(url, token), str(scratch / "client-cache")))
+    env = {**os.environ, "SCCACHE_CONF": str(conf), "SCCACHE_SERVER_UDS": str(scratch / "s.sock")}
+    env["SCCACHE_DIR"] = str(scratch / "cache")
+    try:
+        done = subprocess.run([_exe("sccache"), "--dist-status"], capture_output=True, text=True, env=env)
+    finally:
+        subprocess.run([_exe("sccache"), "--stop-server"], capture_output=True, env=env)
+    try:
+        answer = json.loads(done.stdout)
+        status = answer["SchedulerStatus"][1]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise RunnerError(f"scheduler {url} did not answer: {(done.stdout + done.stderr).strip()[-200:]}") from None
+    return {k: int(v) for k, v in status.items()}
+
+
+def wait_for_servers(url: str, token: str, count: int, scratch: Path, timeout: float = 60) -> dict[str, int]:
+    """Wait until `count` build servers have registered with the scheduler (their first heartbeat)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status = scheduler_status(url, token, scratch)
+            if status.get("num_servers", 0) >= count:
+                return status
+        except RunnerError:
+            status = {}
+        if time.monotonic() > deadline:
+            raise RunnerError(f"scheduler {url}: {status.get('num_servers', 0)} of {count} build servers registered")
+        time.sleep(0.5)
