@@ -144,7 +144,8 @@ def where_to_build(planned: Planned, req: BuildRequest) -> Where:
         return Where(make_runner(planned.runner, req.engine, req.connection, req.gpu, arch, memory, cache))
     from jetwheel.build.schedule import connect, engine_names
 
-    fleet, down = connect(engine_names(req.engines), planned.plan, req.engine, req.gpu, req.arch, req.container_memory)
+    names, cache = engine_names(req.engines), resolve_sccache(req.dist)
+    fleet, down = connect(names, planned.plan, req.engine, req.gpu, req.arch, req.container_memory, cache)
     return Where(fleet[0].runner, tuple(fleet), tuple(down))
 
 
@@ -166,8 +167,7 @@ def build(req: BuildRequest, listener: Listener) -> Iterator[BuildNote]:
     client = index_client(req.index)  # one for the checks and the build
     for line in where.down:
         yield Notice(f"{line}; building without it")
-    if not where.fleet:
-        yield Notice(describe(resolve_sccache(req.dist)))
+    yield Notice(describe(resolve_sccache(req.dist)))
     match req.preflight:
         case "only":
             yield check_build(planned, where, req, client)
