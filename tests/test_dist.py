@@ -21,6 +21,7 @@ from jetwheel.runners.ccache import CompilerCache
 from jetwheel.runners.local import LocalRunner
 from jetwheel.runners.sccache import DistClient, Sccache, read_counts
 from jetwheel.workflow.dist import plan_scheduler, plan_server, scheduler_status, start, wait_for_servers
+from jetwheel.workflow.sccache import checks
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sccache-dist") is None or shutil.which("bwrap") is None or os.geteuid() != 0,
@@ -60,6 +61,8 @@ def test_compile_jobs_of_a_step_run_on_the_build_server(tmp_path: Path, cluster:
     # only the named server registered: the impostor's token names another address
     assert scheduler_status(cluster.url, cluster.token, tmp_path / "status")["num_servers"] == 1
     cache = Sccache(directory=tmp_path / "sc", dist=DistClient(cluster.url, cluster.token))
+    [line] = checks(cache, tmp_path / "status")[1:]  # preflight's
+    assert line.ok and line.detail.startswith("1 build servers")
     run_in(tmp_path / "w", LocalRunner(ccache=CompilerCache(enabled=False), sccache=cache), step())
     counts = read_counts(cache.directory / "stats")
     # g++, and nvcc's passes (cudafe++, cicc, ptxas, the host g++): every compile ran remotely

@@ -18,6 +18,7 @@ from test_sccache import run_in, step
 from jetwheel.runners.ccache import CompilerCache
 from jetwheel.runners.local import LocalRunner
 from jetwheel.runners.sccache import Sccache, SharedCache, read_counts
+from jetwheel.workflow.sccache import checks
 from jetwheel.workflow.sharedcache import READER, WRITER, CacheServer, Credentials, start
 
 pytestmark = pytest.mark.skipif(
@@ -57,6 +58,17 @@ def test_only_the_builder_credential_writes_the_shared_cache(redis: tuple[CacheS
     assert cli(server, READER, creds.reader, "GET", "k") == "ok"
     # the config names the passwords by their hashes only
     assert creds.writer not in (server.state / "redis.conf").read_text()
+
+
+def test_preflight_checks_the_builders_credential_on_the_shared_cache(
+    tmp_path: Path, redis: tuple[CacheServer, Credentials]
+) -> None:
+    server, creds = redis
+    good = Sccache(directory=tmp_path, shared=SharedCache(server.endpoint, READER, creds.reader))
+    assert [(c.ok, c.detail) for c in checks(good, tmp_path)[1:]] == [(True, "+OK +PONG")]
+    bad = Sccache(directory=tmp_path, shared=SharedCache(server.endpoint, WRITER, "guess", writer=True))
+    [failed] = checks(bad, tmp_path)[1:]
+    assert not failed.ok and "WRONGPASS" in failed.detail and "inv cache.serve" in failed.fix
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")

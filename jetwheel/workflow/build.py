@@ -4,6 +4,7 @@ before it starts (preflight), run it. Each choice is made here, once, from a par
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass
@@ -24,7 +25,7 @@ from jetwheel.runners import Runner, make_runner
 from jetwheel.sources.fetch import local_sources_dir
 from jetwheel.workflow.client import index_client
 from jetwheel.workflow.profiles import profile_for
-from jetwheel.workflow.sccache import describe
+from jetwheel.workflow.sccache import checks as compiler_cache_checks
 from jetwheel.workflow.sccache import resolve as resolve_sccache
 
 if TYPE_CHECKING:
@@ -155,6 +156,8 @@ def check_build(planned: Planned, where: Where, req: BuildRequest, client: Index
     needs = Needs(disk_gb=req.disk_gb, sources=req.sources_dir())
     facts = where.fleet[0].facts if where.fleet else None  # a fleet's engine was probed by connect: not asked again
     checks = preflight(planned.plan, planned.recipes, planned.profile, where.runner, client, needs, req.gpu, facts)
+    with tempfile.TemporaryDirectory(prefix="jw-sccache-") as scratch:
+        checks += compiler_cache_checks(resolve_sccache(req.dist), Path(scratch))
     if failures(checks):
         raise PreflightFailed(checks)
     return PreflightPassed(tuple(checks), time.monotonic() - started)
@@ -167,7 +170,6 @@ def build(req: BuildRequest, listener: Listener) -> Iterator[BuildNote]:
     client = index_client(req.index)  # one for the checks and the build
     for line in where.down:
         yield Notice(f"{line}; building without it")
-    yield Notice(describe(resolve_sccache(req.dist)))
     match req.preflight:
         case "only":
             yield check_build(planned, where, req, client)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from jetwheel.errors import RunnerError, UsageError
+from jetwheel.build.check import Check
+from jetwheel.errors import JetwheelError, RunnerError, UsageError
 from jetwheel.exhaustive import assert_never
 from jetwheel.model.recipe import load_profile
 from jetwheel.model.runnerkind import RunnerKind
@@ -111,3 +113,47 @@ def render(cache: Sccache, counts: Counts) -> str:
         f"cache write errors  {counts.write_errors} (a reader's refused writes)",
     ]
     return "\n".join(lines)
+
+
+def redis_answer(endpoint: str, user: str, password: str, timeout: float = 5) -> str:
+    """What the shared cache answers this credential's AUTH and PING with ("+OK +PONG" when it may read)."""
+    hostport = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "6379")
+    args = [b"AUTH", user.encode(), password.encode()]
+    request = b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args) + b"*1\r\n$4\r\nPING\r\n"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            conn.sendall(request)
+            answer = b""
+            while answer.count(b"\r\n") < 2:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+    except (OSError, ValueError) as e:
+        return f"unreachable ({e})"
+    return " ".join(answer.decode(errors="replace").split("\r\n")).strip()
+
+
+def checks(cache: Sccache | None, scratch: Path) -> list[Check]:
+    """Preflight's lines for the compiler cache: which one; the shared cache answers this builder's
+    credential; the scheduler has build servers."""
+    found = [Check("compiler cache", True, describe(cache))]
+    if cache is not None and cache.shared:
+        s = cache.shared
+        answer = redis_answer(s.endpoint, s.username, s.password)
+        fix = "start it with inv cache.serve and export the credential it printed (JETWHEEL_SCCACHE_REDIS_*)"
+        ok = answer == "+OK +PONG"
+        found.append(Check(f"shared cache {s.endpoint} as {s.username}", ok, answer, "" if ok else fix))
+    if cache is not None and cache.dist:
+        from jetwheel.workflow.dist import scheduler_status
+
+        try:
+            status = scheduler_status(cache.dist.scheduler_url, cache.dist.token, scratch)
+            servers = status.get("num_servers", 0)
+            detail = f"{servers} build servers, {status.get('num_cpus', 0)} cores"
+            fix = "" if servers else "start build servers: inv dist.server (the scheduler printed their commands)"
+            found.append(Check(f"scheduler {cache.dist.scheduler_url}", servers > 0, detail, fix))
+        except JetwheelError as e:
+            found.append(Check(f"scheduler {cache.dist.scheduler_url}", False, str(e), "inv dist.scheduler"))
+    return found
