@@ -141,7 +141,7 @@ def test_docker_runner_installs_sccache_into_the_engines_volume_and_hits(tmp_pat
                 runner.discard(the_step)
             logs.append(log.path.read_text())
         assert "ccache serves this step" not in "".join(logs)
-        read = [*runner.probe_argv(image), f"cat {VOLUME_MOUNT}/stats/*.json"]
+        read = [*runner.probe_argv(image), f"for f in {VOLUME_MOUNT}/stats/*.json; do cat $f; echo; done"]
         reports = [json.loads(x) for x in subprocess.run(read, capture_output=True, text=True).stdout.split("\n") if x]
         counts = counts_of(reports)
         assert counts.steps == 2 and counts.misses == 1 and counts.hits == 1
