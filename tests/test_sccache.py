@@ -94,6 +94,31 @@ def test_second_compile_of_cxx_and_cuda_units_is_an_sccache_hit(
     assert re.search(rf"cache hits +{first.misses}\n", out) and re.search(r"remote compiles +0\n", out)
 
 
+@pytest.mark.skipif(not (shutil.which("sccache") and shutil.which("cmake") and shutil.which("ninja")), reason="cmake")
+def test_a_build_naming_sccache_as_its_own_launcher_compiles_once_through_it(tmp_path: Path) -> None:
+    # as vLLM's setup.py does when sccache is on PATH: CMake finds the wrapper as its compiler
+    work = tmp_path / "w"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.18)\nproject(t CXX)\nadd_library(t STATIC unit.cpp)\n"
+    )
+    (work / "src" / "unit.cpp").write_text(CXX)
+    (work / "out").mkdir()
+    commands = (
+        'cmake -S "$JW_SRC" -B "$JW_WORK/b" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=sccache',
+        'ninja -C "$JW_WORK/b" -v',
+    )
+    cache = Sccache(directory=tmp_path / "sc")
+    log = StepLog(tmp_path / "w.log")
+    try:
+        LocalRunner(ccache=CompilerCache(enabled=False), sccache=cache).run(step(commands), work, "http://x/", log)
+    finally:
+        log.close()
+    assert (work / "b" / "libt.a").is_file()
+    assert "CMakeFiles/t.dir/unit.cpp.o" in log.path.read_text()
+    assert read_counts(cache.directory / "stats").misses >= 1
+
+
 def test_settings_resolve_once_from_the_environment() -> None:
     assert resolve("", {"JETWHEEL_COMPILER_CACHE": "ccache"}) is None
     env = {"JETWHEEL_SCCACHE_REDIS": "redis://10.0.0.5:6379", "JETWHEEL_SCCACHE_REDIS_PASSWORD": "pw"}

@@ -108,7 +108,9 @@ def client_config(dist: DistClient, cache_dir: str) -> str:
 # sccache is (or can be made) available, compilers found by name go through wrappers that call
 # sccache with the real compiler's path, nvcc gets sccache as its launcher, and CCACHE_DIR is unset so
 # ccache's block stays out. nvcc finds its host compiler by name too: NVCC_CCBIN names the real g++,
-# else nvcc would meet the wrapper while sccache runs its passes. Each step has its own sccache server
+# else nvcc would meet the wrapper while sccache runs its passes. A build that names sccache as its own
+# launcher (vLLM's setup.py does when sccache is on PATH) finds the wrapper as its compiler: run by
+# sccache (its parent), the wrapper is the compiler itself, never sccache again. Each step has its own sccache server
 # (a socket of its own), so its settings are this step's; at exit the server's counters are kept in
 # JW_SCCACHE_STATS for `inv cache.stats`.
 SHELL_SETUP = r"""if [ -n "${JW_SCCACHE:-}" ]; then
@@ -124,7 +126,9 @@ SHELL_SETUP = r"""if [ -n "${JW_SCCACHE:-}" ]; then
     export SCCACHE_SERVER_UDS="${TMPDIR:-/tmp}/jw-sccache-$$.sock"
     for c in gcc g++ cc c++ x86_64-linux-gnu-gcc x86_64-linux-gnu-g++ aarch64-linux-gnu-gcc aarch64-linux-gnu-g++; do
       if jw_real="$(command -v "$c")"; then
-        printf '#!/bin/sh\nexec sccache %s "$@"\n' "$jw_real" > "$jw_sc_bin/$c"; chmod +x "$jw_sc_bin/$c"
+        jw_inner='case "$(cat /proc/$PPID/comm 2>/dev/null)" in sccache*|bwrap)'
+        printf '#!/bin/sh\n%s exec %s "$@";; esac\nexec sccache %s "$@"\n' "$jw_inner" "$jw_real" "$jw_real" \
+          > "$jw_sc_bin/$c"; chmod +x "$jw_sc_bin/$c"
       fi
     done
     jw_nvcc="$(command -v nvcc || echo "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")"
