@@ -291,12 +291,12 @@ def test_cache_tasks_show_and_clear_the_local_cache(
             env={**os.environ, "CCACHE_DIR": str(tmp_path / "cc")},
         )
     program = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
-    program.run(["jetwheel", "cache.stats"], exit=False)
+    program.run(["jetwheel", "cache.stats", "--ccache"], exit=False)
     out = capsys.readouterr().out
     assert f"Cache directory: {tmp_path / 'cc'}" in " ".join(out.split()) and re.search(r"Hits:\s+1 /\s+2", out)
     program.run(["jetwheel", "cache.clear"], exit=False)
     assert capsys.readouterr().out.strip() == "compiler cache cleared"
-    program.run(["jetwheel", "cache.stats"], exit=False)
+    program.run(["jetwheel", "cache.stats", "--ccache"], exit=False)
     assert "Cache size (GB): 0.00 / 3.00" in " ".join(capsys.readouterr().out.split())
 
 

@@ -33,6 +33,7 @@ from jetwheel.model.step import BuildStep
 from jetwheel.runners import DockerRunner, LocalRunner, Runner
 from jetwheel.runners.baseimage import image_fix
 from jetwheel.runners.probe import EngineFacts, probe
+from jetwheel.runners.sccache import Sccache
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,7 +75,13 @@ def engine_names(spec: str) -> list[str]:
 
 
 def connect(
-    names: Iterable[str], plan: Plan, engine: str = "", gpu: bool = False, emulate: str = "", memory: str = ""
+    names: Iterable[str],
+    plan: Plan,
+    engine: str = "",
+    gpu: bool = False,
+    emulate: str = "",
+    memory: str = "",
+    sccache: Sccache | None = None,
 ) -> tuple[list[Engine], list[str]]:
     """Probe every engine at once. Returns the engines that answered (plus this host when the plan
     has host steps) and one line for each that did not. `emulate`: the architecture an engine of
@@ -92,11 +99,12 @@ def connect(
             down.append(str(e))
             continue
         arch = emulate if emulate and facts.arch != emulate else ""
-        engines.append(Engine(facts.name, DockerRunner(engine, runner.connection, gpu, arch, memory=memory), facts))
+        built = DockerRunner(engine, runner.connection, gpu, arch, memory=memory, sccache=sccache)
+        engines.append(Engine(facts.name, built, facts))
     if not engines:
         raise RunnerError("no engine answered: " + "; ".join(down))
     if any(s.runner == "local" for s in plan.steps):
-        engines.append(Engine("host", LocalRunner(), None))
+        engines.append(Engine("host", LocalRunner(sccache=sccache), None))
     return engines, down
 
 

@@ -10,6 +10,7 @@ from invoke.program import Program
 
 from jetwheel import __version__
 from jetwheel.cli.build import build_wheel, cache_ns, demo
+from jetwheel.cli.dist import dist_ns
 from jetwheel.cli.edge import clean_errors
 from jetwheel.cli.images import aarch64_ns, cuda_ns, podman_ns
 from jetwheel.cli.index import index_ns, status
@@ -35,6 +36,7 @@ namespace = Collection(
     policy_ns,
     runtime_ns,
     cuda_ns,
+    dist_ns,
 )
 
 

@@ -9,6 +9,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
+from jetwheel.cli.dist import serve
 from jetwheel.cli.edge import clean_errors, dumps
 from jetwheel.exhaustive import assert_never
 from jetwheel.model.runnerkind import parse_runner
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
         "container_memory": "memory limit for the build containers, e.g. 12g (--runner docker)",
         "engines": "build on several engines at once: podman connections, docker contexts or engine URLs, "
         "comma-separated, or a file listing them (engines = [...] in TOML, or one a line)",
+        "dist": "send compile jobs to this sccache-dist scheduler (HOST[:PORT] or URL; token in "
+        "JETWHEEL_SCCACHE_DIST_TOKEN); a job a server fails runs here",
     },
     # twenty options: only long flags (automatic short ones collide and give --no-preflight a "-")
     auto_shortflags=False,
@@ -75,6 +78,7 @@ def build_wheel(
     no_oom_retry: bool = False,
     container_memory: str = "",
     engines: str = "",
+    dist: str = "",
 ) -> None:
     """Build NAME and its dependency chain, repair, verify and publish each wheel to the index.
     A step that failed or was interrupted resumes in its kept work directory when run again."""
@@ -97,6 +101,7 @@ def build_wheel(
         disk_gb=disk_gb,
         container_memory=container_memory,
         engines=engines,
+        dist=dist,
         force=force,
         publish_failing=publish_failing,
         keep_work=keep_work,
@@ -164,13 +169,28 @@ _CACHE_HELP = {
 }
 
 
-@task(help=_CACHE_HELP)
+@task(help={**_CACHE_HELP, "ccache": "ccache's own statistics (where sccache cannot serve)"})
 @clean_errors
-def stats(c: Context, runner: str = "local", engine: str = "", connection: str = "", profile: str = "mini") -> None:
-    """Show the compiler cache's size, limit and hits (JETWHEEL_CCACHE_SIZE sets the limit)."""
-    from jetwheel.workflow.images import ccache
+def stats(
+    c: Context,
+    runner: str = "local",
+    engine: str = "",
+    connection: str = "",
+    profile: str = "mini",
+    ccache: bool = False,
+) -> None:
+    """Show sccache's hits, misses and remote compiles, summed over the builds where RUNNER builds
+    (--ccache: ccache's statistics)."""
+    kind = parse_runner(runner)
+    if not ccache:
+        from jetwheel.workflow.sccache import render
+        from jetwheel.workflow.sccache import stats as sccache_stats
 
-    print(ccache(parse_runner(runner), engine, connection, profile, "--show-stats --verbose"))
+        print(render(*sccache_stats(kind, engine, connection, profile)))
+        return
+    from jetwheel.workflow.images import ccache as run_ccache
+
+    print(run_ccache(kind, engine, connection, profile, "--show-stats --verbose"))
 
 
 @task(help=_CACHE_HELP)
@@ -184,3 +204,4 @@ def clear(c: Context, runner: str = "local", engine: str = "", connection: str =
 
 
 cache_ns = Collection("cache", stats, clear)
+cache_ns.add_task(serve)  # the LAN's shared cache (cli/dist.py)

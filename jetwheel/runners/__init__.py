@@ -7,22 +7,32 @@ from jetwheel.model.runnerkind import RunnerKind
 from jetwheel.runners.base import Runner, StepLog, step_script
 from jetwheel.runners.docker import DockerRunner
 from jetwheel.runners.local import LocalRunner
+from jetwheel.runners.sccache import Sccache
 
 __all__ = ["DockerRunner", "LocalRunner", "Runner", "StepLog", "make_runner", "step_script"]
 
 
 def make_runner(
-    kind: RunnerKind, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "", memory: str = ""
+    kind: RunnerKind,
+    engine: str = "",
+    connection: str = "",
+    gpu: bool = False,
+    arch: str = "",
+    memory: str = "",
+    sccache: Sccache | None = None,
 ) -> Runner:
+    """`sccache`: the compiler cache settings the workflow resolved (None: ccache alone)."""
     match kind:
         case "local":
-            return LocalRunner()
+            return LocalRunner(sccache=sccache)
         case "cross":
             from jetwheel.runners.baseimage import CACHE
             from jetwheel.runners.cross import CrossRunner
 
-            return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}")
+            return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}", sccache)
         case "docker":
-            return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch, memory=memory)
+            return DockerRunner(
+                engine=engine, connection=connection, gpu=gpu, arch=arch, memory=memory, sccache=sccache
+            )
         case _:
             assert_never(kind)

@@ -16,6 +16,7 @@ from typing import IO, Protocol
 from jetwheel.errors import BuildError, OutOfMemory
 from jetwheel.model.step import BuildStep
 from jetwheel.runners.ccache import SHELL_SETUP
+from jetwheel.runners.sccache import SHELL_SETUP as SCCACHE_SETUP
 
 MARK = "::jetwheel-command "
 DONE = ".jetwheel-done"  # in the work directory: the commands of the step that finished
@@ -64,6 +65,7 @@ def step_script(step: BuildStep) -> str:
     lines = [
         "set -euo pipefail",
         f'if [ -f "$JW_WORK/{ENV_FILE}" ]; then . "$JW_WORK/{ENV_FILE}"; fi',
+        SCCACHE_SETUP.rstrip("\n"),  # sccache first: where it serves, it unsets CCACHE_DIR
         SHELL_SETUP.rstrip("\n"),
         f'jw_todo() {{ ! grep -qx "$1" "$JW_WORK/{DONE}" 2>/dev/null; }}',
     ]

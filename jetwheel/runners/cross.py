@@ -21,6 +21,7 @@ from jetwheel.errors import RunnerError
 from jetwheel.model.step import BuildStep
 from jetwheel.runners.base import StepLog
 from jetwheel.runners.local import LocalRunner
+from jetwheel.runners.sccache import Sccache
 
 TRIPLETS = {"aarch64": "aarch64-linux-gnu"}
 
@@ -28,7 +29,8 @@ TRIPLETS = {"aarch64": "aarch64-linux-gnu"}
 class CrossRunner:
     name = "cross"
 
-    def __init__(self, arch: str, rootfs: Path) -> None:
+    def __init__(self, arch: str, rootfs: Path, sccache: Sccache | None = None) -> None:
+        self.sccache = sccache
         triplet = TRIPLETS.get(arch)
         if triplet is None:
             raise RunnerError(f"no cross toolchain known for {arch!r}; known: {', '.join(TRIPLETS)}")
@@ -64,8 +66,9 @@ class CrossRunner:
         return path
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
-        # the local runner's compiler cache: the cross compilers go through ccache by their names
-        LocalRunner({"JW_TARGET_ENV": str(self.target_env(workdir))}).run(step, workdir, index_url, log)
+        # the local runner's compiler cache: the cross compilers go through sccache (or ccache) by their names
+        target = {"JW_TARGET_ENV": str(self.target_env(workdir))}
+        LocalRunner(target, sccache=self.sccache).run(step, workdir, index_url, log)
 
     def probe_argv(self, image: str) -> list[str]:
         return ["bash", "-c"]

@@ -21,6 +21,8 @@ from jetwheel.errors import BuildError, EngineLost, OutOfMemory, RunnerError
 from jetwheel.model.step import BuildStep
 from jetwheel.runners.base import ENV_FILE, StepLog, env_file, failed, step_script, stream
 from jetwheel.runners.ccache import VOLUME_MOUNT, CompilerCache
+from jetwheel.runners.sccache import VOLUME_MOUNT as SCCACHE_MOUNT
+from jetwheel.runners.sccache import Sccache
 
 WORK = "/jw"
 KILLED = (137, 143)  # the container's main process got SIGKILL / SIGTERM from outside
@@ -47,7 +49,9 @@ class DockerRunner:
         ca_bundle: str = "",
         ccache: CompilerCache | None = None,
         memory: str = "",
+        sccache: Sccache | None = None,
     ) -> None:
+        self.sccache = sccache  # None: ccache alone
         self.engine = find_engine(engine or os.environ.get("JETWHEEL_ENGINE", ""))
         self.connection = connection
         self.gpu = gpu
@@ -80,6 +84,10 @@ class DockerRunner:
             # a named volume, not a bind mount: it lives on the engine's machine, remote or not
             args += ["--volume", f"{self.ccache.volume}:{VOLUME_MOUNT}"]
             args += [f"--env={k}={v}" for k, v in sorted(self.ccache.env(VOLUME_MOUNT, WORK).items())]
+        if self.sccache:
+            # the engine's own volume too: sccache (installed there once if the image lacks it) and its cache
+            args += ["--volume", f"{self.sccache.volume}:{SCCACHE_MOUNT}"]
+            args += [f"--env={k}={v}" for k, v in sorted(self.sccache.env(SCCACHE_MOUNT, WORK).items())]
         return args
 
     def create_args(self, step: BuildStep, index_url: str, name: str) -> list[str]:
@@ -156,6 +164,8 @@ class DockerRunner:
             )
         if self.ca_bundle:
             shutil.copyfile(self.ca_bundle, workdir / "ca.crt")
+        if self.sccache:
+            self.sccache.write_files(workdir, WORK)
         copied = self._quiet("cp", f"{workdir}/.", f"{name}:{WORK}")
         if copied.returncode != 0:
             raise RunnerError(f"{self.engine} cp into the container failed: {copied.stderr.strip()}")

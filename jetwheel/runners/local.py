@@ -8,18 +8,28 @@ from pathlib import Path
 from jetwheel.model.step import BuildStep
 from jetwheel.runners.base import StepLog, failed, step_script, stream
 from jetwheel.runners.ccache import CompilerCache
+from jetwheel.runners.sccache import Sccache
 
 
 class LocalRunner:
     name = "local"
 
-    def __init__(self, extra_env: dict[str, str] | None = None, ccache: CompilerCache | None = None) -> None:
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        ccache: CompilerCache | None = None,
+        sccache: Sccache | None = None,
+    ) -> None:
         self.extra_env = extra_env or {}
         self.ccache = ccache or CompilerCache.from_env()
+        self.sccache = sccache  # None: ccache alone
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
         env.update(self.ccache.env(str(self.ccache.directory), str(workdir)))
+        if self.sccache:
+            env.update(self.sccache.env(str(self.sccache.directory), str(workdir)))
+            self.sccache.write_files(workdir, str(workdir))
         env.update(step.env)
         env.update(self.extra_env)
         env.update(JW_WORK=str(workdir), JW_SRC=str(workdir / "src"), JW_INDEX=index_url, PIP_INDEX_URL=index_url)

@@ -4,6 +4,7 @@ before it starts (preflight), run it. Each choice is made here, once, from a par
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass
@@ -24,6 +25,8 @@ from jetwheel.runners import Runner, make_runner
 from jetwheel.sources.fetch import local_sources_dir
 from jetwheel.workflow.client import index_client
 from jetwheel.workflow.profiles import profile_for
+from jetwheel.workflow.sccache import checks as compiler_cache_checks
+from jetwheel.workflow.sccache import resolve as resolve_sccache
 
 if TYPE_CHECKING:
     from jetwheel.build.schedule import Engine
@@ -53,6 +56,7 @@ class BuildRequest:
     disk_gb: float = 20.0
     container_memory: str = ""
     engines: str = ""  # several engines at once (schedule.engine_names)
+    dist: str = ""  # an sccache-dist scheduler for the compile jobs (workflow/sccache.py)
     force: bool = False
     publish_failing: bool = False
     keep_work: bool = False
@@ -136,10 +140,13 @@ def where_to_build(planned: Planned, req: BuildRequest) -> Where:
         # a profile for another machine runs its containers emulated for that machine
         host = platform.machine()
         arch = req.arch or (planned.profile.arch if planned.profile.arch != host else "")
-        return Where(make_runner(planned.runner, req.engine, req.connection, req.gpu, arch, req.container_memory))
+        cache = resolve_sccache(req.dist)
+        memory = req.container_memory
+        return Where(make_runner(planned.runner, req.engine, req.connection, req.gpu, arch, memory, cache))
     from jetwheel.build.schedule import connect, engine_names
 
-    fleet, down = connect(engine_names(req.engines), planned.plan, req.engine, req.gpu, req.arch, req.container_memory)
+    names, cache = engine_names(req.engines), resolve_sccache(req.dist)
+    fleet, down = connect(names, planned.plan, req.engine, req.gpu, req.arch, req.container_memory, cache)
     return Where(fleet[0].runner, tuple(fleet), tuple(down))
 
 
@@ -149,6 +156,8 @@ def check_build(planned: Planned, where: Where, req: BuildRequest, client: Index
     needs = Needs(disk_gb=req.disk_gb, sources=req.sources_dir())
     facts = where.fleet[0].facts if where.fleet else None  # a fleet's engine was probed by connect: not asked again
     checks = preflight(planned.plan, planned.recipes, planned.profile, where.runner, client, needs, req.gpu, facts)
+    with tempfile.TemporaryDirectory(prefix="jw-sccache-") as scratch:
+        checks += compiler_cache_checks(resolve_sccache(req.dist), Path(scratch))
     if failures(checks):
         raise PreflightFailed(checks)
     return PreflightPassed(tuple(checks), time.monotonic() - started)
