@@ -91,13 +91,21 @@ def anys(tree: ast.Module) -> tuple[int, int]:
 
 
 def env_reads(tree: ast.Module) -> list[int]:
-    """Lines that read the process environment: os.environ, os.getenv, environ imported by name."""
+    """Lines that read the process environment: os.environ, os.getenv, or one imported from os."""
     names = ("environ", "environb", "getenv", "getenvb")
+    imported = {
+        a.asname or a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module == "os"
+        for a in n.names
+        if a.name in names
+    }
     lines = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr in names:
+        value = node.value if isinstance(node, ast.Attribute) else None
+        if isinstance(node, ast.Attribute) and node.attr in names and isinstance(value, ast.Name) and value.id == "os":
             lines.add(node.lineno)
-        if isinstance(node, ast.Name) and node.id in names:
+        if isinstance(node, ast.Name) and node.id in imported:
             lines.add(node.lineno)
     return sorted(lines)
 

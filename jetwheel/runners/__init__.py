@@ -7,22 +7,29 @@ from jetwheel.model.runnerkind import RunnerKind
 from jetwheel.runners.base import Runner, StepLog, step_script
 from jetwheel.runners.docker import DockerRunner
 from jetwheel.runners.local import LocalRunner
+from jetwheel.settings import Settings
 
 __all__ = ["DockerRunner", "LocalRunner", "Runner", "StepLog", "make_runner", "step_script"]
 
 
-def make_runner(
-    kind: RunnerKind, engine: str = "", connection: str = "", gpu: bool = False, arch: str = "", memory: str = ""
+def make_runner(  # params: build-wheel's runner flags, each its own, and the run's settings
+    kind: RunnerKind,
+    settings: Settings,
+    engine: str = "",
+    connection: str = "",
+    gpu: bool = False,
+    arch: str = "",
+    memory: str = "",
 ) -> Runner:
     match kind:
         case "local":
-            return LocalRunner()
+            return LocalRunner(settings=settings)
         case "cross":
             from jetwheel.runners.baseimage import CACHE
             from jetwheel.runners.cross import CrossRunner
 
-            return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}")
+            return CrossRunner(arch or "aarch64", CACHE / f"rootfs-bookworm-{arch or 'aarch64'}", settings)
         case "docker":
-            return DockerRunner(engine=engine, connection=connection, gpu=gpu, arch=arch, memory=memory)
+            return DockerRunner(engine, connection, gpu, arch, memory=memory, settings=settings)
         case _:
             assert_never(kind)

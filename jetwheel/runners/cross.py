@@ -21,6 +21,7 @@ from jetwheel.errors import RunnerError
 from jetwheel.model.step import BuildStep
 from jetwheel.runners.base import StepLog
 from jetwheel.runners.local import LocalRunner
+from jetwheel.settings import Settings
 
 TRIPLETS = {"aarch64": "aarch64-linux-gnu"}
 
@@ -28,7 +29,7 @@ TRIPLETS = {"aarch64": "aarch64-linux-gnu"}
 class CrossRunner:
     name = "cross"
 
-    def __init__(self, arch: str, rootfs: Path) -> None:
+    def __init__(self, arch: str, rootfs: Path, settings: Settings) -> None:
         triplet = TRIPLETS.get(arch)
         if triplet is None:
             raise RunnerError(f"no cross toolchain known for {arch!r}; known: {', '.join(TRIPLETS)}")
@@ -43,6 +44,7 @@ class CrossRunner:
                 "Python must be the one running jetwheel; make the rootfs with inv aarch64.setup"
             )
         self.arch, self.triplet, self.rootfs, self.py = arch, triplet, rootfs, py
+        self.settings = settings  # the run's: the local runner's environment and compiler cache
 
     def target_env(self, workdir: Path) -> Path:
         """Write the file the plan's compile commands source; return its path."""
@@ -65,7 +67,8 @@ class CrossRunner:
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         # the local runner's compiler cache: the cross compilers go through ccache by their names
-        LocalRunner({"JW_TARGET_ENV": str(self.target_env(workdir))}).run(step, workdir, index_url, log)
+        env = {"JW_TARGET_ENV": str(self.target_env(workdir))}
+        LocalRunner(env, settings=self.settings).run(step, workdir, index_url, log)
 
     def probe_argv(self, image: str) -> list[str]:
         return ["bash", "-c"]

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from jetwheel.model.step import BuildStep
 from jetwheel.runners.base import StepLog, failed, step_script, stream
 from jetwheel.runners.ccache import CompilerCache
+from jetwheel.settings import Settings
 
 
 class LocalRunner:
     name = "local"
 
-    def __init__(self, extra_env: dict[str, str] | None = None, ccache: CompilerCache | None = None) -> None:
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        ccache: CompilerCache | None = None,
+        *,
+        settings: Settings,  # the run's: the environment a step starts from, the compiler cache by default
+    ) -> None:
         self.extra_env = extra_env or {}
-        self.ccache = ccache or CompilerCache.from_env()
+        self.ccache = ccache or CompilerCache.of(settings)
+        self.environ: Mapping[str, str] = settings.environ
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
+        env = {k: v for k, v in self.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
         env.update(self.ccache.env(str(self.ccache.directory), str(workdir)))
         env.update(step.env)
         env.update(self.extra_env)

@@ -74,7 +74,7 @@ class Store(Catalog):
         with staging(self.tmp) as staged:
             yield staged
 
-    def add(
+    def add(  # params: the fields of a PyPI upload (hashes, provenance, verify, facts), each its own
         self,
         staged: Path,
         filename: str,
