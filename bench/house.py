@@ -55,8 +55,14 @@ def params(fn: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> int:
     return n - 1 if method and (a.posonlyargs or a.args) else n
 
 
-def functions(tree: ast.Module) -> list[tuple[str, int, int]]:
-    """(qualified name, parameter count, line) of every function, methods without self/cls."""
+def reasoned(fn: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> bool:
+    """A reason for a long parameter list: `# params: why` at the def, or an Invoke task (one per flag)."""
+    task = any(isinstance(d, ast.Call) and getattr(d.func, "id", "") == "task" for d in fn.decorator_list)
+    return task or any("# params: " in line for line in lines[fn.lineno - 2 : fn.body[0].lineno - 1])
+
+
+def functions(tree: ast.Module, lines: list[str]) -> list[tuple[str, int, int, bool]]:
+    """(qualified name, parameter count, line, has a reason) of every function, methods without self/cls."""
     out = []
 
     def walk(node: ast.AST, prefix: str, in_class: bool) -> None:
@@ -65,7 +71,7 @@ def functions(tree: ast.Module) -> list[tuple[str, int, int]]:
                 method = in_class and not any(
                     isinstance(d, ast.Name) and d.id == "staticmethod" for d in child.decorator_list
                 )
-                out.append((prefix + child.name, params(child, method), child.lineno))
+                out.append((prefix + child.name, params(child, method), child.lineno, reasoned(child, lines)))
                 walk(child, f"{prefix}{child.name}.", False)
             elif isinstance(child, ast.ClassDef):
                 walk(child, f"{prefix}{child.name}.", True)
@@ -115,17 +121,18 @@ def report(root: Path) -> list[str]:
     files = module_files(pkg)
     per_package: Counter[str] = Counter()
     arrows: Counter[tuple[str, str]] = Counter()
-    fns: list[tuple[int, str]] = []
+    fns: list[tuple[int, str, bool]] = []
     n_any = n_dict = 0
     env: list[str] = []
     for name, rel in files.items():
-        tree = ast.parse((pkg / rel).read_text(), str(rel))
+        text = (pkg / rel).read_text()
+        tree = ast.parse(text, str(rel))
         here = package(rel)
         per_package[here] += 1
         for dep in imported(tree, name, rel.name == "__init__.py", files):
             if package(dep) != here:
                 arrows[here, package(dep)] += 1
-        fns += [(n, f"{rel}:{line} {q}") for q, n, line in functions(tree)]
+        fns += [(n, f"{rel}:{line} {q}", why) for q, n, line, why in functions(tree, text.splitlines())]
         a, d = anys(tree)
         n_any, n_dict = n_any + a, n_dict + d
         if str(rel) != CONTEXT:
@@ -134,8 +141,13 @@ def report(root: Path) -> list[str]:
     out += [f"  {p:16} {n}" for p, n in sorted(per_package.items())]
     out.append(f"arrows between packages: {len(arrows)} (modules importing across them: {sum(arrows.values())})")
     out += [f"  {a} -> {b}  ({n})" for (a, b), n in sorted(arrows.items())]
-    out.append(f"longest parameter lists (of {len(fns)} functions; {sum(n > 6 for n, _ in fns)} take more than 6):")
-    out += [f"  {n:2}  {where}" for n, where in sorted(fns, key=lambda x: (-x[0], x[1]))[:LONGEST]]
+    over = [(n, why) for n, _, why in fns if n > 6]
+    out.append(
+        f"longest parameter lists (of {len(fns)} functions; {len(over)} take more than 6, "
+        f"{sum(not why for _, why in over)} of them without a reason: `# params:` or an Invoke task's flags):"
+    )
+    longest = sorted(fns, key=lambda x: (-x[0], x[1]))[:LONGEST]
+    out += [f"  {n:2}  {where}{'' if why else '  (no reason given)'}" for n, where, why in longest]
     out.append(f"Any: {n_any}   dict[str, Any]: {n_dict}")
     out.append(f"environment reads outside {CONTEXT}: {len(env)}")
     out += [f"  {x}" for x in env]
