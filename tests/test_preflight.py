@@ -3,6 +3,7 @@ before anything is built."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import shutil
@@ -262,7 +263,9 @@ def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
     fake.write_text(FAKE_ENGINE)
     fake.chmod(0o755)
     monkeypatch.setenv("FAKE_ENGINE_ROOT", str(tmp_path))
-    monkeypatch.setattr("jetwheel.build.engine.CACHE", tmp_path / "cache")  # work and logs: not another run's
+    # work and logs under another home: not another run's (the run's settings put them under ~/.cache)
+    moved = dataclasses.replace(settings(), home=tmp_path / "home")
+    monkeypatch.setattr("jetwheel.workflow.context.settings", lambda: moved)
     argv = ["build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
     code = door(*argv, "--runner", "docker", "--engine", str(fake), "--disk-gb", "1", *engines)
     calls = (tmp_path / "calls").read_text().splitlines()
