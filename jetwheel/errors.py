@@ -79,11 +79,29 @@ class StoreError(JetwheelError):
 
 
 class UploadRejected(StoreError):
-    """An upload failed validation; ``status`` is the HTTP status to answer with."""
+    """The store refused a file or a request: as given, it is not valid. The kinds below say why
+    else; the index's handler turns each kind into its HTTP status (index/server/refusals.py), and
+    nothing below the handler names one."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+
+class AlreadyExists(UploadRejected):
+    """The file is in the store already, and the store does not overwrite it."""
+
+
+class TooLarge(UploadRejected):
+    """The file, or something in it, is over a limit of the store's."""
+
+
+class DiskFull(UploadRejected):
+    """The store's disk is full: nothing was stored, a retry succeeds once there is space."""
+
+
+class RefusedByPolicy(UploadRejected):
+    """Valid, but this user may not do it (a name the recipes own, published by a mere uploader)."""
+
+
+class NotFound(StoreError):
+    """The store holds no such file."""
 
 
 class PublishError(JetwheelError):
