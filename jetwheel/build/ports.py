@@ -5,9 +5,10 @@ source directory), and a test or another backend may give any of them otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from jetwheel.build.indexwheels import IndexWheels
 from jetwheel.index.client.client import IndexClient, Progress
@@ -43,10 +44,9 @@ class Publisher(Protocol):
         self,
         path: Path,
         *,
-        provenance: dict[str, Any] | None = None,
-        verify: dict[str, Any] | None = None,
-        artifact: bool = False,
-        facts: bytes | None = None,
+        provenance: Mapping[str, object],
+        verify: Mapping[str, object],
+        facts: bytes,
         progress: Progress | None = None,
     ) -> None:
         """Publish one wheel with its provenance, verify report and facts."""
@@ -77,12 +77,9 @@ class IndexPorts:
         self,
         path: Path,
         *,
-        provenance: dict[str, Any] | None = None,
-        verify: dict[str, Any] | None = None,
-        artifact: bool = False,
-        facts: bytes | None = None,
+        provenance: Mapping[str, object],
+        verify: Mapping[str, object],
+        facts: bytes,
         progress: Progress | None = None,
     ) -> None:
-        self.client.upload(
-            path, provenance=provenance, verify=verify, artifact=artifact, facts=facts, progress=progress
-        )
+        self.client.upload(path, provenance=dict(provenance), verify=dict(verify), facts=facts, progress=progress)
