@@ -25,12 +25,13 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from conftest import start_server, stop_server  # noqa: E402
 from podman_engines import podman_services  # noqa: E402
 
-from jetwheel.build.engine import Options, StepResult  # noqa: E402
+from jetwheel.build.engine import BuildRun, Options, StepResult  # noqa: E402
 from jetwheel.build.plan import Plan, make_plan  # noqa: E402
 from jetwheel.build.schedule import connect, critical_path, run_fleet  # noqa: E402
 from jetwheel.machine import this_machine  # noqa: E402
 from jetwheel.model.recipe import load_profile, load_recipes  # noqa: E402
 from jetwheel.runners.baseimage import ensure_base_image  # noqa: E402
+from jetwheel.workflow.context import settings  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -40,12 +41,11 @@ def build(plan: Plan, engines: list[str], tmp: Path) -> tuple[float, list[StepRe
     recipes, profile = load_recipes(), load_profile("fleet")
     server = start_server(tmp / "packages")
     try:
-        fleet, down = connect(engines, plan, "podman")
+        fleet, down = connect(engines, plan, "podman", settings=settings())
         assert not down, down
         started = time.perf_counter()
-        results = run_fleet(
-            plan, recipes, profile, fleet, server.client(), Options(work_root=tmp / "w", log_root=tmp / "l")
-        )
+        options = Options(work_root=tmp / "w", log_root=tmp / "l")
+        results = run_fleet(BuildRun.on_index(plan, recipes, profile, server.client(), options), fleet)
         wall = time.perf_counter() - started
     finally:
         stop_server(server)

@@ -38,6 +38,7 @@ from jetwheel.runners import LocalRunner, make_runner
 from jetwheel.runners.base import MARK
 from jetwheel.runners.ccache import CompilerCache
 from jetwheel.sources.fetch import make_archive
+from jetwheel.workflow.context import settings
 from jetwheel.workflow.serve import running_index
 
 
@@ -89,7 +90,7 @@ def timed(
             elif index == compiling + 1:
                 run.compile_end = now
 
-    runner = LocalRunner(ccache=CompilerCache(directory=ccache))
+    runner = LocalRunner(settings=settings(), ccache=CompilerCache(directory=ccache))
     opts = Options(work_root=work, log_root=work.parent / "logs", sources=sources)
     try:
         run_plan(plan, recipes, profile, runner, client, opts, watch)
@@ -168,7 +169,7 @@ def main() -> int:
             tplan_recipes, tprofile = load_recipes(), load_profile("triton-25.04")
             tplan = make_plan(tplan_recipes, tprofile, "vllm", "docker", Machine(12, 64))
             started = time.perf_counter()
-            runner = make_runner("docker", arch="aarch64")
+            runner = make_runner("docker", settings(), arch="aarch64")
             checks = preflight(tplan, tplan_recipes, tprofile, runner, client, Needs(sources=sources))
             pf_seconds = time.perf_counter() - started
 

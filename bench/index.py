@@ -43,7 +43,7 @@ from jetwheel.pipcmd import clean_pip_env  # noqa: E402
 
 USER, PASSWORD = "bench", "bench"
 ROUNDS = 3
-PIP_ENV = clean_pip_env()
+PIP_ENV = clean_pip_env(os.environ)
 
 
 def free_port() -> int:

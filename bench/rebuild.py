@@ -17,6 +17,7 @@ from jetwheel.index.server.config import add_user
 from jetwheel.machine import this_machine
 from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
+from jetwheel.workflow.context import settings
 from jetwheel.workflow.serve import running_index
 
 
@@ -50,7 +51,7 @@ def main() -> int:
             for _ in range(2):
                 started = time.perf_counter()
                 plan = make_plan(recipes, profile, "mini-cuda", "local", this_machine())
-                results = run_plan(plan, recipes, profile, LocalRunner(), client, opts)
+                results = run_plan(plan, recipes, profile, LocalRunner(settings=settings()), client, opts)
                 timings.append((time.perf_counter() - started, [r.status for r in results]))
     (cold, cold_status), (cached, cached_status) = timings
     assert cold_status == ["published"] * 3 and cached_status == ["cached"] * 3, timings

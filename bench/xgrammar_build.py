@@ -33,6 +33,7 @@ from jetwheel.model.recipe import load_profile, load_recipes  # noqa: E402
 from jetwheel.model.stepsource import StepSource  # noqa: E402
 from jetwheel.runners import DockerRunner, make_runner  # noqa: E402
 from jetwheel.sources.fetch import make_archive  # noqa: E402
+from jetwheel.workflow.context import settings  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 RUNS = {
@@ -54,7 +55,7 @@ def build_once(kind: str, tmp: Path, box: float) -> tuple[float, str]:
         if kind == "emulated":
             runner = DockerRunner(engine="podman", arch="aarch64", ca_bundle=CA if os.path.exists(CA) else "")
         else:
-            runner = make_runner(runner_name, arch="aarch64" if profile.arch == "aarch64" else "")
+            runner = make_runner(runner_name, settings(), arch="aarch64" if profile.arch == "aarch64" else "")
         if profile.arch == "aarch64":
             # verify reads the closure's torch (xgrammar requires it) from the index: PyPI's aarch64 one
             server.client().upload(real_wheel("torch", "2.6.0", "3.11", "aarch64"))

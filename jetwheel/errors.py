@@ -4,6 +4,7 @@ these into messages."""
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import ClassVar
 
 
 class ExitCode(IntEnum):
@@ -19,52 +20,100 @@ class ExitCode(IntEnum):
 
 
 class JetwheelError(Exception):
-    """Base of every error jetwheel reports as one clean line."""
+    """Base of every error jetwheel reports as one clean line. Each kind says its exit code (`code`)
+    and the word the door puts before its message (`lead`). A new kind directly below this one must
+    state its code: there is no default that could hide it (the base's own code is for plain
+    `JetwheelError`s, an argument or input that names nothing usable); a refinement of a kind
+    (`VerifyFailed` of `BuildError`) inherits its kind's code unless it states another."""
+
+    code: ClassVar[ExitCode] = ExitCode.USAGE
+    lead: ClassVar[str] = "error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if not any("code" in vars(k) for k in cls.__mro__ if k is not JetwheelError):
+            raise TypeError(f"{cls.__qualname__}: a new kind of error states its exit code (code = ExitCode.…)")
 
 
 class CheckFailed(JetwheelError):
     """A check that runs before the work (preflight) found a problem; nothing was done."""
 
+    code = ExitCode.CHECK_FAILED
+
 
 class RecipeError(JetwheelError):
     """A recipe or profile file is wrong; the message names file, key and fix."""
+
+    code = ExitCode.USAGE
 
 
 class UsageError(JetwheelError):
     """An argument names nothing usable (a runner, a missing option); the message names the value
     and what would do."""
 
+    code = ExitCode.USAGE
+
 
 class PlanError(JetwheelError):
     """The requested build cannot be planned (unknown package, cycle, ...)."""
+
+    code = ExitCode.USAGE
 
 
 class BuildError(JetwheelError):
     """A build step failed; nothing was published."""
 
+    code = ExitCode.BUILD_FAILED
+
 
 class VerifyFailed(BuildError):
     """A wheel failed verification and was not published."""
+
+    code = ExitCode.CHECK_FAILED
 
 
 class StoreError(JetwheelError):
     """The index store refused or could not complete an operation."""
 
+    code = ExitCode.INDEX
+
 
 class UploadRejected(StoreError):
-    """An upload failed validation; ``status`` is the HTTP status to answer with."""
+    """The store refused a file or a request: as given, it is not valid. The kinds below say why
+    else; the index's handler turns each kind into its HTTP status (index/server/refusals.py), and
+    nothing below the handler names one."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+
+class AlreadyExists(UploadRejected):
+    """The file is in the store already, and the store does not overwrite it."""
+
+
+class TooLarge(UploadRejected):
+    """The file, or something in it, is over a limit of the store's."""
+
+
+class DiskFull(UploadRejected):
+    """The store's disk is full: nothing was stored, a retry succeeds once there is space."""
+
+
+class RefusedByPolicy(UploadRejected):
+    """Valid, but this user may not do it (a name the recipes own, published by a mere uploader)."""
+
+
+class NotFound(StoreError):
+    """The store holds no such file."""
 
 
 class PublishError(JetwheelError):
     """Handing a wheel to the index failed."""
 
+    code = ExitCode.INDEX
+
 
 class RunnerError(JetwheelError):
     """A runner could not start (no container engine, missing image, ...)."""
+
+    code = ExitCode.BUILD_FAILED
 
 
 class SourceError(BuildError):
@@ -89,13 +138,5 @@ class EngineLost(RunnerError):
 
 
 def exit_code(error: JetwheelError) -> ExitCode:
-    """The exit code of an error that reached the door; the most specific kind wins."""
-    if isinstance(error, (VerifyFailed, CheckFailed)):
-        return ExitCode.CHECK_FAILED
-    if isinstance(error, (UsageError, RecipeError, PlanError)):
-        return ExitCode.USAGE
-    if isinstance(error, (BuildError, RunnerError)):
-        return ExitCode.BUILD_FAILED
-    if isinstance(error, (StoreError, PublishError)):
-        return ExitCode.INDEX
-    return ExitCode.USAGE  # the plain kind: an argument that names nothing usable
+    """The exit code of an error that reached the door: its kind's."""
+    return error.code

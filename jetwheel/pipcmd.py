@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from jetwheel.target import Target
 
+# what of the host's pip set-up a pip that must see only the index it is given may not see
+DROPPED = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT")
 
-def clean_pip_env() -> dict[str, str]:
-    """The environment for a pip that must see only the index it is given: no pip.conf, no
-    constraints, no extra index or find-links from the host."""
-    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
-    for k in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT"):
+
+def clean_pip_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` (the run's settings.environ) for a pip that must see only the index it is given:
+    no pip.conf, no constraints, no extra index or find-links from the host."""
+    env = dict(environ, PIP_CONFIG_FILE=os.devnull)
+    for k in DROPPED:
         env.pop(k, None)
     return env
+
+
+def clean_pip(cmd: list[str]) -> list[str]:
+    """`cmd` (a pip command) run through env(1) with what clean_pip_env takes away taken away: for a
+    part below the workflow, which holds no environment (settings are read once, at the workflow)
+    and lets its child start from the process's own."""
+    return ["env", *(a for k in DROPPED for a in ("-u", k)), f"PIP_CONFIG_FILE={os.devnull}", *cmd]
 
 
 def target_args(target: Target) -> list[str]:

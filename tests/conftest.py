@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from jetwheel.machine import this_machine
 from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.pipcmd import clean_pip_env
 from jetwheel.runners import LocalRunner
+from jetwheel.workflow.context import settings
 from jetwheel.workflow.serve import wait_ready
 
 USER, PASSWORD = "ci", "s3cret-pass"
@@ -118,7 +120,14 @@ def stack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     recipes, profile = load_recipes(), load_profile("mini")
     plan = make_plan(recipes, profile, "mini-cuda", "local", this_machine())
     work = tmp_path_factory.mktemp("work")
-    run_plan(plan, recipes, profile, LocalRunner(), s.client(), Options(work_root=work / "w", log_root=work / "logs"))
+    run_plan(
+        plan,
+        recipes,
+        profile,
+        LocalRunner(settings=settings()),
+        s.client(),
+        Options(work_root=work / "w", log_root=work / "logs"),
+    )
     yield s
     stop_server(s)
 
@@ -155,7 +164,7 @@ def pip_download(
 
 def pip_env() -> dict[str, str]:
     """pip as a user runs it, without this machine's pip.conf constraints or find-links."""
-    return {**clean_pip_env(), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    return {**clean_pip_env(os.environ), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
 def run_in_arm64(image: str, script: str, code: str) -> str:

@@ -53,7 +53,9 @@ def python312() -> str:
 
 
 def _pip(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=clean_pip_env())
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=clean_pip_env(os.environ)
+    )
     if done.returncode != 0:
         raise RuntimeError(f"pip {' '.join(args[:3])} ... failed: {done.stderr[-600:]}")
 

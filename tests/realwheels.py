@@ -25,7 +25,10 @@ def real_wheel(name: str, version: str, python: str = "3.12", arch: str = "x86_6
     CACHE.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(CACHE), "--index-url", PYPI]
     done = subprocess.run(
-        [*cmd, *target_args(target), f"{name}=={version}"], capture_output=True, text=True, env=clean_pip_env()
+        [*cmd, *target_args(target), f"{name}=={version}"],
+        capture_output=True,
+        text=True,
+        env=clean_pip_env(os.environ),
     )
     if done.returncode != 0:
         raise RuntimeError(f"pip download {name}=={version} ({python}, {arch}) failed: {done.stderr[-400:]}")

@@ -22,6 +22,7 @@ from jetwheel.runners import DockerRunner
 from jetwheel.runners.baseimage import BUILDER_ARM64, CACHE, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.verify import read_wheels, verify_wheel
+from jetwheel.workflow.context import settings
 
 pytestmark = pytest.mark.slow
 ARM_IMAGE = BUILDER_ARM64
@@ -179,7 +180,7 @@ def test_cross_runner_builds_mini_torch_for_aarch64_without_emulation(arm64: str
             plan,
             recipes,
             profile,
-            make_runner("cross", arch="aarch64"),
+            make_runner("cross", settings(), arch="aarch64"),
             server.client(),
             Options(work_root=tmp_path / "w", log_root=tmp_path / "logs"),
         )

@@ -20,6 +20,7 @@ from jetwheel.errors import BuildError
 from jetwheel.runners.ccache import CompilerCache
 from jetwheel.runners.local import LocalRunner
 from jetwheel.runners.sccache import DistClient, Sccache, read_counts
+from jetwheel.workflow.context import settings
 from jetwheel.workflow.dist import plan_scheduler, plan_server, scheduler_status, start, wait_for_servers
 from jetwheel.workflow.sccache import checks
 
@@ -63,7 +64,7 @@ def test_compile_jobs_of_a_step_run_on_the_build_server(tmp_path: Path, cluster:
     cache = Sccache(directory=tmp_path / "sc", dist=DistClient(cluster.url, cluster.token))
     [line] = checks(cache, tmp_path / "status")[1:]  # preflight's
     assert line.ok and line.detail.startswith("1 build servers")
-    run_in(tmp_path / "w", LocalRunner(ccache=CompilerCache(enabled=False), sccache=cache), step())
+    run_in(tmp_path / "w", LocalRunner(ccache=CompilerCache(enabled=False), settings=settings(), sccache=cache), step())
     counts = read_counts(cache.directory / "stats")
     # g++, and nvcc's passes (cudafe++, cicc, ptxas, the host g++): every compile ran remotely
     assert counts.misses >= 5 and counts.remote_compiles == counts.misses and counts.failed_remote == 0
@@ -76,5 +77,9 @@ def test_the_scheduler_refuses_a_client_with_a_wrong_token(tmp_path: Path, clust
     cache = Sccache(directory=tmp_path / "sc", dist=DistClient(cluster.url, "not-the-token"))
     commands = ('g++ -O2 -c "$JW_SRC/unit.cpp" -o "$JW_WORK/out/unit.o"',)
     with pytest.raises(BuildError, match="401"):
-        run_in(tmp_path / "w", LocalRunner(ccache=CompilerCache(enabled=False), sccache=cache), step(commands))
+        run_in(
+            tmp_path / "w",
+            LocalRunner(ccache=CompilerCache(enabled=False), settings=settings(), sccache=cache),
+            step(commands),
+        )
     assert not (tmp_path / "w" / "out" / "unit.o").exists()

@@ -21,6 +21,7 @@ from jetwheel.errors import BuildError
 from jetwheel.machine import this_machine
 from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import LocalRunner
+from jetwheel.workflow.context import settings
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -45,7 +46,9 @@ def test_everything_cached_rebuilds_nothing(stack_server: Server, tmp_path: Path
     recipes, profile = load_recipes(), load_profile("mini")
     plan = make_plan(recipes, profile, "mini-cuda", "local", this_machine())
     started = time.monotonic()
-    results = run_plan(plan, recipes, profile, LocalRunner(), stack_server.client(), Options(work_root=tmp_path))
+    results = run_plan(
+        plan, recipes, profile, LocalRunner(settings=settings()), stack_server.client(), Options(work_root=tmp_path)
+    )
     assert [r.status for r in results] == ["cached"] * 3
     assert time.monotonic() - started < 5
 
@@ -69,7 +72,7 @@ def test_failing_build_publishes_nothing_and_leaves_no_temp_files(stack_server: 
             plan,
             recipes,
             profile,
-            LocalRunner(),
+            LocalRunner(settings=settings()),
             stack_server.client(),
             Options(work_root=work, log_root=tmp_path / "logs"),
         )

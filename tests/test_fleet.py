@@ -15,7 +15,7 @@ import pytest
 from conftest import Server, door, install_and_run, start_server, stop_server
 from podman_engines import podman_services
 
-from jetwheel.build.engine import Event, Options
+from jetwheel.build.engine import BuildRun, Event, Options
 from jetwheel.build.plan import Plan, make_plan
 from jetwheel.build.schedule import Engine, connect, critical_path, engine_names, refusal, run_fleet, sized
 from jetwheel.errors import PlanError
@@ -25,6 +25,7 @@ from jetwheel.model.recipe import Recipe, load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.runners.baseimage import BUILDER, ensure_base_image
 from jetwheel.runners.probe import EngineFacts, probe
+from jetwheel.workflow.context import settings
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 IMAGE = BUILDER
@@ -65,7 +66,7 @@ def test_engine_facts_decide_who_takes_a_step_and_its_max_jobs() -> None:
     assert refusal(facts("orin", arch="aarch64"), step, "x86_64", gpu=False, emulate="x86_64") == ""
     assert refusal(facts("nogpu"), step, "x86_64", gpu=True) == "no GPU"
     assert refusal(facts("gpu", gpu=True), step, "x86_64", gpu=True) == ""
-    assert "host steps" in refusal(Engine("host", LocalRunner(), None), step, "x86_64", gpu=False)
+    assert "host steps" in refusal(Engine("host", LocalRunner(settings=settings()), None), step, "x86_64", gpu=False)
     # the plan was made on a 2-core box; on a 12-core, 64 GiB engine the step gets 12 jobs, same cache key
     big = sized(step, recipes["mini-torch"], facts("big"))
     assert step.env["MAX_JOBS"] == "2" and big.env["MAX_JOBS"] == big.env["CMAKE_BUILD_PARALLEL_LEVEL"] == "12"
@@ -81,7 +82,9 @@ def test_critical_path_is_the_longest_chain() -> None:
 def test_no_engine_for_a_step_fails_before_anything_runs(server: Server, tmp_path: Path) -> None:
     recipes, profile, plan = fleet_plan()
     with pytest.raises(PlanError, match=r"no engine may build mini-torch \(bare: lacks image"):
-        run_fleet(plan, recipes, profile, [facts("bare", images=frozenset())], server.client(), Options())
+        run_fleet(
+            BuildRun.on_index(plan, recipes, profile, server.client(), Options()), [facts("bare", images=frozenset())]
+        )
     assert server.snapshot() == {}
 
 
@@ -136,16 +139,11 @@ def test_three_engines_build_the_dag_and_survive_a_killed_engine_and_container(
             subprocess.run(["podman", "kill", *ids], capture_output=True, check=True)
 
     try:
-        fleet, down = connect(list(engines), plan, "podman")
+        fleet, down = connect(list(engines), plan, "podman", settings=settings())  # JETWHEEL_CA_BUNDLE set above
         assert down == [] and [e.name for e in fleet] == list(engines)
+        options = Options(work_root=tmp_path / "w", log_root=tmp_path / "l")
         results = run_fleet(
-            plan,
-            recipes,
-            profile,
-            fleet,
-            server.client(),
-            Options(work_root=tmp_path / "w", log_root=tmp_path / "l"),
-            listener,
+            BuildRun.on_index(plan, recipes, profile, server.client(), options).telling(listener), fleet
         )
         assert [r.status for r in results] == ["published"] * 5
         # each lost only that attempt; the step was built and published on another engine

@@ -30,6 +30,7 @@ from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.runners.base import MARK, StepLog, failed
 from jetwheel.runners.baseimage import ensure_base_image
 from jetwheel.runners.ccache import CompilerCache
+from jetwheel.workflow.context import settings
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 PARTS = 12  # translation units ninja compiles, one at a time
@@ -127,7 +128,9 @@ def test_a_compile_killed_part_way_resumes_where_it_stopped(server: Server, tmp_
     recipes, profile = load_recipes(root), load_profile("mini", root)
     plan = make_plan(recipes, profile, "mini-ninja", "local", this_machine())
     options = Options(work_root=tmp_path / "work", log_root=tmp_path / "logs")
-    runner = LocalRunner(ccache=CompilerCache(enabled=False))  # what resumes is the build directory
+    runner = LocalRunner(
+        settings=settings(), ccache=CompilerCache(enabled=False)
+    )  # what resumes is the build directory
     events: list[Event] = []
 
     def kill_at_half(e: Event) -> None:

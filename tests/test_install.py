@@ -13,6 +13,7 @@ import pytest
 from conftest import pip_env
 
 ROOT = Path(__file__).resolve().parents[1]
+ROOT_OF_RUN = "from jetwheel.workflow.context import context; print(context().root)"  # where recipes are read
 
 
 @pytest.mark.slow
@@ -40,7 +41,7 @@ def test_wheel_installed_into_a_fresh_venv_plans_vllm_from_any_directory(tmp_pat
     def elsewhere_run(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, cwd=elsewhere, env=run_env)
 
-    where = elsewhere_run(str(bin_ / "python"), "-c", "import jetwheel.recipe as r; print(r.recipes_root())")
+    where = elsewhere_run(str(bin_ / "python"), "-c", ROOT_OF_RUN)
     assert where.stdout.strip().startswith(str(tmp_path / "venv")), where.stdout + where.stderr
     plan = elsewhere_run(str(bin_ / "jetwheel"), "build-wheel", "vllm", "--profile", "triton-25.04", "--dry-run")
     assert plan.returncode == 0, plan.stderr
@@ -50,14 +51,18 @@ def test_wheel_installed_into_a_fresh_venv_plans_vllm_from_any_directory(tmp_pat
     # the recipes' patches ship too, nested ones included (recipes/patches/vllm-0.8.1/)
     assert "patches=flash-attention-sm87.patch" in plan.stdout
     home = elsewhere_run(
-        str(bin_ / "python"), "-c", "from jetwheel.index.config import load_config; print(load_config().root)"
+        str(bin_ / "python"),
+        "-c",
+        "from jetwheel.index.server.config import load_config\n"
+        "from jetwheel.workflow.context import context\n"
+        "print(load_config(context().config_path).root)",
     )
     assert home.stdout.strip() == str(tmp_path / "xdg" / "jetwheel" / "index" / "packages"), home.stderr
     # a user's own recipes come first: --recipes DIR, then $JETWHEEL_RECIPES, then ./recipes
     mine = elsewhere / "recipes"
     (mine / "profiles").mkdir(parents=True)
     (mine / "profiles" / "only-mine.toml").write_text("[profile]\n")
-    ours = elsewhere_run(str(bin_ / "python"), "-c", "import jetwheel.recipe as r; print(r.recipes_root())")
+    ours = elsewhere_run(str(bin_ / "python"), "-c", ROOT_OF_RUN)
     assert ours.stdout.strip() == str(mine)
 
 
@@ -69,8 +74,10 @@ def test_recipes_are_found_in_order_given_env_cwd_bundled(tmp_path: Path, monkey
     assert recipes_root() == DEFAULT_RECIPES and (DEFAULT_RECIPES / "profiles" / "triton-25.04.toml").is_file()
     (tmp_path / "recipes" / "profiles").mkdir(parents=True)
     assert recipes_root() == tmp_path / "recipes"
+    # $JETWHEEL_RECIPES is the run's setting: the workflow's context gives it as the explicit root
+    # (tests/test_settings.py); below the workflow the environment is not read
     monkeypatch.setenv("JETWHEEL_RECIPES", str(tmp_path / "env"))
-    assert recipes_root() == tmp_path / "env"
+    assert recipes_root() == tmp_path / "recipes"
     assert recipes_root(tmp_path / "given") == tmp_path / "given"
 
 

@@ -3,6 +3,7 @@ before anything is built."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import shutil
@@ -22,6 +23,7 @@ from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import DockerRunner, LocalRunner, Runner
 from jetwheel.runners.baseimage import ensure_base_image
 from jetwheel.sources.archives import archive_name, pack
+from jetwheel.workflow.context import context, settings
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SMALL = Needs(disk_gb=1)
@@ -65,7 +67,7 @@ def only_failure(checks: list[Check]) -> Check:
 
 
 def test_mini_stack_passes_preflight(stack_server: Server) -> None:
-    checks = run(stack_server, LocalRunner())
+    checks = run(stack_server, LocalRunner(settings=settings()))
     assert failures(checks) == []
     names = {c.check for c in checks}
     for step in ("mini-torch", "mini-vision", "mini-cuda"):
@@ -85,7 +87,7 @@ def test_wrong_sha256_fails_the_source_check(stack_server: Server, tmp_path: Pat
     root = edited_recipes(
         tmp_path, "mini-torch", 'path = "mini-torch"', f'url = "{archive.as_uri()}"\nsha256 = "{wrong}"'
     )
-    bad = only_failure(run(stack_server, LocalRunner(), "mini-torch", root))
+    bad = only_failure(run(stack_server, LocalRunner(settings=settings()), "mini-torch", root))
     assert bad.check == "mini-torch: source" and wrong in bad.detail and "sha256" in bad.fix
 
 
@@ -100,14 +102,14 @@ def test_patch_that_does_not_apply_fails(stack_server: Server, tmp_path: Path) -
     (root / "examples" / "patches" / "stale.patch").write_text(
         "--- a/setup.py\n+++ b/setup.py\n@@ -1,2 +1,2 @@\n-this line is not in setup.py\n+nor is this one\n context\n"
     )
-    bad = only_failure(run(stack_server, LocalRunner(), "mini-vision", root))
+    bad = only_failure(run(stack_server, LocalRunner(settings=settings()), "mini-vision", root))
     assert bad.check == "mini-vision: patches" and "stale.patch does not apply" in bad.detail
     assert "rebase" in bad.fix
 
 
 def test_unresolvable_build_requirement_fails(stack_server: Server, tmp_path: Path) -> None:
     root = edited_recipes(tmp_path, "mini-vision", 'requires = ["setuptools>=68"]', 'requires = ["setuptools>=999"]')
-    bad = only_failure(run(stack_server, LocalRunner(), "mini-vision", root))
+    bad = only_failure(run(stack_server, LocalRunner(settings=settings()), "mini-vision", root))
     assert bad.check == "mini-vision: build requirements" and "setuptools>=999" in bad.detail
 
 
@@ -123,7 +125,12 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_too_little_disk_fails_naming_what_is_needed(stack_server: Server, tiny_disk: Path) -> None:
-    checks = run(stack_server, LocalRunner(), "mini-torch", needs=Needs(disk_gb=2, work_root=tiny_disk / "work"))
+    checks = run(
+        stack_server,
+        LocalRunner(settings=settings()),
+        "mini-torch",
+        needs=Needs(disk_gb=2, work_root=tiny_disk / "work"),
+    )
     bad = only_failure(checks)
     assert bad.check == "mini-torch: disk" and "0.0 GB free" in bad.detail and "2 GB needed" in bad.detail
 
@@ -153,7 +160,7 @@ def test_backend_requirement_the_step_does_not_install_fails(stack_server: Serve
     pyproject.write_text(
         pyproject.read_text().replace('requires = ["setuptools', 'requires = ["pybind11>=2.11", "setuptools')
     )
-    bad = only_failure(run(stack_server, LocalRunner(), "mini-vision", root))
+    bad = only_failure(run(stack_server, LocalRunner(settings=settings()), "mini-vision", root))
     assert bad.check == "mini-vision: build backend requires" and "pybind11>=2.11" in bad.detail
     assert bad.fix == "add pybind11>=2.11 to the recipe's build.requires"
 
@@ -188,11 +195,14 @@ def test_git_source_comes_from_the_sources_dir_the_engine_uses(
     pinned = f'git = "https://git.invalid/mini-torch"\nref = "v1.0.0"\nsha256 = "{archive.sha256}"'
     root = edited_recipes(tmp_path, "mini-torch", 'path = "mini-torch"', pinned)
     monkeypatch.setenv("JETWHEEL_SOURCES", str(sources))
-    checks = run(stack_server, LocalRunner(), "mini-torch", root, needs=Needs(disk_gb=1))
+    # the run's context reads it once; preflight and the engine both take it from the same options
+    needs = Needs(disk_gb=1, sources=context().options().sources)
+    checks = run(stack_server, LocalRunner(settings=settings()), "mini-torch", root, needs=needs)
     assert failures(checks) == [], render(failures(checks))
     assert str(sources) in next(c.detail for c in checks if c.check == "mini-torch: source")
     monkeypatch.delenv("JETWHEEL_SOURCES")
-    bad = only_failure(run(stack_server, LocalRunner(), "mini-torch", root, needs=Needs(disk_gb=1)))
+    needs = Needs(disk_gb=1, sources=context().options().sources)
+    bad = only_failure(run(stack_server, LocalRunner(settings=settings()), "mini-torch", root, needs=needs))
     assert bad.check == "mini-torch: source" and "git.invalid" in bad.detail and "sources.fetch" in bad.fix
 
 
@@ -253,7 +263,9 @@ def test_build_wheel_asks_the_engine_once_through_preflight_and_build(
     fake.write_text(FAKE_ENGINE)
     fake.chmod(0o755)
     monkeypatch.setenv("FAKE_ENGINE_ROOT", str(tmp_path))
-    monkeypatch.setattr("jetwheel.build.engine.CACHE", tmp_path / "cache")  # work and logs: not another run's
+    # work and logs under another home: not another run's (the run's settings put them under ~/.cache)
+    moved = dataclasses.replace(settings(), home=tmp_path / "home")
+    monkeypatch.setattr("jetwheel.workflow.context.settings", lambda: moved)
     argv = ["build-wheel", "mini-torch", "--profile", "mini", "--index", stack_server.url, "--force"]
     code = door(*argv, "--runner", "docker", "--engine", str(fake), "--disk-gb", "1", *engines)
     calls = (tmp_path / "calls").read_text().splitlines()

@@ -35,6 +35,7 @@ from jetwheel.runners.baseimage import BUILDER_ARM64, ensure_base_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.sources.fetch import make_archive
 from jetwheel.verify import read_wheels, verify_wheel
+from jetwheel.workflow.context import settings
 
 ARM_IMAGE = BUILDER_ARM64
 CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -111,7 +112,7 @@ def build(
 
         run: Runner = DockerRunner(engine="podman", arch="aarch64", ca_bundle=CA if os.path.exists(CA) else "")
     else:
-        run = make_runner(parse_runner(runner), arch="aarch64" if profile.arch == "aarch64" else "")
+        run = make_runner(parse_runner(runner), settings(), arch="aarch64" if profile.arch == "aarch64" else "")
     [result] = run_plan(
         plan, recipes, profile, run, server.client(), Options(force=True, work_root=tmp / "w", log_root=tmp / "logs")
     )

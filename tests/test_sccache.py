@@ -25,6 +25,7 @@ from jetwheel.runners.ccache import CompilerCache
 from jetwheel.runners.docker import DockerRunner
 from jetwheel.runners.local import LocalRunner
 from jetwheel.runners.sccache import VOLUME_MOUNT, DistClient, Sccache, SharedCache, counts_of, read_counts
+from jetwheel.workflow.context import settings
 from jetwheel.workflow.sccache import resolve
 
 CXX = """#include <vector>
@@ -70,7 +71,7 @@ def test_second_compile_of_cxx_and_cuda_units_is_an_sccache_hit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cache = Sccache(directory=tmp_path / "sccache")
-    runner = LocalRunner(ccache=CompilerCache(directory=tmp_path / "ccache"), sccache=cache)
+    runner = LocalRunner(ccache=CompilerCache(directory=tmp_path / "ccache"), settings=settings(), sccache=cache)
     run_in(tmp_path / "w1", runner, step())
     first = read_counts(cache.directory / "stats")
     # gcc; nvcc and its passes (cudafe++, cicc, ptxas, the host g++) are counted one by one
@@ -111,7 +112,9 @@ def test_a_build_naming_sccache_as_its_own_launcher_compiles_once_through_it(tmp
     cache = Sccache(directory=tmp_path / "sc")
     log = StepLog(tmp_path / "w.log")
     try:
-        LocalRunner(ccache=CompilerCache(enabled=False), sccache=cache).run(step(commands), work, "http://x/", log)
+        LocalRunner(ccache=CompilerCache(enabled=False), settings=settings(), sccache=cache).run(
+            step(commands), work, "http://x/", log
+        )
     finally:
         log.close()
     assert (work / "b" / "libt.a").is_file()
@@ -138,7 +141,9 @@ def test_step_script_sets_sccache_up_before_ccache_and_ccache_alone_without_sett
     assert script.index("JW_SCCACHE") < script.index('if [ -n "${CCACHE_DIR:-}" ]')
     env = Sccache(directory=Path("/c")).env("/c", "/w")
     assert env["SCCACHE_DIR"] == "/c/cache" and env["SCCACHE_BASEDIRS"] == "/w" and "SCCACHE_REDIS_ENDPOINT" not in env
-    assert "JW_SCCACHE" not in LocalRunner(ccache=CompilerCache(enabled=False)).__dict__.get("extra_env", {})
+    assert "JW_SCCACHE" not in LocalRunner(ccache=CompilerCache(enabled=False), settings=settings()).__dict__.get(
+        "extra_env", {}
+    )
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from test_sccache import run_in, step
 from jetwheel.runners.ccache import CompilerCache
 from jetwheel.runners.local import LocalRunner
 from jetwheel.runners.sccache import Sccache, SharedCache, read_counts
+from jetwheel.workflow.context import settings
 from jetwheel.workflow.sccache import checks
 from jetwheel.workflow.sharedcache import READER, WRITER, CacheServer, Credentials, start
 
@@ -80,7 +81,7 @@ def test_a_reader_build_is_unaffected_and_hits_what_a_builder_wrote(
     def runner(name: str, user: str, password: str, writer: bool) -> tuple[LocalRunner, Sccache]:
         shared = SharedCache(server.endpoint, user, password, writer)
         cache = Sccache(directory=tmp_path / name, shared=shared)
-        return LocalRunner(ccache=CompilerCache(enabled=False), sccache=cache), cache
+        return LocalRunner(ccache=CompilerCache(enabled=False), settings=settings(), sccache=cache), cache
 
     # a reader that tries to write (told READ_WRITE): the server refuses, the build succeeds
     rogue, rogue_cache = runner("rogue", READER, creds.reader, True)

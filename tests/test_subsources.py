@@ -15,7 +15,7 @@ from conftest import Server
 from shared_sources import SHARED
 from test_sources import cli
 
-from jetwheel.build.engine import Options, prepare_work, provenance
+from jetwheel.build.engine import prepare_work, provenance
 from jetwheel.build.plan import Plan, make_plan, render_plan
 from jetwheel.build.preflight_source import sub_checks
 from jetwheel.digest import sha256_file
@@ -26,6 +26,7 @@ from jetwheel.model.step import BuildStep
 from jetwheel.runners import LocalRunner, StepLog
 from jetwheel.sources.fetch import Lookup
 from jetwheel.sources.subsources import fetch_sub
+from jetwheel.workflow.context import settings
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SOURCES = SHARED
@@ -191,16 +192,20 @@ def test_the_runner_sees_each_sub_source_unpacked_patched_and_exported(tmp_path:
     recipes = load_recipes(root)
     step = make_plan(recipes, load_profile("p", root), "x", "local", Machine(2, 4)).steps[0]
     work = tmp_path / "work"
-    _resumed, fetched = prepare_work(step, recipes["x"], work, server.client(), Options(sources=SOURCES))
+    _resumed, fetched = prepare_work(step, recipes["x"], work, Lookup(SOURCES, server.client()))
     check = 'test "$FLASH_MLA_SRC_DIR" = "$JW_WORK/sub/FlashMLA" && cat "$FLASH_MLA_SRC_DIR/jetwheel-mark.txt"'
     exports = [c for c in step.commands if c.startswith("export FLASH_MLA")]
     patches = [c for c in step.commands if "/sub/FlashMLA" in c and c.startswith("patch ")]
     log = StepLog(tmp_path / "log")
-    LocalRunner().run(dataclasses.replace(step, commands=(*exports, *patches, check)), work, server.simple, log)
+    LocalRunner(settings=settings()).run(
+        dataclasses.replace(step, commands=(*exports, *patches, check)), work, server.simple, log
+    )
     log.close()
     assert list(log.tail)[-1] == "patched"
     assert (work / "sub" / "FlashMLA" / "csrc").is_dir()
-    recorded = provenance(step, recipes["x"], load_profile("p", root), LocalRunner(), fetched)["source"]["subs"]
+    recorded = provenance(step, recipes["x"], load_profile("p", root), LocalRunner(settings=settings()), fetched)[
+        "source"
+    ]["subs"]
     assert recorded == [
         {
             "name": "FlashMLA",

@@ -30,6 +30,7 @@ from jetwheel.verify import FactCache, Published, extract, read_wheels, resolve_
 from jetwheel.verify.extract import member_facts
 from jetwheel.verify.fatbin import MAGIC, Scanner, runs_on, scan
 from jetwheel.verify.wheel import FORMAT, from_bytes
+from jetwheel.workflow.context import settings
 from jetwheel.workflow.verify import verify_paths
 
 KERNEL = "__global__ void k(float* x) { x[threadIdx.x] += 1.0f; }\n"
@@ -87,7 +88,7 @@ def build_variant(tmp: Path, server: Server, name: str, **env: str) -> Path:
     work = tmp / f"{name}-{len(list(tmp.iterdir()))}"
     shutil.copytree(step.source.path, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "*.so"))
     log = StepLog(work / "log")
-    LocalRunner().run(step, work, server.simple, log)
+    LocalRunner(settings=settings()).run(step, work, server.simple, log)
     log.close()
     return next((work / "out").glob("*.whl"))
 

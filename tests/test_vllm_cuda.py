@@ -26,7 +26,7 @@ from jetwheel.digest import sha256_file
 from jetwheel.machine import this_machine
 from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners.cudaimage import ensure_cuda_image
-from jetwheel.sources.fetch import CACHE, Lookup, fetch_source
+from jetwheel.sources.fetch import Lookup, fetch_source
 from jetwheel.sources.subsources import fetch_sub
 from jetwheel.verify import fatbin
 
@@ -96,7 +96,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
     as the engine lays them; flash-attention twice, patched by the recipe's patch and not."""
     root = tmp_path_factory.mktemp("vllm-cuda")
     step = make_plan(load_recipes(), load_profile(PROFILE), "vllm", "docker", this_machine()).steps[-1]
-    fetch_source(step.name, step.pin, step.source, root / "vllm", Lookup(cache=CACHE))
+    fetch_source(step.name, step.pin, step.source, root / "vllm", Lookup())
     for sub in step.source.subs:
         fetch_sub(sub, root / sub.name, Lookup(Path(SHARED)))
         if sub.patches:

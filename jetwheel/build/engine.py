@@ -19,7 +19,7 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -27,24 +27,29 @@ from typing import Any, Literal
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from jetwheel.build.indexwheels import IndexWheels
 from jetwheel.build.plan import Plan
+from jetwheel.build.ports import CachedBuilds, DependencyWheels, IndexPorts, Publisher, SourceFinder
 from jetwheel.build.steplock import hold_step
 from jetwheel.errors import BuildError, EngineLost, OutOfMemory, VerifyFailed
-from jetwheel.index.client.client import IndexClient, Progress
+from jetwheel.index.client.client import IndexClient
 from jetwheel.model.profile import Profile
 from jetwheel.model.recipe import Recipe
 from jetwheel.model.step import BuildStep
 from jetwheel.runners import Runner, StepLog
-from jetwheel.sources.fetch import FetchedSource, Lookup, fetch_source, local_sources_dir
+from jetwheel.sources.fetch import FetchedSource, Lookup, fetch_source
 from jetwheel.sources.subsources import fetch_sub
 from jetwheel.target import Target
 from jetwheel.verify import read_wheels, verify_wheel
+from jetwheel.verify.factcache import FactCache
 from jetwheel.verify.report import Report
 from jetwheel.verify.wheel import Wheel
 
 log = logging.getLogger("jetwheel.engine")
-CACHE = Path.home() / ".cache" / "jetwheel"
+
+
+def _cache(sub: str) -> Path:
+    """~/.cache/jetwheel/SUB, where the caller gives no directory (the workflow gives its settings')."""
+    return Path.home() / ".cache" / "jetwheel" / sub
 
 
 # What an Event says; every view handles each (progress.py matches them exhaustively).
@@ -92,14 +97,51 @@ class StepResult:
 class Options:
     force: bool = False
     publish_failing: bool = False  # publish a wheel that failed verify, marked failing
-    work_root: Path = field(default_factory=lambda: CACHE / "work")
-    log_root: Path = field(default_factory=lambda: CACHE / "logs")
+    work_root: Path = field(default_factory=lambda: _cache("work"))
+    log_root: Path = field(default_factory=lambda: _cache("logs"))
     keep_work: bool = False
-    sources: Path | None = field(default_factory=local_sources_dir)  # local source archives, tried first
+    sources: Path | None = None  # local source archives, tried first (--sources, $JETWHEEL_SOURCES)
     oom_retry: bool = True  # a step killed for memory runs once more with half MAX_JOBS
+    facts: Path | None = None  # the fact cache ($JETWHEEL_FACTS; None: ~/.cache/jetwheel/facts)
 
 
 Listener = Callable[[Event], None]
+
+
+def _quiet(e: Event) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class BuildRun:
+    """One plan's run, resolved once and shared by every step: the plan, its recipes and profile,
+    what the engine needs of the index (small interfaces, build/ports.py), the options and who is
+    told of progress."""
+
+    plan: Plan
+    recipes: Mapping[str, Recipe]
+    profile: Profile
+    cache: CachedBuilds
+    sources: SourceFinder
+    wheels: DependencyWheels
+    publish: Publisher
+    options: Options
+    listener: Listener = _quiet
+
+    @classmethod
+    def on_index(
+        cls, plan: Plan, recipes: Mapping[str, Recipe], profile: Profile, client: IndexClient, options: Options
+    ) -> BuildRun:
+        """A run whose four needs of the index are met by one client (and options.sources)."""
+        ports = IndexPorts(client, options.sources)
+        return cls(plan, recipes, profile, ports, ports, ports, ports, options)
+
+    def telling(self, listener: Listener) -> BuildRun:
+        return replace(self, listener=listener)
+
+    def position(self, step: BuildStep) -> int:
+        """The step's place in the plan, from 1 (a step resized for an engine keeps its name)."""
+        return next(i for i, s in enumerate(self.plan.steps, 1) if s.name == step.name)
 
 
 def provenance(
@@ -179,9 +221,7 @@ def work_dir(root: Path, step: BuildStep) -> Path:
     return root / f"{step.name}-{step.cache_key[:16]}"
 
 
-def prepare_work(
-    step: BuildStep, recipe: Recipe, work: Path, client: IndexClient, options: Options, progress: Progress | None = None
-) -> tuple[bool, FetchedSource]:
+def prepare_work(step: BuildStep, recipe: Recipe, work: Path, lookup: Lookup) -> tuple[bool, FetchedSource]:
     """Make the work directory ready; (True, ...) when it resumes one a failed run left (its source
     and finished commands intact). Kept directories of the step's other cache keys are removed: at
     most one kept directory per step bounds the disk this costs. The source's origin is recorded in
@@ -196,7 +236,6 @@ def prepare_work(
         return True, FetchedSource(work / "src", **{**kept, "subs": tuple(tuple(s) for s in kept.get("subs", ()))})
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    lookup = Lookup(options.sources, client, progress=progress)
     source = fetch_source(step.name, step.pin, step.source, work / "src", lookup)
     (work / "patches").mkdir()
     for p in recipe.patches:
@@ -230,42 +269,34 @@ def _run_retrying_oom(runner: Runner, at: _Place, work: Path, index_url: str, lo
         )
 
 
-def run_plan(
+def run_plan(  # params: a plan's whole run in one call, as the tests and benches make it
     plan: Plan,
     recipes: dict[str, Recipe],
     profile: Profile,
     runner: Runner,
     client: IndexClient,
     options: Options,
-    listener: Listener = lambda e: None,
+    listener: Listener = _quiet,
 ) -> list[StepResult]:
+    """Run every step in order on one runner, with one index client for all the engine needs of an
+    index; see run_steps."""
+    return run_steps(BuildRun.on_index(plan, recipes, profile, client, options).telling(listener), runner)
+
+
+def run_steps(run: BuildRun, runner: Runner) -> list[StepResult]:
     """Run every step in order; raise BuildError/VerifyFailed at the first failure (later steps
     depend on it). Each published wheel is on the index before the next step installs it."""
-    total = len(plan.steps)
-    listener(Event("plan", total=total, message=f"{plan.target} for {plan.profile}"))
-    return [
-        run_step(step, i, total, recipes[canonicalize_name(step.name)], profile, runner, client, options, listener)
-        for i, step in enumerate(plan.steps, 1)
-    ]
+    run.listener(Event("plan", total=len(run.plan.steps), message=f"{run.plan.target} for {run.plan.profile}"))
+    return [run_step(run, step, runner) for step in run.plan.steps]
 
 
-def run_step(
-    step: BuildStep,
-    i: int,
-    total: int,
-    recipe: Recipe,
-    profile: Profile,
-    runner: Runner,
-    client: IndexClient,
-    options: Options,
-    listener: Listener = lambda e: None,
-) -> StepResult:
+def run_step(run: BuildRun, step: BuildStep, runner: Runner) -> StepResult:
     """One step: skip it if its cache key is published, else build, verify and publish it. Raises
     (BuildError, VerifyFailed, RunnerError, ...) with nothing published. The step's transfers
-    (source archives, verify's wheels, the upload) report their bytes to `listener`."""
-    target = profile.target()
-    at = _Place(step, i, total, listener)
-    if not options.force and (cached := client.cached(step.cache_key)):
+    (source archives, verify's wheels, the upload) report their bytes to the run's listener."""
+    options, recipe = run.options, run.recipes[canonicalize_name(step.name)]
+    at = _Place(step, run.position(step), len(run.plan.steps), run.listener)
+    if not options.force and (cached := run.cache.cached(step.cache_key)):
         at.say("cached", cached)
         return StepResult(step, "cached", cached)
     at.say("start", step.wheel)
@@ -276,15 +307,15 @@ def run_step(
     steplog = StepLog(options.log_root / f"{step.name}-{stamp}-{step.cache_key[:8]}.log", at.line)
     resumable = False  # the work directory is worth keeping: the compile failed or was cut off
     try:
-        source = _prepare(at, recipe, work, runner, client, options)
+        source = _prepare(at, recipe, work, runner, run.sources.lookup(at.progress))
         resumable = True
-        _run_retrying_oom(runner, at, work, client.simple_url, steplog, options)
+        _run_retrying_oom(runner, at, work, run.publish.simple_url, steplog, options)
         resumable = False
         wheel = _built_wheel(step, work / "out")
-        facts, report = _verify(at, wheel, target, recipe, client, work, options)
-        client.upload(
+        facts, report = _verify(at, wheel, run.profile.target(), recipe, run, work)
+        run.publish.upload(
             wheel,
-            provenance=provenance(step, recipe, profile, runner, source),
+            provenance=provenance(step, recipe, run.profile, runner, source),
             verify=report.to_json(),
             facts=facts.to_bytes(),  # the next verify against this wheel reads none of its bytes
             progress=at.progress,
@@ -307,12 +338,10 @@ def run_step(
         held.close()
 
 
-def _prepare(
-    at: _Place, recipe: Recipe, work: Path, runner: Runner, client: IndexClient, options: Options
-) -> FetchedSource:
+def _prepare(at: _Place, recipe: Recipe, work: Path, runner: Runner, lookup: Lookup) -> FetchedSource:
     """The work directory ready to build in: resumed, or fresh (then nothing the runner kept from
     an earlier attempt may be resumed instead)."""
-    resumed, source = prepare_work(at.step, recipe, work, client, options, at.progress)
+    resumed, source = prepare_work(at.step, recipe, work, lookup)
     if resumed:
         at.say("resume", f"continuing the interrupted build in {work}")
     else:
@@ -320,15 +349,16 @@ def _prepare(
     return source
 
 
-def _verify(
-    at: _Place, wheel: Path, target: Target, recipe: Recipe, client: IndexClient, work: Path, options: Options
-) -> tuple[Wheel, Report]:
+def _verify(at: _Place, wheel: Path, target: Target, recipe: Recipe, run: BuildRun, work: Path) -> tuple[Wheel, Report]:
     """The built wheel's facts and verify report; raises VerifyFailed when it fails, unless the
     caller asked to publish failing wheels."""
-    facts = read_wheels([wheel])[0]
-    report = verify_wheel(facts, target, recipe, source=IndexWheels(client, at.progress), downloads=work / "deps")
+    cache = FactCache(run.options.facts)
+    facts = read_wheels([wheel], cache)[0]
+    report = verify_wheel(
+        facts, target, recipe, source=run.wheels.wheels(at.progress), cache=cache, downloads=work / "deps"
+    )
     at.say("verified", "pass" if report.passed else "FAIL: " + ", ".join(report.failing_checks()))
-    if not report.passed and not options.publish_failing:
+    if not report.passed and not run.options.publish_failing:
         raise VerifyFailed(
             f"{wheel.name} failed verify ({', '.join(report.failing_checks())}): {report.errors()[0].detail}; "
             "not published"

@@ -19,7 +19,6 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from jetwheel.build.check import Check, failures, render
-from jetwheel.build.engine import CACHE
 from jetwheel.build.plan import BUILD_TOOLS, Plan
 from jetwheel.build.preflight_source import backend_check, patches_check, source_check, sub_checks
 from jetwheel.errors import RunnerError
@@ -31,7 +30,7 @@ from jetwheel.model.step import BuildStep
 from jetwheel.runners import DockerRunner, Runner
 from jetwheel.runners.baseimage import image_fix
 from jetwheel.runners.probe import BuildFacts, EngineFacts, build_facts, probe
-from jetwheel.sources.fetch import Lookup, local_sources_dir
+from jetwheel.sources.fetch import Lookup
 from jetwheel.verify.fatbin import PTX_ISA_OF_CUDA
 from jetwheel.verify.resolve import resolve
 
@@ -44,8 +43,8 @@ class Needs:
     """What a step needs from the machine beyond its MAX_JOBS' memory."""
 
     disk_gb: float = 20.0  # free space for the work directory (source, env, build tree) and outputs
-    work_root: Path = CACHE / "work"
-    sources: Path | None = field(default_factory=local_sources_dir)  # the engine's first place to look
+    work_root: Path = field(default_factory=lambda: Path.home() / ".cache" / "jetwheel" / "work")
+    sources: Path | None = None  # the engine's first place to look (--sources, $JETWHEEL_SOURCES)
 
 
 # --- requirements and dependency wheels ------------------------------------------------------------
@@ -229,7 +228,7 @@ def _python(profile: Profile, image: str) -> str:
     return sys.executable if profile.python == "current" and image == "host" else profile.python_exe
 
 
-def preflight(
+def preflight(  # params: the plan's parts as the engine will run them, and what is known of its engine
     plan: Plan,
     recipes: dict[str, Recipe],
     profile: Profile,
@@ -267,7 +266,7 @@ def preflight(
     return head + _step_checks(plan, recipes, profile, client, probes, needs, argv if docker else None)
 
 
-def _step_checks(
+def _step_checks(  # params: preflight's, less the runner, plus the probes it made
     plan: Plan,
     recipes: dict[str, Recipe],
     profile: Profile,

@@ -23,17 +23,16 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from jetwheel.build.engine import Event, Listener, Options, StepResult, run_step
+from jetwheel.build.engine import BuildRun, Event, StepResult, run_step
 from jetwheel.build.plan import Plan
 from jetwheel.errors import BuildError, EngineLost, JetwheelError, PlanError, RunnerError
-from jetwheel.index.client.client import IndexClient
-from jetwheel.model.profile import Profile
 from jetwheel.model.recipe import Recipe
 from jetwheel.model.step import BuildStep
 from jetwheel.runners import DockerRunner, LocalRunner, Runner
 from jetwheel.runners.baseimage import image_fix
 from jetwheel.runners.probe import EngineFacts, probe
 from jetwheel.runners.sccache import Sccache
+from jetwheel.settings import Settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,7 +73,7 @@ def engine_names(spec: str) -> list[str]:
     return names
 
 
-def connect(
+def connect(  # params: build-wheel's container flags, each its own, and the run's settings
     names: Iterable[str],
     plan: Plan,
     engine: str = "",
@@ -82,12 +81,15 @@ def connect(
     emulate: str = "",
     memory: str = "",
     sccache: Sccache | None = None,
+    *,
+    settings: Settings,
 ) -> tuple[list[Engine], list[str]]:
     """Probe every engine at once. Returns the engines that answered (plus this host when the plan
     has host steps) and one line for each that did not. `emulate`: the architecture an engine of
-    another one may build for under emulation (none by default); `memory`: each build container's limit."""
+    another one may build for under emulation (none by default); `memory`: each build container's
+    limit; `settings`: the run's (engine, CA bundle, compiler cache, a host step's environment)."""
     images = {s.image for s in plan.steps if s.runner == "docker"}
-    plain = [DockerRunner(engine=engine, connection=n, gpu=gpu) for n in names]
+    plain = [DockerRunner(engine=engine, connection=n, gpu=gpu, settings=settings) for n in names]
     with ThreadPoolExecutor(max_workers=len(plain) or 1) as pool:
         futures = [pool.submit(probe, r, images, gpu) for r in plain]
     engines: list[Engine] = []
@@ -99,12 +101,12 @@ def connect(
             down.append(str(e))
             continue
         arch = emulate if emulate and facts.arch != emulate else ""
-        built = DockerRunner(engine, runner.connection, gpu, arch, memory=memory, sccache=sccache)
-        engines.append(Engine(facts.name, built, facts))
+        docker = DockerRunner(engine, runner.connection, gpu, arch, memory=memory, settings=settings, sccache=sccache)
+        engines.append(Engine(facts.name, docker, facts))
     if not engines:
         raise RunnerError("no engine answered: " + "; ".join(down))
     if any(s.runner == "local" for s in plan.steps):
-        engines.append(Engine("host", LocalRunner(sccache=sccache), None))
+        engines.append(Engine("host", LocalRunner(settings=settings, sccache=sccache), None))
     return engines, down
 
 
@@ -200,23 +202,16 @@ class _Board:
             self.cond.notify_all()
 
 
-def run_fleet(
-    plan: Plan,
-    recipes: dict[str, Recipe],
-    profile: Profile,
-    engines: list[Engine],
-    client: IndexClient,
-    options: Options,
-    listener: Listener = lambda e: None,
-    gpu: bool = False,
-    emulate: str = "",
-) -> list[StepResult]:
+def run_fleet(run: BuildRun, engines: list[Engine], gpu: bool = False, emulate: str = "") -> list[StepResult]:
     """Run the plan's DAG on the engines; results in plan order. Raises the first step failure
     (after the steps already running have ended), or PlanError before anything runs when some step
     has no engine that may take it."""
-    board = _Board(plan, _allowed(plan, engines, profile.arch, gpu, emulate))
-    fleet = _Fleet(recipes, profile, client, options, listener, board, len(plan.steps))
-    listener(Event("plan", total=fleet.total, message=f"{plan.target} for {plan.profile} on {len(engines)} engines"))
+    plan = run.plan
+    board = _Board(plan, _allowed(plan, engines, run.profile.arch, gpu, emulate))
+    fleet = _Fleet(run, board, len(plan.steps))
+    run.listener(
+        Event("plan", total=fleet.total, message=f"{plan.target} for {plan.profile} on {len(engines)} engines")
+    )
     for e in engines:
         fleet.report(e.name, Event("engine", message=e.facts.describe() if e.facts else "this host"))
     threads = [threading.Thread(target=fleet.work, args=(e,), name=f"engine {e.name}", daemon=True) for e in engines]
@@ -241,39 +236,25 @@ def _allowed(plan: Plan, engines: list[Engine], target_arch: str, gpu: bool, emu
 
 @dataclass(frozen=True)
 class _Fleet:
-    """What every engine's thread shares: the board, and the listener behind one lock."""
+    """What every engine's thread shares: the run, the board, and the listener behind one lock."""
 
-    recipes: dict[str, Recipe]
-    profile: Profile
-    client: IndexClient
-    options: Options
-    listener: Listener
+    run: BuildRun
     board: _Board
     total: int
     lock: threading.Lock = field(default_factory=threading.Lock)  # one listener call at a time
 
     def report(self, engine: str, e: Event) -> None:
         with self.lock:
-            self.listener(dataclasses.replace(e, engine=engine))
+            self.run.listener(dataclasses.replace(e, engine=engine))
 
     def work(self, engine: Engine) -> None:
         """Take the board's steps for `engine` until none is left; each step's end goes on the board."""
         board = self.board
         while (step := board.take(engine.name)) is not None:
-            recipe, index = self.recipes[canonicalize_name(step.name)], board.order[step.name]
+            recipe, index = self.run.recipes[canonicalize_name(step.name)], board.order[step.name]
             say = functools.partial(self.report, engine.name)
             try:
-                result = run_step(
-                    sized(step, recipe, engine),
-                    index,
-                    self.total,
-                    recipe,
-                    self.profile,
-                    engine.runner,
-                    self.client,
-                    self.options,
-                    say,
-                )
+                result = run_step(self.run.telling(say), sized(step, recipe, engine), engine.runner)
             except EngineLost as e:
                 say(Event("lost", step.name, index, self.total, str(e)))
                 board.lost(step, engine.name, e)

@@ -16,14 +16,15 @@ R = TypeVar("R")
 
 
 def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Typed errors and Ctrl-C become one line on stderr and a non-zero exit, never a traceback."""
+    """Typed errors and Ctrl-C become one line on stderr and a non-zero exit, never a traceback. The
+    code is the error's kind's (errors.JetwheelError.code): the one mapping, with no fallback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except JetwheelError as e:
-            raise Exit(f"jetwheel: error: {' '.join(str(e).split())}", code=exit_code(e)) from None
+            raise Exit(f"jetwheel: {e.lead}: {' '.join(str(e).split())}", code=exit_code(e)) from None
         except KeyboardInterrupt:
             raise Exit("jetwheel: interrupted", code=ExitCode.INTERRUPTED) from None
 

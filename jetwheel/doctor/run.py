@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from jetwheel.doctor.carry import zipapp
-from jetwheel.errors import JetwheelError
+from jetwheel.errors import ExitCode, JetwheelError
 from jetwheel.verify.factcache import default_root
 
 
 class CannotCheck(JetwheelError):
     """The environment could not be examined (no such interpreter or image, the scan failed)."""
+
+    code = ExitCode.NOT_CHECKED  # report.UNCHECKED: the same 5 as a scan that could see only part
+    lead = "could not check"
 
 
 def scan_args(arch: str, driver: str, facts: str) -> list[str]:

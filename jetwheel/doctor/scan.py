@@ -89,6 +89,8 @@ class Doctor:
         self.dists = distributions(paths)
         self.items: list[dict[str, Any]] = []
         machine = os.uname().machine
+        # the examined process's own environment (LD_LIBRARY_PATH, ...): the scan's input, read where
+        # the scan runs (often a foreign interpreter, from the zipapp), not a setting of jetwheel's
         self.base = Process(store, machine, os.environ, ld_cache())
         _, fail = self.base.dlopen(os.path.realpath(sys.executable), global_=True)
         if fail is not None:

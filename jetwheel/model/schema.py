@@ -3,7 +3,6 @@ TOML table that turns every mistake into one RecipeError line naming the file, t
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,10 @@ def _is_recipes(path: Path) -> bool:
 
 def recipes_root(explicit: str | Path = "") -> Path:
     """Where recipes and profiles are read from, the first that is given or present: `explicit`
-    (--recipes DIR), $JETWHEEL_RECIPES, ./recipes, then the bundled ones."""
+    (--recipes DIR, else $JETWHEEL_RECIPES: the workflow's context gives either), ./recipes, then
+    the bundled ones."""
     if explicit:
         return Path(explicit)
-    if os.environ.get("JETWHEEL_RECIPES"):
-        return Path(os.environ["JETWHEEL_RECIPES"])
     here = Path("recipes")
     return here.resolve() if _is_recipes(here) else DEFAULT_RECIPES
 

@@ -7,23 +7,24 @@ returns the object file the same command produced before."""
 
 from __future__ import annotations
 
-import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jetwheel.errors import RunnerError
+from jetwheel.settings import Settings
 
 VOLUME_MOUNT = "/ccache"  # where the docker runner mounts the engine's named volume
 
 
 def _default_dir() -> Path:
-    return Path(os.environ.get("JETWHEEL_CCACHE_DIR", Path.home() / ".cache" / "jetwheel" / "ccache"))
+    return Path.home() / ".cache" / "jetwheel" / "ccache"
 
 
 @dataclass(frozen=True)
 class CompilerCache:
-    """Where and how big. Read once from JETWHEEL_CCACHE_DIR / _VOLUME / _SIZE (JETWHEEL_CCACHE=0
+    """Where and how big: the run's settings JETWHEEL_CCACHE_DIR / _VOLUME / _SIZE (JETWHEEL_CCACHE=0
     turns it off)."""
 
     directory: Path = field(default_factory=_default_dir)
@@ -32,13 +33,8 @@ class CompilerCache:
     enabled: bool = True
 
     @classmethod
-    def from_env(cls) -> CompilerCache:
-        return cls(
-            directory=_default_dir(),
-            volume=os.environ.get("JETWHEEL_CCACHE_VOLUME", "jetwheel-ccache"),
-            max_size=os.environ.get("JETWHEEL_CCACHE_SIZE", "20G"),
-            enabled=os.environ.get("JETWHEEL_CCACHE", "1") not in ("0", "false", "no", "off"),
-        )
+    def of(cls, settings: Settings) -> CompilerCache:
+        return cls(settings.ccache, settings.ccache_volume, settings.ccache_size, settings.ccache_enabled)
 
     def env(self, directory: str, workdir: str) -> dict[str, str]:
         """The variables a step's shell gets; the step script sets the compilers up from them."""
@@ -72,12 +68,13 @@ fi
 """
 
 
-def run_ccache(argv: list[str], cache: CompilerCache, args: str) -> str:
+def run_ccache(argv: list[str], cache: CompilerCache, args: str, environ: Mapping[str, str]) -> str:
     """`ccache ARGS` where a runner builds (`argv`: the runner's probe_argv, a `bash -c` prefix), on
-    that runner's cache: the directory here, or the engine's volume."""
+    that runner's cache: the directory here, or the engine's volume. `environ`: what the command
+    starts from (the run's settings.environ)."""
     if not cache.enabled:
         raise RunnerError("the compiler cache is off (JETWHEEL_CCACHE=0)")
-    env = dict(os.environ, **cache.env(str(cache.directory), "/"))
+    env = dict(environ, **cache.env(str(cache.directory), "/"))
     cache.directory.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [*argv, f"command -v ccache >/dev/null || exit 127; ccache {args}"], capture_output=True, text=True, env=env

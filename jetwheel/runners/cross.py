@@ -22,6 +22,7 @@ from jetwheel.model.step import BuildStep
 from jetwheel.runners.base import StepLog
 from jetwheel.runners.local import LocalRunner
 from jetwheel.runners.sccache import Sccache
+from jetwheel.settings import Settings
 
 TRIPLETS = {"aarch64": "aarch64-linux-gnu"}
 
@@ -29,7 +30,7 @@ TRIPLETS = {"aarch64": "aarch64-linux-gnu"}
 class CrossRunner:
     name = "cross"
 
-    def __init__(self, arch: str, rootfs: Path, sccache: Sccache | None = None) -> None:
+    def __init__(self, arch: str, rootfs: Path, settings: Settings, sccache: Sccache | None = None) -> None:
         self.sccache = sccache
         triplet = TRIPLETS.get(arch)
         if triplet is None:
@@ -45,6 +46,7 @@ class CrossRunner:
                 "Python must be the one running jetwheel; make the rootfs with inv aarch64.setup"
             )
         self.arch, self.triplet, self.rootfs, self.py = arch, triplet, rootfs, py
+        self.settings = settings  # the run's: the local runner's environment and compiler cache
 
     def target_env(self, workdir: Path) -> Path:
         """Write the file the plan's compile commands source; return its path."""
@@ -68,7 +70,7 @@ class CrossRunner:
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
         # the local runner's compiler cache: the cross compilers go through sccache (or ccache) by their names
         target = {"JW_TARGET_ENV": str(self.target_env(workdir))}
-        LocalRunner(target, sccache=self.sccache).run(step, workdir, index_url, log)
+        LocalRunner(target, settings=self.settings, sccache=self.sccache).run(step, workdir, index_url, log)
 
     def probe_argv(self, image: str) -> list[str]:
         return ["bash", "-c"]

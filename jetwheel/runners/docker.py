@@ -11,7 +11,6 @@ the build directory (see step_script). The compiler cache is a named volume on t
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from jetwheel.runners.base import ENV_FILE, StepLog, env_file, failed, step_scri
 from jetwheel.runners.ccache import VOLUME_MOUNT, CompilerCache
 from jetwheel.runners.sccache import VOLUME_MOUNT as SCCACHE_MOUNT
 from jetwheel.runners.sccache import Sccache
+from jetwheel.settings import Settings
 
 WORK = "/jw"
 KILLED = (137, 143)  # the container's main process got SIGKILL / SIGTERM from outside
@@ -40,7 +40,7 @@ def find_engine(preferred: str = "") -> str:
 class DockerRunner:
     name = "docker"
 
-    def __init__(
+    def __init__(  # params: one per way a container engine is reached and a build container made
         self,
         engine: str = "",
         connection: str = "",
@@ -49,18 +49,19 @@ class DockerRunner:
         ca_bundle: str = "",
         ccache: CompilerCache | None = None,
         memory: str = "",
+        settings: Settings | None = None,  # the run's: its engine, CA bundle and compiler cache by default
         sccache: Sccache | None = None,
     ) -> None:
         self.sccache = sccache  # None: ccache alone
-        self.engine = find_engine(engine or os.environ.get("JETWHEEL_ENGINE", ""))
+        self.engine = find_engine(engine or (settings.engine if settings else ""))
         self.connection = connection
         self.gpu = gpu
         self.arch = arch
-        self.ccache = ccache or CompilerCache.from_env()
+        self.ccache = ccache or (CompilerCache.of(settings) if settings else CompilerCache())
         self.memory = memory  # a limit for the build container (e.g. 12g), swap included
         # A LAN behind a TLS-inspecting proxy: the container must trust the same CA as the host
         # for pip's upstream fallback to work
-        self.ca_bundle = ca_bundle or os.environ.get("JETWHEEL_CA_BUNDLE", "")
+        self.ca_bundle = ca_bundle or (settings.ca_bundle if settings else "")
 
     def base(self) -> list[str]:
         cmd = [self.engine]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from jetwheel.model.step import BuildStep
 from jetwheel.runners.base import StepLog, failed, step_script, stream
 from jetwheel.runners.ccache import CompilerCache
 from jetwheel.runners.sccache import Sccache
+from jetwheel.settings import Settings
 
 
 class LocalRunner:
@@ -18,14 +19,17 @@ class LocalRunner:
         self,
         extra_env: dict[str, str] | None = None,
         ccache: CompilerCache | None = None,
+        *,
+        settings: Settings,  # the run's: the environment a step starts from, the compiler cache by default
         sccache: Sccache | None = None,
     ) -> None:
         self.extra_env = extra_env or {}
-        self.ccache = ccache or CompilerCache.from_env()
+        self.ccache = ccache or CompilerCache.of(settings)
+        self.environ: Mapping[str, str] = settings.environ
         self.sccache = sccache  # None: ccache alone
 
     def run(self, step: BuildStep, workdir: Path, index_url: str, log: StepLog) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
+        env = {k: v for k, v in self.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHONPATH"))}
         env.update(self.ccache.env(str(self.ccache.directory), str(workdir)))
         if self.sccache:
             env.update(self.sccache.env(str(self.sccache.directory), str(workdir)))

@@ -149,18 +149,21 @@ def make(
         return members, write(members, root, out, source, runtime)
 
 
-def stack_wheels(paths: list[str], profile: Profile, client: IndexClient | None, tmp: Path) -> list[Wheel]:
+def stack_wheels(
+    paths: list[str], profile: Profile, client: IndexClient | None, tmp: Path, cache: FactCache | None = None
+) -> list[Wheel]:
     """The stack's wheels: files, or names (the profile's pins; default its [triton] runtime) on the index."""
     names = paths or list(profile.triton.runtime if profile.triton else ())
     files = [Path(p) for p in names if Path(p).is_file()]
-    wheels = read_wheels(files)
+    cache = cache or FactCache()
+    wheels = read_wheels(files, cache)
     source = IndexWheels(client) if client is not None else None
     for name in (n for n in names if not Path(n).is_file()):
         found = source.find(f"{name}=={profile.pin(name)}", profile.target().tags()) if source else None
         if found is None or source is None:
             where = f"no wheel for it on {client.url}" if client else "no such file (pass --index for names)"
             raise JetwheelError(f"{name}: {where}")
-        wheels.append(published_facts(found, source, FactCache(), tmp))
+        wheels.append(published_facts(found, source, cache, tmp))
     if not wheels:
         raise JetwheelError("no wheels: give wheel files, or --index with a profile that has a [triton] runtime")
     return wheels

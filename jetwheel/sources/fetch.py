@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -20,8 +20,10 @@ from jetwheel.index.client.client import IndexClient, Progress
 from jetwheel.model.stepsource import StepSource
 from jetwheel.sources.archives import Archive, archive_name, check_commit, check_pin, pack, unpack
 
-CACHE = Path.home() / ".cache" / "jetwheel" / "sources"
-SOURCES_ENV = "JETWHEEL_SOURCES"
+
+def download_cache() -> Path:
+    """~/.cache/jetwheel/sources: checked upstream downloads by sha256, where the caller gives no cache."""
+    return Path.home() / ".cache" / "jetwheel" / "sources"
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,6 @@ class FetchedSource:
     origin: str  # the file or URL it was taken from
     commit: str = ""  # the git commit, when a git checkout was packed here
     subs: tuple[tuple[str, str], ...] = ()  # (name, where its archive was taken from) per sub-source
-
-
-def local_sources_dir() -> Path | None:
-    """The local source directory $JETWHEEL_SOURCES names, if any."""
-    value = os.environ.get(SOURCES_ENV, "")
-    return Path(value) if value else None
 
 
 def _download(name: str, url: str, dest: Path) -> None:
@@ -82,10 +78,10 @@ def download_pinned(name: str, url: str, expected: str, out: Path, cache: Path) 
     return Archive(out, sha256_file(out), "")
 
 
-def upstream_archive(name: str, pin: str, src: StepSource, out_dir: Path, cache: Path = CACHE) -> Archive:
+def upstream_archive(name: str, pin: str, src: StepSource, out_dir: Path, cache: Path | None = None) -> Archive:
     """The source archive from upstream (git clone + pack, or the sdist URL), checked against the pin;
-    a checked download is kept in `cache` by its sha256."""
-    out = out_dir / archive_name(name, pin)
+    a checked download is kept in `cache` (default: download_cache()) by its sha256."""
+    out, cache = out_dir / archive_name(name, pin), cache or download_cache()
     if src.kind == "url":
         return download_pinned(name, src.url, src.sha256, out, cache)
     with tempfile.TemporaryDirectory(prefix=f"jetwheel-{name}-clone-") as tmp_dir:
@@ -104,7 +100,8 @@ class Lookup:
 
     local_dir: Path | None = None  # local source archives (--sources, $JETWHEEL_SOURCES), tried first
     client: IndexClient | None = None  # the index's /packages/, tried second
-    cache: Path = CACHE  # checked upstream downloads by sha256, and the scratch of index downloads
+    # checked upstream downloads by sha256, and the scratch of index downloads
+    cache: Path = field(default_factory=download_cache)
     progress: Progress | None = None  # of index downloads
 
     def looked(self) -> str:

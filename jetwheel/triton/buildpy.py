@@ -10,6 +10,7 @@ import shlex
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from jetwheel.build.indexwheels import IndexWheels
 from jetwheel.errors import JetwheelError
 from jetwheel.index.client.client import IndexClient
 from jetwheel.model.profile import Profile, TritonRelease
-from jetwheel.model.recipe import load_recipes
+from jetwheel.model.recipe import Recipe, load_recipes
 from jetwheel.runtime.image import runtime_policy
 from jetwheel.triton.smoke import Outcome
 from jetwheel.triton.smoke import run as run_smoke
@@ -142,11 +143,13 @@ def smoke_check(profile: Profile, image: str, gpu: bool = False, engine: str = "
     return run_smoke(image, rel.smoke, gpu, engine)
 
 
-def runtime_findings(profile: Profile, client: IndexClient, policy: Path) -> tuple[list[Finding], list[str]]:
+def runtime_findings(
+    profile: Profile, client: IndexClient, policy: Path, recipes: Mapping[str, Recipe], cache: FactCache
+) -> tuple[list[Finding], list[str]]:
     """The published stack judged against the runtime: the image's policy plus the runtime tarball the
     index serves under the NVPL file name (what Triton's step unpacks into /usr/local/lib)."""
     rel = _release(profile)
-    source, cache, recipes = IndexWheels(client), FactCache(), load_recipes()
+    source = IndexWheels(client)
     with tempfile.TemporaryDirectory(prefix="jetwheel-runtime-check-") as tmp:
         tarball = (
             client.download(rel.nvpl_slim, Path(tmp)) if rel.nvpl_slim and client.file_info(rel.nvpl_slim) else None
@@ -163,9 +166,16 @@ def runtime_findings(profile: Profile, client: IndexClient, policy: Path) -> tup
     return findings, list(runtime.sources)
 
 
-def check(profile: Profile, client: IndexClient, policy: Path | None = None) -> Report:
+def check(
+    profile: Profile,
+    client: IndexClient,
+    policy: Path | None = None,
+    recipes: Mapping[str, Recipe] | None = None,
+    cache: FactCache | None = None,
+) -> Report:
     """Dry-run Triton's vLLM install step against the live index, before the hour-long image build;
-    with a runtime policy, judge the published stack against that runtime plus the runtime tarball."""
+    with a runtime policy, judge the published stack against that runtime plus the runtime tarball
+    (`recipes`: the run's, default the bundled ones; `cache`: the run's fact cache)."""
     rel = _release(profile)
     target = profile.target()
     report = Report(
@@ -173,7 +183,9 @@ def check(profile: Profile, client: IndexClient, policy: Path | None = None) -> 
         checks=["requirements", "pytorch_triton_url", "nvpl_slim_url", *(("runtime",) if policy else ())],
     )
     if policy is not None:
-        found, report.facts["runtime"] = runtime_findings(profile, client, policy)
+        found, report.facts["runtime"] = runtime_findings(
+            profile, client, policy, load_recipes() if recipes is None else recipes, cache or FactCache()
+        )
         report.findings += found
     pins = [f"{name}=={profile.pin(name)}" for name in rel.runtime]
     findings, resolved = resolve_with_hashes(pins, client.simple_url, target)

@@ -149,7 +149,7 @@ def published_facts(found: Published, source: WheelSource, cache: FactCache, dow
     return read_wheels([source.download(found.filename, downloads)], cache)[0]
 
 
-def verify_wheel(
+def verify_wheel(  # params: the wheel, its target and recipe, and where its dependencies come from
     wheel: Wheel | Path,
     target: Target,
     recipe: Recipe | None = None,

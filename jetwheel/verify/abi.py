@@ -169,7 +169,7 @@ def _lost(elf: WheelElf, lost: list[str], loader: Loader, required: bool) -> Fin
     )
 
 
-def _versioned_system(
+def _versioned_system(  # params: one versioned reference, and where the loader found its library
     elf: WheelElf, name: str, version: str, vfile: str, lib: Found, loader: Loader, ceilings: Mapping[str, str]
 ) -> Finding | None:
     """A reference versioned against a system library: bound exactly against the runtime's own

@@ -21,7 +21,9 @@ from jetwheel.verify.wheel import FORMAT, Wheel, from_bytes
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("JETWHEEL_FACTS") or Path.home() / ".cache" / "jetwheel" / "facts")
+    """~/.cache/jetwheel/facts: where no root is given ($JETWHEEL_FACTS reaches here from the
+    workflow's settings, as a root)."""
+    return Path.home() / ".cache" / "jetwheel" / "facts"
 
 
 def stat_key(real: str, st: os.stat_result) -> str:

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from jetwheel.pipcmd import clean_pip_env, dry_run_command
+from jetwheel.pipcmd import clean_pip, dry_run_command
 from jetwheel.target import Target
 from jetwheel.verify.report import ERROR, Finding
 
@@ -31,12 +31,8 @@ def resolve_with_hashes(
     """(findings, what would be installed as (name, version, sha256 of the file pip chose))."""
     with tempfile.TemporaryDirectory(prefix="jetwheel-resolve-") as tmp:
         report = Path(tmp) / "report.json"
-        env = clean_pip_env()
         proc = subprocess.run(
-            dry_run_command(requirements, index_url, target, report),
-            capture_output=True,
-            text=True,
-            env=env,
+            clean_pip(dry_run_command(requirements, index_url, target, report)), capture_output=True, text=True
         )
         if proc.returncode == 0 and report.exists():
             doc = json.loads(report.read_text())

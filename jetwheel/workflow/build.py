@@ -3,6 +3,7 @@ before it starts (preflight), run it. Each choice is made here, once, from a par
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import tempfile
 import time
@@ -11,19 +12,17 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from jetwheel.build.engine import Listener, Options, StepResult, run_plan
+from jetwheel.build.engine import BuildRun, Listener, StepResult, run_steps
 from jetwheel.build.plan import Plan, default_runner, make_plan
 from jetwheel.build.preflight import Check, Needs, failures, preflight
 from jetwheel.errors import CheckFailed
 from jetwheel.exhaustive import assert_never
-from jetwheel.index.client.client import IndexClient
 from jetwheel.machine import Machine, this_machine
 from jetwheel.model.profile import Profile
-from jetwheel.model.recipe import Recipe, load_recipes, recipes_root
+from jetwheel.model.recipe import Recipe
 from jetwheel.model.runnerkind import RunnerKind
 from jetwheel.runners import Runner, make_runner
-from jetwheel.sources.fetch import local_sources_dir
-from jetwheel.workflow.client import index_client
+from jetwheel.workflow.context import Context, context
 from jetwheel.workflow.profiles import profile_for
 from jetwheel.workflow.sccache import checks as compiler_cache_checks
 from jetwheel.workflow.sccache import resolve as resolve_sccache
@@ -62,9 +61,6 @@ class BuildRequest:
     keep_work: bool = False
     oom_retry: bool = True
 
-    def sources_dir(self) -> Path | None:
-        return Path(self.sources) if self.sources else local_sources_dir()
-
 
 @dataclass(frozen=True)
 class Planned:
@@ -72,6 +68,7 @@ class Planned:
     profile: Profile
     runner: RunnerKind
     plan: Plan
+    ctx: Context  # the run's settings, recipes and index client, resolved once
 
 
 @dataclass(frozen=True)
@@ -125,13 +122,13 @@ def choose_runner(req: BuildRequest, recipes: dict[str, Recipe], profile: Profil
 
 def plan_build(req: BuildRequest) -> Planned:
     """The request's plan: its steps, for this machine (or --cores/--memory-gb's), on its runner."""
-    root = recipes_root(req.recipes)
-    recipes = load_recipes(root)
-    profile = profile_for(req.name, req.profile, req.arch, root)
+    ctx = context(req.recipes, req.profile, req.index)
+    recipes = ctx.recipes
+    profile = profile_for(req.name, req.profile, req.arch, ctx.root)
     here = this_machine()
     machine = Machine(req.cores or here.cores, req.memory_gb or here.memory_gb)
     runner = choose_runner(req, recipes, profile)
-    return Planned(recipes, profile, runner, make_plan(recipes, profile, req.name, runner, machine))
+    return Planned(recipes, profile, runner, make_plan(recipes, profile, req.name, runner, machine), ctx)
 
 
 def where_to_build(planned: Planned, req: BuildRequest) -> Where:
@@ -140,24 +137,29 @@ def where_to_build(planned: Planned, req: BuildRequest) -> Where:
         # a profile for another machine runs its containers emulated for that machine
         host = platform.machine()
         arch = req.arch or (planned.profile.arch if planned.profile.arch != host else "")
-        cache = resolve_sccache(req.dist)
+        settings = planned.ctx.settings
+        cache = resolve_sccache(req.dist, settings.environ)
         memory = req.container_memory
-        return Where(make_runner(planned.runner, req.engine, req.connection, req.gpu, arch, memory, cache))
+        return Where(make_runner(planned.runner, settings, req.engine, req.connection, req.gpu, arch, memory, cache))
     from jetwheel.build.schedule import connect, engine_names
 
-    names, cache = engine_names(req.engines), resolve_sccache(req.dist)
-    fleet, down = connect(names, planned.plan, req.engine, req.gpu, req.arch, req.container_memory, cache)
+    names, cache = engine_names(req.engines), resolve_sccache(req.dist, planned.ctx.settings.environ)
+    fleet, down = connect(
+        names, planned.plan, req.engine, req.gpu, req.arch, req.container_memory, cache, settings=planned.ctx.settings
+    )
     return Where(fleet[0].runner, tuple(fleet), tuple(down))
 
 
-def check_build(planned: Planned, where: Where, req: BuildRequest, client: IndexClient) -> PreflightPassed:
+def check_build(planned: Planned, where: Where, req: BuildRequest) -> PreflightPassed:
     """Every preflight check of the plan where it will run; PreflightFailed (exit 1) if one fails."""
     started = time.monotonic()
-    needs = Needs(disk_gb=req.disk_gb, sources=req.sources_dir())
+    options = planned.ctx.options(req.sources)
+    needs = Needs(disk_gb=req.disk_gb, work_root=options.work_root, sources=options.sources)
     facts = where.fleet[0].facts if where.fleet else None  # a fleet's engine was probed by connect: not asked again
+    client = planned.ctx.client
     checks = preflight(planned.plan, planned.recipes, planned.profile, where.runner, client, needs, req.gpu, facts)
     with tempfile.TemporaryDirectory(prefix="jw-sccache-") as scratch:
-        checks += compiler_cache_checks(resolve_sccache(req.dist), Path(scratch))
+        checks += compiler_cache_checks(resolve_sccache(req.dist, planned.ctx.settings.environ), Path(scratch))
     if failures(checks):
         raise PreflightFailed(checks)
     return PreflightPassed(tuple(checks), time.monotonic() - started)
@@ -167,37 +169,36 @@ def build(req: BuildRequest, listener: Listener) -> Iterator[BuildNote]:
     """Plan, place, check (unless skipped) and run the build; what the door should say, in order."""
     planned = plan_build(req)
     where = where_to_build(planned, req)
-    client = index_client(req.index)  # one for the checks and the build
     for line in where.down:
         yield Notice(f"{line}; building without it")
     match req.preflight:
         case "only":
-            yield check_build(planned, where, req, client)
+            yield check_build(planned, where, req)
             return
         case "before":
-            yield check_build(planned, where, req, client)
+            yield check_build(planned, where, req)
         case "skip":
             pass
         case _:
             assert_never(req.preflight)
     if req.publish_failing:
         yield Notice("--publish-failing: wheels that fail verify will be published, marked failing")
-    yield Built(tuple(run_build(planned, where, req, client, listener)))
+    yield Built(tuple(run_build(planned, where, req, listener)))
 
 
-def run_build(
-    planned: Planned, where: Where, req: BuildRequest, client: IndexClient, listener: Listener
-) -> list[StepResult]:
-    options = Options(
+def run_build(planned: Planned, where: Where, req: BuildRequest, listener: Listener) -> list[StepResult]:
+    """The plan run on its runner, or on the fleet, with the run's one index client (the same the
+    checks used) for everything the engine needs of an index."""
+    options = dataclasses.replace(
+        planned.ctx.options(req.sources),
         force=req.force,
         publish_failing=req.publish_failing,
         keep_work=req.keep_work,
         oom_retry=req.oom_retry,
-        sources=req.sources_dir(),
     )
-    plan, recipes, profile = planned.plan, planned.recipes, planned.profile
+    run = BuildRun.on_index(planned.plan, planned.recipes, planned.profile, planned.ctx.client, options)
     if where.fleet:
         from jetwheel.build.schedule import run_fleet
 
-        return run_fleet(plan, recipes, profile, list(where.fleet), client, options, listener, req.gpu, req.arch)
-    return run_plan(plan, recipes, profile, where.runner, client, options, listener)
+        return run_fleet(run.telling(listener), list(where.fleet), req.gpu, req.arch)
+    return run_steps(run.telling(listener), where.runner)

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 from packaging.utils import canonicalize_name
 
-from jetwheel.build.engine import Listener, Options, run_plan
+from jetwheel.build.engine import Listener, run_plan
 from jetwheel.errors import BuildError
 from jetwheel.index.client.client import IndexClient
-from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.model.runnerkind import RunnerKind
+from jetwheel.workflow.context import context
 from jetwheel.workflow.serve import running_index
 
 
@@ -29,22 +29,23 @@ def run_demo(listener: Listener, serve_after: bool = True, runner: RunnerKind = 
     from jetwheel.runners import make_runner
     from jetwheel.wire import BUILDER, TRUSTED
 
-    cfg = load_config()
+    ctx = context(profile="mini")
+    cfg = load_config(ctx.config_path)
     assert cfg.htpasswd is not None
     cfg.root.mkdir(parents=True, exist_ok=True)
     user, password = ensure_user(cfg.htpasswd, cfg.home / ".state" / "credentials")
     if cfg.roles.get(user) not in TRUSTED:
         # the mini stack's names are the recipes' own: only a builder may publish them
         set_role(cfg.path, user, BUILDER)
-        cfg = load_config()
+        cfg = load_config(ctx.config_path)
     yield f"index: {cfg.url}/simple/  (storage {cfg.root}, uploads as {user!r}, password in index/.state/credentials)"
     with running_index([], cfg.url) as proc:
         client = IndexClient(cfg.url, user, password)
-        recipes, profile = load_recipes(), load_profile("mini")
+        recipes, profile, settings = ctx.recipes, ctx.profile, ctx.settings
         top = canonicalize_name(profile.top.split("==")[0])
         plan = make_plan(recipes, profile, top, runner, this_machine())
         started = time.monotonic()
-        for r in run_plan(plan, recipes, profile, make_runner(runner), client, Options(), listener):
+        for r in run_plan(plan, recipes, profile, make_runner(runner, settings), client, ctx.options(), listener):
             yield f"{r.status:>9}  {r.wheel}"
         yield f"built the mini stack in {time.monotonic() - started:.1f}s"
         with tempfile.TemporaryDirectory(prefix="jetwheel-demo-venv-") as venv:
@@ -61,7 +62,7 @@ def run_demo(listener: Listener, serve_after: bool = True, runner: RunnerKind = 
                 client.simple_url,
                 profile.top,
             ]
-            done = subprocess.run(install, capture_output=True, text=True, env=clean_pip_env())
+            done = subprocess.run(install, capture_output=True, text=True, env=clean_pip_env(settings.environ))
             if done.returncode != 0:
                 raise BuildError(f"installing {profile.top} from the index failed: {done.stderr.strip()[-300:]}")
             probe = (

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from jetwheel.doctor import report, run
-from jetwheel.model.recipe import load_profile
+from jetwheel.workflow.context import context
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,16 @@ class Examined:
         return report.exit_code(self.lines)
 
 
-def examine(
+def examine(  # params: one per flag of `doctor`
     python: str, image: str, image_python: str, engine: str, arch: str, driver: str, profile: str, facts: str
 ) -> Examined:
     """Scan the environment: `image`'s, else `python`'s, else this one's. --arch and --driver default
     to the profile's (with `profile`), else the GPU present. Raises run.CannotCheck when it cannot look."""
+    ctx = context(profile=profile)
     if profile:
-        target = load_profile(profile).target()
+        target = ctx.profile.target()
         arch, driver = arch or target.cuda_arch, driver or target.cuda
-    root = Path(facts) if facts else None
+    root = Path(facts) if facts else ctx.settings.facts
     if image:
         doc = run.image(image, engine, image_python, arch, driver, root)
     elif python:

@@ -4,15 +4,15 @@ image, the compiler cache."""
 from __future__ import annotations
 
 from jetwheel.exhaustive import assert_never
-from jetwheel.model.recipe import load_profile
 from jetwheel.model.runnerkind import RunnerKind
+from jetwheel.workflow.context import context
 
 
 def cuda_image(profile: str, engine: str) -> str:
     """The CUDA toolchain image of `profile`, built if missing, with the profile's Python copied in."""
     from jetwheel.runners.cudaimage import ensure_cuda_image
 
-    prof = load_profile(profile)
+    prof = context(profile=profile).profile
     return ensure_cuda_image(prof.python_exe, prof.image, engine)
 
 
@@ -22,14 +22,16 @@ def ccache(runner: RunnerKind, engine: str, connection: str, profile: str, args:
     from jetwheel.runners import make_runner
     from jetwheel.runners.ccache import CompilerCache, run_ccache
 
+    ctx = context(profile=profile)
     match runner:
         case "docker":
-            image = load_profile(profile).image
+            image = ctx.profile.image
         case "local" | "cross":
             image = "host"
         case _:
             assert_never(runner)
-    return run_ccache(make_runner(runner, engine, connection).probe_argv(image), CompilerCache.from_env(), args)
+    argv = make_runner(runner, ctx.settings, engine, connection).probe_argv(image)
+    return run_ccache(argv, CompilerCache.of(ctx.settings), args, ctx.settings.environ)
 
 
 def emulated_setup(arch: str, image: str, engine: str) -> tuple[str, str]:

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jetwheel.errors import JetwheelError, StoreError, UsageError
-from jetwheel.model.recipe import load_recipes
-from jetwheel.workflow.client import index_client
+from jetwheel.workflow.context import context
 from jetwheel.workflow.profiles import profile_views
 
 
@@ -22,7 +21,7 @@ def add_user(user: str, password: str, role: str, htpasswd: str = "", config: st
     from jetwheel.index.server.config import load_config, set_role
 
     check_role(role)
-    cfg = load_config(Path(config) if config else None)
+    cfg = load_config(Path(config) if config else context().config_path)
     path = Path(htpasswd) if htpasswd else cfg.htpasswd
     if path is None:
         raise UsageError("the index config sets no htpasswd; pass --htpasswd")
@@ -33,16 +32,16 @@ def add_user(user: str, password: str, role: str, htpasswd: str = "", config: st
 
 def index_status(index: str) -> dict[str, Any]:
     """The index's summary (`/api/status`): projects, files, bytes, failing verify reports, disk."""
-    return index_client(index).status()
+    return context(index=index).client.status()
 
 
 def yank(index: str, filename: str, reason: str, undo: bool) -> None:
-    index_client(index).yank(filename, reason, undo)
+    context(index=index).client.yank(filename, reason, undo)
 
 
 def upload_artifact(index: str, path: Path) -> str:
     """Put a file on the index at a stable URL without listing it as a project; returns the URL."""
-    client = index_client(index)
+    client = context(index=index).client
     client.upload(path, artifact=True)
     return client.package_url(path.name)
 
@@ -54,9 +53,10 @@ def check_profiles(root: str) -> dict[str, Any]:
     from jetwheel.index.server.config import load_config
     from jetwheel.index.store.store import Store
 
-    cfg = load_config()
+    ctx = context()
+    cfg = load_config(ctx.config_path)
     store = Store(Path(root) if root else cfg.root)
-    views = profile_views()
+    views = profile_views(ctx.root)
     got = asyncio.run(profiles.refresh(store, views))
     if got is None:
         raise StoreError("the index is checking its profiles right now; try again in a minute")
@@ -76,18 +76,18 @@ def issue_token(root: str, expires: str, user: str) -> str:
     seconds = int(expires[:-1]) * units[expires[-1]]
     if seconds > MAX_TOKEN_DAYS * 86400:
         raise JetwheelError(f"--expires {expires}: at most {MAX_TOKEN_DAYS}d; issue a new token when it runs out")
-    store = Store(Path(root) if root else load_config().root)
+    store = Store(Path(root) if root else load_config(context().config_path).root)
     return issue(token_key(store.state_path(TOKEN_KEY)), int(time.time()) + seconds, user)
 
 
-def export_index(
+def export_index(  # params: one per flag of index.export
     dest: Path, root: str, port: int, bucket: str, endpoint: str, prefix: str, public_read: bool = False
 ) -> Iterator[str]:
     from jetwheel.index.front.export import export, upload_to_bucket
     from jetwheel.index.server.config import load_config
     from jetwheel.index.store.store import Store
 
-    store = Store(Path(root) if root else load_config().root)
+    store = Store(Path(root) if root else load_config(context().config_path).root)
     written = export(store, dest, port)
     yield f"wrote {len(written)} files to {dest} (nginx: include {dest / 'nginx.conf'})"
     if bucket:
@@ -99,9 +99,10 @@ def mirror_requirements(index: str, requirements: Path, platform: str, python: s
     the store lacks; returns their names."""
     from jetwheel.index.client.mirror import mirror
 
-    client = index_client(index)
+    ctx = context(index=index)
+    client = ctx.client
     if not requirements.is_file():
         raise JetwheelError(f"{requirements}: no such requirements file")
     # owned: what a recipe builds or the store already holds (the index's own rule)
-    owned = {str(n) for n in load_recipes()} | set(client.projects())
+    owned = {str(n) for n in ctx.recipes} | set(client.projects())
     return mirror(client, requirements, platform, python, glibc, owned)

@@ -10,15 +10,17 @@ from packaging.utils import canonicalize_name
 
 from jetwheel.errors import PlanError, RecipeError
 from jetwheel.model.profile import Profile
-from jetwheel.model.recipe import load_profile, recipes_root
+from jetwheel.model.recipe import load_profile
+from jetwheel.workflow.context import context
 
 PREFERRED_PROFILE = "triton-25.04"
 
 
 def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None = None) -> Profile:
     """The named profile, or the one that pins `name` (triton-25.04 first); with `arch`, one whose
-    target is that architecture (mini-aarch64 for `--arch aarch64`)."""
-    root = root or recipes_root()
+    target is that architecture (mini-aarch64 for `--arch aarch64`). `root`: the run's recipes
+    (Context.root; default this process's)."""
+    root = root or context().root
     if profile:
         return load_profile(profile, root)
     names = sorted(p.stem for p in (root / "profiles").glob("*.toml"))
@@ -30,14 +32,16 @@ def profile_for(name: str, profile: str = "", arch: str = "", root: Path | None 
     raise PlanError(f"no profile pins {name!r}; pass --profile (known: {', '.join(names)})")
 
 
-def profile_views() -> dict[str, Any]:
-    """Every profile as the plain data the index's pages show (the server reads no recipes)."""
+def profile_views(root: Path | None = None) -> dict[str, Any]:
+    """Every profile as the plain data the index's pages show (the server reads no recipes); `root`:
+    the run's recipes (Context.root; default this process's)."""
     from jetwheel.index.server.profiles import ProfileView
 
+    root = root or context().root
     views = {}
-    for path in sorted((recipes_root() / "profiles").glob("*.toml")):
+    for path in sorted((root / "profiles").glob("*.toml")):
         with contextlib.suppress(RecipeError):
-            p = load_profile(path.stem)
+            p = load_profile(path.stem, root)
             views[p.name] = ProfileView(
                 p.name, p.top, {str(k): v for k, v in p.versions.items()}, p.target(), p.jetpack, p.l4t
             )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jetwheel.runtime.tarball import Member
 from jetwheel.verify.policy import Policy
-from jetwheel.workflow.client import index_client
+from jetwheel.workflow.context import context
 
 
 @dataclass(frozen=True)
@@ -38,19 +38,20 @@ class Tarball:
     url: str  # where it was uploaded; "" when it was not
 
 
-def runtime_tarball(
+def runtime_tarball(  # params: one per flag of `runtime.tarball`
     paths: list[str], builder: str, policy: str, profile: str, index: str, out: str, upload: bool, engine: str
 ) -> Tarball:
     """The libraries the stack's wheels need that the runtime lacks, from the builder image, with
     their licenses, as the tarball Triton's vLLM step unpacks; uploaded to the index with `upload`."""
-    from jetwheel.model.recipe import load_profile
     from jetwheel.runtime.tarball import make, stack_wheels
+    from jetwheel.verify.factcache import FactCache
 
-    prof = load_profile(profile)
-    client = index_client(index) if index or upload else None
+    ctx = context(profile=profile, index=index)
+    prof = ctx.profile
+    client = ctx.client if index or upload else None
     path = Path(out or (prof.triton.nvpl_slim if prof.triton and prof.triton.nvpl_slim else "runtime.tar"))
     with tempfile.TemporaryDirectory(prefix="jetwheel-tarball-") as tmp:
-        wheels = stack_wheels(paths, prof, client, Path(tmp))
+        wheels = stack_wheels(paths, prof, client, Path(tmp), FactCache(ctx.settings.facts))
         members, sha = make(builder, Path(policy), wheels, prof.target(), path, engine)
     url = ""
     if upload and client is not None:

@@ -24,6 +24,7 @@ from jetwheel.model.recipe import load_profile
 from jetwheel.model.runnerkind import RunnerKind
 from jetwheel.runners import make_runner
 from jetwheel.runners.sccache import VOLUME_MOUNT, Counts, DistClient, Sccache, SharedCache, counts_of, read_counts
+from jetwheel.workflow.context import context
 
 OFF = ("0", "false", "no", "off")
 
@@ -84,14 +85,17 @@ def describe(cache: Sccache | None) -> str:
 def stats(runner: RunnerKind, engine: str = "", connection: str = "", profile: str = "mini") -> tuple[Sccache, Counts]:
     """sccache's counters summed over the steps that ran where `runner` builds: this host's cache
     directory (local, cross), or the engine's volume (docker, read in the profile's image)."""
-    cache = resolve("")
+    settings = context().settings
+    cache = resolve("", settings.environ)
     if cache is None:
         raise UsageError("the compiler cache is ccache here (JETWHEEL_COMPILER_CACHE=ccache): inv cache.stats --ccache")
     match runner:
         case "local" | "cross":
             return cache, read_counts(cache.directory / "stats")
         case "docker":
-            argv = make_runner(runner, engine, connection, sccache=cache).probe_argv(load_profile(profile).image)
+            argv = make_runner(runner, settings, engine, connection, sccache=cache).probe_argv(
+                load_profile(profile).image
+            )
             script = f'for f in {VOLUME_MOUNT}/stats/*.json; do [ -f "$f" ] && cat "$f" && echo; done; true'
             done = subprocess.run([*argv, script], capture_output=True, text=True)
             if done.returncode != 0:

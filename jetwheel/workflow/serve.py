@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jetwheel.errors import JetwheelError, RecipeError
-from jetwheel.model.recipe import load_recipes
+from jetwheel.workflow.context import context
 from jetwheel.workflow.profiles import profile_views
 
 if TYPE_CHECKING:
@@ -59,9 +59,10 @@ def serve_index(opts: ServeOptions) -> None:
     from jetwheel.index.server.config import load_config
     from jetwheel.index.server.server import Tls, serve
 
-    cfg = load_config(Path(opts.config) if opts.config else None)
+    ctx = context()
+    cfg = load_config(Path(opts.config) if opts.config else ctx.config_path)
     try:
-        owned = frozenset(load_recipes())
+        owned = frozenset(ctx.recipes)
     except RecipeError:
         owned = frozenset()
     host, port = opts.host or cfg.host, opts.port or cfg.port
@@ -81,7 +82,7 @@ def serve_index(opts: ServeOptions) -> None:
         upstream=cfg.upstream if opts.upstream is None else opts.upstream,
         owned=owned | cfg.owned,
         allow_overwrite=opts.allow_overwrite or cfg.allow_overwrite,
-        profiles=profile_views(),
+        profiles=profile_views(ctx.root),
         url=(opts.public_url or cfg.public_url or f"{scheme}://{shown}:{port}").rstrip("/"),
         check_profiles=True,
         followers=(static.follow,),  # the nginx front's tree follows each change (when a front serves)

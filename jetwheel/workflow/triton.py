@@ -8,17 +8,17 @@ from pathlib import Path
 
 from jetwheel.errors import JetwheelError, UsageError
 from jetwheel.index.client.client import IndexClient
-from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.triton.smoke import Outcome
 from jetwheel.verify.report import Report
-from jetwheel.workflow.client import index_client
+from jetwheel.workflow.context import context
 
 
 def requirements(profile: str, require_hashes: bool, index_url: str) -> str:
     """The requirements file for build.py's `req` secret (hash-pinned from the index with `require_hashes`)."""
     from jetwheel.triton.buildpy import requirements as make
 
-    return make(load_profile(profile), index_client(index_url) if index_url else None, require_hashes)
+    ctx = context(profile=profile, index=index_url)
+    return make(ctx.profile, ctx.client if index_url else None, require_hashes)
 
 
 def triton_command(index_url: str, profile: str, requirements_file: str, pytorch_triton_url: str = "") -> str:
@@ -26,7 +26,8 @@ def triton_command(index_url: str, profile: str, requirements_file: str, pytorch
     from jetwheel.triton.buildpy import build_command, nvpl_slim_url
     from jetwheel.triton.buildpy import pytorch_triton_url as lookup
 
-    prof = load_profile(profile)
+    ctx = context(profile=profile)
+    prof = ctx.profile
     client = IndexClient(index_url)
     if not pytorch_triton_url:
         try:
@@ -36,7 +37,7 @@ def triton_command(index_url: str, profile: str, requirements_file: str, pytorch
             # the URL the index will serve once pytorch-triton is published
             from jetwheel.build.plan import wheel_name, wheel_version
 
-            recipe = load_recipes()["pytorch-triton"]
+            recipe = ctx.recipes["pytorch-triton"]
             pytorch_triton_url = client.package_url(wheel_name(recipe, prof, wheel_version(recipe, prof)))
     cmd = build_command(prof, index_url, pytorch_triton_url, nvpl_slim_url(prof, client), requirements_file)
     return cmd.render()
@@ -61,6 +62,12 @@ def check(index_url: str, profile: str, image: str, gpu: bool, engine: str, poli
 
     if not index_url and not image:
         raise UsageError("give --index-url (check the index) or --image (smoke-test an image)")
-    prof = load_profile(profile)
-    report = check_index(prof, index_client(index_url), Path(policy) if policy else None) if index_url else None
+    from jetwheel.verify.factcache import FactCache
+
+    ctx = context(profile=profile, index=index_url)
+    prof = ctx.profile
+    report = None
+    if index_url:
+        cache = FactCache(ctx.settings.facts)
+        report = check_index(prof, ctx.client, Path(policy) if policy else None, ctx.recipes, cache)
     return TritonCheck(report, smoke_check(prof, image, gpu, engine) if image else [])

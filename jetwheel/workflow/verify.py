@@ -10,12 +10,11 @@ from packaging.utils import canonicalize_name
 from jetwheel.build.indexwheels import IndexWheels
 from jetwheel.errors import JetwheelError
 from jetwheel.index.client.client import IndexClient
-from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.target import Target
 from jetwheel.verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
 from jetwheel.verify.policy import apply as apply_policy
 from jetwheel.verify.report import Report
-from jetwheel.workflow.client import index_client
+from jetwheel.workflow.context import Context, context
 
 
 def runtime_target(target: Target, policy: str, runtime_tarball: str) -> Target:
@@ -30,7 +29,7 @@ def runtime_target(target: Target, policy: str, runtime_tarball: str) -> Target:
     return apply_policy(target, runtime_policy(Path(policy), Path(runtime_tarball) if runtime_tarball else None))
 
 
-def verify_paths(
+def verify_paths(  # params: one per flag of `verify`
     paths: list[str],
     profile: str,
     client: IndexClient | None,
@@ -41,14 +40,18 @@ def verify_paths(
     facts: str = "",
     policy: str = "",
     runtime_tarball: str = "",
+    ctx: Context | None = None,
 ) -> list[Report]:
-    prof = load_profile(profile)
+    """The reports of `paths` (files, or names on the index through `client`); `ctx`: the run's
+    context (default: this process's, for `profile`)."""
+    ctx = ctx or context(profile=profile)
+    prof = ctx.profile
     if not paths and not resolve:
         raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
-    recipes = load_recipes()
+    recipes = ctx.recipes
     target = runtime_target(retarget(prof.target(arch), platform), policy, runtime_tarball)
     source = IndexWheels(client) if client is not None else None
-    cache = FactCache(Path(facts) if facts else None)
+    cache = FactCache(Path(facts) if facts else ctx.settings.facts)
     with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
         wanted: list[Path | Wheel] = []  # in the order given: files, or the facts of published wheels
         for p in paths:
@@ -78,7 +81,7 @@ def verify_paths(
     return reports
 
 
-def verify_wheels(
+def verify_wheels(  # params: one per flag of `verify`
     paths: list[str],
     profile: str,
     index: str,
@@ -91,5 +94,6 @@ def verify_wheels(
     runtime_tarball: str,
 ) -> list[Report]:
     """`verify`: as verify_paths, with the index at `index` (the config's for --resolve alone)."""
-    client = index_client(index) if index or resolve else None
-    return verify_paths(paths, profile, client, with_, arch, resolve, platform, facts, policy, runtime_tarball)
+    ctx = context(profile=profile, index=index)
+    client = ctx.client if index or resolve else None
+    return verify_paths(paths, profile, client, with_, arch, resolve, platform, facts, policy, runtime_tarball, ctx)

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 
 from jetwheel.errors import JetwheelError
 from jetwheel.index.client.client import IndexClient
-from jetwheel.pipcmd import clean_pip_env, target_args
+from jetwheel.pipcmd import clean_pip, target_args
 from jetwheel.target import Target
 
 
@@ -41,7 +41,7 @@ def mirror(
             "-r",
             str(requirements),
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=clean_pip_env())
+        done = subprocess.run(clean_pip(cmd), capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
             raise JetwheelError(f"resolving {requirements} for {py} {platform_tag} failed: {last}")

@@ -30,12 +30,13 @@ else:  # pragma: no cover
 CONFIG = "config.toml"
 
 
-def default_home() -> Path:
+def default_home(share: Path | None = None) -> Path:
+    """./index in a checkout that has its config, else SHARE/jetwheel/index: `share` is $XDG_DATA_HOME
+    from the run's settings (default ~/.local/share)."""
     checkout = Path("index")
     if (checkout / CONFIG).is_file():
         return checkout.resolve()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "jetwheel" / "index"
+    return (share or Path.home() / ".local" / "share") / "jetwheel" / "index"
 
 
 @dataclass(frozen=True)

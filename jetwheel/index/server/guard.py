@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jetwheel.errors import StoreError, UploadRejected
+from jetwheel.errors import AlreadyExists, DiskFull, NotFound, RefusedByPolicy, StoreError, TooLarge, UploadRejected
 from jetwheel.index.server.auth import RANK, TOKEN_PREFIX, BadCredentials, Throttle, Users, check_token, parse_basic
 from jetwheel.index.server.config import load_config
 from jetwheel.index.store.durable import FULL, disk_full
@@ -38,6 +38,23 @@ CHALLENGE = {"WWW-Authenticate": 'Basic realm="jetwheel"'}
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """The one form of every refusal: the status and one line of text saying what was wrong."""
     return web.Response(status=status, text=" ".join(str(message).split())[:500] + "\n", headers=headers)
+
+
+# the store's refusals as HTTP: the one mapping (the store and its validation name no status)
+STATUS: Mapping[type[StoreError], int] = {
+    UploadRejected: 400,
+    RefusedByPolicy: 403,
+    NotFound: 404,
+    AlreadyExists: 409,
+    TooLarge: 413,
+    DiskFull: 507,
+}
+
+
+def refused(e: UploadRejected | NotFound) -> web.Response:
+    """The answer to a refusal of the store's: the status of its kind (a refinement of a kind, that
+    kind's), and its one line."""
+    return error(next(STATUS[k] for k in type(e).__mro__ if k in STATUS), str(e))
 
 
 class Guard:
@@ -117,7 +134,7 @@ class Guard:
                 return denied
             return await handler(request)
         except UploadRejected as e:
-            return error(e.status, str(e))
+            return refused(e)
         except BadCredentials as e:
             return error(400, str(e))
         except OSError as e:

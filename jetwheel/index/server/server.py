@@ -161,7 +161,7 @@ async def _serve(app: web.Application, host: str, port: int, tls: Tls | None, li
         await runner.cleanup()
 
 
-def serve(
+def serve(  # params: index.serve's flags for the store, the address, the limits and TLS
     root: Path,
     host: str,
     port: int,
@@ -211,7 +211,7 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _run(
+def _run(  # params: serve's, less the worker count
     root: Path, host: str, port: int, settings: Settings, max_upload: int, tls: Tls | None, limits: Limits
 ) -> None:
     store = Store(root, max_upload=max_upload)

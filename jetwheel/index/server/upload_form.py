@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from aiohttp import BodyPartReader, MultipartReader
 
-from jetwheel.errors import UploadRejected
+from jetwheel.errors import TooLarge, UploadRejected
 from jetwheel.index.store.durable import refusing_full
 from jetwheel.index.store.records import Hashes
 from jetwheel.index.store.validate import check_filename
@@ -31,13 +31,13 @@ async def read_parts(
     filename, has_facts = "", False
     while (part := await asyncio.wait_for(reader.next(), BODY_IDLE)) is not None:
         if not isinstance(part, BodyPartReader):
-            raise UploadRejected("nested multipart is not supported", 400)
+            raise UploadRejected("nested multipart is not supported")
         if part.name == "content":
             if filename:
-                raise UploadRejected("more than one file in the upload", 400)
+                raise UploadRejected("more than one file in the upload")
             filename = part.filename or ""
             if not filename:
-                raise UploadRejected("the content part has no filename", 400)
+                raise UploadRejected("the content part has no filename")
             check_filename(filename)  # before a byte of it is written
             await _stream(part, out, hashes, max_upload, "file")
         elif part.name == "jetwheel_facts":
@@ -52,7 +52,7 @@ async def _stream(part: BodyPartReader, out: IO[bytes], hashes: Hashes, cap: int
     while chunk := await asyncio.wait_for(part.read_chunk(CHUNK), BODY_IDLE):
         hashes.update(chunk)
         if hashes.size > cap:
-            raise UploadRejected(f"{what} too large: over the limit of {cap} bytes", 413)
+            raise TooLarge(f"{what} too large: over the limit of {cap} bytes")
         with refusing_full():
             out.write(chunk)
 
@@ -62,7 +62,7 @@ async def _read_field(part: BodyPartReader) -> str:
     while chunk := await asyncio.wait_for(part.read_chunk(CHUNK), BODY_IDLE):
         value += chunk
         if len(value) > MAX_FIELD:
-            raise UploadRejected(f"form field {part.name!r} is too large (over {MAX_FIELD} bytes)", 400)
+            raise UploadRejected(f"form field {part.name!r} is too large (over {MAX_FIELD} bytes)")
     return value.decode("utf-8", errors="replace")
 
 
@@ -73,11 +73,11 @@ def json_field(fields: dict[str, str], key: str) -> dict[str, Any]:
     try:
         value = json.loads(fields[key])
     except (ValueError, RecursionError):
-        raise UploadRejected(f"form field {key!r} is not valid JSON (or nested too deeply)", 400) from None
+        raise UploadRejected(f"form field {key!r} is not valid JSON (or nested too deeply)") from None
     if not isinstance(value, dict):
-        raise UploadRejected(f"form field {key!r} must be a JSON object", 400)
+        raise UploadRejected(f"form field {key!r} must be a JSON object")
     if _depth(value) > MAX_JSON_DEPTH:
-        raise UploadRejected(f"form field {key!r} is nested deeper than {MAX_JSON_DEPTH} levels", 400)
+        raise UploadRejected(f"form field {key!r} is nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
 

@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
 
-from jetwheel.errors import JetwheelError, UploadRejected
+from jetwheel.errors import AlreadyExists, JetwheelError, RefusedByPolicy, UploadRejected
 from jetwheel.index.server.auth import RANK
-from jetwheel.index.server.guard import ROLE, error
+from jetwheel.index.server.guard import ROLE, error, refused
 from jetwheel.index.server.upload_form import BODY_IDLE, MAX_FACTS, json_field, read_parts
 from jetwheel.index.store.names import confusable_with
 from jetwheel.index.store.records import Hashes
@@ -41,10 +41,12 @@ class Uploads:
         role = request.get(ROLE, UPLOAD)
         try:
             return await self._upload(request, role)
+        except AlreadyExists as e:
+            if self.allow_overwrite and role != ADMIN:
+                return refused(AlreadyExists(f"{e} (only an admin may overwrite)"))
+            return refused(e)
         except UploadRejected as e:
-            if e.status == 409 and self.allow_overwrite and role != ADMIN:
-                return error(409, f"{e} (only an admin may overwrite)")
-            return error(e.status, str(e))
+            return refused(e)
         except asyncio.TimeoutError:
             return error(408, f"the upload sent nothing for {BODY_IDLE:.0f}s")
         except JetwheelError as e:
@@ -54,28 +56,28 @@ class Uploads:
 
     async def _upload(self, request: web.Request, role: str) -> web.StreamResponse:
         if not request.content_type.startswith("multipart/"):
-            raise UploadRejected("upload must be multipart/form-data (the legacy API twine uses)", 400)
+            raise UploadRejected("upload must be multipart/form-data (the legacy API twine uses)")
         reader = await request.multipart()
         hashes = Hashes()
         with self.store.staging() as (out, tmp), self.store.staging() as (facts_out, facts_tmp):
             filename, fields, has_facts = await read_parts(reader, out, hashes, facts_out, self.store.max_upload)
             if not filename:
-                raise UploadRejected("no file in the upload (a 'content' part is required)", 400)
+                raise UploadRejected("no file in the upload (a 'content' part is required)")
             for f in (out, facts_out):
                 f.flush()
                 os.fsync(f.fileno())
             if has_facts:
                 with open(facts_tmp, "rb") as f:
                     if f.read(2) != GZIP_MAGIC:
-                        raise UploadRejected("form field 'jetwheel_facts' must be gzip'd JSON", 400)
+                        raise UploadRejected("form field 'jetwheel_facts' must be gzip'd JSON")
             if fields.get(":action", "file_upload") != "file_upload":
-                raise UploadRejected(f"unsupported :action {fields.get(':action')!r}", 400)
+                raise UploadRejected(f"unsupported :action {fields.get(':action')!r}")
             artifact = fields.get("jetwheel_artifact") == "1"
             self._may_publish(filename, artifact, role)
             if not artifact and fields.get("name") and "-" in filename:
                 claimed = canonicalize_name(fields["name"])
                 if claimed != canonicalize_name(filename.split("-", 1)[0]):
-                    raise UploadRejected(f"form name {fields['name']!r} does not match file {filename!r}", 400)
+                    raise UploadRejected(f"form name {fields['name']!r} does not match file {filename!r}")
             extras = {k: json_field(fields, f"jetwheel_{k}") for k in ("provenance", "verify")}
             info = await asyncio.to_thread(
                 self.store.add,
@@ -103,13 +105,13 @@ class Uploads:
             project = parse_filename(filename)[0]
         owned = self.owned()
         if project in owned and RANK[role] < RANK[BUILDER]:
-            raise UploadRejected(
-                f"{project}: a name the recipes own; only a builder or admin may publish it (this user is {role})", 403
+            raise RefusedByPolicy(
+                f"{project}: a name the recipes own; only a builder or admin may publish it (this user is {role})"
             )
         projects = [] if artifact else self.store.projects()  # each call regroups every file
         if not artifact and project not in projects:
             other = confusable_with(project, [*projects, *owned])
             if other is not None:
                 raise UploadRejected(
-                    f"{project!r} looks like the project {other!r} (same Unicode TR39 skeleton): refused", 400
+                    f"{project!r} looks like the project {other!r} (same Unicode TR39 skeleton): refused"
                 )

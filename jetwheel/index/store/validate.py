@@ -23,7 +23,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from jetwheel.errors import UploadRejected
+from jetwheel.errors import TooLarge, UploadRejected
 
 # Files that are not Python distributions but that Triton's Dockerfile fetches by URL (the NVPL slim
 # tarball behind NVPL_SLIM_URL): stored and served, never listed as a project.
@@ -58,14 +58,14 @@ def check_filename(filename: str) -> str:
         or filename.startswith(".")
     ):
         raise UploadRejected(
-            f"invalid filename {filename!r}: no path separators, '..', control characters or leading dot", 400
+            f"invalid filename {filename!r}: no path separators, '..', control characters or leading dot"
         )
     try:
         size = len(filename.encode("utf-8"))
     except UnicodeEncodeError:
-        raise UploadRejected(f"invalid filename {filename!r}: not UTF-8", 400) from None
+        raise UploadRejected(f"invalid filename {filename!r}: not UTF-8") from None
     if size > MAX_NAME:
-        raise UploadRejected(f"filename too long: {size} bytes, at most {MAX_NAME}", 400)
+        raise UploadRejected(f"filename too long: {size} bytes, at most {MAX_NAME}")
     return filename
 
 
@@ -79,8 +79,8 @@ def parse_filename(filename: str) -> tuple[NormalizedName, Version, DistKind]:
             name, version = parse_sdist_filename(filename)
             return name, version, "sdist"
     except (InvalidWheelFilename, InvalidSdistFilename) as e:
-        raise UploadRejected(f"invalid distribution filename {filename!r}: {e}", 400) from None
-    raise UploadRejected(f"unsupported file type {filename!r}: upload a .whl or an sdist (.tar.gz)", 400)
+        raise UploadRejected(f"invalid distribution filename {filename!r}: {e}") from None
+    raise UploadRejected(f"unsupported file type {filename!r}: upload a .whl or an sdist (.tar.gz)")
 
 
 def check_artifact_name(filename: str) -> str:
@@ -89,12 +89,12 @@ def check_artifact_name(filename: str) -> str:
     distributions, without the metadata check a distribution passes. Refused; returns the name."""
     check_filename(filename)
     if not filename.endswith(ARTIFACT_SUFFIXES) or filename.endswith(".whl"):
-        raise UploadRejected(f"artifact {filename!r} must be a .tar, .tar.gz, .tar.xz, .tgz or .zip", 400)
+        raise UploadRejected(f"artifact {filename!r} must be a .tar, .tar.gz, .tar.xz, .tgz or .zip")
     try:
         parse_sdist_filename(filename)
     except (InvalidSdistFilename, ValueError):
         return filename
-    raise UploadRejected(f"artifact {filename!r} is named like an sdist: upload it as a distribution", 400)
+    raise UploadRejected(f"artifact {filename!r} is named like an sdist: upload it as a distribution")
 
 
 def check_requirements(msg: email.message.Message, where: str) -> None:
@@ -105,12 +105,11 @@ def check_requirements(msg: email.message.Message, where: str) -> None:
         try:
             req = Requirement(str(value))
         except InvalidRequirement as e:
-            raise UploadRejected(f"{where}: invalid Requires-Dist {str(value)[:200]!r}: {e}", 400) from None
+            raise UploadRejected(f"{where}: invalid Requires-Dist {str(value)[:200]!r}: {e}") from None
         if req.url:
             raise UploadRejected(
                 f"{where}: Requires-Dist {str(value)[:200]!r} is a direct URL reference; "
                 "the index refuses them (as PyPI does): require a project name and version",
-                400,
             )
 
 
@@ -118,11 +117,11 @@ def _parse_metadata(raw: bytes, where: str) -> tuple[str, str, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise UploadRejected(f"{where} is not valid UTF-8 (core metadata must be UTF-8)", 400) from None
+        raise UploadRejected(f"{where} is not valid UTF-8 (core metadata must be UTF-8)") from None
     msg = email.parser.Parser(policy=email.policy.compat32).parsestr(text)
     name, version = msg.get("Name"), msg.get("Version")
     if not name or not version:
-        raise UploadRejected(f"{where} lacks Name or Version", 400)
+        raise UploadRejected(f"{where} lacks Name or Version")
     check_requirements(msg, where)
     return str(name), str(version), str(msg.get("Requires-Python") or "")
 
@@ -134,7 +133,7 @@ def _read_capped(zf: zipfile.ZipFile, member: str, cap: int) -> bytes:
         while chunk := f.read(1 << 16):
             out += chunk
             if len(out) > cap:
-                raise UploadRejected(f"{member} inflates to more than {cap >> 20} MiB", 413)
+                raise TooLarge(f"{member} inflates to more than {cap >> 20} MiB")
     return bytes(out)
 
 
@@ -146,26 +145,26 @@ def inspect_wheel(path: Path, filename: str) -> Distribution:
     try:
         with zipfile.ZipFile(path) as zf:
             if sum(i.file_size for i in zf.infolist()) > MAX_INFLATED:
-                raise UploadRejected(f"wheel inflates to more than {MAX_INFLATED >> 30} GiB", 413)
+                raise TooLarge(f"wheel inflates to more than {MAX_INFLATED >> 30} GiB")
             dist_info = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
             for member in zf.namelist():
                 if member.startswith("/") or ".." in member.split("/"):
-                    raise UploadRejected(f"wheel member {member!r} escapes the install directory", 400)
+                    raise UploadRejected(f"wheel member {member!r} escapes the install directory")
             if len(dist_info) != 1:
-                raise UploadRejected("wheel must contain exactly one *.dist-info/METADATA", 400)
+                raise UploadRejected("wheel must contain exactly one *.dist-info/METADATA")
             raw = _read_capped(zf, dist_info[0], MAX_METADATA)
             bad = zf.testzip()
             if bad is not None:
-                raise UploadRejected(f"corrupt wheel: member {bad!r} fails its CRC check", 400)
+                raise UploadRejected(f"corrupt wheel: member {bad!r} fails its CRC check")
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
-        raise UploadRejected(f"not a valid zip archive (corrupt or truncated wheel): {e}", 400) from None
+        raise UploadRejected(f"not a valid zip archive (corrupt or truncated wheel): {e}") from None
     meta_name, meta_version, requires_python = _parse_metadata(raw, dist_info[0])
     if canonicalize_name(meta_name) != name:
-        raise UploadRejected(f"METADATA Name {meta_name!r} does not match filename project {name!r}", 400)
+        raise UploadRejected(f"METADATA Name {meta_name!r} does not match filename project {name!r}")
     try:
         same_version = Version(meta_version) == version
     except ValueError:
         same_version = False
     if not same_version:
-        raise UploadRejected(f"METADATA Version {meta_version!r} does not match filename version {version}", 400)
+        raise UploadRejected(f"METADATA Version {meta_version!r} does not match filename version {version}")
     return Distribution(filename, name, version, kind, raw, requires_python)
