@@ -13,8 +13,6 @@ Settings come in as this frozen value; nothing here reads the environment (the w
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,14 +196,3 @@ def read_counts(stats_dir: Path) -> Counts:
         except (OSError, ValueError):
             continue
     return counts_of(reports)
-
-
-def show_stats(env: dict[str, str]) -> dict[str, object]:
-    """One running sccache server's counters (`env` names its socket), as sccache's JSON."""
-    done = subprocess.run(
-        ["sccache", "--show-stats", "--stats-format", "json"], capture_output=True, text=True, env={**os.environ, **env}
-    )
-    if done.returncode != 0:
-        raise RunnerError(f"sccache --show-stats failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    report: dict[str, object] = json.loads(done.stdout)
-    return report
