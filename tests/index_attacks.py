@@ -414,7 +414,7 @@ def issue_18(root: Path) -> None:
 
     # 3/8. tokens: a non-ASCII signature 401; --expires 36500d refused
     st = req(
-        url + "/", b"x", {"Authorization": basic("x", "jw2.read.eA.99999999999.\u00e9"), "Content-Type": CT}, "POST"
+        url + "/", b"x", {"Authorization": basic("x", "jw3.read.eA.99999999999.\u00e9"), "Content-Type": CT}, "POST"
     )[0]
     out = subprocess.run(
         [
