@@ -19,13 +19,15 @@ from passlib.apache import HtpasswdFile
 from uploads import basic, multipart, upload_fields
 from wheelmaker import make_wheel
 
-from jetwheel.errors import UsageError
+from jetwheel.errors import JetwheelError, UsageError
 from jetwheel.index.server.app import Settings, make_app
 from jetwheel.index.server.auth import TOKEN_KEY, Users, issue_token, token_key
 from jetwheel.index.server.config import add_user
 from jetwheel.index.store.names import DATA_VERSION, skeleton
 from jetwheel.index.store.store import Store
-from jetwheel.triton.buildpy import untrusted_pins
+from jetwheel.model.recipe import load_profile
+from jetwheel.sources.fetch import IndexArchive, Lookup, Upstream, find
+from jetwheel.triton.buildpy import nvpl_slim_url, untrusted_pins
 from jetwheel.verify.policy import library_dirs, read_tree
 from jetwheel.workflow.index import issue_token as issue_cli_token
 
@@ -320,3 +322,31 @@ def test_absolute_directory_symlinks_resolve_inside_the_image(tmp_path: Path) ->
     assert dirs == ["/usr/lib"], dirs
     policy = read_tree(root, machine, "image")
     assert sorted(policy.names) == ["libimage.so.1"]
+
+
+class FakeFiles:
+    url = "http://index"
+
+    def __init__(self, by: dict[str, str]) -> None:
+        self.by = by  # filename -> published_by
+
+    def file_info(self, filename: str) -> dict[str, Any] | None:
+        return {"published_by": self.by[filename], "sha256": "0" * 64} if filename in self.by else None
+
+    def package_url(self, filename: str) -> str:
+        return f"{self.url}/packages/{filename}"
+
+
+def test_build_py_urls_and_source_archives_point_only_at_builders_files() -> None:
+    profile = load_profile("triton-25.04")
+    assert profile.triton is not None and profile.triton.nvpl_slim == "nvpl_slim_24.04.tar"
+    with pytest.raises(JetwheelError, match="published by upload, not a builder or admin"):
+        nvpl_slim_url(profile, FakeFiles({"nvpl_slim_24.04.tar": "upload"}))  # type: ignore[arg-type]
+    url = nvpl_slim_url(profile, FakeFiles({"nvpl_slim_24.04.tar": "builder"}))  # type: ignore[arg-type]
+    assert url == "http://index/packages/nvpl_slim_24.04.tar"
+    theirs = Lookup(client=FakeFiles({"cutlass-3.8.0.tar.gz": "upload"}))  # type: ignore[arg-type]
+    assert find("cutlass-3.8.0.tar.gz", "https://upstream/cutlass.tar.gz", theirs) == Upstream(
+        "https://upstream/cutlass.tar.gz"
+    )
+    ours = Lookup(client=FakeFiles({"cutlass-3.8.0.tar.gz": "admin"}))  # type: ignore[arg-type]
+    assert isinstance(find("cutlass-3.8.0.tar.gz", "", ours), IndexArchive)
