@@ -6,6 +6,7 @@ table. Everything here is derived from the profile, so a new Triton release is a
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import tempfile
 import urllib.error
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jetwheel.build.indexwheels import IndexWheels
-from jetwheel.errors import JetwheelError
+from jetwheel.errors import CheckFailed, JetwheelError, PublishError
 from jetwheel.index.client.client import IndexClient
 from jetwheel.model.profile import Profile, TritonRelease
 from jetwheel.model.recipe import load_recipes
@@ -76,13 +77,13 @@ def untrusted_pins(client: IndexClient, resolved: list[tuple[str, str, str]]) ->
 
 
 def _trusted_file(client: IndexClient, filename: str, what: str) -> bool:
-    """True when a builder or admin published the file; False when the index lacks it; JetwheelError
+    """True when a builder or admin published the file; False when the index lacks it; CheckFailed
     when someone else did (a URL build.py fetches must never point at such a file)."""
     info = client.file_info(filename)
     if info is None:
         return False
     if info.get("published_by") not in TRUSTED:
-        raise JetwheelError(
+        raise CheckFailed(
             f"{what} {filename} on {client.url} was published by {info.get('published_by') or 'hand'}, "
             "not a builder or admin: refusing to point build.py at it"
         )
@@ -109,7 +110,10 @@ def nvpl_slim_url(profile: Profile, client: IndexClient) -> str:
     rel = _release(profile)
     if not rel.nvpl_slim:
         return ""
-    _trusted_file(client, rel.nvpl_slim, "NVPL tarball")
+    # not reachable from here (a command written before the index is up): there, only a builder or
+    # admin may publish this name
+    with contextlib.suppress(PublishError):
+        _trusted_file(client, rel.nvpl_slim, "NVPL tarball")
     return client.package_url(rel.nvpl_slim)
 
 
