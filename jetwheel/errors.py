@@ -51,8 +51,31 @@ class StoreError(JetwheelError):
     """The index store refused or could not complete an operation."""
 
 
+# The store's own refusals: what went wrong, in the store's words. The index server maps each to its
+# HTTP answer in one place (index/server/guard.status_of); the store knows nothing of HTTP.
+class NotFound(StoreError):
+    """The store holds no such file."""
+
+
+class Exists(StoreError):
+    """A file of that name is stored already, and this change may not replace it."""
+
+
+class TooLarge(StoreError):
+    """Over the store's size limit."""
+
+
+class DiskFull(StoreError):
+    """No space to store it: nothing was stored, and a retry may succeed once there is."""
+
+
+class Refused(StoreError):
+    """The store's rules refuse the file: a digest that does not match, a bad name or content."""
+
+
 class UploadRejected(StoreError):
-    """An upload failed validation; ``status`` is the HTTP status to answer with."""
+    """An upload refused by the server; ``status`` is the HTTP status to answer with. (The store's
+    validate.py still raises it too: it is to move to the domain errors above.)"""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)

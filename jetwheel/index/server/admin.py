@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from jetwheel.errors import StoreError, UploadRejected
-from jetwheel.index.server.guard import error
+from jetwheel.errors import StoreError
+from jetwheel.index.server.guard import error, status_of
 from jetwheel.index.store.store import Store
 
 
@@ -36,8 +36,6 @@ class Admin:
             await asyncio.to_thread(action, request.match_info["filename"], body)
         except (ValueError, RecursionError) as e:
             return error(400, f"bad request body: {e}")
-        except UploadRejected as e:
-            return error(e.status, str(e))
         except StoreError as e:
-            return error(404, str(e))
+            return error(status_of(e, default=404), str(e))
         return web.json_response({"ok": True})

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jetwheel.errors import StoreError, UploadRejected
+from jetwheel.errors import DiskFull, Exists, NotFound, Refused, StoreError, TooLarge, UploadRejected
 from jetwheel.index.server.auth import (
     RANK,
     TOKEN_PREFIX,
@@ -43,6 +43,23 @@ USER = web.RequestKey("user", str)  # the user it was let in as (the owner of wh
 FRONT_HEADER = "X-Jetwheel-Front"  # the nginx front's per-start secret (front.py): its X-Real-IP is true
 LOOPBACK = ("127.0.0.1", "::1")
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="jetwheel"'}
+
+
+# the store's refusals (errors.py) as HTTP: the one place the mapping is written
+STORE_STATUS: tuple[tuple[type[StoreError], int], ...] = (
+    (NotFound, 404),
+    (Exists, 409),
+    (TooLarge, 413),
+    (DiskFull, 507),
+    (Refused, 400),
+)
+
+
+def status_of(e: StoreError, default: int = 400) -> int:
+    """The HTTP status of a store's (or the server's own, UploadRejected) refusal."""
+    if isinstance(e, UploadRejected):
+        return e.status
+    return next((status for kind, status in STORE_STATUS if isinstance(e, kind)), default)
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -133,13 +150,13 @@ class Guard:
             if denied is not None:
                 return denied
             return await handler(request)
-        except UploadRejected as e:
-            return error(e.status, str(e))
         except BadCredentials as e:
             return error(400, str(e))
+        except (UploadRejected, NotFound, Exists, TooLarge, DiskFull, Refused) as e:
+            return error(status_of(e), str(e))
         except OSError as e:
             if e.errno in FULL:
-                return error(507, str(disk_full(e)))
+                return error(status_of(disk_full(e)), str(disk_full(e)))
             if e.errno == errno.ENAMETOOLONG:
                 return error(400, "name too long")
             raise

@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
 
-from jetwheel.errors import JetwheelError, UploadRejected
-from jetwheel.index.server.guard import ROLE, USER, error
+from jetwheel.errors import Exists, JetwheelError, StoreError, UploadRejected
+from jetwheel.index.server.guard import ROLE, USER, error, status_of
 from jetwheel.index.server.ownership import Rules, Uploader, claim, name_key, owner_of
 from jetwheel.index.server.upload_form import BODY_IDLE, MAX_FACTS, json_field, read_parts
 from jetwheel.index.server.upstream import UpstreamNames
@@ -50,10 +50,10 @@ class Uploads:
         role = request.get(ROLE, UPLOAD)
         try:
             return await self._upload(request, role)
-        except UploadRejected as e:
-            if e.status == 409 and self.allow_overwrite and role != ADMIN:
-                return error(409, f"{e} (only an admin may overwrite)")
-            return error(e.status, str(e))
+        except StoreError as e:
+            if isinstance(e, Exists) and self.allow_overwrite and role != ADMIN:
+                return error(status_of(e), f"{e} (only an admin may overwrite)")
+            return error(status_of(e), str(e))
         except asyncio.TimeoutError:
             return error(408, f"the upload sent nothing for {BODY_IDLE:.0f}s")
         except JetwheelError as e:

@@ -22,7 +22,7 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from jetwheel.digest import chunks
-from jetwheel.errors import UploadRejected
+from jetwheel.errors import Refused, UploadRejected
 from jetwheel.index.store.durable import nofollow, write_staged
 from jetwheel.index.store.owners import Owner, read_owners
 from jetwheel.index.store.records import Hashes, StoredFile
@@ -162,7 +162,7 @@ class Catalog:
         derived = []
         try:
             dist = inspect_wheel(path, filename)
-        except UploadRejected:
+        except (UploadRejected, Refused):
             if filename.endswith(".whl") or not filename.endswith(ARTIFACT_SUFFIXES):
                 return None  # a wheel that fails its checks is not served, not even as an artifact
             meta.update(project="", version="")  # an artifact (e.g. the NVPL tarball): served, not listed

@@ -1,5 +1,5 @@
 """Writing that is whole or nothing, for the index's store: a file staged and synced before the
-rename that commits it, the directory synced after, a full disk turned into a refusal (507), and
+rename that commits it, the directory synced after, a full disk turned into a refusal (DiskFull), and
 the test that tells a staged file a killed writer left from one a live writer still holds."""
 
 from __future__ import annotations
@@ -13,20 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from jetwheel.errors import UploadRejected
+from jetwheel.errors import DiskFull
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def disk_full(e: OSError) -> UploadRejected:
-    return UploadRejected(
-        f"the index's disk is full ({e.strerror}); nothing was stored, retry when there is space", 507
-    )
+def disk_full(e: OSError) -> DiskFull:
+    return DiskFull(f"the index's disk is full ({e.strerror}); nothing was stored, retry when there is space")
 
 
 @contextlib.contextmanager
 def refusing_full() -> Iterator[None]:
-    """A write that fails for want of space becomes the refusal disk_full names (507); any other
+    """A write that fails for want of space becomes the refusal disk_full names (DiskFull); any other
     fault passes through as it is."""
     try:
         yield

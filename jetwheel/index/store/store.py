@@ -4,7 +4,7 @@ at all, by several processes at once.
 Nothing half-done is ever visible: a file is streamed to .jetwheel/tmp/, checked, its derived data
 written, and only then renamed into the directory. The rename is the commit, and the last step that
 can fail: everything that needs disk space is written before it, so a full disk refuses the upload
-(507) and leaves nothing behind, and the client's retry succeeds once there is space. Every change
+(DiskFull) and leaves nothing behind, and the client's retry succeeds once there is space. Every change
 takes the store's lock, bumps the generation and tells the observers (Store.on_change).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jetwheel.digest import chunks
-from jetwheel.errors import StoreError, UploadRejected
+from jetwheel.errors import Exists, NotFound, Refused, TooLarge
 from jetwheel.index.store.catalog import DERIVED, Catalog, describe
 from jetwheel.index.store.durable import fsync_dir, refusing_full, remove_abandoned, staging, write_staged
 from jetwheel.index.store.owners import Owner, commit_owners, stage_owners
@@ -28,7 +28,7 @@ from jetwheel.index.store.records import Hashes, StoredFile
 from jetwheel.index.store.validate import check_artifact_name, check_filename, inspect_wheel
 
 # Who may add a file, decided under the store's lock (so two first uploads of one name cannot both
-# win): given the store, it raises UploadRejected to refuse, or returns the owner record a new name gets
+# win): given the store, it raises a StoreError to refuse, or returns the owner record a new name gets
 Claim = Callable[[Catalog], tuple[str, Owner] | None]
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
 
@@ -94,8 +94,8 @@ class Store(Catalog):
         published_by: str = "",
         claim: Claim | None = None,
     ) -> StoredFile:
-        """Commit a staged upload (and its staged facts file). Raises UploadRejected, leaving the store
-        as it was, on any fault: 507 when the disk is full. `overwrite` (default: the store's
+        """Commit a staged upload (and its staged facts file). Raises a StoreError, leaving the store
+        as it was, on any fault: DiskFull when the disk is full. `overwrite` (default: the store's
         allow_overwrite) lets the upload replace a file of the same name. `claim` decides, under the
         lock, whether this uploader may add to the name (and records a new name's owner)."""
         meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact)
@@ -115,12 +115,12 @@ class Store(Catalog):
         (without upload time or claims) and its METADATA (None for an artifact)."""
         check_filename(filename)
         if hashes.size > self.max_upload:
-            raise UploadRejected(f"file too large: {hashes.size} bytes > limit {self.max_upload}", 413)
+            raise TooLarge(f"file too large: {hashes.size} bytes > limit {self.max_upload}")
         sha = hashes.sha256.hexdigest()
         if sha256_digest and sha256_digest.lower() != sha:
-            raise UploadRejected("sha256_digest does not match the uploaded bytes", 400)
+            raise Refused("sha256_digest does not match the uploaded bytes")
         if md5_digest and md5_digest.lower() != hashes.md5.hexdigest():
-            raise UploadRejected("md5_digest does not match the uploaded bytes", 400)
+            raise Refused("md5_digest does not match the uploaded bytes")
         if artifact:
             check_artifact_name(filename, sdist_like=True)  # who may use such a name is the server's rule
             meta: dict[str, Any] = {"project": "", "version": ""}
@@ -145,7 +145,7 @@ class Store(Catalog):
         target = self.root / filename
         with self.lock():
             if os.path.lexists(target) and not may_replace:
-                raise UploadRejected(f"{filename} already exists; the index does not overwrite files", 409)
+                raise Exists(f"{filename} already exists; the index does not overwrite files")
             new_owner = claim(self) if claim is not None else None
             staged_derived: list[Path] = []
             with refusing_full():
@@ -203,15 +203,15 @@ class Store(Catalog):
 
     def _rewrite_meta(self, filename: str, **changes: Any) -> StoredFile:
         if not self.regular_file(self.root / check_filename(filename)):
-            raise StoreError(f"no such file: {filename}")
+            raise NotFound(f"no such file: {filename}")
         with self.lock():
-            # a delete may have won the race for the lock: the file is gone, say so (404)
+            # a delete may have won the race for the lock: the file is gone, say so (NotFound)
             try:
                 if self._info(filename) is None:
                     raise FileNotFoundError(filename)
                 meta = json.loads(self._meta_path(filename).read_bytes())
             except (FileNotFoundError, ValueError):
-                raise StoreError(f"no such file: {filename}") from None
+                raise NotFound(f"no such file: {filename}") from None
             meta.update(changes)
             with refusing_full():
                 staged, generation = write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
@@ -220,7 +220,7 @@ class Store(Catalog):
             self._follow(filename)
             new = self._info(filename)
         if new is None:
-            raise StoreError(f"no such file: {filename}")
+            raise NotFound(f"no such file: {filename}")
         return new
 
     def yank(self, filename: str, reason: str = "") -> StoredFile:
@@ -234,7 +234,7 @@ class Store(Catalog):
         target = self.root / check_filename(filename)
         with self.lock():
             if not self.regular_file(target):
-                raise StoreError(f"no such file: {filename}")
+                raise NotFound(f"no such file: {filename}")
             target.unlink()
             for p in self._derived(filename):
                 p.unlink(missing_ok=True)
