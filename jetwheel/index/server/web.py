@@ -88,6 +88,7 @@ def render_home(store: Store, base: str, profiles: Mapping[str, ProfileView], to
     files = store.files()
     versions = {p: sorted({f.version for f in fs}, key=_version_key, reverse=True) for p, fs in projects.items()}
     artifacts = sorted(n for n, f in files.items() if not f.project)
+    owners = store.owners()
     return (
         _env.get_template("home.html")
         .render(
@@ -99,7 +100,7 @@ def render_home(store: Store, base: str, profiles: Mapping[str, ProfileView], to
             failing=len(summary(store)["failing_verify"]),
             tags={n: _tags(n) for n in files},
             artifacts=artifacts,
-            origin={p: _origin(store.owners().get(p)) for p in projects},
+            origin={p: _origin(owners.get(p)) for p in projects},
             trusted=TRUSTED,
             first_error=_first_error,
             source=_source,
