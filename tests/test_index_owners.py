@@ -40,12 +40,17 @@ CT = "multipart/form-data; boundary=xXx"
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
-@pytest.fixture
-def users(tmp_path: Path) -> Path:
-    htpasswd = tmp_path / "htpasswd"
+@pytest.fixture(scope="module")
+def made_users(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    htpasswd = tmp_path_factory.mktemp("users") / "htpasswd"
     for user in ("admin", "builder", "up", "up2", "reader"):
-        add_user(htpasswd, user, f"{user}-pw")
+        add_user(htpasswd, user, f"{user}-pw")  # bcrypt: made once, copied per test
     return htpasswd
+
+
+@pytest.fixture
+def users(made_users: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copy(made_users, tmp_path / "htpasswd"))
 
 
 def settings(users: Path, **kw: Any) -> Settings:
