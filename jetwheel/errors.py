@@ -80,7 +80,7 @@ class StoreError(JetwheelError):
 
 class UploadRejected(StoreError):
     """The store refused a file or a request: as given, it is not valid. The kinds below say why
-    else; the index's handler turns each kind into its HTTP status (index/server/refusals.py), and
+    else; the index's handler turns each kind into its HTTP status (index/server/guard.py, STATUS), and
     nothing below the handler names one."""
 
 
@@ -102,6 +102,11 @@ class RefusedByPolicy(UploadRejected):
 
 class NotFound(StoreError):
     """The store holds no such file."""
+
+
+class Unavailable(StoreError):
+    """It cannot be decided now (the upstream index did not answer): nothing was stored, and a retry
+    may succeed."""
 
 
 class PublishError(JetwheelError):

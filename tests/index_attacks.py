@@ -414,7 +414,7 @@ def issue_18(root: Path) -> None:
 
     # 3/8. tokens: a non-ASCII signature 401; --expires 36500d refused
     st = req(
-        url + "/", b"x", {"Authorization": basic("x", "jw2.read.eA.99999999999.\u00e9"), "Content-Type": CT}, "POST"
+        url + "/", b"x", {"Authorization": basic("x", "jw3.read.eA.99999999999.\u00e9"), "Content-Type": CT}, "POST"
     )[0]
     out = subprocess.run(
         [
@@ -495,6 +495,17 @@ def issue_18(root: Path) -> None:
     )[0]
     cfg.write_text(saved)
     check("role change counts without a restart", st == 403, str(st))
+
+    # issue 29: the NVPL tarball and source archives are the builders'; a user's project is theirs
+    nv1, b1 = upload(url, "nvpl_slim_24.04.tar", b"evil" * 25, jetwheel_artifact="1")
+    nv2, _ = upload(url, "nvpl_slim_24.04.tar", b"real" * 25, auth=BUILDER, jetwheel_artifact="1")
+    src, _ = upload(url, "pytorch-triton-3.2.0-src.tar.gz", b"x" * 100, jetwheel_artifact="1")
+    sub, _ = upload(url, "cutlass-3.8.0.tar.gz", b"x" * 100, auth=ADMIN, jetwheel_artifact="1")
+    check(
+        "issue 29: upload user's NVPL 403 and the builder's 200; src archive 403; admin's cutlass archive 200",
+        (nv1, nv2, src, sub) == (403, 200, 403, 200),
+        f"{nv1} {b1[:80]!r} {nv2} {src} {sub}",
+    )
     proc.terminate()
     proc.wait()
 

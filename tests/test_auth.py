@@ -87,10 +87,12 @@ def test_read_tokens_expire_and_never_write(users: Path, tmp_path: Path) -> None
     store = Store(tmp_path / "packages")
     store.add_file(make_wheel(tmp_path, "demo-pkg", "1.0"))
     key = token_key(store.state_path(TOKEN_KEY))
-    good = issue_token(key, int(time.time()) + 3600, "reader")
-    expired = issue_token(key, int(time.time()) - 1, "reader")
+    stamp = Users(users, {}).stamp("reader")
+    assert stamp is not None
+    good = issue_token(key, int(time.time()) + 3600, "reader", stamp)
+    expired = issue_token(key, int(time.time()) - 1, "reader", stamp)
     forged = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
-    assert check_token(key, good, time.time()) == Token("reader", "read")
+    assert check_token(key, good, time.time()) == Token("reader", "read", stamp)
     assert check_token(key, expired, time.time()) is None
     settings = Settings(htpasswd=users, roles=ROLES, auth_reads=True)
 
@@ -99,7 +101,7 @@ def test_read_tokens_expire_and_never_write(users: Path, tmp_path: Path) -> None
         assert (await c.get("/health")).status == 200  # public
         assert (await c.get("/simple/demo-pkg/", headers=basic("token", good))).status == 200
         assert (await c.get(f"/packages/{FN}", headers=basic("anyone", good))).status == 200
-        for bad in (expired, forged, "jw2.admin.YQ.99999999999.x"):
+        for bad in (expired, forged, "jw3.admin.YQ.99999999999.x"):
             assert (await c.get("/simple/", headers=basic("token", bad))).status == 401
         form_headers = {**basic("token", good), "Content-Type": "multipart/form-data; boundary=x"}
         assert (await c.post("/", data=b"--x--\r\n", headers=form_headers)).status == 403
@@ -174,8 +176,10 @@ def test_adduser_role_and_token_tasks(tmp_path: Path, capsys: pytest.CaptureFixt
         prog.run([*base, "--user", "eve", "--password", "x", "--role", "root"])
     assert "eve" not in htpasswd.read_text() and "eve" not in config.read_text()
     token_task = ["jetwheel", "index.token", "--read", "--root", str(tmp_path / "p"), "--user", "bob"]
+    token_task += ["--config", str(config)]
     prog.run([*token_task, "--expires", "2h"], exit=False)
     token = capsys.readouterr().out.strip().splitlines()[-1]
     key = token_key(Store(tmp_path / "p").state_path(TOKEN_KEY))
-    assert check_token(key, token, time.time() + 7100) == Token("bob", "read")
+    found = check_token(key, token, time.time() + 7100)
+    assert found is not None and (found.user, found.role) == ("bob", "read")
     assert check_token(key, token, time.time() + 7300) is None

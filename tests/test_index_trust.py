@@ -27,7 +27,7 @@ from jetwheel.index.client.client import IndexClient
 from jetwheel.index.front.front import nginx_conf
 from jetwheel.index.server import profiles
 from jetwheel.index.server.app import Settings
-from jetwheel.index.server.auth import KEY_BYTES, TOKEN_KEY, BadKey, issue_token, token_key
+from jetwheel.index.server.auth import KEY_BYTES, TOKEN_KEY, BadKey, Users, issue_token, token_key
 from jetwheel.index.server.config import add_user
 from jetwheel.index.server.guard import FRONT_HEADER
 from jetwheel.index.store.store import Store
@@ -244,7 +244,9 @@ def test_concurrent_workers_agree_on_one_whole_key(tmp_path: Path) -> None:
 
 def test_tokens_die_with_their_user_and_expire_within_the_maximum(users: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "p")
-    token = issue_token(token_key(store.state_path(TOKEN_KEY)), int(time.time()) + 3600, "reader")
+    stamp = Users(users, {}).stamp("reader")
+    assert stamp is not None
+    token = issue_token(token_key(store.state_path(TOKEN_KEY)), int(time.time()) + 3600, "reader", stamp)
 
     async def body(c: TestClient[Any, Any]) -> None:
         assert (await c.get("/simple/", headers={"Authorization": basic("x", token)})).status == 200
@@ -260,7 +262,7 @@ def test_tokens_die_with_their_user_and_expire_within_the_maximum(users: Path, t
 
 def test_a_non_ascii_token_signature_is_a_failed_login(users: Path, tmp_path: Path) -> None:
     async def body(c: TestClient[Any, Any]) -> None:
-        bad = {"Authorization": basic("x", "jw2.read.cmVhZGVy.99999999999.é")}
+        bad = {"Authorization": basic("x", "jw3.read.cmVhZGVy.99999999999.é")}
         statuses = [(await c.get("/simple/", headers=bad)).status for _ in range(11)]
         assert statuses == [401] * 10 + [429]
 
@@ -302,7 +304,7 @@ def test_look_alike_names_and_disguised_artifacts_are_refused(
 
 def test_artifacts_with_names_of_their_own_are_stored(users: Path, tmp_path: Path) -> None:
     async def body(c: TestClient[Any, Any]) -> None:
-        assert (await post(c, "up", "nvpl_slim_24.04.tar", b"x" * 100, jetwheel_artifact="1"))[0] == 200
+        assert (await post(c, "up", "my_data_24.04.tar", b"x" * 100, jetwheel_artifact="1"))[0] == 200
         assert (await post(c, "builder", "torch-2.7.0-src.tar.gz", b"x" * 100, jetwheel_artifact="1"))[0] == 200
 
     run_app(Store(tmp_path / "p"), settings(users), body)

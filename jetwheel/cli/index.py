@@ -168,11 +168,14 @@ def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd
         "read": "a read-only token (the only kind there is: say so)",
         "expires": "how long it is valid: 30m, 2h, 7d (at most 366d)",
         "root": "store directory (default: the index config's)",
-        "user": "the index user the token stands for: it dies when the user is removed",
+        "user": "the index user the token stands for: it dies when the user is removed or re-added",
+        "config": "the index config (default: config.toml in the index's home); its htpasswd knows the users",
     }
 )
 @clean_errors
-def token(c: Context, read: bool = False, expires: str = "2h", root: str = "", user: str = "") -> None:
+def token(
+    c: Context, read: bool = False, expires: str = "2h", root: str = "", user: str = "", config: str = ""
+) -> None:
     """Print a read-only token that expires: use it as the password of any user name, e.g.
     https://token:TOKEN@index.lan/simple/ (safe in an image's build history once expired)."""
     from jetwheel.workflow.index import issue_token
@@ -181,7 +184,7 @@ def token(c: Context, read: bool = False, expires: str = "2h", root: str = "", u
         raise UsageError("only read-only tokens are issued: pass --read")
     if not user:
         raise UsageError("name the index user the token stands for: --user NAME")
-    print(issue_token(root, expires, user))
+    print(issue_token(root, expires, user, config))
 
 
 @task(help={"root": "store directory (default: the index config's)"})

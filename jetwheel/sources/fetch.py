@@ -19,6 +19,7 @@ from jetwheel.errors import SourceError
 from jetwheel.index.client.client import IndexClient, Progress
 from jetwheel.model.stepsource import StepSource
 from jetwheel.sources.archives import Archive, archive_name, check_commit, check_pin, pack, unpack
+from jetwheel.wire import TRUSTED
 
 
 def download_cache() -> Path:
@@ -161,7 +162,9 @@ def find(filename: str, upstream: str, lookup: Lookup) -> Place | None:
     if lookup.local_dir is not None and (lookup.local_dir / filename).is_file():
         return LocalArchive(lookup.local_dir / filename)
     info = lookup.client.file_info(filename) if lookup.client is not None else None
-    if lookup.client is not None and info is not None:
+    # only a builder's or admin's file: anyone else's under this name is not the build's (the index
+    # refuses such uploads; an older index may hold one)
+    if lookup.client is not None and info is not None and info.get("published_by") in TRUSTED:
         return IndexArchive(lookup.client, filename, str(info.get("sha256", "")))
     return Upstream(upstream) if upstream else None
 

@@ -6,6 +6,7 @@ table. Everything here is derived from the profile, so a new Triton release is a
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import tempfile
 import urllib.error
@@ -15,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jetwheel.build.indexwheels import IndexWheels
-from jetwheel.errors import JetwheelError
+from jetwheel.errors import CheckFailed, JetwheelError, PublishError
 from jetwheel.index.client.client import IndexClient
 from jetwheel.model.profile import Profile, TritonRelease
 from jetwheel.model.recipe import Recipe, load_recipes
@@ -26,6 +27,7 @@ from jetwheel.verify import FactCache, published_facts, verify_wheel
 from jetwheel.verify.policy import apply
 from jetwheel.verify.report import ERROR, INFO, Finding, Report
 from jetwheel.verify.resolve import resolve_with_hashes
+from jetwheel.wire import TRUSTED
 
 
 def _release(profile: Profile) -> TritonRelease:
@@ -50,8 +52,43 @@ def requirements(profile: Profile, client: IndexClient | None = None, require_ha
     findings, resolved = resolve_with_hashes(pins, client.simple_url, target)
     if findings:
         raise JetwheelError(f"cannot pin hashes: {findings[0].detail}")
+    untrusted = untrusted_pins(client, resolved)
+    if untrusted:
+        raise JetwheelError(
+            f"refusing to pin what no builder or admin published on {client.url}: {'; '.join(untrusted)}"
+        )
     lines = [f"{name}=={version} --hash=sha256:{sha}" for name, version, sha in sorted(resolved)]
     return header + "\n".join(lines) + "\n"
+
+
+def untrusted_pins(client: IndexClient, resolved: list[tuple[str, str, str]]) -> list[str]:
+    """The resolved pins whose file (by its sha256) no builder or admin published on the index: an
+    upload user's `filelock-99.0`, or a file the index only redirected to. Each said in words."""
+    out = []
+    for name, version, sha in sorted(resolved):
+        doc = client.project(name) or {}
+        by = {
+            str(f.get("hashes", {}).get("sha256", "")): str(f.get("_jetwheel-published-by", ""))
+            for f in doc.get("files", [])
+        }
+        if by.get(sha) not in TRUSTED:
+            who = f"published by {by[sha] or 'hand'}" if sha in by else "not published on this index"
+            out.append(f"{name}=={version} (sha256 {sha[:12]}..., {who})")
+    return out
+
+
+def _trusted_file(client: IndexClient, filename: str, what: str) -> bool:
+    """True when a builder or admin published the file; False when the index lacks it; CheckFailed
+    when someone else did (a URL build.py fetches must never point at such a file)."""
+    info = client.file_info(filename)
+    if info is None:
+        return False
+    if info.get("published_by") not in TRUSTED:
+        raise CheckFailed(
+            f"{what} {filename} on {client.url} was published by {info.get('published_by') or 'hand'}, "
+            "not a builder or admin: refusing to point build.py at it"
+        )
+    return True
 
 
 def pytorch_triton_url(profile: Profile, client: IndexClient) -> str:
@@ -64,12 +101,21 @@ def pytorch_triton_url(profile: Profile, client: IndexClient) -> str:
             f"cp{profile.python_version.replace('.', '')} {profile.platform_tag} on {client.url}; "
             "build it first: inv build-wheel pytorch-triton"
         )
+    _trusted_file(client, filename, "pytorch-triton wheel")
     return client.package_url(filename)
 
 
 def nvpl_slim_url(profile: Profile, client: IndexClient) -> str:
+    """The NVPL tarball's URL ("" where the profile needs none); JetwheelError when the file there
+    is not a builder's or admin's."""
     rel = _release(profile)
-    return client.package_url(rel.nvpl_slim) if rel.nvpl_slim else ""
+    if not rel.nvpl_slim:
+        return ""
+    # not reachable from here (a command written before the index is up): there, only a builder or
+    # admin may publish this name
+    with contextlib.suppress(PublishError):
+        _trusted_file(client, rel.nvpl_slim, "NVPL tarball")
+    return client.package_url(rel.nvpl_slim)
 
 
 # build.py options that take separate values: --image ROLE,IMAGE; --build-secret KEY VALUE
@@ -151,9 +197,8 @@ def runtime_findings(
     rel = _release(profile)
     source = IndexWheels(client)
     with tempfile.TemporaryDirectory(prefix="jetwheel-runtime-check-") as tmp:
-        tarball = (
-            client.download(rel.nvpl_slim, Path(tmp)) if rel.nvpl_slim and client.file_info(rel.nvpl_slim) else None
-        )
+        trusted = bool(rel.nvpl_slim) and _trusted_file(client, rel.nvpl_slim, "NVPL tarball")
+        tarball = client.download(rel.nvpl_slim, Path(tmp)) if trusted else None
         runtime = runtime_policy(policy, tarball)
         target = apply(profile.target(), runtime)
         found = [source.find(f"{n}=={profile.pin(n)}", target.tags()) for n in rel.runtime]
@@ -191,6 +236,10 @@ def check(
     findings, resolved = resolve_with_hashes(pins, client.simple_url, target)
     for f in findings:
         report.findings.append(Finding("requirements", ERROR, f.file, f.detail, f.fix))
+    for pin in untrusted_pins(client, resolved):
+        report.findings.append(
+            Finding("requirements", ERROR, pin.split(" ")[0], f"no builder or admin published it: {pin}")
+        )
     if resolved:
         report.facts["requirements"] = [f"{n}=={v}" for n, v, _ in sorted(resolved)]
     try:
@@ -204,7 +253,11 @@ def check(
                 "pytorch_triton_url", ERROR if why else INFO, url, f"not downloadable: {why}" if why else "downloadable"
             )
         )
-    nvpl = nvpl_slim_url(profile, client)
+    try:
+        nvpl = nvpl_slim_url(profile, client)
+    except JetwheelError as e:
+        report.findings.append(Finding("nvpl_slim_url", ERROR, rel.nvpl_slim, str(e)))
+        nvpl = ""
     if nvpl:  # Triton's step fetches it on aarch64; a profile names it only where it is needed
         why = _reachable(nvpl)
         report.findings.append(

@@ -116,27 +116,60 @@ def load(path: Path) -> Policy:
 
 # --- reading a root filesystem ------------------------------------------------------------------------
 def _inside(root: Path, path: str) -> Path:
-    """`path` of the image (absolute) as a path below `root`."""
+    """`path` of the image (absolute) as a path below `root`: only for a path real_path gave, whose
+    every part is a real directory or file of the image (no symlink left to lead out of it)."""
     return root / path.lstrip("/")
 
 
+def real_path(root: Path, path: str) -> str | None:
+    """The image path `path` leads to with every symlink on the way resolved inside the image,
+    directories included (an absolute link is the image's, never this machine's: `/usr/lib ->
+    /lib` in the image is the image's /lib); None when it leads nowhere."""
+    todo = [p for p in path.split("/") if p]
+    done: list[str] = []
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part in (".", ""):
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = root.joinpath(*done, part)  # every part before is a real directory: lstat stays inside
+        if here.is_symlink():
+            hops += 1
+            if hops > 40:
+                return None
+            link = os.readlink(here)
+            if link.startswith("/"):
+                done = []
+            todo = [p for p in link.split("/") if p] + todo
+            continue
+        if not os.path.lexists(here):
+            return None
+        done.append(part)
+    return "/" + "/".join(done)
+
+
 def resolve(root: Path, path: str) -> str | None:
-    """The image path a path leads to, following symlinks inside the image (absolute ones are the
-    image's, not this machine's); None when it leads nowhere."""
-    for _ in range(40):
-        host = _inside(root, path)
-        if not host.is_symlink():
-            return path if host.is_file() else None
-        link = os.readlink(host)
-        path = os.path.normpath(link if link.startswith("/") else os.path.join(os.path.dirname(path), link))
-    return None
+    """The image path a file's path leads to, following symlinks inside the image; None when it
+    leads nowhere or not to a file."""
+    real = real_path(root, path)
+    return real if real is not None and _inside(root, real).is_file() else None
+
+
+def _real_dir(root: Path, path: str) -> str | None:
+    real = real_path(root, path)
+    return real if real is not None and _inside(root, real).is_dir() else None
 
 
 def _conf_dirs(root: Path, conf: str, depth: int = 0) -> list[str]:
     """The directories an ld.so.conf file names, its `include` globs followed (inside the image)."""
     out: list[str] = []
+    real = resolve(root, conf)
     try:
-        lines = _inside(root, conf).read_text(errors="replace").splitlines()
+        lines = _inside(root, real).read_text(errors="replace").splitlines() if real else []
     except OSError:
         return out
     for line in lines:
@@ -144,8 +177,11 @@ def _conf_dirs(root: Path, conf: str, depth: int = 0) -> list[str]:
         if line.startswith("include") and depth < 8:
             pattern = line.split(None, 1)[1] if " " in line else ""
             pattern = pattern if pattern.startswith("/") else os.path.join(os.path.dirname(conf), pattern)
-            for hit in sorted(glob.glob(str(_inside(root, pattern)))):
-                out += _conf_dirs(root, "/" + str(Path(hit).relative_to(root)), depth + 1)
+            where = _real_dir(root, os.path.dirname(pattern))
+            if where is None:
+                continue
+            for hit in sorted(glob.glob(glob.escape(str(_inside(root, where))) + "/" + os.path.basename(pattern))):
+                out += _conf_dirs(root, f"{where.rstrip('/')}/{os.path.basename(hit)}", depth + 1)
         elif line.startswith("/"):
             out.append(line)
     return out
@@ -173,12 +209,14 @@ def library_dirs(root: Path, machine: str, ld_library_path: str = "") -> list[st
     """Where ld.so finds a library in the image, in its order: LD_LIBRARY_PATH (its site-packages
     entries left out: those are the wheels'), ld.so.cache/ld.so.conf, the defaults."""
     dirs = [d for d in ld_library_path.split(":") if d.startswith("/") and "-packages/" not in d + "/"]
+    cache = resolve(root, "/etc/ld.so.cache")
     with contextlib.suppress(OSError):  # an image without a cache: ld.so reads the conf and defaults
-        dirs += cache_dirs(_inside(root, "/etc/ld.so.cache").read_bytes())
+        dirs += cache_dirs(_inside(root, cache).read_bytes()) if cache else []
     dirs += _conf_dirs(root, "/etc/ld.so.conf")
     triplet = TRIPLETS.get(machine, "")
     dirs += [d for s in STANDARD_DIRS for d in ((f"{s}/{triplet}", s) if triplet else (s,))]
-    return [d for d in dict.fromkeys(os.path.normpath(d) for d in dirs) if _inside(root, d).is_dir()]
+    real = (_real_dir(root, os.path.normpath(d)) for d in dirs)
+    return [d for d in dict.fromkeys(real) if d is not None]
 
 
 def read_library(path: Path) -> elf.Symbols | None:
@@ -218,7 +256,7 @@ def read_dirs(root: Path, dirs: Iterable[str], machine: str, source: str) -> Pol
     files: dict[str, Library] = {}
     names: dict[str, str] = {}
     skipped: set[str] = set()
-    for d in dirs:
+    for d in (real for real in (_real_dir(root, d) for d in dirs) if real is not None):
         for entry in sorted(os.listdir(_inside(root, d))):
             if entry in names or not is_shared_object(entry):
                 continue

@@ -63,9 +63,9 @@ def check_profiles(root: str) -> dict[str, Any]:
     return {name: vars(c) for name, c in got.items()}
 
 
-def issue_token(root: str, expires: str, user: str) -> str:
+def issue_token(root: str, expires: str, user: str, config: str = "") -> str:
     """A read-only token of `user` for the index's store, valid for `expires` (e.g. 90m, 2h, 7d)."""
-    from jetwheel.index.server.auth import MAX_TOKEN_DAYS, TOKEN_KEY, token_key
+    from jetwheel.index.server.auth import MAX_TOKEN_DAYS, TOKEN_KEY, Users, token_key
     from jetwheel.index.server.auth import issue_token as issue
     from jetwheel.index.server.config import load_config
     from jetwheel.index.store.store import Store
@@ -76,8 +76,12 @@ def issue_token(root: str, expires: str, user: str) -> str:
     seconds = int(expires[:-1]) * units[expires[-1]]
     if seconds > MAX_TOKEN_DAYS * 86400:
         raise JetwheelError(f"--expires {expires}: at most {MAX_TOKEN_DAYS}d; issue a new token when it runs out")
-    store = Store(Path(root) if root else load_config(context().config_path).root)
-    return issue(token_key(store.state_path(TOKEN_KEY)), int(time.time()) + seconds, user)
+    cfg = load_config(Path(config) if config else context().config_path)
+    stamp = Users(cfg.htpasswd, {}).stamp(user) if cfg.htpasswd is not None and cfg.htpasswd.is_file() else None
+    if stamp is None:  # a token minted for a name that is not a user would come alive when it is made one
+        raise UsageError(f"--user {user!r}: no such index user in {cfg.htpasswd} (add it first: inv index.adduser)")
+    store = Store(Path(root) if root else cfg.root)
+    return issue(token_key(store.state_path(TOKEN_KEY)), int(time.time()) + seconds, user, stamp)
 
 
 def export_index(  # params: one per flag of index.export

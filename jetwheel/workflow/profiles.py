@@ -46,3 +46,22 @@ def profile_views(root: Path | None = None) -> dict[str, Any]:
                 p.name, p.top, {str(k): v for k, v in p.versions.items()}, p.target(), p.jetpack, p.l4t
             )
     return views
+
+
+def consumed_artifacts(root: Path | None = None) -> frozenset[str]:
+    """The artifact file names a build or build.py takes from the index: each profile's NVPL
+    tarball and each recipe's sub-source archives (source archives, `<name>-<pin>-src.tar.gz`,
+    the index knows by their suffix). Only builders and admins may publish these (the index's rule)."""
+    from jetwheel.model.recipe import load_recipes
+
+    root = root or context().root
+    names: set[str] = set()
+    with contextlib.suppress(RecipeError):
+        for recipe in load_recipes(root).values():
+            names |= {sub.archive for sub in recipe.source.subs}
+    for path in sorted((root / "profiles").glob("*.toml")):
+        with contextlib.suppress(RecipeError):
+            triton = load_profile(path.stem, root).triton
+            if triton is not None and triton.nvpl_slim:
+                names.add(triton.nvpl_slim)
+    return frozenset(names)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from jetwheel.errors import JetwheelError, RecipeError
 from jetwheel.workflow.context import context
-from jetwheel.workflow.profiles import profile_views
+from jetwheel.workflow.profiles import consumed_artifacts, profile_views
 
 if TYPE_CHECKING:
     from jetwheel.index.server.server import Limits
@@ -81,6 +81,7 @@ def serve_index(opts: ServeOptions) -> None:
         auth_reads=opts.auth_reads,
         upstream=cfg.upstream if opts.upstream is None else opts.upstream,
         owned=owned | cfg.owned,
+        artifacts=consumed_artifacts(ctx.root),
         allow_overwrite=opts.allow_overwrite or cfg.allow_overwrite,
         profiles=profile_views(ctx.root),
         url=(opts.public_url or cfg.public_url or f"{scheme}://{shown}:{port}").rstrip("/"),

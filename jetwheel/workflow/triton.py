@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from jetwheel.errors import JetwheelError, UsageError
+from jetwheel.errors import CheckFailed, JetwheelError, UsageError
 from jetwheel.index.client.client import IndexClient
 from jetwheel.triton.smoke import Outcome
 from jetwheel.verify.report import Report
@@ -32,6 +32,8 @@ def triton_command(index_url: str, profile: str, requirements_file: str, pytorch
     if not pytorch_triton_url:
         try:
             pytorch_triton_url = lookup(prof, client)
+        except CheckFailed:
+            raise  # the index has it, from someone who is not a builder: never point build.py at it
         except JetwheelError:
             # not reachable from here (the command is often written before the index is up):
             # the URL the index will serve once pytorch-triton is published

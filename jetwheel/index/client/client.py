@@ -99,11 +99,15 @@ class IndexClient:
         artifact: bool = False,
         facts: bytes | None = None,
         progress: Progress | None = None,
+        mirror: bool = False,
     ) -> None:
-        """Publish one file. The body streams from disk; nothing is held whole in memory.
+        """Publish one file (`mirror`: as a mirror run, which may create a name the upstream has).
+        The body streams from disk; nothing is held whole in memory.
         `facts`: gzip'd JSON about the file (at most 64 MiB), kept by the index once the file is
         stored and read back with facts()."""
         fields = {":action": "file_upload", "protocol_version": "1", "sha256_digest": sha256_file(path)}
+        if mirror:
+            fields["jetwheel_mirror"] = "1"
         if artifact:
             fields["jetwheel_artifact"] = "1"
         else:

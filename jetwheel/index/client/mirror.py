@@ -52,6 +52,6 @@ def mirror(
             )
             if canonicalize_name(name) in owned or client.file_info(path.name) is not None:
                 continue
-            client.upload(path)
+            client.upload(path, mirror=True)  # may create names the upstream has (a builder's or admin's)
             added.append(path.name)
         return added

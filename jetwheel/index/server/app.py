@@ -9,7 +9,8 @@ answer them.
     uploads.py   publishing (the legacy upload API), with upload_form.py reading its body
     admin.py     yank, unyank, delete
 
-Names the recipes own may be published by a builder (or admin) alone, and only a builder's files
+Every name has an owner (ownership.py, PEP 541's model): the recipes' names, the build's artifacts
+and mirrored names are the builders' and admins', others their creator's; only a builder's files
 answer a build-cache lookup; every file says which role published it. Nothing in a request steers
 the server: it connects to no address a request names, and its caches are keyed by its own state only.
 """
@@ -48,6 +49,7 @@ class Settings:
     auth_reads: bool = False  # reads need a login (or a token) too: a private LAN index
     upstream: str = ""  # e.g. https://pypi.org/simple ; empty: air-gapped, no fallback
     owned: frozenset[str] = frozenset()  # names recipes build: never from upstream, published by builders only
+    artifacts: frozenset[str] = frozenset()  # artifact file names the build consumes: builders' and admins' only
     allow_overwrite: bool = False  # an admin may replace a file
     profiles: Mapping[str, ProfileView] = field(default_factory=dict)  # for the web pages' matrices
     url: str = ""  # the index's address for people and pip, shown on the pages
@@ -86,7 +88,7 @@ def make_app(store: Store, settings: Settings) -> web.Application:
     reads = Reads(store, index.cache, guard.owned, settings.upstream)
     api = Api(store, settings.auth_reads)
     people = People(store, index.cache, settings.profiles, settings.url)
-    uploads = Uploads(store, guard.owned, settings.allow_overwrite)
+    uploads = Uploads(store, guard.owned, settings.allow_overwrite, settings.artifacts, settings.upstream)
     admin = Admin(store)
     routes: list[tuple[str, str, Handler, str]] = [
         ("GET", wire.HEALTH, api.health, PUBLIC),

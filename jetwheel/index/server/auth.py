@@ -5,8 +5,10 @@ Roles are ordered: read < upload < builder < admin. Uploading needs `upload`; th
 own, cache keys and the facts other machines' verifies trust need `builder`; yank, delete and
 overwrite need `admin`. A user the htpasswd file knows and the config gives no role has `upload`.
 
-Tokens name their user: one is worth no more than what that user may do now (none once the user is
-gone from the htpasswd file).
+Tokens name their user and carry the user's stamp (a digest of the user's htpasswd entry, whose
+bcrypt salt is new each time a password is set): one is worth no more than what that user may do
+now, nothing once the user is gone, and nothing after the user is removed and added again or the
+password changes (a new entry, a new stamp). No token is minted for a name that is not a user.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from jetwheel.wire import ADMIN, BUILDER, PUBLIC, READ, UPLOAD
 
 RANK = {PUBLIC: 0, READ: 1, UPLOAD: 2, BUILDER: 3, ADMIN: 4}
 ROLES = (READ, UPLOAD, BUILDER, ADMIN)
-TOKEN_PREFIX = "jw2."
+TOKEN_PREFIX = "jw3."  # jw2 tokens carried no stamp: they are refused
 KEY_BYTES = 32  # the signing key; a shorter one (an empty file a full disk left) is refused
 MAX_TOKEN_DAYS = 366
 MAX_PASSWORD = 1024  # bytes; bcrypt reads 72 of them, but a longer one must not be an error
@@ -114,27 +116,32 @@ def token_key(path: Path) -> bytes:
 class Token:
     user: str
     role: str
+    stamp: str  # the user's stamp when the token was issued (Users.stamp)
 
 
-def issue_token(key: bytes, expires_at: int, user: str, role: str = READ) -> str:
-    """A token that grants `user` at most `role` until `expires_at` (Unix time). Stateless: signed."""
+def issue_token(key: bytes, expires_at: int, user: str, stamp: str, role: str = READ) -> str:
+    """A token that grants `user` at most `role` until `expires_at` (Unix time), while the user's
+    stamp is `stamp` (Users.stamp). Stateless: signed."""
     if not USER_NAME.fullmatch(user):
         raise StoreError(f"invalid user name {user!r}")
-    body = f"{check_role(role)}.{_b64(user.encode())}.{expires_at}"
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,64}", stamp):
+        raise StoreError(f"no token for {user!r} without the user's stamp")
+    body = f"{check_role(role)}.{_b64(user.encode())}.{expires_at}.{stamp}"
     return TOKEN_PREFIX + body + "." + _sign(key, body)
 
 
 def check_token(key: bytes, token: str, now: float) -> Token | None:
-    """The user and role of a valid, unexpired token; None otherwise (also for any garbage)."""
-    role, user, expires, sig = [*token[len(TOKEN_PREFIX) :].split("."), "", "", ""][:4]
-    body = f"{role}.{user}.{expires}"
+    """The user, role and stamp of a validly signed, unexpired token; None otherwise (also for any
+    garbage). Whether the stamp is still the user's is the caller's check."""
+    role, user, expires, stamp, sig = [*token[len(TOKEN_PREFIX) :].split("."), "", "", "", ""][:5]
+    body = f"{role}.{user}.{expires}.{stamp}"
     if role not in ROLES or not expires.isdigit() or not hmac.compare_digest(sig.encode(), _sign(key, body).encode()):
         return None
     try:
         name = base64.urlsafe_b64decode(user + "=" * (-len(user) % 4)).decode()
     except (binascii.Error, ValueError):
         return None
-    return Token(name, role) if int(expires) > now else None
+    return Token(name, role, stamp) if int(expires) > now else None
 
 
 def _b64(data: bytes) -> str:
@@ -186,6 +193,19 @@ class Users:
             self._reload(self._ht)
             known = self._ht.get_hash(user) is not None
         return self.roles.get(user, UPLOAD) if known else None
+
+    def stamp(self, user: str) -> str | None:
+        """The user's stamp: a digest of their htpasswd entry, new whenever the entry is (the user
+        added again, a password set); None when the htpasswd file does not know them."""
+        if self._ht is None:
+            return None
+        with self._lock:
+            self._reload(self._ht)
+            entry = self._ht.get_hash(user)
+        if entry is None:
+            return None
+        raw = entry if isinstance(entry, bytes) else str(entry).encode()
+        return _b64(hashlib.sha256(b"jetwheel-token-stamp\0" + raw).digest())[:22]
 
     def role(self, creds: Credentials) -> str | None:
         """The role of a user whose password is right; None otherwise."""

@@ -21,8 +21,26 @@ from typing import Any
 
 from aiohttp import web
 
-from jetwheel.errors import AlreadyExists, DiskFull, NotFound, RefusedByPolicy, StoreError, TooLarge, UploadRejected
-from jetwheel.index.server.auth import RANK, TOKEN_PREFIX, BadCredentials, Throttle, Users, check_token, parse_basic
+from jetwheel.errors import (
+    AlreadyExists,
+    DiskFull,
+    NotFound,
+    RefusedByPolicy,
+    StoreError,
+    TooLarge,
+    Unavailable,
+    UploadRejected,
+)
+from jetwheel.index.server.auth import (
+    RANK,
+    TOKEN_PREFIX,
+    BadCredentials,
+    Credentials,
+    Throttle,
+    Users,
+    check_token,
+    parse_basic,
+)
 from jetwheel.index.server.config import load_config
 from jetwheel.index.store.durable import FULL, disk_full
 from jetwheel.wire import PUBLIC, READ
@@ -30,6 +48,7 @@ from jetwheel.wire import PUBLIC, READ
 log = logging.getLogger("jetwheel.index")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ROLE = web.RequestKey("role", str)  # the role the request was let in with
+USER = web.RequestKey("user", str)  # the user it was let in as (the owner of what it creates)
 FRONT_HEADER = "X-Jetwheel-Front"  # the nginx front's per-start secret (front.py): its X-Real-IP is true
 LOOPBACK = ("127.0.0.1", "::1")
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="jetwheel"'}
@@ -48,10 +67,11 @@ STATUS: Mapping[type[StoreError], int] = {
     AlreadyExists: 409,
     TooLarge: 413,
     DiskFull: 507,
+    Unavailable: 503,
 }
 
 
-def refused(e: UploadRejected | NotFound) -> web.Response:
+def refused(e: UploadRejected | NotFound | Unavailable) -> web.Response:
     """The answer to a refusal of the store's: the status of its kind (a refinement of a kind, that
     kind's), and its one line."""
     return error(next(STATUS[k] for k in type(e).__mro__ if k in STATUS), str(e))
@@ -116,13 +136,20 @@ class Guard:
                 return request.headers.get("X-Real-IP", peer)
         return peer
 
-    def _token_role(self, token: str) -> str | None:
-        """The role of a valid token: never more than its user may do now; None once the user is gone."""
+    def _token_role(self, token: str) -> tuple[str, str] | None:
+        """The user and role of a valid token: never more than its user may do now; None once the
+        user is gone or their entry is not the one the token was issued for (removed and re-added)."""
         found = check_token(self.token_key, token, time.time())
-        now = self.users.current_role(found.user) if found is not None else None
-        if found is None or now is None:
+        if found is None or self.users.stamp(found.user) != found.stamp:
             return None
-        return min(found.role, now, key=RANK.__getitem__)
+        now = self.users.current_role(found.user)
+        if now is None:
+            return None
+        return found.user, min(found.role, now, key=RANK.__getitem__)
+
+    def _password_role(self, creds: Credentials) -> tuple[str, str] | None:
+        role = self.users.role(creds)
+        return None if role is None else (creds.user, role)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -133,13 +160,13 @@ class Guard:
             if denied is not None:
                 return denied
             return await handler(request)
-        except UploadRejected as e:
-            return refused(e)
         except BadCredentials as e:
             return error(400, str(e))
+        except (UploadRejected, NotFound, Unavailable) as e:
+            return refused(e)
         except OSError as e:
             if e.errno in FULL:
-                return error(507, str(disk_full(e)))
+                return refused(disk_full(e))
             if e.errno == errno.ENAMETOOLONG:
                 return error(400, "name too long")
             raise
@@ -162,14 +189,15 @@ class Guard:
             return error(401, "authentication required", CHALLENGE)
         loop = asyncio.get_running_loop()
         if creds.password.startswith(TOKEN_PREFIX):
-            role = await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
+            who = await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
         else:
-            role = await loop.run_in_executor(self.auth_pool, self.users.role, creds)
-        if role is None:
+            who = await loop.run_in_executor(self.auth_pool, self._password_role, creds)
+        if who is None:
             self.throttle.failed(address, now)
             log.warning("failed login for %r from %s", creds.user[:64], address)
             return error(401, "wrong user name, password or token", CHALLENGE)
+        user, role = who
         if RANK[role] < RANK[level]:
             return error(403, f"user {creds.user!r} has the role {role}; this needs {level}")
-        request[ROLE] = role
+        request[ROLE], request[USER] = role, user
         return None

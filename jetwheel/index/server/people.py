@@ -9,6 +9,8 @@ import json
 from collections.abc import Mapping
 
 from aiohttp import web
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from jetwheel.index.server import profiles as compat
 from jetwheel.index.server import web as web_pages
@@ -26,10 +28,13 @@ class People:
         self.url = url  # the index's address for people and pip, shown on the pages
 
     def _top(self) -> str:
-        """The requirement the pip line shows: the top of the profile this index holds most of."""
+        """The requirement the pip line shows: the top of the profile this index holds most of, when
+        the index holds that project; else a project it holds; "<package>" when it holds none."""
         have = set(self.store.projects())
         best = max(self.profiles.values(), key=lambda p: len(have & set(p.versions)), default=None)
-        return best.top if best else "<package>"
+        if best is not None and canonicalize_name(Requirement(best.top).name) in have:
+            return best.top
+        return min(have, default="<package>")
 
     async def home(self, request: web.Request) -> web.StreamResponse:
         body = await asyncio.to_thread(

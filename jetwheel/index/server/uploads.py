@@ -1,7 +1,7 @@
 """Publishing to the index: the legacy upload API (twine, the client), streamed to the store's
-staging, checked, and committed whole or not at all. Who may publish what is decided here: a name
-the recipes own takes a builder (or admin), a new project that looks like one already here is
-refused, only an admin may overwrite; every file records the role that published it."""
+staging, checked, and committed whole or not at all. Who may publish what is ownership.py's rule
+(PEP 541's model), applied under the store's lock; only an admin may overwrite; every file records
+the role that published it."""
 
 from __future__ import annotations
 
@@ -14,25 +14,34 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
 
-from jetwheel.errors import AlreadyExists, JetwheelError, RefusedByPolicy, UploadRejected
-from jetwheel.index.server.auth import RANK
-from jetwheel.index.server.guard import ROLE, error, refused
+from jetwheel.errors import AlreadyExists, JetwheelError, RefusedByPolicy, Unavailable, UploadRejected
+from jetwheel.index.server.guard import ROLE, USER, error, refused
+from jetwheel.index.server.ownership import Rules, Uploader, claim, name_key, owner_of
 from jetwheel.index.server.upload_form import BODY_IDLE, MAX_FACTS, json_field, read_parts
-from jetwheel.index.store.names import confusable_with
+from jetwheel.index.server.upstream import UpstreamNames
 from jetwheel.index.store.records import Hashes
-from jetwheel.index.store.store import Store
-from jetwheel.index.store.validate import check_artifact_name, parse_filename
-from jetwheel.wire import ADMIN, BUILDER, UPLOAD
+from jetwheel.index.store.store import Claim, Store
+from jetwheel.index.store.validate import check_artifact_name
+from jetwheel.wire import ADMIN, UPLOAD
 
 log = logging.getLogger("jetwheel.index")
 GZIP_MAGIC = b"\x1f\x8b"
 
 
 class Uploads:
-    def __init__(self, store: Store, owned: Callable[[], frozenset[str]], allow_overwrite: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owned: Callable[[], frozenset[str]],
+        allow_overwrite: bool,
+        artifacts: frozenset[str] = frozenset(),
+        upstream: str = "",
+    ) -> None:
         self.store = store
         self.owned = owned
+        self.artifacts = artifacts  # artifact file names the build consumes: builders' and admins' only
         self.allow_overwrite = allow_overwrite  # an admin may replace a file
+        self.upstream = UpstreamNames(upstream) if upstream else None
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         length = request.content_length
@@ -45,7 +54,7 @@ class Uploads:
             if self.allow_overwrite and role != ADMIN:
                 return refused(AlreadyExists(f"{e} (only an admin may overwrite)"))
             return refused(e)
-        except UploadRejected as e:
+        except (UploadRejected, Unavailable) as e:
             return refused(e)
         except asyncio.TimeoutError:
             return error(408, f"the upload sent nothing for {BODY_IDLE:.0f}s")
@@ -73,7 +82,8 @@ class Uploads:
             if fields.get(":action", "file_upload") != "file_upload":
                 raise UploadRejected(f"unsupported :action {fields.get(':action')!r}")
             artifact = fields.get("jetwheel_artifact") == "1"
-            self._may_publish(filename, artifact, role)
+            uploader = Uploader(request.get(USER, ""), role, fields.get("jetwheel_mirror") == "1")
+            decide = await self._may_publish(filename, artifact, uploader)
             if not artifact and fields.get("name") and "-" in filename:
                 claimed = canonicalize_name(fields["name"])
                 if claimed != canonicalize_name(filename.split("-", 1)[0]):
@@ -90,28 +100,25 @@ class Uploads:
                 facts=facts_tmp if has_facts else None,
                 overwrite=self.allow_overwrite and role == ADMIN,
                 published_by=role,
+                claim=decide,
                 **extras,
             )
         log.info("stored %s (%d bytes)", info.filename, info.size)
         return web.Response(status=200, text=f"stored {info.filename}\n")
 
-    def _may_publish(self, filename: str, artifact: bool, role: str) -> None:
-        """Refuse a name the recipes own to all but builders, and a new project that looks like one
-        already here or owned (torch spelt with a Cyrillic o)."""
+    async def _may_publish(self, filename: str, artifact: bool, uploader: Uploader) -> Claim:
+        """What can be refused before the store's lock, and the ownership check to run under it
+        (ownership.claim), with whether the upstream has the name when that matters."""
+        if uploader.mirror and not uploader.trusted:
+            raise RefusedByPolicy(f"a mirror run needs a builder or admin (this user is {uploader.role})")
         if artifact:
-            check_artifact_name(filename)
-            project = canonicalize_name(filename.split("-", 1)[0])
-        else:
-            project = parse_filename(filename)[0]
-        owned = self.owned()
-        if project in owned and RANK[role] < RANK[BUILDER]:
-            raise RefusedByPolicy(
-                f"{project}: a name the recipes own; only a builder or admin may publish it (this user is {role})"
-            )
-        projects = [] if artifact else self.store.projects()  # each call regroups every file
-        if not artifact and project not in projects:
-            other = confusable_with(project, [*projects, *owned])
-            if other is not None:
-                raise UploadRejected(
-                    f"{project!r} looks like the project {other!r} (same Unicode TR39 skeleton): refused"
-                )
+            check_artifact_name(filename, sdist_like=uploader.trusted)
+        key = name_key(filename, artifact)
+        rules = Rules(self.owned(), self.artifacts)
+        upstream_has = False
+        new = owner_of(key, self.store.owners(), set(self.store.projects()), rules) is None
+        if new and not artifact and self.upstream is not None and not (uploader.role == ADMIN or uploader.mirror):
+            upstream_has = await self.upstream.has(key)
+        decide = claim(uploader, filename, key, rules, upstream_has)
+        decide(self.store)  # refused here already, the store untouched; decided again under the lock
+        return decide

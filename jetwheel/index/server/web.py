@@ -13,8 +13,11 @@ import jinja2
 from packaging.utils import NormalizedName, parse_wheel_filename
 
 from jetwheel.index.server.profiles import Compat, ProfileView
+from jetwheel.index.store.owners import TRUSTED as BY_TRUSTED
+from jetwheel.index.store.owners import Owner
 from jetwheel.index.store.records import StoredFile
 from jetwheel.index.store.store import Store
+from jetwheel.wire import TRUSTED
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("jetwheel.index.server", "templates"), autoescape=jinja2.select_autoescape(["html"])
@@ -85,6 +88,7 @@ def render_home(store: Store, base: str, profiles: Mapping[str, ProfileView], to
     files = store.files()
     versions = {p: sorted({f.version for f in fs}, key=_version_key, reverse=True) for p, fs in projects.items()}
     artifacts = sorted(n for n, f in files.items() if not f.project)
+    owners = store.owners()
     return (
         _env.get_template("home.html")
         .render(
@@ -96,12 +100,26 @@ def render_home(store: Store, base: str, profiles: Mapping[str, ProfileView], to
             failing=len(summary(store)["failing_verify"]),
             tags={n: _tags(n) for n in files},
             artifacts=artifacts,
+            origin={p: _origin(owners.get(p)) for p in projects},
+            trusted=TRUSTED,
             first_error=_first_error,
             source=_source,
             profiles=sorted(profiles),
         )
         .encode()
     )
+
+
+def _origin(owner: Owner | None) -> str:
+    """Where a project comes from, as its owner record says."""
+    if owner is None:
+        return "held by the builders and admins (from before owners were recorded)"
+    if owner.user != BY_TRUSTED:
+        return f"uploaded by the user {owner.user} ({owner.role or 'upload'}), who owns it"
+    return {
+        "mirror": "mirrored from the upstream index (builders and admins own it)",
+        "build": "built by jetwheel's recipes (builders and admins own it)",
+    }.get(owner.source, f"published by a {owner.role or 'builder'} (builders and admins own it)")
 
 
 def _version_key(v: str) -> Any:
@@ -144,12 +162,15 @@ def matrix(store: Store, profile: ProfileView) -> list[Row]:
             rows.append(Row(name, pin, "", "no wheel for the target", "fail", "—", "none"))
             continue
         f = best[1]
-        report = f.verify or {}
+        report = f.verify if f.published_by in TRUSTED else {}  # anyone else's report is their word only
         pin_errors = [
             x["detail"] for x in report.get("findings", []) if x.get("check") == "pins" and x.get("severity") == "error"
         ]
         if not report:
-            verify, vclass = "not verified", "none"
+            verify = (
+                "not verified" if f.published_by in TRUSTED else f"published by {f.published_by or 'hand'}: unverified"
+            )
+            vclass = "none"
         elif report.get("passed"):
             verify, vclass = "pass", "pass"
         else:

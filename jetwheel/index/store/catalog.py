@@ -24,6 +24,7 @@ from packaging.utils import NormalizedName
 from jetwheel.digest import chunks
 from jetwheel.errors import UploadRejected
 from jetwheel.index.store.durable import nofollow, write_staged
+from jetwheel.index.store.owners import Owner, read_owners
 from jetwheel.index.store.records import Hashes, StoredFile
 from jetwheel.index.store.validate import ARTIFACT_SUFFIXES, Distribution, check_filename, inspect_wheel
 
@@ -83,6 +84,10 @@ class Catalog:
         for v in by.values():
             v.sort(key=lambda f: f.filename)
         return dict(sorted(by.items()))
+
+    def owners(self) -> dict[str, Owner]:
+        """Who owns each name (owners.py): read fresh each time; it changes only under the store's lock."""
+        return read_owners(self.state)
 
     def find_cache_key(self, key: str, trusted: tuple[str, ...]) -> StoredFile | None:
         """The file whose provenance claims the build cache key, among those uploaded by a role in

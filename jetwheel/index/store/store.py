@@ -23,9 +23,13 @@ from jetwheel.digest import chunks
 from jetwheel.errors import AlreadyExists, NotFound, TooLarge, UploadRejected
 from jetwheel.index.store.catalog import DERIVED, Catalog, describe
 from jetwheel.index.store.durable import fsync_dir, refusing_full, remove_abandoned, staging, write_staged
+from jetwheel.index.store.owners import Owner, commit_owners, stage_owners
 from jetwheel.index.store.records import Hashes, StoredFile
 from jetwheel.index.store.validate import check_artifact_name, check_filename, inspect_wheel
 
+# Who may add a file, decided under the store's lock (so two first uploads of one name cannot both
+# win): given the store, it raises a StoreError to refuse, or returns the owner record a new name gets
+Claim = Callable[[Catalog], tuple[str, Owner] | None]
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
 
 
@@ -88,15 +92,18 @@ class Store(Catalog):
         facts: Path | None = None,
         overwrite: bool | None = None,
         published_by: str = "",
+        claim: Claim | None = None,
     ) -> StoredFile:
-        """Commit a staged upload (and its staged facts file). Raises UploadRejected, leaving the store
+        """Commit a staged upload (and its staged facts file). Raises a StoreError, leaving the store
         as it was, on any fault: DiskFull when the disk is full. `overwrite` (default: the store's
-        allow_overwrite) lets the upload replace a file of the same name."""
+        allow_overwrite) lets the upload replace a file of the same name. `claim` decides, under the
+        lock, whether this uploader may add to the name (and records a new name's owner)."""
         meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact)
         meta.update(
             upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
         )
-        self._commit(staged, filename, meta, metadata, facts, self.allow_overwrite if overwrite is None else overwrite)
+        may_replace = self.allow_overwrite if overwrite is None else overwrite
+        self._commit(staged, filename, meta, metadata, facts, may_replace, claim)
         info = self._info(filename)
         assert info is not None
         return info
@@ -115,7 +122,7 @@ class Store(Catalog):
         if md5_digest and md5_digest.lower() != hashes.md5.hexdigest():
             raise UploadRejected("md5_digest does not match the uploaded bytes")
         if artifact:
-            check_artifact_name(filename)
+            check_artifact_name(filename, sdist_like=True)  # who may use such a name is the server's rule
             meta: dict[str, Any] = {"project": "", "version": ""}
             metadata = None
         else:
@@ -132,15 +139,20 @@ class Store(Catalog):
         metadata: bytes | None,
         facts: Path | None,
         may_replace: bool,
+        claim: Claim | None = None,
     ) -> None:
         """Under the lock: everything that needs space staged first, then only renames, the file's last."""
         target = self.root / filename
         with self.lock():
             if os.path.lexists(target) and not may_replace:
                 raise AlreadyExists(f"{filename} already exists; the index does not overwrite files")
+            new_owner = claim(self) if claim is not None else None
             staged_derived: list[Path] = []
             with refusing_full():
                 try:
+                    owners_tmp = self._stage_owner(new_owner)
+                    if owners_tmp is not None:
+                        staged_derived.append(owners_tmp)
                     meta_tmp = write_staged(self.tmp, json.dumps(meta).encode())
                     staged_derived.append(meta_tmp)
                     metadata_tmp = write_staged(self.tmp, metadata) if metadata is not None else None
@@ -153,6 +165,8 @@ class Store(Catalog):
                     for p in staged_derived:
                         p.unlink(missing_ok=True)
                     raise
+            if owners_tmp is not None:  # a name without its file is still its creator's: this goes first
+                commit_owners(owners_tmp, self.state)
             os.replace(meta_tmp, self._meta_path(filename))
             if metadata_tmp is not None:
                 os.replace(metadata_tmp, self.metadata_path(filename))
@@ -167,6 +181,13 @@ class Store(Catalog):
             self._follow(filename)
             with contextlib.suppress(OSError):  # durability only: the commit has happened
                 fsync_dir(self.root)
+
+    def _stage_owner(self, new: tuple[str, Owner] | None) -> Path | None:
+        if new is None:
+            return None
+        owners = self.owners()
+        owners[new[0]] = new[1]
+        return stage_owners(self.tmp, owners)
 
     def add_file(self, source: Path, filename: str | None = None, **kw: Any) -> StoredFile:
         """Add a file from disk (tests and benchmarks fill a store this way): copied through staging like an upload."""

@@ -83,18 +83,23 @@ def parse_filename(filename: str) -> tuple[NormalizedName, Version, DistKind]:
     raise UploadRejected(f"unsupported file type {filename!r}: upload a .whl or an sdist (.tar.gz)")
 
 
-def check_artifact_name(filename: str) -> str:
+def check_artifact_name(filename: str, sdist_like: bool = False) -> str:
     """An artifact is a file that is not a Python distribution (the NVPL tarball, a source archive):
-    one named like a wheel or an sdist would be served where pip and build scripts fetch
-    distributions, without the metadata check a distribution passes. Refused; returns the name."""
+    one named like a wheel is refused, and one named like an sdist unless `sdist_like` (a builder's
+    or admin's: a sub-source archive such as cutlass-3.8.0.tar.gz is one), since it lies where pip
+    and build scripts fetch distributions, without the metadata check a distribution passes."""
     check_filename(filename)
     if not filename.endswith(ARTIFACT_SUFFIXES) or filename.endswith(".whl"):
         raise UploadRejected(f"artifact {filename!r} must be a .tar, .tar.gz, .tar.xz, .tgz or .zip")
+    if sdist_like:
+        return filename
     try:
         parse_sdist_filename(filename)
     except (InvalidSdistFilename, ValueError):
         return filename
-    raise UploadRejected(f"artifact {filename!r} is named like an sdist: upload it as a distribution")
+    raise UploadRejected(
+        f"artifact {filename!r} is named like an sdist: upload it as a distribution (or as a builder or admin)", 400
+    )
 
 
 def check_requirements(msg: email.message.Message, where: str) -> None:
