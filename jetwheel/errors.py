@@ -77,6 +77,9 @@ class StoreError(JetwheelError):
 
     code = ExitCode.INDEX
 
+    def __init__(self, message: str) -> None:  # one line, no HTTP status: the kind says it
+        super().__init__(message)
+
 
 class UploadRejected(StoreError):
     """The store refused a file or a request: as given, it is not valid. The kinds below say why

@@ -90,7 +90,7 @@ class IndexClient:
     def project(self, name: str) -> dict[str, Any] | None:
         return self._get_json(wire.PROJECT.format(project=canonicalize_name(name)), accept=JSON_V1)
 
-    def upload(
+    def upload(  # params: the legacy upload API's fields, each its own keyword
         self,
         path: Path,
         *,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Set
 from dataclasses import dataclass
 
-from jetwheel.errors import UploadRejected
+from jetwheel.errors import RefusedByPolicy, UploadRejected
 from jetwheel.index.server.auth import RANK
 from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.names import confusable_with
@@ -74,18 +74,17 @@ def claim(uploader: Uploader, filename: str, key: str, rules: Rules, upstream_ha
         held = set(catalog.projects())
         if builders_only(filename, key, rules) and not uploader.trusted:
             what = "an artifact the build consumes" if key.startswith("file:") else "a name the recipes own"
-            raise UploadRejected(
-                f"{filename}: {what}; only a builder or admin may publish it (this user is {uploader.role})", 403
+            raise RefusedByPolicy(
+                f"{filename}: {what}; only a builder or admin may publish it (this user is {uploader.role})"
             )
         current = owner_of(key, owners, held, rules)
         if current is not None:
             _may_add(current, uploader, key)
             return None
         if upstream_has and not (uploader.role == ADMIN or (uploader.trusted and uploader.mirror)):
-            raise UploadRejected(
+            raise RefusedByPolicy(
                 f"{key}: the upstream index has this project; only an admin or a mirror run may create it here "
                 "(dependency confusion)",
-                403,
             )
         if not key.startswith("file:"):
             _not_a_look_alike(key, uploader, owners, held, rules)
@@ -104,16 +103,13 @@ def new_owner(key: str, uploader: Uploader, rules: Rules) -> Owner:
 def _may_add(current: Owner, uploader: Uploader, key: str) -> None:
     if current.user == TRUSTED:
         if not uploader.trusted:
-            raise UploadRejected(
+            raise RefusedByPolicy(
                 f"{key}: held by the builders and admins ({current.source}); "
                 f"only a builder or admin may add files (this user is {uploader.role})",
-                403,
             )
         return
     if current.user != uploader.user and uploader.role != ADMIN:
-        raise UploadRejected(
-            f"{key}: a project of user {current.user!r}; only its owner or an admin may add files", 403
-        )
+        raise RefusedByPolicy(f"{key}: a project of user {current.user!r}; only its owner or an admin may add files")
 
 
 def _not_a_look_alike(key: str, uploader: Uploader, owners: dict[str, Owner], held: Set[str], rules: Rules) -> None:

@@ -131,7 +131,7 @@ class Store(Catalog):
         meta.update(size=hashes.size, sha256=sha)
         return meta, metadata
 
-    def _commit(
+    def _commit(  # params: add's checked upload, handed on whole under the lock
         self,
         staged: Path,
         filename: str,

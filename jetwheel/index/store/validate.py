@@ -98,7 +98,7 @@ def check_artifact_name(filename: str, sdist_like: bool = False) -> str:
     except (InvalidSdistFilename, ValueError):
         return filename
     raise UploadRejected(
-        f"artifact {filename!r} is named like an sdist: upload it as a distribution (or as a builder or admin)", 400
+        f"artifact {filename!r} is named like an sdist: upload it as a distribution (or as a builder or admin)"
     )
 
 
