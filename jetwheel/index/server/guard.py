@@ -22,8 +22,9 @@ from typing import Any
 from aiohttp import web
 
 from jetwheel.errors import StoreError, UploadRejected
-from jetwheel.index.server.auth import RANK, TOKEN_PREFIX, BadCredentials, Throttle, Users, check_token, parse_basic
+from jetwheel.index.server.auth import RANK, TOKEN_PREFIX, BadCredentials, Credentials, Users, check_token, parse_basic
 from jetwheel.index.server.config import load_config
+from jetwheel.index.server.throttle import SharedThrottle
 from jetwheel.index.store.durable import FULL, disk_full
 from jetwheel.wire import PUBLIC, READ
 
@@ -45,6 +46,7 @@ class Guard:
         self,
         users: Users,
         token_key: bytes,
+        throttle: SharedThrottle,
         *,
         config: Path | None = None,
         owned: frozenset[str] = frozenset(),
@@ -59,8 +61,9 @@ class Guard:
         self.started_owned = owned
         self.config_owned: frozenset[str] = frozenset()
         self._config_seen: int | None = None
-        self.throttle = Throttle()
-        # bcrypt runs here, not on the event loop nor in the threads that store uploads
+        self.throttle = throttle  # one count for all worker processes (throttle.py)
+        # bcrypt runs here, not on the event loop nor in the threads that check uploads; a login
+        # remembered or for an unknown user never enters it (Users.recall)
         self.auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jetwheel-auth")
         self.levels: dict[tuple[object, str], str] = {}  # (resource, method) -> who may use it
         # called when a request is done, with its transport (the connection guard re-arms its timer)
@@ -136,18 +139,14 @@ class Guard:
             return error(403, "uploads are disabled: start the index with --htpasswd FILE")
         self._reread_config()
         address = self.client_address(request)
-        now = time.monotonic()
+        now = time.time()
         wait = self.throttle.wait(address, now)
         if wait > 0:
             return error(429, "too many failed logins from this address", {"Retry-After": str(math.ceil(wait))})
         creds = parse_basic(request.headers.get("Authorization", ""))
         if creds is None:
             return error(401, "authentication required", CHALLENGE)
-        loop = asyncio.get_running_loop()
-        if creds.password.startswith(TOKEN_PREFIX):
-            role = await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
-        else:
-            role = await loop.run_in_executor(self.auth_pool, self.users.role, creds)
+        role = await self._role(creds)
         if role is None:
             self.throttle.failed(address, now)
             log.warning("failed login for %r from %s", creds.user[:64], address)
@@ -156,3 +155,15 @@ class Guard:
             return error(403, f"user {creds.user!r} has the role {role}; this needs {level}")
         request[ROLE] = role
         return None
+
+    async def _role(self, creds: Credentials) -> str | None:
+        loop = asyncio.get_running_loop()
+        if creds.password.startswith(TOKEN_PREFIX):
+            return await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
+        role, stored = self.users.recall(creds)
+        if role is not None:
+            return role
+        if stored is None:  # nobody by that name: as long as a check takes, in no thread
+            await asyncio.sleep(self.users.unknown_cost)
+            return None
+        return await loop.run_in_executor(self.auth_pool, self.users.verify, creds, stored)

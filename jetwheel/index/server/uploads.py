@@ -6,9 +6,13 @@ refused, only an admin may overwrite; every file records the role that published
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -26,6 +30,11 @@ from jetwheel.wire import ADMIN, BUILDER, UPLOAD
 
 log = logging.getLogger("jetwheel.index")
 GZIP_MAGIC = b"\x1f\x8b"
+# An upload's checks (inflating the wheel, its digests) run in a pool of their own, never in the
+# default one that file downloads use; an upload user's in one pool, a builder's or admin's in
+# another, so a user's zip bombs never delay a build publishing. Each pool is bounded.
+CHECKS = {UPLOAD: 4, BUILDER: 2}
+HANGUP_POLL = 0.1  # seconds between looks at whether the uploader is still connected
 
 
 class Uploads:
@@ -33,6 +42,38 @@ class Uploads:
         self.store = store
         self.owned = owned
         self.allow_overwrite = allow_overwrite  # an admin may replace a file
+        self.pools = {
+            role: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"jetwheel-check-{role}")
+            for role, n in CHECKS.items()
+        }
+        self.stopping = threading.Event()  # set when the server stops: checks in flight end at once
+
+    def close(self) -> None:
+        """Stop the checks in flight and their pools (the server is stopping)."""
+        self.stopping.set()
+        for pool in self.pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _checked(self, request: web.Request, role: str, add: Callable[..., Any]) -> Any:
+        """Run `add(stop=...)` in the role's pool; `stop()` turns true when the uploader hangs up
+        or the server stops, and the check ends at its next chunk."""
+        gone = threading.Event()
+
+        def stop() -> bool:
+            return gone.is_set() or self.stopping.is_set()
+
+        pool = self.pools[UPLOAD if RANK[role] < RANK[BUILDER] else BUILDER]
+        future = asyncio.get_running_loop().run_in_executor(pool, functools.partial(add, stop=stop))
+        try:
+            while not (await asyncio.wait({future}, timeout=HANGUP_POLL))[0]:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    gone.set()
+        except asyncio.CancelledError:
+            gone.set()  # the check ends at its next chunk: let it, before its staged file is removed
+            await asyncio.wait({future}, timeout=5)
+            raise
+        return future.result()
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         length = request.content_length
@@ -63,7 +104,6 @@ class Uploads:
                 raise UploadRejected("no file in the upload (a 'content' part is required)", 400)
             for f in (out, facts_out):
                 f.flush()
-                os.fsync(f.fileno())
             if has_facts:
                 with open(facts_tmp, "rb") as f:
                     if f.read(2) != GZIP_MAGIC:
@@ -77,8 +117,10 @@ class Uploads:
                 if claimed != canonicalize_name(filename.split("-", 1)[0]):
                     raise UploadRejected(f"form name {fields['name']!r} does not match file {filename!r}", 400)
             extras = {k: json_field(fields, f"jetwheel_{k}") for k in ("provenance", "verify")}
-            info = await asyncio.to_thread(
-                self.store.add,
+            add = functools.partial(
+                _synced_add,
+                self.store,
+                (out, facts_out),
                 tmp,
                 filename,
                 hashes,
@@ -90,6 +132,7 @@ class Uploads:
                 published_by=role,
                 **extras,
             )
+            info = await self._checked(request, role, add)
         log.info("stored %s (%d bytes)", info.filename, info.size)
         return web.Response(status=200, text=f"stored {info.filename}\n")
 
@@ -113,3 +156,10 @@ class Uploads:
                 raise UploadRejected(
                     f"{project!r} looks like the project {other!r} (same Unicode TR39 skeleton): refused", 400
                 )
+
+
+def _synced_add(store: Store, files: tuple[Any, ...], *args: Any, **kwargs: Any) -> Any:
+    """Sync the staged files (seconds for a large wheel: not on the event loop), then Store.add."""
+    for f in files:
+        os.fsync(f.fileno())
+    return store.add(*args, **kwargs)

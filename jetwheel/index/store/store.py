@@ -88,11 +88,13 @@ class Store(Catalog):
         facts: Path | None = None,
         overwrite: bool | None = None,
         published_by: str = "",
+        stop: Callable[[], bool] = lambda: False,
     ) -> StoredFile:
         """Commit a staged upload (and its staged facts file). Raises UploadRejected, leaving the store
         as it was, on any fault: 507 when the disk is full. `overwrite` (default: the store's
-        allow_overwrite) lets the upload replace a file of the same name."""
-        meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact)
+        allow_overwrite) lets the upload replace a file of the same name; the checks end early (499) once
+        `stop()` is true (the uploader hung up)."""
+        meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact, stop)
         meta.update(
             upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
         )
@@ -102,7 +104,14 @@ class Store(Catalog):
         return info
 
     def _describe(
-        self, staged: Path, filename: str, hashes: Hashes, sha256_digest: str, md5_digest: str, artifact: bool
+        self,
+        staged: Path,
+        filename: str,
+        hashes: Hashes,
+        sha256_digest: str,
+        md5_digest: str,
+        artifact: bool,
+        stop: Callable[[], bool],
     ) -> tuple[dict[str, Any], bytes | None]:
         """The upload checked against its name, size and the digests its uploader sent: its record
         (without upload time or claims) and its METADATA (None for an artifact)."""
@@ -119,7 +128,7 @@ class Store(Catalog):
             meta: dict[str, Any] = {"project": "", "version": ""}
             metadata = None
         else:
-            dist = inspect_wheel(staged, filename)
+            dist = inspect_wheel(staged, filename, stop)
             meta, metadata = describe(dist), dist.metadata
         meta.update(size=hashes.size, sha256=sha)
         return meta, metadata
