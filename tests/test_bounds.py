@@ -105,6 +105,12 @@ def test_a_wheel_inflating_past_its_budget_is_413_from_its_headers_without_infla
     ok.parent.mkdir()
     ok.write_bytes(zeros_wheel(32 << 20))  # under the 64 MiB floor: a real wheel of that shape passes
     assert validate.inspect_wheel(ok, FN).project == "demo-pkg"
+    bz = tmp_path / "bz" / FN
+    bz.parent.mkdir()
+    with zipfile.ZipFile(bz, "w", zipfile.ZIP_BZIP2) as zf:  # ~1,000,000:1 for zeros, and slow to inflate
+        zf.writestr("demo_pkg-1.0.dist-info/METADATA", META)
+    with pytest.raises(UploadRejected, match="stored or deflated"):
+        validate.inspect_wheel(bz, FN)
 
 
 def test_a_wheel_of_too_many_members_is_413_before_zipfile_lists_them(

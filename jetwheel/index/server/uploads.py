@@ -6,6 +6,7 @@ refused, only an admin may overwrite; every file records the role that published
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -30,10 +31,13 @@ from jetwheel.wire import ADMIN, BUILDER, UPLOAD
 
 log = logging.getLogger("jetwheel.index")
 GZIP_MAGIC = b"\x1f\x8b"
-# An upload's checks (inflating the wheel, its digests) run in a pool of their own, never in the
-# default one that file downloads use; an upload user's in one pool, a builder's or admin's in
-# another, so a user's zip bombs never delay a build publishing. Each pool is bounded.
-CHECKS = {UPLOAD: 4, BUILDER: 2}
+# An upload's checks (inflating the wheel) run in a pool of their own, never in the default one that
+# file downloads use; an upload user's in one pool, a builder's or admin's in another, so a user's
+# zip bombs never delay a build publishing. Each pool is bounded; an upload user's threads run at a
+# lower CPU priority (Linux: niceness is per thread), so on a busy host the event loop serving
+# pages and files, and builders' checks, get the CPU first.
+CHECKS = {UPLOAD: 2, BUILDER: 2}
+NICER = {UPLOAD: 10, BUILDER: 0}
 HANGUP_POLL = 0.1  # seconds between looks at whether the uploader is still connected
 
 
@@ -43,7 +47,9 @@ class Uploads:
         self.owned = owned
         self.allow_overwrite = allow_overwrite  # an admin may replace a file
         self.pools = {
-            role: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"jetwheel-check-{role}")
+            role: ThreadPoolExecutor(
+                max_workers=n, thread_name_prefix=f"jetwheel-check-{role}", initializer=_nicer, initargs=(NICER[role],)
+            )
             for role, n in CHECKS.items()
         }
         self.stopping = threading.Event()  # set when the server stops: checks in flight end at once
@@ -116,11 +122,8 @@ class Uploads:
                 claimed = canonicalize_name(fields["name"])
                 if claimed != canonicalize_name(filename.split("-", 1)[0]):
                     raise UploadRejected(f"form name {fields['name']!r} does not match file {filename!r}", 400)
-            extras = {k: json_field(fields, f"jetwheel_{k}") for k in ("provenance", "verify")}
             add = functools.partial(
-                _synced_add,
-                self.store,
-                (out, facts_out),
+                self.store.add,
                 tmp,
                 filename,
                 hashes,
@@ -130,7 +133,8 @@ class Uploads:
                 facts=facts_tmp if has_facts else None,
                 overwrite=self.allow_overwrite and role == ADMIN,
                 published_by=role,
-                **extras,
+                provenance=json_field(fields, "jetwheel_provenance"),
+                verify=json_field(fields, "jetwheel_verify"),
             )
             info = await self._checked(request, role, add)
         log.info("stored %s (%d bytes)", info.filename, info.size)
@@ -158,8 +162,8 @@ class Uploads:
                 )
 
 
-def _synced_add(store: Store, files: tuple[Any, ...], *args: Any, **kwargs: Any) -> Any:
-    """Sync the staged files (seconds for a large wheel: not on the event loop), then Store.add."""
-    for f in files:
-        os.fsync(f.fileno())
-    return store.add(*args, **kwargs)
+def _nicer(by: int) -> None:
+    """Lower this thread's CPU priority by `by` (a pool's initializer); where that is not allowed, as it is."""
+    if by:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + by)

@@ -29,6 +29,14 @@ from jetwheel.index.store.validate import check_artifact_name, check_filename, i
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Store(Catalog):
     """A directory of distributions and their derived data. Safe for several processes at once."""
 
@@ -95,6 +103,9 @@ class Store(Catalog):
         allow_overwrite) lets the upload replace a file of the same name; the checks end early (499) once
         `stop()` is true (the uploader hung up)."""
         meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact, stop)
+        for path in (staged, facts):  # synced once checked: a refused upload costs the disk nothing
+            if path is not None:
+                _fsync(path)
         meta.update(
             upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
         )

@@ -45,6 +45,8 @@ INFLATE_FLOOR = 64 << 20
 MAX_MEMBERS = 50_000
 MAX_CENTRAL_DIRECTORY = 32 << 20
 READ_CHUNK = 1 << 20
+# bzip2 and lzma inflate far more per byte sent, and far slower, than deflate; no wheel tool uses them
+WHEEL_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _EOCD = struct.Struct("<4s4H2LH")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
@@ -231,6 +233,8 @@ def inspect_wheel(path: Path, filename: str, stop: Callable[[], bool] = lambda: 
                     f"{INFLATE_RATIO}x the bytes it receives (or {INFLATE_FLOOR >> 20} MiB)",
                     413,
                 )
+            if any(i.compress_type not in WHEEL_COMPRESSION for i in zf.infolist()):
+                raise UploadRejected("wheel members must be stored or deflated (as every wheel tool writes them)", 400)
             dist_info = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
             for member in zf.namelist():
                 if member.startswith("/") or ".." in member.split("/"):
