@@ -169,8 +169,9 @@ def test_an_upload_check_never_takes_the_pool_downloads_or_builders_use(
     real = validate.inspect_wheel
 
     def slow(path: Path, filename: str, stop: Any = lambda: False) -> validate.Distribution:
+        deadline = time.monotonic() + 10  # bounded, even where nothing tells it to stop
         if filename.startswith("bomb"):
-            while not (release.is_set() or stop()):
+            while not (release.is_set() or stop()) and time.monotonic() < deadline:
                 time.sleep(0.01)
         return real(path, filename, stop)
 
@@ -374,11 +375,11 @@ from jetwheel.index.server import resolve, server
 from jetwheel.target import Target
 import time
 resolve.BUDGET = 600.0
-check_time = resolve._Provider._check_time
-def slow(self):  # every step of the check 20 ms: it would run for minutes
-    time.sleep(0.02)
-    check_time(self)
-resolve._Provider._check_time = slow
+identify = resolve._Provider.identify
+def slow(self, requirement_or_candidate):  # every step of the check 0.1 s: ~30 s in all
+    time.sleep(0.1)
+    return identify(self, requirement_or_candidate)
+resolve._Provider.identify = slow
 print("serving", flush=True)
 here = Target(f"{sys.version_info.major}.{sys.version_info.minor}", f"linux_{platform.machine()}", "", "")
 view = ProfileView("demo", "top", {"top": "1.0"}, here)
@@ -397,6 +398,8 @@ def test_the_server_stops_within_5_s_of_sigterm_during_a_long_profile_check(tmp_
                 break
             except OSError:
                 time.sleep(0.2)
+        else:
+            raise AssertionError("the server did not start")
         time.sleep(4)  # the checker settles 2 s, then starts its check: under way now
         assert not store.state_path(compat.COMPAT).exists()
         start = time.monotonic()
