@@ -566,18 +566,21 @@ def issue_29(root: Path) -> None:
     upload(url, served.name, served.read_bytes(), auth=BUILDER)
     upload(url, "x-1.0-py3-none-any.whl", b"x")  # each user logs in once: remembered from then on
     # 1. a wheel declaring 1 GiB: 413 from its headers, one line
+    data = zeros_wheel("bomb", 1 << 30)
     t = time.monotonic()
-    st, body = upload(url, "bomb-1.0-py3-none-any.whl", zeros_wheel("bomb", 1 << 30))
-    check(
-        "1 GiB bomb: 413 at once, one line", st == 413 and body.count(b"\n") == 1, f"{st} {time.monotonic() - t:.2f}s"
-    )
+    st, body = upload(url, "bomb-1.0-py3-none-any.whl", data)
+    took = time.monotonic() - t
+    check("1 GiB bomb: 413 at once, one line", st == 413 and body.count(b"\n") == 1 and took < 2, f"{st} {took:.2f}s")
     # 2. six bombers at the most an upload buys: a download and a builder's upload answer within 0.5 s
     until = time.monotonic() + 12
 
     def bomb(n: int) -> None:
         data = zeros_wheel(f"bomb{n}", 63 << 20)
         while time.monotonic() < until:
-            upload(url, f"bomb{n}-1.0-py3-none-any.whl", data)
+            try:
+                upload(url, f"bomb{n}-1.0-py3-none-any.whl", data)
+            except OSError:  # the server was stopped under it (case 3)
+                return
 
     bombers = [threading.Thread(target=bomb, args=(n,)) for n in range(6)]
     for b in bombers:
