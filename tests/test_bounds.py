@@ -304,6 +304,26 @@ def test_a_marker_that_cannot_be_evaluated_marks_its_file_and_never_stops_the_ch
         validate.check_requirements(email.message_from_string('Requires-Dist: leaf; python_version ~= "3"\n'), "M")
 
 
+def test_check_profiles_answers_one_line_per_profile_when_a_file_cannot_be_evaluated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from invoke.program import Program
+
+    from jetwheel.cli import namespace
+
+    store = Store(tmp_path / "packages")
+    _wheel(store, tmp_path / "d", "demo-pkg", ('leaf; python_version >= "3"',))
+    metadata = store.metadata_path("demo_pkg-1.0-py3-none-any.whl")
+    metadata.write_bytes(metadata.read_bytes().replace(b'python_version >= "3"', b'python_version ~= "3"'))
+    view = ProfileView("demo", "demo-pkg==1.0", {"demo-pkg": "1.0"}, _target())
+    monkeypatch.setattr("jetwheel.workflow.index.profile_views", lambda: {"demo": view})
+    prog = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
+    prog.run(["jetwheel", "index.check-profiles", "--root", str(store.root)], exit=False)
+    out = capsys.readouterr()
+    assert out.out.startswith("FAIL  demo: demo-pkg==1.0: no ") and "left out: demo_pkg-1.0" in out.out
+    assert len(out.out.splitlines()) == 1 and "Traceback" not in out.err
+
+
 # -- logins ------------------------------------------------------------------------------------------
 def test_the_throttle_is_one_count_for_every_worker(index: tuple[Store, Settings]) -> None:
     """Two workers of one store (two apps): five failures on each are ten, and the next is 429 on both."""
