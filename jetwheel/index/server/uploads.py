@@ -69,7 +69,10 @@ class Uploads:
             return gone.is_set() or self.stopping.is_set()
 
         pool = self.pools[UPLOAD if RANK[role] < RANK[BUILDER] else BUILDER]
-        future = asyncio.get_running_loop().run_in_executor(pool, functools.partial(add, stop=stop))
+        try:
+            future = asyncio.get_running_loop().run_in_executor(pool, functools.partial(add, stop=stop))
+        except RuntimeError:  # the pool is shut: the server is stopping
+            raise UploadRejected("the index is stopping; upload again in a moment", 503) from None
         try:
             while not (await asyncio.wait({future}, timeout=HANGUP_POLL))[0]:
                 transport = request.transport
