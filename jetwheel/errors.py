@@ -103,6 +103,10 @@ class RefusedByPolicy(UploadRejected):
     """Valid, but this user may not do it (a name the recipes own, published by a mere uploader)."""
 
 
+class Abandoned(UploadRejected):
+    """The uploader hung up (or the server is stopping) while the upload was checked: nothing was stored."""
+
+
 class NotFound(StoreError):
     """The store holds no such file."""
 

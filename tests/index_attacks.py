@@ -351,6 +351,7 @@ def main() -> None:
         subprocess.run(["umount", str(small)])
 
     issue_18(root)
+    issue_29(TMP / "packages29")
     held = sum(ok for _, ok, _ in results)
     print(f"\nattack cases: {len(results)} tried, {held} held")
 
@@ -557,3 +558,73 @@ def issue_18(root: Path) -> None:
 
 
 main()
+
+
+def zeros_wheel(name: str, inflated: int) -> bytes:
+    """A valid wheel with one member of `inflated` zero bytes (deflate: ~1,000x smaller)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        with zf.open(f"{name}/zeros.bin", "w", force_zip64=True) as f:
+            for _ in range(inflated >> 20):
+                f.write(bytes(1 << 20))
+    return buf.getvalue()
+
+
+def issue_29(root: Path) -> None:
+    proc, url = serve(root, "--workers", "1")
+    served = wheel("served", "1.0")
+    upload(url, served.name, served.read_bytes(), auth=BUILDER)
+    upload(url, "x-1.0-py3-none-any.whl", b"x")  # each user logs in once: remembered from then on
+    # 1. a wheel declaring 1 GiB: 413 from its headers, one line
+    data = zeros_wheel("bomb", 1 << 30)
+    t = time.monotonic()
+    st, body = upload(url, "bomb-1.0-py3-none-any.whl", data)
+    took = time.monotonic() - t
+    check("1 GiB bomb: 413 at once, one line", st == 413 and body.count(b"\n") == 1 and took < 2, f"{st} {took:.2f}s")
+    # 2. six bombers at the most an upload buys: a download and a builder's upload answer within 0.5 s
+    until = time.monotonic() + 12
+
+    def bomb(n: int) -> None:
+        data = zeros_wheel(f"bomb{n}", 63 << 20)
+        while time.monotonic() < until:
+            try:
+                upload(url, f"bomb{n}-1.0-py3-none-any.whl", data)
+            except OSError:  # the server was stopped under it (case 3)
+                return
+
+    bombers = [threading.Thread(target=bomb, args=(n,)) for n in range(6)]
+    for b in bombers:
+        b.start()
+    time.sleep(2)
+    gets, ups = [], []
+    for i in range(5):
+        t = time.monotonic()
+        st_get = req(url + f"/packages/{served.name}")[0]
+        gets.append(time.monotonic() - t)
+        w = wheel(f"fine{i}", "1.0")
+        t = time.monotonic()
+        st_up = upload(url, w.name, w.read_bytes(), auth=BUILDER)[0]
+        ups.append(time.monotonic() - t)
+        time.sleep(1)
+    # 3. SIGTERM while the bombs are being checked: gone within 5 s
+    t = time.monotonic()
+    proc.terminate()
+    proc.wait(timeout=30)
+    stopped = time.monotonic() - t
+    for b in bombers:
+        b.join()
+    check(
+        "six bombers: GET /packages/<file> and a builder's upload within 0.5 s",
+        max(gets) < 0.5 and max(ups) < 0.5 and st_get == 200 and st_up == 200,
+        f"GET max {max(gets) * 1000:.0f} ms, builder upload max {max(ups) * 1000:.0f} ms",
+    )
+    check("SIGTERM while six bombs are checked: stopped within 5 s", stopped < 5, f"{stopped:.2f}s")
+    # 4. two workers share one throttle: 10 guesses, not 20, before 429
+    proc, url = serve(root, "--workers", "2")
+    statuses = [
+        req(url + "/", b"x", {"Authorization": basic("up", f"g{i}"), "Content-Type": CT}, "POST")[0] for i in range(25)
+    ]
+    check("--workers 2: one throttle (401 x10, then 429)", statuses.count(401) == 10, f"401 x{statuses.count(401)}")
+    proc.terminate()
+    proc.wait()

@@ -32,11 +32,15 @@ FN = "demo_pkg-1.0-py3-none-any.whl"
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Everything under the store, derived data included, except the lock files."""
+    """Everything under the store, derived data included, except the lock files and the login state
+    (the token key, the failed-login throttle)."""
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink() and not p.name.endswith("lock") and p.name != "token.key"
+        if p.is_file()
+        and not p.is_symlink()
+        and not p.name.endswith("lock")
+        and p.name not in ("token.key", "throttle")
     }
 
 

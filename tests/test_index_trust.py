@@ -30,6 +30,7 @@ from jetwheel.index.server.app import Settings
 from jetwheel.index.server.auth import KEY_BYTES, TOKEN_KEY, BadKey, Users, issue_token, token_key
 from jetwheel.index.server.config import add_user
 from jetwheel.index.server.guard import FRONT_HEADER
+from jetwheel.index.server.throttle import THROTTLE
 from jetwheel.index.store.store import Store
 from jetwheel.target import Target
 from jetwheel.verify import FactCache, Published, published_facts
@@ -54,9 +55,12 @@ def users(tmp_path: Path) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every byte the store holds, by path (its token key made first: the app makes it at start)."""
+    """Every byte the store holds, by path (its token key made first: the app makes it at start),
+    but the failed-login throttle's table (login state, changed by every failed login)."""
     token_key(root / ".jetwheel" / TOKEN_KEY)
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != THROTTLE
+    }
 
 
 async def post(c: TestClient[Any, Any], user: str, filename: str, data: bytes, **fields: str) -> tuple[int, str]:

@@ -12,6 +12,7 @@ from wheelmaker import make_wheel
 
 from jetwheel import errors
 from jetwheel.errors import (
+    Abandoned,
     AlreadyExists,
     DiskFull,
     NotFound,
@@ -46,8 +47,8 @@ def test_the_store_imports_nothing_of_aiohttp_and_names_no_http_status() -> None
 
 def test_each_kind_of_refusal_has_its_status_at_the_handler() -> None:
     kinds: list[type[UploadRejected] | type[NotFound] | type[Unavailable]] = [UploadRejected, RefusedByPolicy]
-    kinds += [NotFound, AlreadyExists, TooLarge, Unavailable, DiskFull]
-    assert [refused(k("x")).status for k in kinds] == [400, 403, 404, 409, 413, 503, 507]
+    kinds += [NotFound, AlreadyExists, TooLarge, Abandoned, Unavailable, DiskFull]
+    assert [refused(k("x")).status for k in kinds] == [400, 403, 404, 409, 413, 499, 503, 507]
     # a new kind of refusal in errors.py must be given its status here, not fall back to its parent's
     declared = {v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, StoreError)}
     refusals = {k for k in declared if issubclass(k, UploadRejected) or k in (NotFound, Unavailable)}

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ from jetwheel.index.server.pagecache import PageCache
 from jetwheel.index.server.people import People
 from jetwheel.index.server.profiles import ProfileView
 from jetwheel.index.server.reads import Reads, to_simple
+from jetwheel.index.server.throttle import THROTTLE, SharedThrottle
 from jetwheel.index.server.uploads import Uploads
 from jetwheel.index.store.store import Store
 from jetwheel.wire import ADMIN, PUBLIC, READ, UPLOAD
@@ -77,6 +80,7 @@ def make_app(store: Store, settings: Settings) -> web.Application:
     guard = Guard(
         Users(settings.htpasswd, settings.roles),
         load_token_key(store.state_path(TOKEN_KEY)),
+        SharedThrottle(store.state_path(THROTTLE)),
         config=settings.config,
         owned=settings.owned,
         auth_reads=settings.auth_reads,
@@ -112,15 +116,23 @@ def make_app(store: Store, settings: Settings) -> web.Application:
         # add_get also answers HEAD, at the same level
         route = app.router.add_get(path, handler) if method == "GET" else app.router.add_route(method, path, handler)
         guard.levels[(route.resource, method)] = level
+    stopping = threading.Event()  # set as the server stops: every check in a thread ends early
     if settings.check_profiles and settings.profiles:
-        app.cleanup_ctx.append(_checking_profiles)
+        app.cleanup_ctx.append(functools.partial(_checking_profiles, stop=stopping))
     app.on_cleanup.append(_stop_auth_pool)
+
+    async def stop_checks(app: web.Application) -> None:
+        stopping.set()
+        uploads.close()
+
+    # on_shutdown runs before the connections are closed: a check in flight ends at its next chunk
+    app.on_shutdown.append(stop_checks)
     return app
 
 
-async def _checking_profiles(app: web.Application) -> AsyncIterator[None]:
+async def _checking_profiles(app: web.Application, stop: threading.Event) -> AsyncIterator[None]:
     index = app[INDEX]
-    task = asyncio.create_task(compat.keep_fresh(index.store, index.settings.profiles))
+    task = asyncio.create_task(compat.keep_fresh(index.store, index.settings.profiles, stop))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -129,3 +141,4 @@ async def _checking_profiles(app: web.Application) -> AsyncIterator[None]:
 
 async def _stop_auth_pool(app: web.Application) -> None:
     app[INDEX].guard.auth_pool.shutdown(wait=False)
+    app[INDEX].guard.throttle.close()

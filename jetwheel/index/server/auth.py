@@ -154,11 +154,13 @@ def _sign(key: bytes, body: str) -> str:
 
 # -- users -------------------------------------------------------------------------------------------
 class Users:
-    """Password checks against the htpasswd file. Slow on purpose (bcrypt): call from a thread.
+    """Password checks against the htpasswd file. Slow on purpose (bcrypt): `verify` runs in a thread.
 
-    An unknown user costs one bcrypt verification too, so the time of an answer does not tell which
-    names exist. Verified logins are remembered for a while (bounded) so that a client sending its
-    credentials with every request does not pay bcrypt each time."""
+    A login is looked up first (`recall`, cheap enough for the event loop): one verified a moment
+    ago is remembered (bounded), so a client sending its credentials with every request does not pay
+    bcrypt each time, and never waits behind others' bcrypt. An unknown user costs no bcrypt at all:
+    its answer waits `unknown_cost` seconds (the time a known user's check has been taking), so the
+    time of an answer does not tell which names exist, and strangers' guesses occupy no thread."""
 
     REMEMBER = 300.0
     REMEMBERED = 256
@@ -166,12 +168,15 @@ class Users:
     def __init__(self, htpasswd: Path | None, roles: Mapping[str, str]) -> None:
         self.roles = {u: check_role(r) for u, r in roles.items()}
         self._ht: HtpasswdFile | None = None
+        self.unknown_cost = 0.0
         if htpasswd is not None:
             if not htpasswd.is_file():
                 raise StoreError(f"htpasswd file {htpasswd} does not exist")
             self._ht = HtpasswdFile(str(htpasswd))
-            # the scheme add_user writes: an unknown user costs what a known one does
-            self._dummy = bcrypt.hash(secrets.token_hex(16))
+            # the scheme add_user writes: one hash costs what one check does
+            start = time.monotonic()
+            bcrypt.hash(secrets.token_hex(16))
+            self.unknown_cost = time.monotonic() - start
         self._lock = threading.Lock()
         self._ok: OrderedDict[tuple[str, bytes], float] = OrderedDict()
 
@@ -207,52 +212,44 @@ class Users:
         raw = entry if isinstance(entry, bytes) else str(entry).encode()
         return _b64(hashlib.sha256(b"jetwheel-token-stamp\0" + raw).digest())[:22]
 
-    def role(self, creds: Credentials) -> str | None:
-        """The role of a user whose password is right; None otherwise."""
+    def _key(self, creds: Credentials) -> tuple[str, bytes]:
+        return creds.user, hashlib.sha256(creds.password.encode()).digest()
+
+    def recall(self, creds: Credentials) -> tuple[str | None, str | None]:
+        """(role, None) for a login verified a moment ago; (None, stored hash) for a known user
+        whose password must be checked (`verify`); (None, None) for a user nobody knows."""
         if self._ht is None:
-            return None
-        key = (creds.user, hashlib.sha256(creds.password.encode()).digest())
-        now = time.monotonic()
+            return None, None
         with self._lock:
             self._reload(self._ht)
-            known = self._ok.get(key)
+            until = self._ok.get(self._key(creds))
             stored = self._ht.get_hash(creds.user)
-        if known is not None and known > now:
-            return self.roles.get(creds.user, UPLOAD)
-        if stored is None:
-            self._ht.context.verify(creds.password, self._dummy)
-            return None
-        if not self._ht.context.verify(creds.password, stored):
+        if until is not None and until > time.monotonic() and stored is not None:
+            return self.roles.get(creds.user, UPLOAD), None
+        return None, None if stored is None else stored.decode() if isinstance(stored, bytes) else str(stored)
+
+    def verify(self, creds: Credentials, stored: str) -> str | None:
+        """bcrypt: the role of a user whose password matches `stored`; None otherwise."""
+        assert self._ht is not None
+        start = time.monotonic()
+        ok = self._ht.context.verify(creds.password, stored)
+        # what an unknown user's answer waits: follows what known users' checks take
+        self.unknown_cost = 0.8 * self.unknown_cost + 0.2 * (time.monotonic() - start)
+        if not ok:
             return None
         with self._lock:
-            self._ok[key] = now + self.REMEMBER
+            key = self._key(creds)
+            self._ok[key] = time.monotonic() + self.REMEMBER
             self._ok.move_to_end(key)
             while len(self._ok) > self.REMEMBERED:
                 self._ok.popitem(last=False)
         return self.roles.get(creds.user, UPLOAD)
 
-
-# -- throttle ----------------------------------------------------------------------------------------
-class Throttle:
-    """Failed logins per client address: past `limit` within `window` seconds, the address must wait
-    until the window ends. Holds at most `clients` addresses (the oldest are forgotten first)."""
-
-    def __init__(self, limit: int = 10, window: float = 60.0, clients: int = 10_000) -> None:
-        self.limit, self.window, self.clients = limit, window, clients
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def wait(self, address: str, now: float) -> float:
-        """Seconds the address must wait before its next login attempt (0: it may try now)."""
-        count, start = self._failures.get(address, (0, now))
-        if now >= start + self.window:
-            self._failures.pop(address, None)
-            return 0.0
-        return start + self.window - now if count >= self.limit else 0.0
-
-    def failed(self, address: str, now: float) -> None:
-        count, start = self._failures.pop(address, (0, now))
-        if now >= start + self.window:
-            count, start = 0, now
-        self._failures[address] = (count + 1, start)
-        while len(self._failures) > self.clients:
-            self._failures.popitem(last=False)
+    def role(self, creds: Credentials) -> str | None:
+        """The role of a user whose password is right; None otherwise (recall, then verify: in a thread)."""
+        role, stored = self.recall(creds)
+        if role is not None or stored is None:
+            if role is None:
+                time.sleep(self.unknown_cost)
+            return role
+        return self.verify(creds, stored)

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from jetwheel.errors import (
+    Abandoned,
     AlreadyExists,
     DiskFull,
     NotFound,
@@ -36,12 +37,12 @@ from jetwheel.index.server.auth import (
     TOKEN_PREFIX,
     BadCredentials,
     Credentials,
-    Throttle,
     Users,
     check_token,
     parse_basic,
 )
 from jetwheel.index.server.config import load_config
+from jetwheel.index.server.throttle import SharedThrottle
 from jetwheel.index.store.durable import FULL, disk_full
 from jetwheel.wire import PUBLIC, READ
 
@@ -68,6 +69,7 @@ STATUS: Mapping[type[StoreError], int] = {
     TooLarge: 413,
     DiskFull: 507,
     Unavailable: 503,
+    Abandoned: 499,  # nginx's "client closed request": nobody reads it, the log does
 }
 
 
@@ -82,6 +84,7 @@ class Guard:
         self,
         users: Users,
         token_key: bytes,
+        throttle: SharedThrottle,
         *,
         config: Path | None = None,
         owned: frozenset[str] = frozenset(),
@@ -96,8 +99,9 @@ class Guard:
         self.started_owned = owned
         self.config_owned: frozenset[str] = frozenset()
         self._config_seen: int | None = None
-        self.throttle = Throttle()
-        # bcrypt runs here, not on the event loop nor in the threads that store uploads
+        self.throttle = throttle  # one count for all worker processes (throttle.py)
+        # bcrypt runs here, not on the event loop nor in the threads that check uploads; a login
+        # remembered or for an unknown user never enters it (Users.recall)
         self.auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jetwheel-auth")
         self.levels: dict[tuple[object, str], str] = {}  # (resource, method) -> who may use it
         # called when a request is done, with its transport (the connection guard re-arms its timer)
@@ -147,10 +151,6 @@ class Guard:
             return None
         return found.user, min(found.role, now, key=RANK.__getitem__)
 
-    def _password_role(self, creds: Credentials) -> tuple[str, str] | None:
-        role = self.users.role(creds)
-        return None if role is None else (creds.user, role)
-
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -180,18 +180,14 @@ class Guard:
             return error(403, "uploads are disabled: start the index with --htpasswd FILE")
         self._reread_config()
         address = self.client_address(request)
-        now = time.monotonic()
+        now = time.time()
         wait = self.throttle.wait(address, now)
         if wait > 0:
             return error(429, "too many failed logins from this address", {"Retry-After": str(math.ceil(wait))})
         creds = parse_basic(request.headers.get("Authorization", ""))
         if creds is None:
             return error(401, "authentication required", CHALLENGE)
-        loop = asyncio.get_running_loop()
-        if creds.password.startswith(TOKEN_PREFIX):
-            who = await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
-        else:
-            who = await loop.run_in_executor(self.auth_pool, self._password_role, creds)
+        who = await self._who(creds)
         if who is None:
             self.throttle.failed(address, now)
             log.warning("failed login for %r from %s", creds.user[:64], address)
@@ -201,3 +197,16 @@ class Guard:
             return error(403, f"user {creds.user!r} has the role {role}; this needs {level}")
         request[ROLE], request[USER] = role, user
         return None
+
+    async def _who(self, creds: Credentials) -> tuple[str, str] | None:
+        """The user and role these credentials log in as; None for a wrong login."""
+        loop = asyncio.get_running_loop()
+        if creds.password.startswith(TOKEN_PREFIX):
+            return await loop.run_in_executor(self.auth_pool, self._token_role, creds.password)
+        role, stored = self.users.recall(creds)
+        if role is None and stored is None:  # nobody by that name: as long as a check takes, in no thread
+            await asyncio.sleep(self.users.unknown_cost)
+            return None
+        if role is None and stored is not None:
+            role = await loop.run_in_executor(self.auth_pool, self.users.verify, creds, stored)
+        return None if role is None else (creds.user, role)

@@ -9,11 +9,14 @@ the result is recorded in the store's derived data (.jetwheel/compat.json) for e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
+import functools
 import json
+import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from jetwheel.index.server.resolve import resolve
@@ -21,6 +24,7 @@ from jetwheel.index.store.store import Store
 from jetwheel.target import Target
 
 COMPAT = "compat.json"
+log = logging.getLogger("jetwheel.index")
 
 
 @dataclass(frozen=True)
@@ -41,14 +45,19 @@ class Compat:
     detail: str
 
 
-def check(store: Store, view: ProfileView) -> Compat:
+def check(store: Store, view: ProfileView, stop: Callable[[], bool] = lambda: False) -> Compat:
     """Would the profile's top requirement install for its target from this store alone?
-    In-process over the store's metadata (resolve.py): no pip, no network, no build step."""
+    In-process over the store's metadata (resolve.py): no pip, no network, no build step; within
+    resolve's time budget. A file whose metadata cannot be evaluated is left out and named."""
     where = f"cp{view.target.python.replace('.', '')} {view.target.platform}"
-    got = resolve(store, [view.top], view.target)
+    try:
+        got = resolve(store, [view.top], view.target, stop=stop)
+    except ValueError as e:  # the profile's own requirement, or metadata resolve could not read
+        return Compat(False, f"cannot check {view.top}: {e}")
+    left_out = f"; left out: {'; '.join(got.broken)}" if got.broken else ""
     if got.missing:
-        return Compat(False, f"{', '.join(got.missing)}: no {where} wheel on this index")
-    return Compat(True, f"{view.top} resolves to " + ", ".join(got.installs))
+        return Compat(False, f"{', '.join(got.missing)}: no {where} wheel on this index{left_out}")
+    return Compat(True, f"{view.top} resolves to " + ", ".join(got.installs) + left_out)
 
 
 def read(store: Store) -> tuple[list[int], dict[str, Compat]]:
@@ -62,10 +71,19 @@ def read(store: Store) -> tuple[list[int], dict[str, Compat]]:
         return [], {}
 
 
-async def refresh(store: Store, profiles: Mapping[str, ProfileView]) -> dict[str, Compat] | None:
+async def refresh(
+    store: Store,
+    profiles: Mapping[str, ProfileView],
+    stop: threading.Event | None = None,
+    pool: Executor | None = None,
+) -> dict[str, Compat] | None:
     """Compute and record every profile's compatibility for this generation of the store. Only one
     process does it at a time: None when another one is at it (its result lands in the same file).
-    A profile none of whose packages the store holds is not worth resolving."""
+    A profile none of whose packages the store holds is not worth resolving. The checks run in
+    `pool` (the server's own thread for them, never the pool that serves files) and end early
+    once `stop` is set; nothing is recorded then."""
+    stop = stop or threading.Event()
+    loop = asyncio.get_running_loop()
     with open(store.state_path("compat.lock"), "a+b") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,11 +91,13 @@ async def refresh(store: Store, profiles: Mapping[str, ProfileView]) -> dict[str
             return None
         generation, present = store.generation(), set(store.projects())
         results = {
-            name: await asyncio.to_thread(check, store, view)
+            name: await loop.run_in_executor(pool, functools.partial(check, store, view, stop.is_set))
             if present & set(view.versions)
             else Compat(False, "none of its packages is on this index yet")
             for name, view in profiles.items()
         }
+        if stop.is_set():
+            return None
         doc = {"generation": list(generation), "profiles": {k: vars(v) for k, v in results.items()}}
         tmp = store.scratch_path(f"{COMPAT}.{os.getpid()}")
         tmp.write_bytes(json.dumps(doc).encode())
@@ -85,16 +105,27 @@ async def refresh(store: Store, profiles: Mapping[str, ProfileView]) -> dict[str
         return results
 
 
-async def keep_fresh(store: Store, profiles: Mapping[str, ProfileView], settle: float = 2.0) -> None:
-    """Run forever: once the store has not changed for `settle` seconds and its recorded
-    compatibility is for an older generation, compute it again."""
+async def keep_fresh(
+    store: Store, profiles: Mapping[str, ProfileView], stop: threading.Event, settle: float = 2.0
+) -> None:
+    """Run until `stop` is set: once the store has not changed for `settle` seconds and its recorded
+    compatibility is for an older generation, compute it again. A failure is logged in one line and
+    tried again at the next change; it never ends the loop."""
     seen: tuple[int, ...] | None = None
-    while True:
-        await asyncio.sleep(settle)
-        gen = store.generation()
-        if gen != seen:  # still changing (a build publishing its wheels): wait until it settles
-            seen = gen
-            continue
-        if read(store)[0] != list(gen):
-            with contextlib.suppress(OSError):
-                await refresh(store, profiles)
+    failed: tuple[int, ...] | None = None  # the generation whose check failed: not tried again
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jetwheel-profiles")
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(settle)
+            gen = store.generation()
+            if gen != seen:  # still changing (a build publishing its wheels): wait until it settles
+                seen = gen
+                continue
+            if read(store)[0] != list(gen) and gen != failed:
+                try:
+                    await refresh(store, profiles, stop, pool)
+                except Exception as e:  # the checker outlives any one bad store state
+                    failed = gen
+                    log.warning("profile check failed (tried again at the next change): %s", e)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -11,6 +11,7 @@ import os
 import resource
 import signal
 import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,12 @@ from jetwheel.index.store.store import Store
 
 log = logging.getLogger("jetwheel.index")
 BACKLOG = 100
+# Stopping: in-flight requests get GRACE seconds, checks in threads are told to end (they stop at
+# their next chunk); whatever still runs at STOP_LIMIT is cut off (os._exit) so that the process
+# is gone within 5 s of SIGINT/SIGTERM (podman stop waits 10). The store commits by rename, so a
+# cut-off upload leaves only a staged file, which the next start cleans.
+GRACE = 2.0
+STOP_LIMIT = 4.5
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 30\r\n\r\n"
     b"too many connections; retry.\r\n"
@@ -140,8 +147,12 @@ def default_cap() -> int:
     return max(16, min(soft - 2 * BACKLOG, soft * 3 // 4, 16384))
 
 
-async def _serve(app: web.Application, host: str, port: int, tls: Tls | None, limits: Limits) -> None:
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout, handle_signals=False)
+async def _serve(
+    app: web.Application, host: str, port: int, tls: Tls | None, limits: Limits, children: tuple[int, ...] = ()
+) -> None:
+    runner = web.AppRunner(
+        app, access_log=None, keepalive_timeout=limits.idle_timeout, handle_signals=False, shutdown_timeout=GRACE
+    )
     await runner.setup()
     guard = Connections(runner.server, limits)
     app[INDEX].guard.on_done = guard.request_done
@@ -157,8 +168,24 @@ async def _serve(app: web.Application, host: str, port: int, tls: Tls | None, li
     try:
         await stop.wait()
     finally:
+        cut_off_after(STOP_LIMIT)
+        _signal(children, signal.SIGTERM)  # the workers stop at the same time, not after this one
         server.close()
         await runner.cleanup()
+
+
+def cut_off_after(seconds: float) -> None:
+    """End this process in `seconds` whatever it is still doing (a daemon thread: a clean exit
+    before then is not delayed)."""
+
+    def cut() -> None:
+        log.warning("still stopping after %.1f s: exiting now", seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
 
 
 def serve(  # params: index.serve's flags for the store, the address, the limits and TLS
@@ -191,14 +218,18 @@ def serve(  # params: index.serve's flags for the store, the address, the limits
             os._exit(0)
         children.append(pid)
     try:
-        _run(root, host, port, settings, max_upload, tls, limits or Limits())
+        _run(root, host, port, settings, max_upload, tls, limits or Limits(), tuple(children))
     finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        _signal(children, signal.SIGTERM)
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+
+
+def _signal(pids: tuple[int, ...] | list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def die_with_parent() -> None:
@@ -211,12 +242,19 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _run(  # params: serve's, less the worker count
-    root: Path, host: str, port: int, settings: Settings, max_upload: int, tls: Tls | None, limits: Limits
+def _run(  # params: serve's, less the worker count, and the workers it stops with it
+    root: Path,
+    host: str,
+    port: int,
+    settings: Settings,
+    max_upload: int,
+    tls: Tls | None,
+    limits: Limits,
+    children: tuple[int, ...] = (),
 ) -> None:
     store = Store(root, max_upload=max_upload)
     for follower in settings.followers:
         store.on_change(follower)
     app = make_app(store, settings)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(app, host, port, tls, limits))
+        asyncio.run(_serve(app, host, port, tls, limits, children))

@@ -6,15 +6,21 @@ the role that published it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from packaging.utils import canonicalize_name
 
 from jetwheel.errors import AlreadyExists, JetwheelError, RefusedByPolicy, Unavailable, UploadRejected
+from jetwheel.index.server.auth import RANK
 from jetwheel.index.server.guard import ROLE, USER, error, refused
 from jetwheel.index.server.ownership import Rules, Uploader, claim, name_key, owner_of
 from jetwheel.index.server.upload_form import BODY_IDLE, MAX_FACTS, json_field, read_parts
@@ -22,10 +28,18 @@ from jetwheel.index.server.upstream import UpstreamNames
 from jetwheel.index.store.records import Hashes
 from jetwheel.index.store.store import Claim, Store
 from jetwheel.index.store.validate import check_artifact_name
-from jetwheel.wire import ADMIN, UPLOAD
+from jetwheel.wire import ADMIN, BUILDER, UPLOAD
 
 log = logging.getLogger("jetwheel.index")
 GZIP_MAGIC = b"\x1f\x8b"
+# An upload's checks (inflating the wheel) run in a pool of their own, never in the default one that
+# file downloads use; an upload user's in one pool, a builder's or admin's in another, so a user's
+# zip bombs never delay a build publishing. Each pool is bounded; an upload user's threads run at a
+# lower CPU priority (Linux: niceness is per thread), so on a busy host the event loop serving
+# pages and files, and builders' checks, get the CPU first.
+CHECKS = {UPLOAD: 2, BUILDER: 2}
+NICER = {UPLOAD: 10, BUILDER: 0}
+HANGUP_POLL = 0.1  # seconds between looks at whether the uploader is still connected
 
 
 class Uploads:
@@ -42,6 +56,43 @@ class Uploads:
         self.artifacts = artifacts  # artifact file names the build consumes: builders' and admins' only
         self.allow_overwrite = allow_overwrite  # an admin may replace a file
         self.upstream = UpstreamNames(upstream) if upstream else None
+        self.pools = {
+            role: ThreadPoolExecutor(
+                max_workers=n, thread_name_prefix=f"jetwheel-check-{role}", initializer=_nicer, initargs=(NICER[role],)
+            )
+            for role, n in CHECKS.items()
+        }
+        self.stopping = threading.Event()  # set when the server stops: checks in flight end at once
+
+    def close(self) -> None:
+        """Stop the checks in flight and their pools (the server is stopping)."""
+        self.stopping.set()
+        for pool in self.pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _checked(self, request: web.Request, role: str, add: Callable[..., Any]) -> Any:
+        """Run `add(stop=...)` in the role's pool; `stop()` turns true when the uploader hangs up
+        or the server stops, and the check ends at its next chunk."""
+        gone = threading.Event()
+
+        def stop() -> bool:
+            return gone.is_set() or self.stopping.is_set()
+
+        pool = self.pools[UPLOAD if RANK[role] < RANK[BUILDER] else BUILDER]
+        try:
+            future = asyncio.get_running_loop().run_in_executor(pool, functools.partial(add, stop=stop))
+        except RuntimeError:  # the pool is shut: the server is stopping
+            raise Unavailable("the index is stopping; upload again in a moment") from None
+        try:
+            while not (await asyncio.wait({future}, timeout=HANGUP_POLL))[0]:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    gone.set()
+        except asyncio.CancelledError:
+            gone.set()  # the check ends at its next chunk: let it, before its staged file is removed
+            await asyncio.wait({future}, timeout=5)
+            raise
+        return future.result()
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         length = request.content_length
@@ -74,7 +125,6 @@ class Uploads:
                 raise UploadRejected("no file in the upload (a 'content' part is required)")
             for f in (out, facts_out):
                 f.flush()
-                os.fsync(f.fileno())
             if has_facts:
                 with open(facts_tmp, "rb") as f:
                     if f.read(2) != GZIP_MAGIC:
@@ -88,8 +138,7 @@ class Uploads:
                 claimed = canonicalize_name(fields["name"])
                 if claimed != canonicalize_name(filename.split("-", 1)[0]):
                     raise UploadRejected(f"form name {fields['name']!r} does not match file {filename!r}")
-            extras = {k: json_field(fields, f"jetwheel_{k}") for k in ("provenance", "verify")}
-            info = await asyncio.to_thread(
+            add = functools.partial(
                 self.store.add,
                 tmp,
                 filename,
@@ -101,8 +150,10 @@ class Uploads:
                 overwrite=self.allow_overwrite and role == ADMIN,
                 published_by=role,
                 claim=decide,
-                **extras,
+                provenance=json_field(fields, "jetwheel_provenance"),
+                verify=json_field(fields, "jetwheel_verify"),
             )
+            info = await self._checked(request, role, add)
         log.info("stored %s (%d bytes)", info.filename, info.size)
         return web.Response(status=200, text=f"stored {info.filename}\n")
 
@@ -122,3 +173,10 @@ class Uploads:
         decide = claim(uploader, filename, key, rules, upstream_has)
         decide(self.store)  # refused here already, the store untouched; decided again under the lock
         return decide
+
+
+def _nicer(by: int) -> None:
+    """Lower this thread's CPU priority by `by` (a pool's initializer); where that is not allowed, as it is."""
+    if by:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + by)

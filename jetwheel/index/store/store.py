@@ -33,6 +33,14 @@ Claim = Callable[[Catalog], tuple[str, Owner] | None]
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Store(Catalog):
     """A directory of distributions and their derived data. Safe for several processes at once."""
 
@@ -93,12 +101,17 @@ class Store(Catalog):
         overwrite: bool | None = None,
         published_by: str = "",
         claim: Claim | None = None,
+        stop: Callable[[], bool] = lambda: False,
     ) -> StoredFile:
         """Commit a staged upload (and its staged facts file). Raises a StoreError, leaving the store
         as it was, on any fault: DiskFull when the disk is full. `overwrite` (default: the store's
         allow_overwrite) lets the upload replace a file of the same name. `claim` decides, under the
-        lock, whether this uploader may add to the name (and records a new name's owner)."""
-        meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact)
+        lock, whether this uploader may add to the name (and records a new name's owner); the checks
+        end early once `stop()` is true (the uploader hung up)."""
+        meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact, stop)
+        for path in (staged, facts):  # synced once checked: a refused upload costs the disk nothing
+            if path is not None:
+                _fsync(path)
         meta.update(
             upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
         )
@@ -109,7 +122,14 @@ class Store(Catalog):
         return info
 
     def _describe(
-        self, staged: Path, filename: str, hashes: Hashes, sha256_digest: str, md5_digest: str, artifact: bool
+        self,
+        staged: Path,
+        filename: str,
+        hashes: Hashes,
+        sha256_digest: str,
+        md5_digest: str,
+        artifact: bool,
+        stop: Callable[[], bool],
     ) -> tuple[dict[str, Any], bytes | None]:
         """The upload checked against its name, size and the digests its uploader sent: its record
         (without upload time or claims) and its METADATA (None for an artifact)."""
@@ -126,7 +146,7 @@ class Store(Catalog):
             meta: dict[str, Any] = {"project": "", "version": ""}
             metadata = None
         else:
-            dist = inspect_wheel(staged, filename)
+            dist = inspect_wheel(staged, filename, stop)
             meta, metadata = describe(dist), dist.metadata
         meta.update(size=hashes.size, sha256=sha)
         return meta, metadata

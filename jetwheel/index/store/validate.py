@@ -6,8 +6,10 @@ import email.message
 import email.parser
 import email.policy
 import re
+import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,7 +25,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from jetwheel.errors import TooLarge, UploadRejected
+from jetwheel.errors import Abandoned, TooLarge, UploadRejected
 
 # Files that are not Python distributions but that Triton's Dockerfile fetches by URL (the NVPL slim
 # tarball behind NVPL_SLIM_URL): stored and served, never listed as a project.
@@ -33,6 +35,22 @@ _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 MAX_NAME = 240
 MAX_METADATA = 4 << 20  # a wheel's METADATA; real ones (vLLM's, with its README) are well under 100 kB
 MAX_INFLATED = 64 << 30  # all members of a wheel together, as their headers declare them
+# The work an upload buys: a wheel may inflate to INFLATE_RATIO times its own size, or INFLATE_FLOOR
+# when that is more (a small wheel of text). Real wheels inflate 2-5x (torch's ~3x); a 2 kB zip
+# bomb declaring 1 GiB cost 8.7 s of CPU before this bound and is now refused from its headers.
+INFLATE_RATIO = 50
+INFLATE_FLOOR = 64 << 20
+# Members of one wheel: torch's has ~11,000. zipfile holds ~570 bytes per member it lists, so the
+# count is taken from the central directory's own bytes before zipfile lists anything.
+MAX_MEMBERS = 50_000
+MAX_CENTRAL_DIRECTORY = 32 << 20
+READ_CHUNK = 1 << 20
+# bzip2 and lzma inflate far more per byte sent, and far slower, than deflate; no wheel tool uses them
+WHEEL_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_EOCD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_CD_ENTRY = 46  # a central directory entry's fixed part; its name, extra and comment lengths at 28
 
 
 DistKind = Literal["wheel", "sdist"]
@@ -111,6 +129,12 @@ def check_requirements(msg: email.message.Message, where: str) -> None:
             req = Requirement(str(value))
         except InvalidRequirement as e:
             raise UploadRejected(f"{where}: invalid Requires-Dist {str(value)[:200]!r}: {e}") from None
+        try:  # one that parses but compares what cannot be compared (python_version ~= "3")
+            if req.marker is not None:
+                req.marker.evaluate({"extra": ""})
+        except ValueError as e:
+            why = f"its marker cannot be evaluated: {e}"
+            raise UploadRejected(f"{where}: Requires-Dist {str(value)[:200]!r}: {why}") from None
         if req.url:
             raise UploadRejected(
                 f"{where}: Requires-Dist {str(value)[:200]!r} is a direct URL reference; "
@@ -142,15 +166,78 @@ def _read_capped(zf: zipfile.ZipFile, member: str, cap: int) -> bytes:
     return bytes(out)
 
 
-def inspect_wheel(path: Path, filename: str) -> Distribution:
-    """Open the uploaded file as a wheel and check that its METADATA agrees with its filename."""
+def inflate_budget(size: int) -> int:
+    """How many bytes a wheel of `size` bytes may inflate to."""
+    return min(MAX_INFLATED, max(INFLATE_FLOOR, INFLATE_RATIO * size))
+
+
+def count_members(path: Path) -> int:
+    """The number of entries in the zip's central directory, counted from its bytes (located as
+    zipfile locates it: right before the end record); refused past MAX_MEMBERS before zipfile
+    builds an object for each. 0 when there is no end record (zipfile then refuses the file)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - _EOCD.size - 0xFFFF))
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _EOCD.size:
+            return 0
+        end = size - len(tail) + at
+        cd_size = _EOCD.unpack_from(tail, at)[5]
+        z64 = at - _ZIP64_LOCATOR.size
+        if z64 >= 0 and tail[z64 : z64 + 4] == b"PK\x06\x07":
+            end = end - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
+            f.seek(max(0, end))
+            record = f.read(_ZIP64_EOCD.size)
+            if len(record) == _ZIP64_EOCD.size and record[:4] == b"PK\x06\x06":
+                cd_size = _ZIP64_EOCD.unpack(record)[8]
+        if cd_size > MAX_CENTRAL_DIRECTORY:
+            raise TooLarge(f"wheel's member list is over {MAX_CENTRAL_DIRECTORY >> 20} MiB")
+        f.seek(max(0, end - cd_size))
+        directory = f.read(cd_size)
+    count = pos = 0
+    while pos + _CD_ENTRY <= len(directory) and directory[pos : pos + 4] == b"PK\x01\x02":
+        count += 1
+        if count > MAX_MEMBERS:
+            raise TooLarge(f"wheel has more than {MAX_MEMBERS} members")
+        pos += _CD_ENTRY + sum(struct.unpack_from("<3H", directory, pos + 28))
+    return count
+
+
+def _check_members(zf: zipfile.ZipFile, budget: int, stop: Callable[[], bool]) -> None:
+    """Inflate every member once (zipfile checks each one's CRC at its end), within `budget` bytes
+    in all, and stop as soon as `stop()` says the upload is no longer wanted."""
+    inflated = 0
+    for info in zf.infolist():
+        with zf.open(info) as member:
+            while chunk := member.read(READ_CHUNK):
+                inflated += len(chunk)
+                if inflated > budget:
+                    raise TooLarge(f"wheel inflates to more than {budget} bytes")
+                if stop():
+                    raise Abandoned("the upload was abandoned while it was checked")
+
+
+def inspect_wheel(path: Path, filename: str, stop: Callable[[], bool] = lambda: False) -> Distribution:
+    """Open the uploaded file as a wheel and check that its METADATA agrees with its filename.
+    The work is bounded by the upload's own size (inflate_budget, MAX_MEMBERS) and ends when
+    `stop()` turns true (the client hung up, the server is stopping)."""
     name, version, kind = parse_filename(filename)
     if kind != "wheel":
         return Distribution(filename, name, version, kind, None, "")
+    size = path.stat().st_size
+    budget = inflate_budget(size)
     try:
+        count_members(path)
         with zipfile.ZipFile(path) as zf:
-            if sum(i.file_size for i in zf.infolist()) > MAX_INFLATED:
-                raise TooLarge(f"wheel inflates to more than {MAX_INFLATED >> 30} GiB")
+            declared = sum(i.file_size for i in zf.infolist())
+            if declared > budget:
+                raise TooLarge(
+                    f"wheel of {size} bytes declares {declared} bytes inflated; the index inflates at most "
+                    f"{INFLATE_RATIO}x the bytes it receives (or {INFLATE_FLOOR >> 20} MiB)",
+                )
+            if any(i.compress_type not in WHEEL_COMPRESSION for i in zf.infolist()):
+                raise UploadRejected("wheel members must be stored or deflated (as every wheel tool writes them)")
             dist_info = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
             for member in zf.namelist():
                 if member.startswith("/") or ".." in member.split("/"):
@@ -158,10 +245,12 @@ def inspect_wheel(path: Path, filename: str) -> Distribution:
             if len(dist_info) != 1:
                 raise UploadRejected("wheel must contain exactly one *.dist-info/METADATA")
             raw = _read_capped(zf, dist_info[0], MAX_METADATA)
-            bad = zf.testzip()
-            if bad is not None:
-                raise UploadRejected(f"corrupt wheel: member {bad!r} fails its CRC check")
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+            _check_members(zf, budget, stop)
+    except zipfile.BadZipFile as e:
+        if "CRC" in str(e):
+            raise UploadRejected(f"corrupt wheel: {e}") from None
+        raise UploadRejected(f"not a valid zip archive (corrupt or truncated wheel): {e}") from None
+    except (zlib.error, EOFError, NotImplementedError) as e:
         raise UploadRejected(f"not a valid zip archive (corrupt or truncated wheel): {e}") from None
     meta_name, meta_version, requires_python = _parse_metadata(raw, dist_info[0])
     if canonicalize_name(meta_name) != name:
