@@ -316,7 +316,7 @@ def test_check_profiles_answers_one_line_per_profile_when_a_file_cannot_be_evalu
     metadata = store.metadata_path("demo_pkg-1.0-py3-none-any.whl")
     metadata.write_bytes(metadata.read_bytes().replace(b'python_version >= "3"', b'python_version ~= "3"'))
     view = ProfileView("demo", "demo-pkg==1.0", {"demo-pkg": "1.0"}, _target())
-    monkeypatch.setattr("jetwheel.workflow.index.profile_views", lambda: {"demo": view})
+    monkeypatch.setattr("jetwheel.workflow.index.profile_views", lambda root=None: {"demo": view})
     prog = Program(namespace=namespace, name="jetwheel", binary="jetwheel")
     prog.run(["jetwheel", "index.check-profiles", "--root", str(store.root)], exit=False)
     out = capsys.readouterr()

@@ -80,7 +80,7 @@ def refused(e: UploadRejected | NotFound | Unavailable) -> web.Response:
 
 
 class Guard:
-    def __init__(
+    def __init__(  # params: the users, the token key and how the server was started, each its own
         self,
         users: Users,
         token_key: bytes,

@@ -121,7 +121,7 @@ class Store(Catalog):
         assert info is not None
         return info
 
-    def _describe(
+    def _describe(  # params: add's upload as received, and when to stop checking it
         self,
         staged: Path,
         filename: str,
