@@ -9,22 +9,17 @@ import gzip
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from jetwheel.verify import elf, fatbin
 from jetwheel.verify.factcache import default_root, stat_key, write_atomically
+from jetwheel.verify.ldso import Facts
 from jetwheel.verify.wheel import WheelElf
 
 FORMAT = 1
 _SCAN = 16 << 20
-
-
-@dataclass(frozen=True)
-class Facts:
-    elf: WheelElf
-    file_id: tuple[int, int]
 
 
 def _ranges(h: elf.Header, f: elf.Sparse, fd: int, wanted: list[tuple[int, int]]) -> None:

@@ -28,8 +28,8 @@ from packaging.version import InvalidVersion, Version
 
 from jetwheel.doctor import gpu
 from jetwheel.doctor.facts import FactStore
-from jetwheel.doctor.ldso import Process, ld_cache
 from jetwheel.verify import fatbin
+from jetwheel.verify.ldso import Process, ld_cache
 
 # Libraries the NVIDIA driver installs: their absence means no driver here, not a broken package.
 DRIVER = re.compile(r"^lib(cuda|nvidia-[a-z-]+|nvcuvid|nvoptix)\.so(\.\d+)*$")
