@@ -21,6 +21,7 @@ MEMBERS = (
     "doctor/__init__.py",
     "doctor/scan.py",
     "doctor/facts.py",
+    "doctor/loads.py",
     "doctor/gpu.py",
     *(
         "verify/elf.py",

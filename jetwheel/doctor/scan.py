@@ -26,10 +26,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from jetwheel.doctor import gpu
+from jetwheel.doctor import gpu, loads
 from jetwheel.doctor.facts import FactStore
 from jetwheel.verify import fatbin
-from jetwheel.verify.ldso import Process, ld_cache
+from jetwheel.verify.ldso import Failure, Loaded, Process, ld_cache
 
 # Libraries the NVIDIA driver installs: their absence means no driver here, not a broken package.
 DRIVER = re.compile(r"^lib(cuda|nvidia-[a-z-]+|nvcuvid|nvoptix)\.so(\.\d+)*$")
@@ -98,6 +98,10 @@ class Doctor:
         self.mods = {d.name: modules(d, paths) for d in self.dists.values()}
         self._ready: dict[tuple[str, ...], tuple[Process, dict[str, Any] | None]] = {}
         self.verdicts: dict[str, dict[str, Any]] = {}
+        # every shared object examined: its verdict (failure None: it loads)
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.code: dict[str, list[bytes]] = {}  # per distribution: its .py files that load libraries
+        self.by_name: dict[str, bool] = {}  # per distribution: it loads NVIDIA libraries by name
 
     def requirements(self, dist: Dist) -> Iterator[tuple[Requirement, Dist | None]]:
         for raw in dist.requires:
@@ -142,12 +146,42 @@ class Doctor:
             self._ready[key] = (proc, failed)
         return self._ready[key]
 
+    def load(self, proc: Process, path: str, dist: Dist, keep: bool = False) -> tuple[list[Loaded], Failure | None]:
+        """dlopen `path` as `dist` loads it: a package finding NVIDIA libraries by name (pathfinder)
+        first loads the environment's nvidia/*/lib file of a name ld.so does not find."""
+        target = proc if keep else proc.copy()
+        for _ in range(8):
+            closure, fail = target.dlopen(path)
+            if fail is None or fail.kind != "missing-library" or not self.by_name.get(dist.name):
+                return closure, fail
+            found = next((f for f in self.files_named(fail.name) if "/nvidia/" in f), None)
+            if found is None or target.dlopen(found)[1] is not None:
+                return closure, fail
+        return closure, fail
+
+    def files_named(self, name: str) -> list[str]:
+        return sorted(f for d in self.dists.values() for f in d.files if os.path.basename(f) == name)
+
+    def own(self, dist: Dist, proc: Process) -> Process:
+        """The process after `dist`'s own code loaded the libraries it names (those that load)."""
+        proc = proc.copy()
+        todo = loads.own_loads(dist.files, self.code[dist.name])
+        while todo:
+            done = [f for f in todo if self.store.get(f) is not None and self.load(proc, f, dist, keep=True)[1] is None]
+            if not done:
+                break
+            todo = [f for f in todo if f not in done]
+        return proc
+
     def run(self) -> dict[str, Any]:
         for dist in self.dists.values():
             self.check_pins(dist)
             if not any(_SHARED.search(f) for f in dist.files):
                 continue
+            self.code[dist.name] = code = loads.sources(dist.files)
+            self.by_name[dist.name] = loads.finds_nvidia_by_name(code)
             proc, failed = self.ready(dist)
+            proc = self.own(dist, proc) if failed is None else proc
             after = [g for d in self.closure(dist) if (g := self.gate(d)) is not None]
             loaded: set[str] = set()
             for module, path in sorted(self.mods[dist.name].items()):
@@ -162,15 +196,17 @@ class Doctor:
                 if failed is not None:
                     verdict["via"] = failed
                 else:
-                    closure, fail = proc.copy().dlopen(path)
-                    loaded |= {o.path for o in closure}
+                    closure, fail = self.load(proc, path, dist)
+                    loaded |= {o.path for o in closure if o.path != path}
                     if fail is not None:
                         verdict["failure"] = asdict(fail)
                         self._candidates(verdict["failure"])
                         self.ops(dist, module, path)
                 self.verdicts[module] = verdict
+                self.objects[path] = verdict
             if failed is None:
                 self.libraries(dist, proc, loaded)
+            self.causes(dist)
         self.check_fatbins()
         return {
             "python": sys.version.split()[0],
@@ -179,6 +215,7 @@ class Doctor:
             "cc": self.cc,
             "driver": self.driver,
             "modules": self.verdicts,
+            "objects": self.objects,
             "items": self.items,
             "files": {"read": self.store.read, "cached": self.store.cached},
         }
@@ -195,17 +232,43 @@ class Doctor:
         """Shared libraries no extension module links (loaded on demand): each dlopen'ed on its own."""
         modfiles = set(self.mods[dist.name].values())
         for f in dist.files:
-            if not _SHARED.search(f) or f in modfiles or f in loaded or self.store.get(f) is None:
+            if not _SHARED.search(f) or f in modfiles or self.store.get(f) is None:
                 continue
-            _closure, fail = proc.copy().dlopen(f)
+            if f in loaded:  # an extension module's dependency that loaded with it
+                self.objects[f] = {"dist": dist.name, "path": f, "failure": None}
+                continue
+            _closure, fail = self.load(proc, f, dist)
+            verdict: dict[str, Any] = {"dist": dist.name, "path": f, "failure": None}
+            self.objects[f] = verdict
             if fail is None:
                 continue
-            if fail.kind == "missing-library" and DRIVER.match(fail.name):
-                self.items.append({"kind": "driver", "dist": dist.name, "subject": f, "failure": asdict(fail)})
-            else:
-                failure = asdict(fail)
-                self._candidates(failure)
-                self.items.append({"kind": "library", "dist": dist.name, "subject": f, "failure": failure})
+            verdict["failure"] = failure = asdict(fail)
+            self._candidates(failure)
+            self.items.append({"kind": "library", "dist": dist.name, "subject": f, "failure": failure})
+
+    def causes(self, dist: Dist) -> None:
+        """Per failing object of `dist`: the sibling whose failure it is (a library of the package
+        that it needs and that fails itself), the optional part it belongs to, its run-time variants."""
+        mine = {p: v for p, v in self.objects.items() if v["dist"] == dist.name}
+        by_name = {os.path.basename(p): p for p in mine}
+        for path, v in mine.items():
+            f = v["failure"]
+            seen = {path}
+            while f is not None and f["kind"] == "missing-library" and f["name"] in by_name:
+                sibling = by_name[f["name"]]
+                if sibling in seen or mine[sibling]["failure"] is None:
+                    break
+                seen.add(sibling)
+                v["cause"], f = sibling, mine[sibling]["failure"]
+            if f is not None and f["kind"] == "missing-library":
+                if DRIVER.match(f["name"]):
+                    v["driver"] = True
+                elif why := loads.optional(dist.name, v.get("cause", path), f["name"]):
+                    v["optional"] = why
+        for base, files in loads.variants(mine).items():
+            ok = [f for f in files if mine[f]["failure"] is None]
+            for f in files:
+                mine[f]["variants"] = {"base": base, "files": files, "loads": ok}
 
     def ops(self, dist: Dist, module: str, path: str) -> None:
         """The torch operators the failing module would have registered (its schema strings)."""
