@@ -146,17 +146,27 @@ class Doctor:
             self._ready[key] = (proc, failed)
         return self._ready[key]
 
-    def load(self, proc: Process, path: str, dist: Dist, keep: bool = False) -> tuple[list[Loaded], Failure | None]:
+    def load(
+        self, proc: Process, path: str, dist: Dist, keep: bool = False, module: str = ""
+    ) -> tuple[list[Loaded], Failure | None]:
         """dlopen `path` as `dist` loads it: a package finding NVIDIA libraries by name (pathfinder)
-        first loads the environment's nvidia/*/lib file of a name ld.so does not find."""
+        first loads, from the environment's nvidia/*/lib, the library its module is named after
+        (cupy's `cupy_backends.cuda.libs.cusolver` and libcusolver.so.11, as its __getattr__ does);
+        modules are examined in name order, the backends (cupy_backends) before their users (cupyx)."""
         target = proc if keep else proc.copy()
+        leaf = module.rsplit(".", 1)[-1].lower()
         for _ in range(8):
             closure, fail = target.dlopen(path)
             if fail is None or fail.kind != "missing-library" or not self.by_name.get(dist.name):
                 return closure, fail
+            if not leaf or not fail.name.lower().startswith(f"lib{leaf}.so"):
+                return closure, fail
             found = next((f for f in self.files_named(fail.name) if "/nvidia/" in f), None)
             if found is None or target.dlopen(found)[1] is not None:
                 return closure, fail
+            # it stays loaded for the package's other modules (cupyx.cusolver imports the backend
+            # module, which loads libcusolver, before cupyx._cusolver)
+            proc.dlopen(found)
         return closure, fail
 
     def files_named(self, name: str) -> list[str]:
@@ -196,7 +206,7 @@ class Doctor:
                 if failed is not None:
                     verdict["via"] = failed
                 else:
-                    closure, fail = self.load(proc, path, dist)
+                    closure, fail = self.load(proc, path, dist, module=module)
                     loaded |= {o.path for o in closure if o.path != path}
                     if fail is not None:
                         verdict["failure"] = asdict(fail)
@@ -250,7 +260,7 @@ class Doctor:
         """Per failing object of `dist`: the sibling whose failure it is (a library of the package
         that it needs and that fails itself), the optional part it belongs to, its run-time variants."""
         mine = {p: v for p, v in self.objects.items() if v["dist"] == dist.name}
-        by_name = {os.path.basename(p): p for p in mine}
+        by_name = {os.path.basename(p): p for p in mine if self.store.get(p) is not None}  # files that exist
         for path, v in mine.items():
             f = v["failure"]
             seen = {path}
