@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 
 _LOADERS = re.compile(rb"load_library|CDLL|LoadLibrary|dlopen|_load_lib")
+_MARKS = (b"load_library", b"CDLL", b"LoadLibrary", b"dlopen", b"_load_lib", b"load_nvidia_dynamic_lib")
 _STRING = re.compile(rb"""["']([A-Za-z0-9_.+-]{2,80})["']""")
 _SHARED = re.compile(r"\.so(\.\d+)*$")
 # a variant build of one extension module: <stem>.<variant>.<extension suffix>
@@ -58,7 +59,7 @@ def sources(files: Iterable[str]) -> list[bytes]:
                     data = fh.read()
             except OSError:
                 continue
-            if _LOADERS.search(data) or b"load_nvidia_dynamic_lib" in data:
+            if any(m in data for m in _MARKS):  # `in` on bytes: a regex over torch's 3,000 files is seconds
                 out.append(data)
     return out
 

@@ -100,17 +100,19 @@ class Doctor:
         self.verdicts: dict[str, dict[str, Any]] = {}
         # every shared object examined: its verdict (failure None: it loads)
         self.objects: dict[str, dict[str, Any]] = {}
+        self._named: dict[str, list[str]] = {}  # file name -> the environment's files of that name
+        self._reqs: dict[str, list[tuple[Requirement, Dist | None]]] = {}
         self.code: dict[str, list[bytes]] = {}  # per distribution: its .py files that load libraries
         self.by_name: dict[str, bool] = {}  # per distribution: it loads NVIDIA libraries by name
 
     def requirements(self, dist: Dist) -> Iterator[tuple[Requirement, Dist | None]]:
-        for raw in dist.requires:
-            try:
-                req = Requirement(raw)
-            except InvalidRequirement:
-                continue
-            if _evaluate(req, self.env):
-                yield req, self.dists.get(canonicalize_name(req.name))
+        if dist.name not in self._reqs:  # parsed once: packaging's parser costs ms a requirement
+            self._reqs[dist.name] = [
+                (req, self.dists.get(canonicalize_name(req.name)))
+                for raw in dist.requires
+                if (req := _parse(raw)) is not None and _evaluate(req, self.env)
+            ]
+        yield from self._reqs[dist.name]
 
     def closure(self, dist: Dist) -> list[Dist]:
         """The installed distributions `dist` requires, transitively, dependencies first."""
@@ -170,7 +172,11 @@ class Doctor:
         return closure, fail
 
     def files_named(self, name: str) -> list[str]:
-        return sorted(f for d in self.dists.values() for f in d.files if os.path.basename(f) == name)
+        if not self._named:
+            for d in self.dists.values():
+                for f in d.files:
+                    self._named.setdefault(os.path.basename(f), []).append(f)
+        return sorted(self._named.get(name, []))
 
     def own(self, dist: Dist, proc: Process) -> Process:
         """The process after `dist`'s own code loaded the libraries it names (those that load)."""
@@ -234,9 +240,7 @@ class Doctor:
         """For a library not found: where in the environment a file of that name is (not searched)."""
         if failure["kind"] == "missing-library":
             name = failure["name"]
-            failure["candidates"] = sorted(
-                f for d in self.dists.values() for f in d.files if os.path.basename(f) == name
-            )[:3]
+            failure["candidates"] = self.files_named(name)[:3]
 
     def libraries(self, dist: Dist, proc: Process, loaded: set[str]) -> None:
         """Shared libraries no extension module links (loaded on demand): each dlopen'ed on its own."""
@@ -343,6 +347,13 @@ def _schemas(data: bytes, ns: bytes) -> set[str]:
 def _short(req: Requirement) -> str:
     """The requirement without its marker (already evaluated true here)."""
     return f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}{req.specifier}"
+
+
+def _parse(raw: str) -> Requirement | None:
+    try:
+        return Requirement(raw)
+    except InvalidRequirement:
+        return None
 
 
 def _valid(raw: str) -> bool:
