@@ -217,6 +217,16 @@ def _fatbin_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
     )
 
 
+def _fatbin_unused_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
+    return Line(
+        "unchecked",
+        _short(i["subject"], doc),
+        f"no kernel image for sm_{doc['cc']} (has {', '.join(i['has'])}), beside libraries of {i['dist']} that have "
+        "one: it fails only if it launches those kernels, which its file does not say",
+        "",
+    )
+
+
 def _unchecked_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
     if i["subject"] == "fatbins":
         return Line("unchecked", "fatbins", f"{i['detail']} not checked: no GPU found", "give --arch X.Y or --profile")
@@ -229,6 +239,7 @@ _ITEM_LINES: dict[str, Callable[[dict[str, Any], dict[str, Any]], Line]] = {
     "ops": _ops_line,
     "pins": _pins_line,
     "fatbin": _fatbin_line,
+    "fatbin-unused": _fatbin_unused_line,
     "unchecked": _unchecked_line,
 }
 

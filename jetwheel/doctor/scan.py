@@ -312,8 +312,15 @@ class Doctor:
                 )
 
     def check_fatbins(self) -> None:
+        """A library with no kernel image for the GPU fails only when it launches one of its kernels
+        (CUDA loads a module lazily, at its first kernel, since 12.2): which it does is not in the
+        file. So: a distribution none of whose libraries has an image for the GPU is broken (it was
+        built for other GPUs); a library without one beside libraries of its distribution that have
+        one (cuFFTW's sm_75-only helpers beside cuFFT) is unchecked, with that reason."""
         unchecked = 0
         for dist in self.dists.values():
+            bad: list[tuple[str, list[str], str]] = []
+            runs = False
             for f in dist.files:
                 facts = self.store.get(f) if _SHARED.search(f) else None
                 if facts is None or not facts.elf.fatbin:
@@ -322,9 +329,12 @@ class Doctor:
                     unchecked += 1
                     continue
                 ok, how = fatbin.runs_on(list(facts.elf.fatbin), self.cc, self.driver)
+                runs |= ok
                 if not ok:
-                    labels = sorted({e.label() for e in facts.elf.fatbin})
-                    self.items.append({"kind": "fatbin", "dist": dist.name, "subject": f, "has": labels, "why": how})
+                    bad.append((f, sorted({e.label() for e in facts.elf.fatbin}), how))
+            for f, labels, how in bad:
+                item = {"kind": "fatbin", "dist": dist.name, "subject": f, "has": labels, "why": how}
+                self.items.append(item if not runs else dict(item, kind="fatbin-unused"))
         if unchecked:
             self.items.append(
                 {"kind": "unchecked", "subject": "fatbins", "detail": f"{unchecked} files with CUDA code"}
