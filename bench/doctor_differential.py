@@ -1,7 +1,8 @@
 """The doctor against the real loader on any Python environment (issue 26): every shared object the
-doctor examined is dlopened in a fresh interpreter of that environment, alone, and when that fails,
-after its package's top-level import (an extension module imported as `from parent import leaf`,
-as its users import it); the doctor's verdict (loads or not) must be the real one.
+doctor examined is dlopened in a fresh interpreter of that environment, alone, and when that fails, after its
+package's top-level import and the package's modules that name it (an extension module imported
+as `from parent import leaf`, as its users import it, and judged by that import); the doctor's
+verdict (loads or not) must be the real one.
 
     python bench/doctor_differential.py --python VENV/bin/python [--jobs 4] [--json out.json]
 
@@ -28,11 +29,23 @@ path, module, top = sys.argv[1], sys.argv[2], sys.argv[3]
 def dl():
     ctypes.CDLL(path, os.RTLD_NOW)
 try:
-    dl()
-    print(json.dumps({"loads": True, "how": "alone"}))
-    raise SystemExit
+    lib = ctypes.CDLL(path, os.RTLD_NOW)
 except OSError as e:
     alone = str(e)
+else:
+    # an extension module maps on its own: it loads if importing it does (its init may import a
+    # sibling module that fails: cupyx._cutensor)
+    parent, _, leaf = module.rpartition(".")
+    if module and hasattr(lib, "PyInit_" + leaf):
+        try:
+            importlib.import_module(top)
+            exec(f"from {parent} import {leaf}" if parent else f"import {module}")
+            print(json.dumps({"loads": True, "how": "imported"}))
+        except ImportError as e:
+            print(json.dumps({"loads": False, "error": f"import: {e}"[:300]}))
+    else:
+        print(json.dumps({"loads": True, "how": "alone"}))
+    raise SystemExit
 def users():
     # the package's Python modules that name this object (the code that loads or imports it)
     stem = os.path.basename(path).split(".")[0]

@@ -83,6 +83,14 @@ def own_loads(files: list[str], code: list[bytes]) -> list[str]:
     return out
 
 
+_BY_NAME = re.compile(rb"""load_nvidia_dynamic_lib\(\s*["']([A-Za-z0-9_]+)["']""")
+
+
+def named_nvidia(code: list[bytes]) -> set[str]:
+    """The NVIDIA libraries the package's code loads by a literal name (`load_nvidia_dynamic_lib('nvrtc')`)."""
+    return {m[1].decode().lower() for data in code for m in _BY_NAME.finditer(data)}
+
+
 def finds_nvidia_by_name(code: list[bytes]) -> bool:
     return any(b"load_nvidia_dynamic_lib" in data for data in code)
 

@@ -46,6 +46,8 @@ def failure_text(f: dict[str, Any], doc: dict[str, Any]) -> str:
         if f.get("candidates"):
             text += f"; the environment has it at {_short(f['candidates'][0], doc)}, outside that search"
         return text
+    if f["kind"] == "sibling-import":
+        return f"{where} imports {f['name']} when it initialises"
     if f["kind"] == "missing-version":
         return f"version {f['name']} of {', '.join(f['candidates'])} not found (required by {where})"
     text = f"undefined symbol {demangle(f['name'])} [{f['name']}] in {where}"
@@ -83,7 +85,7 @@ def _fix(dist: str, f: dict[str, Any], doc: dict[str, Any]) -> str:
 def _special(path: str, doc: dict[str, Any]) -> bool:
     """A failing object said elsewhere: needing the driver, optional, or one of several variants."""
     v = doc.get("objects", {}).get(path, {})
-    return bool(v.get("driver") or v.get("optional") or v.get("variants"))
+    return bool(v.get("driver") or v.get("optional") or v.get("variants") or v.get("late"))
 
 
 def _notes(doc: dict[str, Any]) -> list[Line]:
@@ -94,8 +96,10 @@ def _notes(doc: dict[str, Any]) -> list[Line]:
         if f is None:
             continue
         if v.get("optional") and not v.get("driver"):
-            why = v["optional"]
-            out.append(Line("note", _short(path, doc), f"not loadable: {failure_text(_root(v, doc), doc)}", why))
+            out.append(Line("note", _short(path, doc), f"not loadable: {_cause_text(v, doc)}", v["optional"]))
+        if v.get("late"):
+            problem = f"not checked: {v['late']}; on its own {failure_text(v['failure'], doc)}"
+            out.append(Line("unchecked", _short(path, doc), problem, ""))
         if v.get("variants") and not v["variants"]["loads"]:
             groups[v["variants"]["base"]] = v
     for base, v in sorted(groups.items()):

@@ -34,6 +34,7 @@ from jetwheel.verify.ldso import Failure, Loaded, Process, ld_cache
 # Libraries the NVIDIA driver installs: their absence means no driver here, not a broken package.
 DRIVER = re.compile(r"^lib(cuda|nvidia-[a-z-]+|nvcuvid|nvoptix)\.so(\.\d+)*$")
 _SHARED = re.compile(r"\.so(\.\d+)*$")
+_SCAN_LIMIT = 64 << 20  # extension modules larger than this are not read for their sibling imports
 _OP = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z0-9_]+)?\(")
 
 
@@ -265,9 +266,12 @@ class Doctor:
         that it needs and that fails itself), the optional part it belongs to, its run-time variants."""
         mine = {p: v for p, v in self.objects.items() if v["dist"] == dist.name}
         by_name = {os.path.basename(p): p for p in mine if self.store.get(p) is not None}  # files that exist
+        self.sibling_imports(dist)
         for path, v in mine.items():
-            f = v["failure"]
-            seen = {path}
+            f, seen = v["failure"], {path}
+            if v.get("cause"):  # a sibling module it imports fails: that one's failure is the reason
+                f = mine[v["cause"]]["failure"]
+                seen.add(v["cause"])
             while f is not None and f["kind"] == "missing-library" and f["name"] in by_name:
                 sibling = by_name[f["name"]]
                 if sibling in seen or mine[sibling]["failure"] is None:
@@ -277,12 +281,41 @@ class Doctor:
             if f is not None and f["kind"] == "missing-library":
                 if DRIVER.match(f["name"]):
                     v["driver"] = True
+                elif self._late(dist, f["name"]):
+                    v["late"] = f"{dist.name} loads {f['name']} by name (cuda-pathfinder) before it uses this module"
                 elif why := loads.optional(dist.name, v.get("cause", path), f["name"]):
                     v["optional"] = why
         for base, files in loads.variants(mine).items():
             ok = [f for f in files if mine[f]["failure"] is None]
             for f in files:
                 mine[f]["variants"] = {"base": base, "files": files, "loads": ok}
+
+    def _late(self, dist: Dist, name: str) -> bool:
+        """`name` is an NVIDIA library of the environment that dist's code loads by a literal name
+        (cupy's nvrtc, loaded when it first compiles a kernel): when is not known here."""
+        named = loads.named_nvidia(self.code.get(dist.name, []))
+        return any(name.lower().startswith(f"lib{n}.so") for n in named) and any(
+            "/nvidia/" in c for c in self.files_named(name)
+        )
+
+    def sibling_imports(self, dist: Dist) -> None:
+        """An extension module whose file names a failing sibling module of its package (a Cython
+        module imports what it cimports when it initialises: cupyx._cutensor holds the string
+        `cupy_backends.cuda.libs.cutensor`) fails with that sibling, though it maps itself."""
+        mods = self.mods[dist.name]
+        failing = {m: p for m, p in mods.items() if self.objects.get(p, {}).get("failure") is not None}
+        if not failing:
+            return
+        for path in mods.values():
+            v = self.objects.get(path)
+            if v is None or v["failure"] is not None or os.path.getsize(path) > _SCAN_LIMIT:
+                continue
+            with open(path, "rb") as fh:
+                data = fh.read()
+            sibling = next((m for m in sorted(failing) if b"\0" + m.encode() + b"\0" in data), None)
+            if sibling is not None:
+                v["failure"] = {"kind": "sibling-import", "name": sibling, "object": path}
+                v["cause"] = failing[sibling]
 
     def ops(self, dist: Dist, module: str, path: str) -> None:
         """The torch operators the failing module would have registered (its schema strings)."""
