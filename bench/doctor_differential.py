@@ -121,11 +121,12 @@ def real(python: str, path: str, module: str, env: dict[str, str]) -> dict[str, 
     return out
 
 
-def compare(python: str, jobs: int = 2) -> dict[str, Any]:
-    """Each object's verdict, the doctor's and the real loader's; the disagreements."""
+def compare(python: str, jobs: int = 2, skip: str = "") -> dict[str, Any]:
+    """Each object's verdict, the doctor's and the real loader's; the disagreements. Objects whose
+    path contains `skip` (when given) are left out: compared already in another environment."""
     doc, took = doctor(python)
     mods = names(doc)
-    objects = doc["objects"]
+    objects = {p: v for p, v in doc["objects"].items() if not skip or skip not in p}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     start = time.monotonic()
     with ThreadPoolExecutor(jobs) as pool:

@@ -251,4 +251,4 @@ _ITEM_LINES: dict[str, Callable[[dict[str, Any], dict[str, Any]], Line]] = {
 def exit_code(found: list[Line]) -> int:
     if any(x.status == "broken" for x in found):
         return BROKEN
-    return UNCHECKED if found else OK
+    return UNCHECKED if any(x.status == "unchecked" for x in found) else OK  # a note changes nothing
