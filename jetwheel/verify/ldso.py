@@ -137,12 +137,13 @@ class Process:
         self.loaded: list[Loaded] = []
         self.global_scope: list[Loaded] = []
         self.executable: Loaded | None = None  # the first object loaded globally: its RPATH ends every search
+        self.index = Exports()  # shared by the copies of this process
 
     def copy(self) -> Process:
         other = Process(self.store, self.machine, {}, self.cache)
         other.ld_library_path = self.ld_library_path
         other.loaded, other.global_scope = list(self.loaded), list(self.global_scope)
-        other.executable = self.executable
+        other.executable, other.index = self.executable, self.index
         return other
 
     def _by_name(self, name: str, new: Iterable[Loaded]) -> Loaded | None:
@@ -216,17 +217,53 @@ class Process:
 
     def _relocate(self, new: list[Loaded], closure: list[Loaded]) -> Failure | None:
         scope = [*self.global_scope, *closure]
+        ids = {self.index.add(o.path, o.elf) for o in scope}
+        plain_ids = {i for i in ids if not self.index.has_versions[i]}
         for obj in reversed(new):
             unbound = {
                 name
                 for name, version, _file, weak in obj.elf.imports
-                if not weak and not any(o.elf.defines(name, version) for o in scope)
+                if not weak and not self.index.binds(name, version, ids, plain_ids)
             }
             if unbound:
                 order = self.store.relocation_order(obj.path)
                 first = next((n for n in order if n in unbound), min(unbound))
                 return Failure("undefined-symbol", first, obj.path, expected=_expected(first, scope))
         return None
+
+
+_NONE: frozenset[int] = frozenset()
+
+
+class Exports:
+    """Which objects define each symbol, indexed once per object: binding a reference in a scope is
+    then one lookup and a set intersection, not a walk over the scope (ld.so's rule as
+    WheelElf.defines states it: a versioned reference takes a definition of that version, or any
+    definition in an object without versions)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.has_versions: list[bool] = []
+        self.plain: dict[str, set[int]] = {}
+        self.versioned: dict[str, set[int]] = {}
+
+    def add(self, path: str, elf: WheelElf) -> int:
+        if path in self.ids:
+            return self.ids[path]
+        i = self.ids[path] = len(self.has_versions)
+        self.has_versions.append(bool(elf.info.verdefs))
+        for name in elf.exported:
+            self.plain.setdefault(name, set()).add(i)
+        for name in elf.exported_versions:
+            self.versioned.setdefault(name, set()).add(i)
+        return i
+
+    def binds(self, name: str, version: str, ids: set[int], plain_ids: set[int]) -> bool:
+        if not version:
+            return not self.plain.get(name, _NONE).isdisjoint(ids)
+        if not self.versioned.get(f"{name}@{version}", _NONE).isdisjoint(ids):
+            return True
+        return not self.plain.get(name, _NONE).isdisjoint(plain_ids)
 
 
 def _versions(new: list[Loaded], closure: list[Loaded]) -> Failure | None:
