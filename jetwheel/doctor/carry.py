@@ -22,6 +22,7 @@ MEMBERS = (
     "doctor/scan.py",
     "doctor/facts.py",
     "doctor/loads.py",
+    "doctor/kernels.py",
     "doctor/gpu.py",
     *(
         "verify/elf.py",

@@ -26,9 +26,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from jetwheel.doctor import gpu, loads
+from jetwheel.doctor import gpu, kernels, loads
 from jetwheel.doctor.facts import FactStore
-from jetwheel.verify import fatbin
 from jetwheel.verify.ldso import Failure, Loaded, Process, ld_cache
 
 # Libraries the NVIDIA driver installs: their absence means no driver here, not a broken package.
@@ -224,7 +223,7 @@ class Doctor:
             if failed is None:
                 self.libraries(dist, proc, loaded)
             self.causes(dist)
-        self.check_fatbins()
+        self.items += kernels.items({d.name: d.files for d in self.dists.values()}, self.store, self.cc, self.driver)
         return {
             "python": sys.version.split()[0],
             "executable": sys.executable,
@@ -343,35 +342,6 @@ class Doctor:
                 self.items.append(
                     {"kind": "pins", "dist": dist.name, "requirement": _short(req), "installed": dep.version}
                 )
-
-    def check_fatbins(self) -> None:
-        """A library with no kernel image for the GPU fails only when it launches one of its kernels
-        (CUDA loads a module lazily, at its first kernel, since 12.2): which it does is not in the
-        file. So: a distribution none of whose libraries has an image for the GPU is broken (it was
-        built for other GPUs); a library without one beside libraries of its distribution that have
-        one (cuFFTW's sm_75-only helpers beside cuFFT) is unchecked, with that reason."""
-        unchecked = 0
-        for dist in self.dists.values():
-            bad: list[tuple[str, list[str], str]] = []
-            runs = False
-            for f in dist.files:
-                facts = self.store.get(f) if _SHARED.search(f) else None
-                if facts is None or not facts.elf.fatbin:
-                    continue
-                if not self.cc:
-                    unchecked += 1
-                    continue
-                ok, how = fatbin.runs_on(list(facts.elf.fatbin), self.cc, self.driver)
-                runs |= ok
-                if not ok:
-                    bad.append((f, sorted({e.label() for e in facts.elf.fatbin}), how))
-            for f, labels, how in bad:
-                item = {"kind": "fatbin", "dist": dist.name, "subject": f, "has": labels, "why": how}
-                self.items.append(item if not runs else dict(item, kind="fatbin-unused"))
-        if unchecked:
-            self.items.append(
-                {"kind": "unchecked", "subject": "fatbins", "detail": f"{unchecked} files with CUDA code"}
-            )
 
 
 def _schemas(data: bytes, ns: bytes) -> set[str]:
