@@ -190,6 +190,7 @@ class Doctor:
         return proc
 
     def run(self) -> dict[str, Any]:
+        self.store.prefetch([f for d in self.dists.values() for f in d.files if _SHARED.search(f)])
         for dist in self.dists.values():
             self.check_pins(dist)
             if not any(_SHARED.search(f) for f in dist.files):
