@@ -154,8 +154,9 @@ def main() -> None:
     p.add_argument("--python", required=True, help="the environment's interpreter")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     p.add_argument("--json", default="", help="write the whole comparison here")
+    p.add_argument("--skip", default="", help="leave out objects whose path contains this (e.g. /nvidia/)")
     args = p.parse_args()
-    found = compare(args.python, args.jobs)
+    found = compare(args.python, args.jobs, args.skip)
     for path, d in sorted(found["disagreements"].items()):
         print(f"DISAGREE {path}: doctor {d['doctor']}, real {d['real']}")
     print(
