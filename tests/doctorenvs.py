@@ -201,3 +201,27 @@ def arm64_image(torchvision: str, engine: str = "podman") -> str:
     subprocess.run([engine, "commit", "-q", build, name], check=True, capture_output=True)
     subprocess.run([engine, "rm", "-f", build], capture_output=True)
     return name
+
+
+def pip_venv(name: str, reqs: list[str], nvidia_from: Path | None = None) -> Path:
+    """The python of a cached venv made as a user makes one: `pip install reqs` from PyPI (issue 26's
+    environments); with `nvidia_from` (another such venv's python) its site-packages/nvidia* are
+    linked in, not downloaded again."""
+    root = ENVS / name
+    python = root / "bin" / "python"
+    if (root / ".done").exists():
+        return python
+    shutil.rmtree(root, ignore_errors=True)
+    subprocess.run([python312(), "-m", "venv", str(root)], check=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--index-url", PYPI, *reqs], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install {' '.join(reqs)} failed: {done.stderr[-600:]}")
+    if nvidia_from is not None:
+        site = next((root / "lib").glob("python3*/site-packages"))
+        other = next((nvidia_from.parents[1] / "lib").glob("python3*/site-packages"))
+        for entry in [*other.glob("nvidia"), *other.glob("nvidia_*.dist-info")]:
+            (site / entry.name).symlink_to(entry)
+    (root / ".done").touch()
+    return python

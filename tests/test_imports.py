@@ -200,3 +200,12 @@ def test_closure_follows_chains_of_imports() -> None:
         "jetwheel.index.store.catalog",
         "jetwheel.index.store.durable",
     } <= closure("jetwheel.index.front.static")
+
+
+def test_verify_and_the_doctor_search_with_one_model_of_ld_so() -> None:
+    # issue 26: one ld.so model (verify/ldso.py, carried in the doctor's zipapp), no second copy
+    assert "jetwheel.verify.ldso" in MODULES["jetwheel.verify.loader"]
+    assert "jetwheel.verify.ldso" in MODULES["jetwheel.doctor.scan"]
+    models = {m for m in MODULES if m.rsplit(".", 1)[-1] == "ldso"}
+    assert models == {"jetwheel.verify.ldso"}
+    assert not {m for m in closure("jetwheel.verify.ldso") if part(m) not in {"bottom", "verify"}}

@@ -20,10 +20,18 @@ MEMBERS = (
     "digest.py",
     "doctor/__init__.py",
     "doctor/scan.py",
-    "doctor/ldso.py",
     "doctor/facts.py",
+    "doctor/loads.py",
+    "doctor/kernels.py",
     "doctor/gpu.py",
-    *("verify/elf.py", "verify/fatbin.py", "verify/wheel.py", "verify/compress.py", "verify/factcache.py"),
+    *(
+        "verify/elf.py",
+        "verify/ldso.py",
+        "verify/fatbin.py",
+        "verify/wheel.py",
+        "verify/compress.py",
+        "verify/factcache.py",
+    ),
 )
 MAIN = b"from jetwheel.doctor.scan import main\nmain()\n"
 # verify's own __init__ gathers every check (recipes, the index's sources): the scan needs none of it

@@ -3,7 +3,8 @@
 Exit codes (the README's contract, jetwheel.errors.ExitCode): 0 nothing broken and everything
 checked; 1 something is broken; 5 nothing found broken, but part could not be checked (fatbins
 without a GPU or --arch, libraries that need the NVIDIA driver where none is installed) or the
-environment could not be examined at all."""
+environment could not be examined at all. A NOTE (an optional part a package probes and skips, its
+dependency absent) changes no exit code."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ OK, BROKEN, UNCHECKED = ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.NOT_CHECKED
 
 @dataclass(frozen=True)
 class Line:
-    status: Literal["broken", "unchecked"]
+    status: Literal["broken", "unchecked", "note"]
     subject: str
     problem: str
     fix: str
@@ -45,6 +46,8 @@ def failure_text(f: dict[str, Any], doc: dict[str, Any]) -> str:
         if f.get("candidates"):
             text += f"; the environment has it at {_short(f['candidates'][0], doc)}, outside that search"
         return text
+    if f["kind"] == "sibling-import":
+        return f"{where} imports {f['name']} when it initialises"
     if f["kind"] == "missing-version":
         return f"version {f['name']} of {', '.join(f['candidates'])} not found (required by {where})"
     text = f"undefined symbol {demangle(f['name'])} [{f['name']}] in {where}"
@@ -79,12 +82,65 @@ def _fix(dist: str, f: dict[str, Any], doc: dict[str, Any]) -> str:
     return f"reinstall {dist} built against the libraries installed here"
 
 
+def _special(path: str, doc: dict[str, Any]) -> bool:
+    """A failing object said elsewhere: needing the driver, optional, or one of several variants."""
+    v = doc.get("objects", {}).get(path, {})
+    return bool(v.get("driver") or v.get("optional") or v.get("variants") or v.get("late"))
+
+
+def _notes(doc: dict[str, Any]) -> list[Line]:
+    """Optional parts whose dependency is absent, and run-time variants none of which loads."""
+    out, groups = [], {}
+    for path, v in sorted(doc.get("objects", {}).items()):
+        f = v["failure"]
+        if f is None:
+            continue
+        if v.get("optional") and not v.get("driver"):
+            out.append(Line("note", _short(path, doc), f"not loadable: {_cause_text(v, doc)}", v["optional"]))
+        if v.get("late"):
+            problem = f"not checked: {v['late']}; on its own {failure_text(v['failure'], doc)}"
+            out.append(Line("unchecked", _short(path, doc), problem, ""))
+        if v.get("variants") and not v["variants"]["loads"]:
+            groups[v["variants"]["base"]] = v
+    for base, v in sorted(groups.items()):
+        files = v["variants"]["files"]
+        why = "; ".join(failure_text(doc["objects"][f]["failure"], doc) for f in files)
+        names = ", ".join(os.path.basename(f) for f in files)
+        out.append(
+            Line(
+                "broken",
+                f"{_short(base, doc)} ({v['dist']})",
+                f"none of its builds loads ({names}): {why}",
+                "install what one of them needs",
+            )
+        )
+    return out
+
+
+def _root(v: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """The failure behind v's: its failing sibling's, when it has one."""
+    cause = v.get("cause")
+    failure: dict[str, Any] = doc["objects"][cause]["failure"] if cause else v["failure"]
+    return failure
+
+
+def _cause_text(v: dict[str, Any], doc: dict[str, Any]) -> str:
+    if v.get("cause"):
+        return f"its sibling {_short(v['cause'], doc)} cannot load: {failure_text(_root(v, doc), doc)}"
+    return failure_text(v["failure"], doc)
+
+
 def lines(doc: dict[str, Any]) -> list[Line]:
     """One line per broken or unchecked thing: modules first, then the scan's items in its order,
-    then one line for every library left unchecked for want of the driver."""
+    then one line for every library left unchecked for want of the driver, then the notes."""
     out = _module_lines(doc)
-    out += [_ITEM_LINES[i["kind"]](i, doc) for i in doc["items"] if i["kind"] in _ITEM_LINES]
-    driver = [_short(i["subject"], doc) for i in doc["items"] if i["kind"] == "driver"]
+    out += [
+        _ITEM_LINES[i["kind"]](i, doc)
+        for i in doc["items"]
+        if i["kind"] in _ITEM_LINES and not (i["kind"] == "library" and _special(i["subject"], doc))
+    ]
+    driver = [_short(p, doc) for p, v in sorted(doc.get("objects", {}).items()) if v.get("driver")]
+    driver += [_short(i["subject"], doc) for i in doc["items"] if i["kind"] == "driver"]
     if driver:
         out.append(
             Line(
@@ -94,7 +150,7 @@ def lines(doc: dict[str, Any]) -> list[Line]:
                 "run the doctor where the driver is (e.g. --image with --gpu on the target)",
             )
         )
-    return out
+    return out + _notes(doc)
 
 
 def _module_lines(doc: dict[str, Any]) -> list[Line]:
@@ -103,11 +159,12 @@ def _module_lines(doc: dict[str, Any]) -> list[Line]:
     out: list[Line] = []
     via: dict[str, list[str]] = {}
     for module, v in sorted(doc["modules"].items()):
-        if v["failure"] is not None:
-            f = v["failure"]
+        if v["failure"] is not None and not _special(v["path"], doc):
+            f = _root(doc.get("objects", {}).get(v["path"], v), doc) if v.get("cause") else v["failure"]
+            v = doc.get("objects", {}).get(v["path"], v)
             out.append(
                 Line(
-                    "broken", f"{module} ({v['dist']})", f"cannot load: {failure_text(f, doc)}", _fix(v["dist"], f, doc)
+                    "broken", f"{module} ({v['dist']})", f"cannot load: {_cause_text(v, doc)}", _fix(v["dist"], f, doc)
                 )
             )
         elif v["via"] is not None:
@@ -127,11 +184,12 @@ def _module_lines(doc: dict[str, Any]) -> list[Line]:
 
 
 def _library_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
+    v = doc.get("objects", {}).get(i["subject"], i)
     return Line(
         "broken",
         _short(i["subject"], doc),
-        f"cannot load: {failure_text(i['failure'], doc)}",
-        _fix(i["dist"], i["failure"], doc),
+        f"cannot load: {_cause_text(v, doc) if 'path' in v else failure_text(i['failure'], doc)}",
+        _fix(i["dist"], _root(v, doc) if v.get("cause") else i["failure"], doc),
     )
 
 
@@ -163,6 +221,16 @@ def _fatbin_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
     )
 
 
+def _fatbin_unused_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
+    return Line(
+        "unchecked",
+        _short(i["subject"], doc),
+        f"no kernel image for sm_{doc['cc']} (has {', '.join(i['has'])}), beside libraries of {i['dist']} that have "
+        "one: it fails only if it launches those kernels, which its file does not say",
+        "",
+    )
+
+
 def _unchecked_line(i: dict[str, Any], doc: dict[str, Any]) -> Line:
     if i["subject"] == "fatbins":
         return Line("unchecked", "fatbins", f"{i['detail']} not checked: no GPU found", "give --arch X.Y or --profile")
@@ -175,6 +243,7 @@ _ITEM_LINES: dict[str, Callable[[dict[str, Any], dict[str, Any]], Line]] = {
     "ops": _ops_line,
     "pins": _pins_line,
     "fatbin": _fatbin_line,
+    "fatbin-unused": _fatbin_unused_line,
     "unchecked": _unchecked_line,
 }
 
@@ -182,4 +251,4 @@ _ITEM_LINES: dict[str, Callable[[dict[str, Any], dict[str, Any]], Line]] = {
 def exit_code(found: list[Line]) -> int:
     if any(x.status == "broken" for x in found):
         return BROKEN
-    return UNCHECKED if found else OK
+    return UNCHECKED if any(x.status == "unchecked" for x in found) else OK  # a note changes nothing

@@ -26,14 +26,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from jetwheel.doctor import gpu
+from jetwheel.doctor import gpu, kernels, loads
 from jetwheel.doctor.facts import FactStore
-from jetwheel.doctor.ldso import Process, ld_cache
-from jetwheel.verify import fatbin
+from jetwheel.verify.ldso import Failure, Loaded, Process, ld_cache
 
 # Libraries the NVIDIA driver installs: their absence means no driver here, not a broken package.
 DRIVER = re.compile(r"^lib(cuda|nvidia-[a-z-]+|nvcuvid|nvoptix)\.so(\.\d+)*$")
 _SHARED = re.compile(r"\.so(\.\d+)*$")
+_SCAN_LIMIT = 64 << 20  # extension modules larger than this are not read for their sibling imports
 _OP = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z0-9_]+)?\(")
 
 
@@ -100,15 +100,21 @@ class Doctor:
         self.mods = {d.name: modules(d, paths) for d in self.dists.values()}
         self._ready: dict[tuple[str, ...], tuple[Process, dict[str, Any] | None]] = {}
         self.verdicts: dict[str, dict[str, Any]] = {}
+        # every shared object examined: its verdict (failure None: it loads)
+        self.objects: dict[str, dict[str, Any]] = {}
+        self._named: dict[str, list[str]] = {}  # file name -> the environment's files of that name
+        self._reqs: dict[str, list[tuple[Requirement, Dist | None]]] = {}
+        self.code: dict[str, list[bytes]] = {}  # per distribution: its .py files that load libraries
+        self.by_name: dict[str, bool] = {}  # per distribution: it loads NVIDIA libraries by name
 
     def requirements(self, dist: Dist) -> Iterator[tuple[Requirement, Dist | None]]:
-        for raw in dist.requires:
-            try:
-                req = Requirement(raw)
-            except InvalidRequirement:
-                continue
-            if _evaluate(req, self.env):
-                yield req, self.dists.get(canonicalize_name(req.name))
+        if dist.name not in self._reqs:  # parsed once: packaging's parser costs ms a requirement
+            self._reqs[dist.name] = [
+                (req, self.dists.get(canonicalize_name(req.name)))
+                for raw in dist.requires
+                if (req := _parse(raw)) is not None and _evaluate(req, self.env)
+            ]
+        yield from self._reqs[dist.name]
 
     def closure(self, dist: Dist) -> list[Dist]:
         """The installed distributions `dist` requires, transitively, dependencies first."""
@@ -144,12 +150,57 @@ class Doctor:
             self._ready[key] = (proc, failed)
         return self._ready[key]
 
+    def load(
+        self, proc: Process, path: str, dist: Dist, keep: bool = False, module: str = ""
+    ) -> tuple[list[Loaded], Failure | None]:
+        """dlopen `path` as `dist` loads it: a package finding NVIDIA libraries by name (pathfinder)
+        first loads, from the environment's nvidia/*/lib, the library its module is named after
+        (cupy's `cupy_backends.cuda.libs.cusolver` and libcusolver.so.11, as its __getattr__ does);
+        modules are examined in name order, the backends (cupy_backends) before their users (cupyx)."""
+        target = proc if keep else proc.copy()
+        leaf = module.rsplit(".", 1)[-1].lower()
+        for _ in range(8):
+            closure, fail = target.dlopen(path)
+            if fail is None or fail.kind != "missing-library" or not self.by_name.get(dist.name):
+                return closure, fail
+            if not leaf or not fail.name.lower().startswith(f"lib{leaf}.so"):
+                return closure, fail
+            found = next((f for f in self.files_named(fail.name) if "/nvidia/" in f), None)
+            if found is None or target.dlopen(found)[1] is not None:
+                return closure, fail
+            # it stays loaded for the package's other modules (cupyx.cusolver imports the backend
+            # module, which loads libcusolver, before cupyx._cusolver)
+            proc.dlopen(found)
+        return closure, fail
+
+    def files_named(self, name: str) -> list[str]:
+        if not self._named:
+            for d in self.dists.values():
+                for f in d.files:
+                    self._named.setdefault(os.path.basename(f), []).append(f)
+        return sorted(self._named.get(name, []))
+
+    def own(self, dist: Dist, proc: Process) -> Process:
+        """The process after `dist`'s own code loaded the libraries it names (those that load)."""
+        proc = proc.copy()
+        todo = loads.own_loads(dist.files, self.code[dist.name])
+        while todo:
+            done = [f for f in todo if self.store.get(f) is not None and self.load(proc, f, dist, keep=True)[1] is None]
+            if not done:
+                break
+            todo = [f for f in todo if f not in done]
+        return proc
+
     def run(self) -> dict[str, Any]:
+        self.store.prefetch([f for d in self.dists.values() for f in d.files if _SHARED.search(f)])
         for dist in self.dists.values():
             self.check_pins(dist)
             if not any(_SHARED.search(f) for f in dist.files):
                 continue
+            self.code[dist.name] = code = loads.sources(dist.files)
+            self.by_name[dist.name] = loads.finds_nvidia_by_name(code)
             proc, failed = self.ready(dist)
+            proc = self.own(dist, proc) if failed is None else proc
             after = [g for d in self.closure(dist) if (g := self.gate(d)) is not None]
             loaded: set[str] = set()
             for module, path in sorted(self.mods[dist.name].items()):
@@ -164,16 +215,18 @@ class Doctor:
                 if failed is not None:
                     verdict["via"] = failed
                 else:
-                    closure, fail = proc.copy().dlopen(path)
-                    loaded |= {o.path for o in closure}
+                    closure, fail = self.load(proc, path, dist, module=module)
+                    loaded |= {o.path for o in closure if o.path != path}
                     if fail is not None:
                         verdict["failure"] = asdict(fail)
                         self._candidates(verdict["failure"])
                         self.ops(dist, module, path)
                 self.verdicts[module] = verdict
+                self.objects[path] = verdict
             if failed is None:
                 self.libraries(dist, proc, loaded)
-        self.check_fatbins()
+            self.causes(dist)
+        self.items += kernels.items({d.name: d.files for d in self.dists.values()}, self.store, self.cc, self.driver)
         return {
             "python": sys.version.split()[0],
             "executable": sys.executable,
@@ -181,6 +234,7 @@ class Doctor:
             "cc": self.cc,
             "driver": self.driver,
             "modules": self.verdicts,
+            "objects": self.objects,
             "items": self.items,
             "files": {"read": self.store.read, "cached": self.store.cached},
         }
@@ -189,25 +243,81 @@ class Doctor:
         """For a library not found: where in the environment a file of that name is (not searched)."""
         if failure["kind"] == "missing-library":
             name = failure["name"]
-            failure["candidates"] = sorted(
-                f for d in self.dists.values() for f in d.files if os.path.basename(f) == name
-            )[:3]
+            failure["candidates"] = self.files_named(name)[:3]
 
     def libraries(self, dist: Dist, proc: Process, loaded: set[str]) -> None:
         """Shared libraries no extension module links (loaded on demand): each dlopen'ed on its own."""
         modfiles = set(self.mods[dist.name].values())
         for f in dist.files:
-            if not _SHARED.search(f) or f in modfiles or f in loaded or self.store.get(f) is None:
+            if not _SHARED.search(f) or f in modfiles or self.store.get(f) is None:
                 continue
-            _closure, fail = proc.copy().dlopen(f)
+            if f in loaded:  # an extension module's dependency that loaded with it
+                self.objects[f] = {"dist": dist.name, "path": f, "failure": None}
+                continue
+            _closure, fail = self.load(proc, f, dist)
+            verdict: dict[str, Any] = {"dist": dist.name, "path": f, "failure": None}
+            self.objects[f] = verdict
             if fail is None:
                 continue
-            if fail.kind == "missing-library" and DRIVER.match(fail.name):
-                self.items.append({"kind": "driver", "dist": dist.name, "subject": f, "failure": asdict(fail)})
-            else:
-                failure = asdict(fail)
-                self._candidates(failure)
-                self.items.append({"kind": "library", "dist": dist.name, "subject": f, "failure": failure})
+            verdict["failure"] = failure = asdict(fail)
+            self._candidates(failure)
+            self.items.append({"kind": "library", "dist": dist.name, "subject": f, "failure": failure})
+
+    def causes(self, dist: Dist) -> None:
+        """Per failing object of `dist`: the sibling whose failure it is (a library of the package
+        that it needs and that fails itself), the optional part it belongs to, its run-time variants."""
+        mine = {p: v for p, v in self.objects.items() if v["dist"] == dist.name}
+        by_name = {os.path.basename(p): p for p in mine if self.store.get(p) is not None}  # files that exist
+        self.sibling_imports(dist)
+        for path, v in mine.items():
+            f, seen = v["failure"], {path}
+            if v.get("cause"):  # a sibling module it imports fails: that one's failure is the reason
+                f = mine[v["cause"]]["failure"]
+                seen.add(v["cause"])
+            while f is not None and f["kind"] == "missing-library" and f["name"] in by_name:
+                sibling = by_name[f["name"]]
+                if sibling in seen or mine[sibling]["failure"] is None:
+                    break
+                seen.add(sibling)
+                v["cause"], f = sibling, mine[sibling]["failure"]
+            if f is not None and f["kind"] == "missing-library":
+                if DRIVER.match(f["name"]):
+                    v["driver"] = True
+                elif self._late(dist, f["name"]):
+                    v["late"] = f"{dist.name} loads {f['name']} by name (cuda-pathfinder) before it uses this module"
+                elif why := loads.optional(dist.name, v.get("cause", path), f["name"]):
+                    v["optional"] = why
+        for base, files in loads.variants(mine).items():
+            ok = [f for f in files if mine[f]["failure"] is None]
+            for f in files:
+                mine[f]["variants"] = {"base": base, "files": files, "loads": ok}
+
+    def _late(self, dist: Dist, name: str) -> bool:
+        """`name` is an NVIDIA library of the environment that dist's code loads by a literal name
+        (cupy's nvrtc, loaded when it first compiles a kernel): when is not known here."""
+        named = loads.named_nvidia(self.code.get(dist.name, []))
+        return any(name.lower().startswith(f"lib{n}.so") for n in named) and any(
+            "/nvidia/" in c for c in self.files_named(name)
+        )
+
+    def sibling_imports(self, dist: Dist) -> None:
+        """An extension module whose file names a failing sibling module of its package (a Cython
+        module imports what it cimports when it initialises: cupyx._cutensor holds the string
+        `cupy_backends.cuda.libs.cutensor`) fails with that sibling, though it maps itself."""
+        mods = self.mods[dist.name]
+        failing = {m: p for m, p in mods.items() if self.objects.get(p, {}).get("failure") is not None}
+        if not failing:
+            return
+        for path in mods.values():
+            v = self.objects.get(path)
+            if v is None or v["failure"] is not None or os.path.getsize(path) > _SCAN_LIMIT:
+                continue
+            with open(path, "rb") as fh:
+                data = fh.read()
+            sibling = next((m for m in sorted(failing) if b"\0" + m.encode() + b"\0" in data), None)
+            if sibling is not None:
+                v["failure"] = {"kind": "sibling-import", "name": sibling, "object": path}
+                v["cause"] = failing[sibling]
 
     def ops(self, dist: Dist, module: str, path: str) -> None:
         """The torch operators the failing module would have registered (its schema strings)."""
@@ -236,25 +346,6 @@ class Doctor:
                     {"kind": "pins", "dist": dist.name, "requirement": _short(req), "installed": dep.version}
                 )
 
-    def check_fatbins(self) -> None:
-        unchecked = 0
-        for dist in self.dists.values():
-            for f in dist.files:
-                facts = self.store.get(f) if _SHARED.search(f) else None
-                if facts is None or not facts.elf.fatbin:
-                    continue
-                if not self.cc:
-                    unchecked += 1
-                    continue
-                ok, how = fatbin.runs_on(list(facts.elf.fatbin), self.cc, self.driver)
-                if not ok:
-                    labels = sorted({e.label() for e in facts.elf.fatbin})
-                    self.items.append({"kind": "fatbin", "dist": dist.name, "subject": f, "has": labels, "why": how})
-        if unchecked:
-            self.items.append(
-                {"kind": "unchecked", "subject": "fatbins", "detail": f"{unchecked} files with CUDA code"}
-            )
-
 
 def _schemas(data: bytes, ns: bytes) -> set[str]:
     """Operator names of the schema strings `ns::name(...)` / `ns::name.overload(...)` in a library
@@ -272,6 +363,13 @@ def _schemas(data: bytes, ns: bytes) -> set[str]:
 def _short(req: Requirement) -> str:
     """The requirement without its marker (already evaluated true here)."""
     return f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}{req.specifier}"
+
+
+def _parse(raw: str) -> Requirement | None:
+    try:
+        return Requirement(raw)
+    except InvalidRequirement:
+        return None
 
 
 def _valid(raw: str) -> bool:

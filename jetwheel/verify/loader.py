@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +35,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from jetwheel.target import Target
+from jetwheel.verify import ldso
 from jetwheel.verify.elf import Symbols
 from jetwheel.verify.wheel import Wheel, WheelElf
 
@@ -161,11 +162,12 @@ class Loader:
         patterns = self.system(name)
         return Found("system", patterns=patterns) if patterns is not None else None
 
-    def find(self, e: WheelElf, name: str) -> Found:
+    def find(self, e: WheelElf, name: str, loaders: Sequence[WheelElf] = ()) -> Found:
+        """Where ld.so finds `name` for e, loaded by `loaders` (nearest first)."""
         if any(fnmatch.fnmatchcase(name, p) for p in GLIBC):
             # loaded with the interpreter: ld.so reuses it by SONAME, whatever a wheel bundles
             return self.system_found(name) or Found("missing")
-        for d in _search_dirs(e):
+        for d in _search_dirs(e, loaders):
             if d in self.dirs:
                 hit = self.by_path.get(posixpath.join(d, name))
                 if hit:
@@ -181,29 +183,34 @@ class Loader:
     def closure(self, e: WheelElf) -> list[tuple[str, Found]]:
         """e's DT_NEEDED closure, breadth first (ld.so's symbol search order)."""
         out: list[tuple[str, Found]] = []
-        queue, seen = [(e, n) for n in e.info.needed], set(e.info.needed)
+        chain: list[WheelElf] = []
+        queue, seen = [(e, chain, n) for n in e.info.needed], set(e.info.needed)
         while queue:
-            parent, name = queue.pop(0)
-            found = self.find(parent, name)
+            parent, loaders, name = queue.pop(0)
+            found = self.find(parent, name, loaders)
             out.append((name, found))
             if found.elf is not None:
+                below = [parent, *loaders]
                 for n in found.elf.info.needed:
                     if n not in seen:
                         seen.add(n)
-                        queue.append((found.elf, n))
+                        queue.append((found.elf, below, n))
         return out
 
 
-def _search_dirs(e: WheelElf) -> list[str]:
-    """DT_RUNPATH, else DT_RPATH, as directories below site-packages. Absolute entries (a build
-    machine's directories, like torchvision's /__w/_temp/...) and ones above site-packages name
-    nothing pip installs, so they are left out."""
-    origin = posixpath.dirname(e.member)
-    out = []
-    for d in e.info.runpath or e.info.rpath:
-        d = d.replace("${ORIGIN}", "$ORIGIN")
-        if d.startswith("$ORIGIN"):
-            out.append(posixpath.normpath(posixpath.join(origin, d[len("$ORIGIN") :].lstrip("/"))))
+def _searcher(e: WheelElf) -> ldso.Searcher:
+    # $ORIGIN as a marker ("\0" + the directory below site-packages): only entries made from it
+    # name directories pip installs
+    return ldso.Searcher("\0" + (posixpath.dirname(e.member) or "."), e.info.rpath, e.info.runpath)
+
+
+def _search_dirs(e: WheelElf, loaders: Sequence[WheelElf] = ()) -> list[str]:
+    """ld.so's directories for e's needs (ldso.search_dirs: e's DT_RUNPATH, else the DT_RPATH of e
+    and of its loaders), as directories below site-packages. Absolute entries (a build machine's
+    directories, like torchvision's /__w/_temp/...) and ones above site-packages name nothing pip
+    installs, so they are left out; so is LD_LIBRARY_PATH, unknown on the target."""
+    dirs = ldso.search_dirs(_searcher(e), [_searcher(o) for o in loaders])
+    out = [posixpath.normpath(d[1:]) for d in dirs if d.startswith("\0")]
     return [d for d in out if not d.startswith("..")]
 
 

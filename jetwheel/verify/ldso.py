@@ -1,10 +1,12 @@
-"""ld.so's view of the real files of one environment: where each DT_NEEDED name is found, which
-objects a `dlopen` maps, and whether their references bind, with the search glibc's ld.so does.
+"""The one model of glibc's ld.so in jetwheel: verify's loader (wheels below one site-packages)
+and the doctor (the real files of an environment, `Process`) both search with `search_dirs`.
 
 Search for a DT_NEEDED name, in order: an object already loaded under that name (its SONAME or the
 name it was loaded by, or the same file by device and inode); a name with a slash as a path; the
-DT_RPATH of the object and of the objects that loaded it, up to the executable (only when the
-object has no DT_RUNPATH); LD_LIBRARY_PATH; the object's DT_RUNPATH; the ld.so cache; the default
+DT_RPATH of the object, then of the object that loaded it, and on up to the executable, then the
+executable's own (all only when the needing object has no DT_RUNPATH; an object with both has only
+its RUNPATH, ld.so drops the RPATH); LD_LIBRARY_PATH; the needing object's own DT_RUNPATH (never
+inherited: a RUNPATH serves only its object's direct needs); the ld.so cache; the default
 directories. `$ORIGIN` is the directory of the object as it was opened. A candidate of another ELF
 class or machine is skipped, as ld.so skips it.
 
@@ -14,23 +16,71 @@ scope (the executable and what it links) and then in the root's breadth-first cl
 unbound non-weak reference in relocation order is the `undefined symbol` `dlopen` reports. Version
 requirements (`version X not found (required by Y)`) are checked at mapping time, before that.
 
-This module runs inside the examined interpreter (or image): standard library and the ELF reader only."""
+This module runs inside the examined interpreter (or image) as part of the doctor's zipapp: standard
+library and the ELF reader only."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from jetwheel.doctor.facts import Facts, FactStore
 from jetwheel.verify.wheel import WheelElf
 
 DEFAULT_DIRS = {
     "x86_64": ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"),
     "aarch64": ("/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"),
 }
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the model needs of one real file: its ELF facts and its identity (device, inode)."""
+
+    elf: WheelElf
+    file_id: tuple[int, int]
+
+
+class Store(Protocol):
+    """Where the model reads files (the doctor's fact cache)."""
+
+    def get(self, path: str) -> Facts | None: ...
+
+    def relocation_order(self, path: str) -> list[str]: ...
+
+
+def expand(entry: str, origin: str) -> str:
+    """A RPATH/RUNPATH entry with `$ORIGIN` / `${ORIGIN}` replaced by the object's directory."""
+    return entry.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+
+
+def rpath(rpath: Sequence[str], runpath: Sequence[str]) -> Sequence[str]:
+    """The DT_RPATH ld.so uses: none when the object also has a DT_RUNPATH."""
+    return () if runpath else rpath
+
+
+@dataclass(frozen=True)
+class Searcher:
+    """An object as the search sees it: its directory ($ORIGIN), DT_RPATH and DT_RUNPATH."""
+
+    origin: str
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+
+
+def search_dirs(obj: Searcher, loaders: Sequence[Searcher], ld_library_path: Sequence[str] = ()) -> list[str]:
+    """The directories ld.so tries for a DT_NEEDED name of `obj` (before the cache and the default
+    directories), `loaders` being the objects that loaded it, nearest first, the executable last."""
+    dirs: list[str] = []
+    if not obj.runpath:
+        for o in (obj, *loaders):
+            dirs += [expand(d, o.origin) for d in rpath(o.rpath, o.runpath)]
+    dirs += ld_library_path
+    dirs += [expand(d, obj.origin) for d in obj.runpath]
+    return dirs
 
 
 @dataclass(frozen=True)
@@ -55,6 +105,10 @@ class Loaded:
     def elf(self) -> WheelElf:
         return self.facts.elf
 
+    @property
+    def searcher(self) -> Searcher:
+        return Searcher(os.path.dirname(self.path), self.elf.info.rpath, self.elf.info.runpath)
+
 
 def ld_cache() -> dict[str, list[str]]:
     """SONAME -> paths, from `ldconfig -p` (the ld.so cache of this system); empty without ldconfig."""
@@ -75,18 +129,21 @@ def ld_cache() -> dict[str, list[str]]:
 class Process:
     """One interpreter process: what is loaded, and what a dlopen of one more file does."""
 
-    def __init__(self, store: FactStore, machine: str, env: Mapping[str, str], cache: dict[str, list[str]]) -> None:
+    def __init__(self, store: Store, machine: str, env: Mapping[str, str], cache: dict[str, list[str]]) -> None:
         self.store, self.machine, self.cache = store, machine, cache
         self.ld_library_path = [
             d or "." for d in env.get("LD_LIBRARY_PATH", "").split(":") if env.get("LD_LIBRARY_PATH")
         ]
         self.loaded: list[Loaded] = []
         self.global_scope: list[Loaded] = []
+        self.executable: Loaded | None = None  # the first object loaded globally: its RPATH ends every search
+        self.index = Exports()  # shared by the copies of this process
 
     def copy(self) -> Process:
         other = Process(self.store, self.machine, {}, self.cache)
         other.ld_library_path = self.ld_library_path
         other.loaded, other.global_scope = list(self.loaded), list(self.global_scope)
+        other.executable, other.index = self.executable, self.index
         return other
 
     def _by_name(self, name: str, new: Iterable[Loaded]) -> Loaded | None:
@@ -101,15 +158,10 @@ class Process:
         return facts if facts is not None and facts.elf.info.machine == self.machine else None
 
     def _search(self, obj: Loaded, chain: list[Loaded], name: str) -> tuple[str, Facts] | None:
-        def expand(d: str, o: Loaded) -> str:
-            origin = os.path.dirname(o.path)
-            return d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
-
-        dirs: list[str] = []
-        if not obj.elf.info.runpath:
-            dirs += [expand(d, o) for o in (obj, *chain) for d in o.elf.info.rpath]
-        dirs += self.ld_library_path
-        dirs += [expand(d, obj) for d in obj.elf.info.runpath]
+        loaders = [o.searcher for o in chain]
+        if self.executable is not None and all(o is not self.executable for o in (obj, *chain)):
+            loaders.append(self.executable.searcher)  # ld.so tries the executable's RPATH last
+        dirs = search_dirs(obj.searcher, loaders, self.ld_library_path)
         tried = [os.path.join(d, name) for d in dirs]
         tried += self.cache.get(name, [])
         tried += [os.path.join(d, name) for d in DEFAULT_DIRS.get(self.machine, ())]
@@ -159,22 +211,59 @@ class Process:
         if failure is None:
             self.loaded += new
             if global_:
+                self.executable = self.executable or closure[0]
                 self.global_scope += [o for o in closure if o not in self.global_scope]
         return closure, failure
 
     def _relocate(self, new: list[Loaded], closure: list[Loaded]) -> Failure | None:
         scope = [*self.global_scope, *closure]
+        ids = {self.index.add(o.path, o.elf) for o in scope}
+        plain_ids = {i for i in ids if not self.index.has_versions[i]}
         for obj in reversed(new):
             unbound = {
                 name
                 for name, version, _file, weak in obj.elf.imports
-                if not weak and not any(o.elf.defines(name, version) for o in scope)
+                if not weak and not self.index.binds(name, version, ids, plain_ids)
             }
             if unbound:
                 order = self.store.relocation_order(obj.path)
                 first = next((n for n in order if n in unbound), min(unbound))
                 return Failure("undefined-symbol", first, obj.path, expected=_expected(first, scope))
         return None
+
+
+_NONE: frozenset[int] = frozenset()
+
+
+class Exports:
+    """Which objects define each symbol, indexed once per object: binding a reference in a scope is
+    then one lookup and a set intersection, not a walk over the scope (ld.so's rule as
+    WheelElf.defines states it: a versioned reference takes a definition of that version, or any
+    definition in an object without versions)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.has_versions: list[bool] = []
+        self.plain: dict[str, set[int]] = {}
+        self.versioned: dict[str, set[int]] = {}
+
+    def add(self, path: str, elf: WheelElf) -> int:
+        if path in self.ids:
+            return self.ids[path]
+        i = self.ids[path] = len(self.has_versions)
+        self.has_versions.append(bool(elf.info.verdefs))
+        for name in elf.exported:
+            self.plain.setdefault(name, set()).add(i)
+        for name in elf.exported_versions:
+            self.versioned.setdefault(name, set()).add(i)
+        return i
+
+    def binds(self, name: str, version: str, ids: set[int], plain_ids: set[int]) -> bool:
+        if not version:
+            return not self.plain.get(name, _NONE).isdisjoint(ids)
+        if not self.versioned.get(f"{name}@{version}", _NONE).isdisjoint(ids):
+            return True
+        return not self.plain.get(name, _NONE).isdisjoint(plain_ids)
 
 
 def _versions(new: list[Loaded], closure: list[Loaded]) -> Failure | None:
