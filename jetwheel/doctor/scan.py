@@ -321,7 +321,7 @@ class Doctor:
 
     def ops(self, dist: Dist, module: str, path: str) -> None:
         """The torch operators the failing module would have registered (its schema strings)."""
-        if not any(r.name == "torch" for r in (Requirement(x) for x in dist.requires if _valid(x))):
+        if not any(r.name == "torch" for r in (r for r in map(_parse, dist.requires) if r is not None)):
             return
         spaces = {module.split(".")[0], module.rsplit(".", 1)[-1]}
         try:
@@ -370,14 +370,6 @@ def _parse(raw: str) -> Requirement | None:
         return Requirement(raw)
     except InvalidRequirement:
         return None
-
-
-def _valid(raw: str) -> bool:
-    try:
-        Requirement(raw)
-    except InvalidRequirement:
-        return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> None:
