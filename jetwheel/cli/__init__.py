@@ -11,7 +11,7 @@ from invoke.program import Program
 from jetwheel import __version__
 from jetwheel.cli.build import build_wheel, cache_ns, demo
 from jetwheel.cli.edge import clean_errors
-from jetwheel.cli.images import aarch64_ns, cuda_ns, podman_ns
+from jetwheel.cli.images import aarch64_ns, cuda_ns, podman_ns, sysroot_ns
 from jetwheel.cli.index import index_ns, status
 from jetwheel.cli.sources import sources_ns
 from jetwheel.cli.triton import policy_ns, runtime_ns, triton_ns
@@ -35,6 +35,7 @@ namespace = Collection(
     policy_ns,
     runtime_ns,
     cuda_ns,
+    sysroot_ns,
 )
 
 
