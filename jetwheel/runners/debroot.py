@@ -133,11 +133,15 @@ class Apt:
 
 
 def merge(native: list[Deb], foreign: list[Deb], same: set[str]) -> list[Deb]:
-    """The root's packages: all of `native`, and of `foreign` those the native set lacks or that
-    are Multi-Arch: same (their files are under the arch's triplet, e.g. libc6:amd64). A foreign
-    package the native set already has otherwise (an arch:all one) is not unpacked twice."""
-    names = {d.name for d in native}
-    return native + [d for d in foreign if d.name not in names or (d.name in same and d.arch != "all")]
+    """The root's packages: `foreign` (the host's tools) and `native` (the target's files). Where
+    both name one package, both are kept when it is Multi-Arch: same (its files are under each
+    arch's triplet, e.g. libc6:amd64); otherwise the foreign one wins: e.g. on arm64 the native
+    binutils is also called binutils-aarch64-linux-gnu, and its ld, run emulated, cannot load the
+    x86_64 cross gcc's LTO plugin."""
+    names = {d.name for d in foreign}
+    files = {d.filename for d in foreign}
+    kept = [d for d in native if (d.name not in names or d.name in same) and d.filename not in files]
+    return kept + foreign
 
 
 def unpack(debs: Iterable[Path], root: Path) -> None:

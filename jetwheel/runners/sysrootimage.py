@@ -30,7 +30,7 @@ GCC = "13"  # nvcc 12.4's newest host compiler
 # the target's files: what the build includes and links, and the Python it runs
 TARGET = (
     "python3 python3-dev python3-venv python3-pip python3-setuptools python3-wheel python3-numpy "
-    "python3-torch-cuda libtorch-cuda-dev nvidia-cuda-dev libcuda1 cmake ca-certificates git patch"
+    "python3-torch-cuda libtorch-cuda-dev pybind11-dev nvidia-cuda-dev libcuda1 cmake ca-certificates git patch"
 )
 # x86_64 programs that run natively in the arm64 root (their own closure, amd64-native)
 HOST_TOOLS = f"g++-{GCC}-{TRIPLET} ninja-build"
