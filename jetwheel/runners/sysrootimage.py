@@ -48,7 +48,7 @@ PROOF = (
 
 def inputs() -> str:
     """What the image is made from, as its label says."""
-    return f"{SUITE} [{COMPONENTS}] arm64: {TARGET}; amd64: {HOST_TOOLS} {TOOLKIT}; pypi: {CUDNN}; v1"
+    return f"{SUITE} [{COMPONENTS}] arm64: {TARGET}; amd64: {HOST_TOOLS} {TOOLKIT}; pypi: {CUDNN}; v2"
 
 
 def ensure_sysroot_image(name: str = NAME, engine: str = "podman", cache: Path = CACHE) -> str:
@@ -131,6 +131,37 @@ def toolchain(root: Path) -> None:
             libcuda.symlink_to(found[0].relative_to(libcuda.parent))
 
 
+# glibc >= 2.40's aarch64 <bits/math-vector.h> types its vector math with GCC builtins
+# (__Float32x4_t, __SVFloat32_t) that nvcc 12.4's front end (cudafe++, cicc) does not know: every
+# .cu including <cmath> fails. Those declarations are skipped where __CUDACC__ is defined, in every
+# pass of nvcc, so host and device see the same header. JetPack's glibc 2.35 has no such types.
+VECTOR_GUARDS = (
+    ("#if __GNUC_PREREQ(9, 0)\n", "#if __GNUC_PREREQ(9, 0) && !defined __CUDACC__\n"),
+    ("#elif __glibc_clang_prereq(8, 0)\n", "#elif __glibc_clang_prereq(8, 0) && !defined __CUDACC__\n"),
+    (
+        "#if __GNUC_PREREQ(10, 0) || __glibc_clang_prereq(11, 0)\n",
+        "#if (__GNUC_PREREQ(10, 0) || __glibc_clang_prereq(11, 0)) && !defined __CUDACC__\n",
+    ),
+)
+
+
+def math_vector(root: Path) -> list[Path]:
+    """Guard the vector math types of every copy of <bits/math-vector.h> (the cross libc's and the
+    target's) against nvcc; returns the headers changed."""
+    changed = []
+    for header in (root / f"usr/{TRIPLET}/include/bits", root / f"usr/include/{TRIPLET}/bits"):
+        path = header / "math-vector.h"
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        for old, new in VECTOR_GUARDS:
+            text = text.replace(old, new)
+        if text != path.read_text():
+            path.write_text(text)
+            changed.append(path)
+    return changed
+
+
 def make_root(cache: Path, into: Path) -> dict[str, str]:
     """The whole root filesystem in `into`; returns the alternatives it set."""
     debs = packages(cache)
@@ -145,6 +176,8 @@ def make_root(cache: Path, into: Path) -> dict[str, str]:
     links = debroot.alternatives(debs, into, TRIPLET)
     cudnn(cache, into)
     toolchain(into)
+    if not math_vector(into):
+        raise RunnerError(f"<bits/math-vector.h> in {into} is not the one nvcc 12.4 needs guarded: look again")
     return links
 
 
