@@ -24,22 +24,24 @@ class Need:
     fix: str
 
 
-def _native(tool: str) -> str:
-    return f'[ "$(od -An -j18 -N2 -tu2 "$(readlink -f "$(command -v {tool})")" | tr -d " ")" = {X86_64} ]'
+def _native(path: str) -> str:
+    return f'[ "$(od -An -j18 -N2 -tu2 "$(readlink -f "{path}")" | tr -d " ")" = {X86_64} ]'
 
 
+NVCC = "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
 TORCH_LIB = "/usr/lib/python3*/*-packages/torch/lib/libtorch_cuda.so"
 FIND_TORCH = "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"
 PY_H = "import sysconfig, os, sys; sys.exit(not os.path.isfile(sysconfig.get_paths()['include'] + '/Python.h'))"
 NEEDS = (
     Need(
         "nvcc (x86_64)",
-        f"nvcc --version >/dev/null && {_native('nvcc')}",
+        # CUDA_HOME's, the one torch and CMake run (Debian's /usr/bin/nvcc is a shell wrapper)
+        f"{NVCC} --version >/dev/null && {_native(NVCC)}",
         "inv sysroot.setup (the amd64 nvidia-cuda-toolkit in the root); JetPack: cuda-cross-aarch64",
     ),
     Need(
         "c++ for aarch64 (x86_64)",
-        f'[ "$(c++ -dumpmachine)" = aarch64-linux-gnu ] && {_native("c++")}',
+        f'[ "$(c++ -dumpmachine)" = aarch64-linux-gnu ] && {_native("$(command -v c++)")}',
         "inv sysroot.setup (g++-13-aarch64-linux-gnu:amd64; /usr/local/bin/c++ is it)",
     ),
     Need(
