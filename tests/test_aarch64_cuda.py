@@ -80,7 +80,8 @@ def script() -> str:
     against the sysroot's libtorch_cuda, then load it with the sysroot's torch (the one emulated
     process)."""
     compiles = [
-        f"{NVCC} {flags} /b/{src} -o /b/{name}.o && echo compiled {name}" for name, (src, flags) in UNITS.items()
+        f"{NVCC} {flags} /b/{src} -o /b/{name}.o && echo compiled {name} $SECONDS s"
+        for name, (src, flags) in UNITS.items()
     ]
     pairs = [compiles[i : i + 2] for i in range(0, len(compiles), 2)]
     parallel = [
@@ -92,9 +93,12 @@ def script() -> str:
     )
     load = (
         'python3 -c \'import torch; torch.ops.load_library("/b/jw_sysroot.so"); '
-        'print("loaded", torch.__version__, torch.version.cuda, torch.ops.jw_sysroot.add_one)\''
+        "op = torch.ops.jw_sysroot.add_one; "
+        'print("loaded", torch.__version__, torch.version.cuda, op.default._schema, '
+        'torch._C._dispatch_has_kernel_for_dispatch_key(op.default.name(), "CUDA"))\''
     )
-    return "\n".join(["set -e", *parallel, link, load])
+    # $SECONDS: when each unit was done, and the load's start and end (the test log shows them)
+    return "\n".join(["set -e", *parallel, link, "echo linked $SECONDS s", load, "echo loaded at $SECONDS s"])
 
 
 @pytest.fixture(scope="module")
@@ -134,4 +138,5 @@ def test_aarch64_cuda_extension_links_libtorch_cuda_and_loads_in_the_arm64_conta
     assert machine(lib) == AARCH64
     needed = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True).stdout
     assert re.search(r"NEEDED.*\[libtorch_cuda\.so\.2\.6\]", needed), needed
-    assert re.search(r"^loaded 2\.6\.0\+debian 12\.4 <torch\._ops\.OpOverloadPacket", built, re.M), built
+    # the sysroot's torch loaded it, and its kernel is registered for CUDA
+    assert "loaded 2.6.0+debian 12.4 jw_sysroot::add_one(Tensor x) -> Tensor True" in built.splitlines(), built
