@@ -56,11 +56,9 @@ def sysroot() -> str:
     return ensure_sysroot_image(NAME)
 
 
-@pytest.fixture(scope="module")
-def trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """/b: torchvision's and torchaudio's archives from shared/sources, vLLM's sdist as the
-    sysroot profile's plan fetches it, and the tiny extension."""
-    root = tmp_path_factory.mktemp("sysroot-units")
+def make_trees(root: Path) -> Path:
+    """`root` as /b: torchvision's and torchaudio's archives from shared/sources, vLLM's sdist as
+    the sysroot profile's plan fetches it, and the tiny extension (bench/sysroot_units.py too)."""
     for name in ("vision-0.21.0.tar.gz", "audio-2.6.0.tar.gz"):
         with tarfile.open(Path(SHARED) / name) as tar:
             tar.extractall(root, filter="data")
@@ -73,6 +71,11 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "ext").mkdir()
     (root / "ext" / EXT.name).write_bytes(EXT.read_bytes())
     return root
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_trees(tmp_path_factory.mktemp("sysroot-units"))
 
 
 def script() -> str:
