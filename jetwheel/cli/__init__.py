@@ -12,7 +12,7 @@ from jetwheel import __version__
 from jetwheel.cli.build import build_wheel, cache_ns, demo
 from jetwheel.cli.dist import dist_ns
 from jetwheel.cli.edge import clean_errors
-from jetwheel.cli.images import aarch64_ns, cuda_ns, podman_ns
+from jetwheel.cli.images import aarch64_ns, cuda_ns, podman_ns, sysroot_ns
 from jetwheel.cli.index import index_ns, status
 from jetwheel.cli.sources import sources_ns
 from jetwheel.cli.triton import policy_ns, runtime_ns, triton_ns
@@ -37,6 +37,7 @@ namespace = Collection(
     runtime_ns,
     cuda_ns,
     dist_ns,
+    sysroot_ns,
 )
 
 

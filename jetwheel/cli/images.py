@@ -1,4 +1,4 @@
-"""The image tasks: `podman.base-image`, `aarch64.setup`, `cuda.setup`."""
+"""The image tasks: `podman.base-image`, `aarch64.setup`, `cuda.setup`, `sysroot.setup`."""
 
 from __future__ import annotations
 
@@ -46,7 +46,21 @@ def cuda_setup(c: Context, profile: str = "x86-cuda12", engine: str = "podman") 
     print(cuda_image(profile, engine))
 
 
+@task(help={"engine": "podman or docker"})
+@clean_errors
+def sysroot_setup(c: Context, engine: str = "podman") -> None:
+    """Build the arm64 CUDA sysroot image (trixie's torch 2.6.0 with CUDA 12.4, x86_64 nvcc 12.4 and
+    aarch64 g++-13 inside) that cross-builds the Orin's CUDA wheels as linux_aarch64; needs qemu."""
+    from jetwheel.workflow.images import sysroot_image
+
+    name, proof = sysroot_image(engine)
+    print(f"image: {name}")
+    print(f"proof: {proof}")
+
+
 podman_ns = Collection("podman", base_image)
 aarch64_ns = Collection("aarch64", setup)
 cuda_ns = Collection("cuda")
 cuda_ns.add_task(cuda_setup, name="setup")
+sysroot_ns = Collection("sysroot")
+sysroot_ns.add_task(sysroot_setup, name="setup")

@@ -69,6 +69,9 @@ class Profile:
     system_versions: Mapping[str, str]  # symbol version family (GLIBC, GLIBCXX, ...) -> newest provided
     notes: Mapping[str, str]  # name -> why the pin differs from upstream's, or evidence
     triton: TritonRelease | None = None  # the Triton Inference Server release this profile serves
+    # projects the image already has (a sysroot's torch): never built, seen by builds through a
+    # venv with the image's site-packages, and dropped from the pip installs of build steps
+    provided: tuple[NormalizedName, ...] = ()
 
     @property
     def python_version(self) -> str:
@@ -116,7 +119,7 @@ def load_profile(name: str, root: Path | None = None) -> Profile:
         raise RecipeError(f"unknown profile {name!r}; known profiles: {', '.join(known) or 'none'}")
     path = path.resolve()
     top = Table(path, "", read_toml(path))
-    head = _profile(top)
+    head, provided = _profile(top)
     versions = _versions(top)
     env = _free_strings(top, "env")
     system_libs, system_versions = _system(top)
@@ -132,12 +135,14 @@ def load_profile(name: str, root: Path | None = None) -> Profile:
         system_versions=system_versions,
         notes=notes,
         triton=triton,
+        provided=provided,
     )
 
 
-def _profile(top: Table) -> dict[str, str]:
-    """[profile]: the target and the images, each a string field of Profile."""
+def _profile(top: Table) -> tuple[dict[str, str], tuple[NormalizedName, ...]]:
+    """[profile]: the target and the images, each a string field of Profile, and what the image provides."""
     prof = top.table("profile")
+    provided = tuple(canonicalize_name(n) for n in prof.strings("provided"))
     out = {
         k: prof.get(k, str, "")
         for k in ("python_exe", "cuda", "jetpack", "l4t", "base_image", "image", "local_version")
@@ -149,7 +154,7 @@ def _profile(top: Table) -> dict[str, str]:
     out["top"] = prof.get("top", str, required=True)
     prof.done()
     out["python_exe"] = out["python_exe"] or f"python{out['python']}"
-    return out
+    return out, provided
 
 
 def _free_strings(top: Table, name: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ LOCAL_IMAGES: dict[str, str] = {BUILDER: "", BUILDER_ARM64: "aarch64"}
 # only the Jetson reaches; the CUDA 12.4 toolchain for x86_64 hosts is runners/cudaimage.py's.
 BRING_YOUR_OWN: dict[str, str] = {
     "localhost/jetwheel-cuda:12.4-trixie": "inv cuda.setup --profile x86-cuda12",
+    "localhost/jetwheel-sysroot:trixie-arm64-cuda12.4": "inv sysroot.setup",
     "jetwheel/builder:r36.4.0-py3.12": "{engine} build -t jetwheel/builder:r36.4.0-py3.12 docker/builder",
     "nvcr.io/nvidia/l4t-jetpack:r36.4.0": "{engine} pull nvcr.io/nvidia/l4t-jetpack:r36.4.0 (on the Jetson)",
 }

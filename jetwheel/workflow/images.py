@@ -16,6 +16,17 @@ def cuda_image(profile: str, engine: str) -> str:
     return ensure_cuda_image(prof.python_exe, prof.image, engine)
 
 
+def sysroot_image(engine: str) -> tuple[str, str]:
+    """The arm64 CUDA sysroot image, built if missing (arm64 emulation registered first), and what
+    it printed when made."""
+    from jetwheel.runners.emulation import ensure_emulation
+    from jetwheel.runners.sysrootimage import ensure_sysroot_image, proof
+
+    ensure_emulation("aarch64")
+    name = ensure_sysroot_image(engine=engine)
+    return name, proof(name, engine)
+
+
 def ccache(runner: RunnerKind, engine: str, connection: str, profile: str, args: str) -> str:
     """Run ccache with `args` where `runner` builds: this host's cache directory, or the engine's volume
     (in the profile's image)."""

@@ -1,0 +1,96 @@
+"""The sysroot's pieces that are code, in-process: the plan of a profile whose image provides torch,
+how the root's packages are merged across architectures, the alternatives read from postinst
+scripts, and preflight's list of what an image lacks."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from jetwheel.build.plan import make_plan, render_plan
+from jetwheel.build.preflight_sysroot import sysroot_checks
+from jetwheel.machine import Machine
+from jetwheel.model.recipe import load_profile, load_recipes
+from jetwheel.runners import debroot
+from jetwheel.runners.sysroot import Need
+
+MACHINE = Machine(cores=2, memory_gb=24)
+
+
+def test_sysroot_plan_builds_nothing_the_image_provides_and_says_so() -> None:
+    plan = make_plan(load_recipes(), load_profile("sysroot-trixie-arm64"), "torchvision", "docker", MACHINE)
+    assert [s.name for s in plan.steps] == ["torchvision"]
+    step = plan.steps[0]
+    assert step.deps == () and step.wheel == "torchvision-0.21.0+cu124-cp313-cp313-linux_aarch64.whl"
+    assert step.env["TORCH_CUDA_ARCH_LIST"] == "8.7"
+    assert step.commands[0] == 'python3 -m venv --clear --system-site-packages "$JW_WORK/env"'
+    assert "torch==" not in step.commands[2] and "numpy" not in step.commands[2]
+    assert "provided by the image, not built: numpy, torch" in render_plan(plan)
+
+
+def test_other_profiles_keep_isolated_venvs() -> None:
+    plan = make_plan(load_recipes(), load_profile("x86-cuda12"), "torchvision", "docker", MACHINE)
+    assert [s.name for s in plan.steps] == ["torch", "torchvision"]
+    assert "--system-site-packages" not in plan.steps[1].commands[0]
+
+
+def test_merge_keeps_both_arches_of_multiarch_same_and_prefers_the_host_tool() -> None:
+    arm = [debroot.Deb("libc6", "2.41", "arm64"), debroot.Deb("binutils-aarch64-linux-gnu", "2.44", "arm64")]
+    x86 = [
+        debroot.Deb("libc6", "2.41", "amd64"),
+        debroot.Deb("binutils-aarch64-linux-gnu", "2.44", "amd64"),
+        debroot.Deb("gcc-13-cross-base", "13.3", "all"),
+    ]
+    merged = debroot.merge(arm, x86, same={"libc6"})
+    assert sorted(d.spec for d in merged) == [
+        "binutils-aarch64-linux-gnu:amd64=2.44",
+        "gcc-13-cross-base=13.3",
+        "libc6:amd64=2.41",
+        "libc6:arm64=2.41",
+    ]
+
+
+def fake_deb(tmp: Path, name: str, postinst: str) -> Path:
+    """A .deb with only a control archive holding `postinst` (dpkg-deb --build needs a tree)."""
+    tree = tmp / name
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: 1\nArchitecture: arm64\nMaintainer: t <t@t>\nDescription: t\n"
+    )
+    (tree / "DEBIAN" / "postinst").write_text(postinst)
+    (tree / "DEBIAN" / "postinst").chmod(0o755)
+    subprocess.run(["dpkg-deb", "--build", str(tree), str(tmp / f"{name}.deb")], check=True, capture_output=True)
+    return tmp / f"{name}.deb"
+
+
+def test_alternatives_from_postinst_pick_the_highest_priority_and_join_continued_lines(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for lib in ("blas/libblas.so.3", "openblas-pthread/libblas.so.3"):
+        (root / "usr/lib/aarch64-linux-gnu" / lib).parent.mkdir(parents=True, exist_ok=True)
+        (root / "usr/lib/aarch64-linux-gnu" / lib).write_text("")
+    ref = fake_deb(
+        tmp_path,
+        "libblas3",
+        "#!/bin/sh\nupdate-alternatives --install /usr/lib/aarch64-linux-gnu/libblas.so.3 \\\n"
+        "    libblas.so.3-aarch64-linux-gnu /usr/lib/aarch64-linux-gnu/blas/libblas.so.3 10\n",
+    )
+    fast = fake_deb(
+        tmp_path,
+        "libopenblas0",
+        "update-alternatives --install /usr/lib/${DEB_HOST_MULTIARCH}/libblas.so.3 libblas.so.3-x "
+        "/usr/lib/${DEB_HOST_MULTIARCH}/openblas-pthread/libblas.so.3 100\n",
+    )
+    links = debroot.alternatives([ref, fast], root, "aarch64-linux-gnu")
+    target = "/usr/lib/aarch64-linux-gnu/openblas-pthread/libblas.so.3"
+    assert links == {"/usr/lib/aarch64-linux-gnu/libblas.so.3": target}
+    assert (root / "usr/lib/aarch64-linux-gnu/libblas.so.3").readlink() == Path(target)
+
+
+def test_preflight_names_each_thing_the_sysroot_lacks_with_its_fix() -> None:
+    needs = (Need("true thing", "true", "nothing"), Need("pybind11 headers", "false", "apt-get install pybind11-dev"))
+    checks = sysroot_checks("img", ["bash", "-c"], needs)
+    assert [(c.check, c.ok, c.fix) for c in checks] == [
+        ("img: sysroot lacks pybind11 headers", False, "apt-get install pybind11-dev")
+    ]
+    assert [c.ok for c in sysroot_checks("img", ["bash", "-c"], needs[:1])] == [True]
+    assert "did not run" in sysroot_checks("img", ["false"], needs)[0].detail
