@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import threading
@@ -32,6 +30,7 @@ from passlib.apache import HtpasswdFile
 from passlib.hash import bcrypt
 
 from jetwheel.errors import StoreError
+from jetwheel.index.store.durable import create_once
 from jetwheel.wire import ADMIN, BUILDER, PUBLIC, READ, UPLOAD
 
 RANK = {PUBLIC: 0, READ: 1, UPLOAD: 2, BUILDER: 3, ADMIN: 4}
@@ -95,17 +94,7 @@ def token_key(path: Path) -> bytes:
     to its name (link fails if another worker got there first: both then read the winner's key).
     A short key on disk is refused, never used: a token signed with an empty key is anyone's."""
     if not path.exists():
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(KEY_BYTES))
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_once(path, secrets.token_bytes(KEY_BYTES))
     key = path.read_bytes()
     if len(key) < KEY_BYTES:
         raise BadKey(f"{path} holds {len(key)} bytes, fewer than {KEY_BYTES}: remove it and restart to make a new key")

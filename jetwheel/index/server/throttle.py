@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jetwheel.errors import StoreError
+from jetwheel.index.store.durable import create_once
 
 THROTTLE = "throttle"  # its name in the store's state directory
 MAGIC = b"jetwheel-throttle-1\0"
@@ -34,20 +35,8 @@ SIZE = HEADER + SETS * WAYS * SLOT.size
 
 
 def _create(path: Path) -> None:
-    """Write the empty table under a temporary name and link it into place (a worker that loses
-    the race uses the winner's file)."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write((MAGIC + secrets.token_bytes(16)).ljust(HEADER, b"\0"))
-            f.write(bytes(SIZE - HEADER))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """The empty table, created whole (a worker that loses the race uses the winner's file)."""
+    create_once(path, (MAGIC + secrets.token_bytes(16)).ljust(HEADER, b"\0") + bytes(SIZE - HEADER))
 
 
 class SharedThrottle:

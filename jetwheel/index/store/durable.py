@@ -8,6 +8,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,8 +50,8 @@ def write_staged(tmpdir: Path, data: bytes) -> Path:
     return Path(name)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make the directory's entries (a rename into it) durable."""
+def fsync_path(path: Path) -> None:
+    """Make a file's bytes, or a directory's entries (a rename into it), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -109,3 +110,20 @@ def abandoned(path: Path, before: float) -> bool:
 
 def nofollow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def create_once(path: Path, data: bytes) -> None:
+    """Create `path` (mode 0600) holding `data`, whole or not at all: written and synced under a
+    temporary name, then linked to its name. The link fails where another process got there first:
+    both then use the winner's file."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

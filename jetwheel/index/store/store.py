@@ -22,7 +22,7 @@ from typing import Any
 from jetwheel.digest import chunks
 from jetwheel.errors import AlreadyExists, NotFound, TooLarge, UploadRejected
 from jetwheel.index.store.catalog import DERIVED, Catalog, describe
-from jetwheel.index.store.durable import fsync_dir, refusing_full, remove_abandoned, staging, write_staged
+from jetwheel.index.store.durable import fsync_path, refusing_full, remove_abandoned, staging, write_staged
 from jetwheel.index.store.owners import Owner, commit_owners, stage_owners
 from jetwheel.index.store.records import Hashes, StoredFile
 from jetwheel.index.store.validate import check_artifact_name, check_filename, inspect_wheel
@@ -31,14 +31,6 @@ from jetwheel.index.store.validate import check_artifact_name, check_filename, i
 # win): given the store, it raises a StoreError to refuse, or returns the owner record a new name gets
 Claim = Callable[[Catalog], tuple[str, Owner] | None]
 CLEAN_GRACE = 60.0  # seconds: a staged file this young may be one a writer has not locked (or renamed) yet
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Store(Catalog):
@@ -111,7 +103,7 @@ class Store(Catalog):
         meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact, stop)
         for path in (staged, facts):  # synced once checked: a refused upload costs the disk nothing
             if path is not None:
-                _fsync(path)
+                fsync_path(path)
         meta.update(
             upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
         )
@@ -200,7 +192,7 @@ class Store(Catalog):
             self._changed(generation)
             self._follow(filename)
             with contextlib.suppress(OSError):  # durability only: the commit has happened
-                fsync_dir(self.root)
+                fsync_path(self.root)
 
     def _stage_owner(self, new: tuple[str, Owner] | None) -> Path | None:
         if new is None:
