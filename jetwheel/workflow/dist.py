@@ -18,7 +18,6 @@ The secrets are made once and kept (0600) in the state directory."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jetwheel.errors import RunnerError, UsageError
+from jetwheel.workflow.context import context
 
 SCHEDULER_PORT = 10600
 SERVER_PORT = 10501
@@ -146,7 +146,8 @@ def start(role: str, conf: Path, log: Path, cpus: str = "", nice: int = 0) -> su
     if nice:
         argv = ["nice", "-n", str(nice), *argv]
     out = open(log, "ab")  # noqa: SIM115 - the child keeps it
-    env = {**os.environ, "SCCACHE_NO_DAEMON": "1", "SCCACHE_LOG": os.environ.get("SCCACHE_LOG", "info")}
+    environ = context().settings.environ
+    env = {**environ, "SCCACHE_NO_DAEMON": "1", "SCCACHE_LOG": environ.get("SCCACHE_LOG", "info")}
     return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
@@ -159,7 +160,7 @@ def scheduler_status(url: str, token: str, scratch: Path) -> dict[str, int]:
     conf = scratch / "client.toml"
     conf.touch(mode=0o600)
     conf.write_text(client_config(DistClient(url, token), str(scratch / "client-cache")))
-    env = {**os.environ, "SCCACHE_CONF": str(conf), "SCCACHE_SERVER_UDS": str(scratch / "s.sock")}
+    env = {**context().settings.environ, "SCCACHE_CONF": str(conf), "SCCACHE_SERVER_UDS": str(scratch / "s.sock")}
     env["SCCACHE_DIR"] = str(scratch / "cache")
     try:
         done = subprocess.run([_exe("sccache"), "--dist-status"], capture_output=True, text=True, env=env)

@@ -11,7 +11,6 @@ compiles: --dist URL (or JETWHEEL_SCCACHE_DIST) and JETWHEEL_SCCACHE_DIST_TOKEN.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 from collections.abc import Mapping
@@ -36,9 +35,9 @@ def scheduler_url(dist: str) -> str:
     return f"http://{dist}" if ":" in dist else f"http://{dist}:10600"
 
 
-def resolve(dist: str = "", environ: Mapping[str, str] | None = None) -> Sccache | None:
-    """The runners' sccache settings; None when the compiler cache is ccache (or off)."""
-    env = os.environ if environ is None else environ
+def resolve(dist: str, env: Mapping[str, str]) -> Sccache | None:
+    """The runners' sccache settings from the run's environment (the context's); None when the
+    compiler cache is ccache (or off)."""
     kind = env.get("JETWHEEL_COMPILER_CACHE", "sccache")
     if kind not in ("sccache", "ccache"):
         raise UsageError(f"JETWHEEL_COMPILER_CACHE={kind!r}: give sccache or ccache")
