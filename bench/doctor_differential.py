@@ -90,7 +90,10 @@ def doctor(python: str) -> tuple[dict[str, Any], float]:
         [sys.executable, "-m", "jetwheel", "doctor", "--python", python, "--json"],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        # this checkout's jetwheel by the working directory, not PYTHONPATH: the examined interpreter
+        # inherits the environment, and the checkout's jetwheel.egg-info would join what it examines
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     took = time.monotonic() - start
     try:

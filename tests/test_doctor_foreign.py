@@ -53,7 +53,10 @@ def doctor(python: Path) -> tuple[int, list[dict[str, str]]]:
         [sys.executable, "-m", "jetwheel", "doctor", "--python", str(python), "--json"],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        # this checkout's jetwheel by the working directory, not PYTHONPATH: the examined interpreter
+        # inherits the environment, and the checkout's jetwheel.egg-info would join what it examines
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     lines: list[dict[str, str]] = json.loads(done.stdout)["lines"]
     return done.returncode, lines
