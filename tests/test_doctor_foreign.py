@@ -88,7 +88,7 @@ def test_without_libc10_torchaudio_is_broken_and_the_line_names_it(torch_venv: P
 
 def test_the_doctor_agrees_with_the_real_loader_on_torch_and_torchaudio(torch_venv: Path) -> None:
     found = _bench().compare(str(torch_venv), os.cpu_count() or 2)
-    assert found["disagreements"] == {} and found["objects"] == found["agreements"] > 80
+    assert found["disagreements"] == {} and found["objects"] == found["agreements"] > 60  # torch + torchaudio 2.7.0: 68
 
 
 def test_mpi_builds_and_cupy_without_cutensor_as_the_real_loader_has_them(others_venv: Path) -> None:
