@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from jetwheel.build.plan import make_plan, render_plan
+from jetwheel.build.preflight_source import backend_check
 from jetwheel.build.preflight_sysroot import sysroot_checks
 from jetwheel.machine import Machine
 from jetwheel.model.recipe import load_profile, load_recipes
@@ -94,3 +95,18 @@ def test_preflight_names_each_thing_the_sysroot_lacks_with_its_fix() -> None:
     ]
     assert [c.ok for c in sysroot_checks("img", ["bash", "-c"], needs[:1])] == [True]
     assert "did not run" in sysroot_checks("img", ["false"], needs)[0].detail
+
+
+def test_preflight_asks_nothing_of_the_index_that_the_image_provides(tmp_path: Path) -> None:
+    """torchvision's pyproject.toml build-system needs torch, and its recipe numpy<2: in the sysroot
+    both are the image's, so neither is a missing backend requirement nor asked of the index."""
+    profile = load_profile("sysroot-trixie-arm64")
+    recipes = load_recipes()
+    step = make_plan(recipes, profile, "torchvision", "docker", MACHINE).steps[0]
+    (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools", "torch", "numpy<2"]\n')
+    assert profile.provides("numpy<2") and profile.provides("torch ; python_version>'3'")
+    assert not profile.provides("pillow")
+    ok = backend_check(step, recipes["torchvision"], tmp_path, profile.provided)
+    assert ok is not None and ok.ok, ok
+    bad = backend_check(step, recipes["torchvision"], tmp_path)
+    assert bad is not None and not bad.ok and "torch" in bad.detail

@@ -173,7 +173,7 @@ def _commands(
 ) -> tuple[str, ...]:
     env_py = ENV_PY
     # what the image provides is not installed again: the image's build of it is what the wheel links
-    installs = [*BUILD_TOOLS, *(r for r in recipe.requires if not _provided(r, profile)), *dep_pins]
+    installs = [*BUILD_TOOLS, *(r for r in recipe.requires if not profile.provides(r)), *dep_pins]
     # "current" means the interpreter running jetwheel: on the host, exactly that one
     python = shlex.quote(sys.executable) if profile.python == "current" and runner == "local" else profile.python_exe
     site = " --system-site-packages" if profile.provided else ""
@@ -212,12 +212,6 @@ def _commands(
             assert_never(recipe.frontend)
     cmds += repair_commands(recipe, profile)
     return tuple(cmds)
-
-
-def _provided(requirement: str, profile: Profile) -> bool:
-    """The requirement names a project the profile's image provides."""
-    name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
-    return canonicalize_name(name) in profile.provided
 
 
 def cibw_identifier(profile: Profile) -> str:

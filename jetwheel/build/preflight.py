@@ -103,7 +103,9 @@ def requirements_check(step: BuildStep, recipe: Recipe, profile: Profile, index_
     """What the step's `pip install` will ask the index for, resolved for the target."""
     name = f"{step.name}: build requirements"
     # a cibuildwheel step installs only cibuildwheel here; its build requirements resolve in its container
-    reqs = ["cibuildwheel"] if recipe.frontend == "cibuildwheel" else [*BUILD_TOOLS, *recipe.requires, *deps]
+    # what the profile's image provides is not asked of the index (the plan does not install it)
+    wanted = [r for r in recipe.requires if not profile.provides(r)]
+    reqs = ["cibuildwheel"] if recipe.frontend == "cibuildwheel" else [*BUILD_TOOLS, *wanted, *deps]
     findings, got = resolve(reqs, index_url, profile.target())
     if findings:
         return Check(name, False, findings[0].detail, findings[0].fix)
@@ -294,7 +296,7 @@ def _step_checks(  # params: preflight's, less the runner, plus the probes it ma
             src, tree = source_check(step, lookup, Path(scratch))
             checks = [src, patches_check(f"{step.name}: patches", list(recipe.patches), tree and tree / recipe.subdir)]
             checks += sub_checks(step, lookup, Path(scratch))
-            if backend := backend_check(step, recipe, tree):
+            if backend := backend_check(step, recipe, tree, profile.provided):
                 checks.append(backend)
         deps, on_index = deps_check(step, plan, profile, client)
         checks.append(deps)

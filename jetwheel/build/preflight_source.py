@@ -153,16 +153,17 @@ def backend_requires(tree: Path, subdir: str) -> list[str] | None:
         return None
 
 
-def backend_check(step: BuildStep, recipe: Recipe, tree: Path | None) -> Check | None:
+def backend_check(step: BuildStep, recipe: Recipe, tree: Path | None, provided: Iterable[str] = ()) -> Check | None:
     """The build runs without isolation: everything the project's build backend requires must be
-    among what the step installs (xgrammar 0.1.16 needs pybind11, not nanobind)."""
+    among what the step installs (xgrammar 0.1.16 needs pybind11, not nanobind) or what the
+    profile's image provides (a sysroot's torch)."""
     if tree is None or recipe.frontend == "cibuildwheel":
         return None
     wanted = backend_requires(tree, recipe.subdir or ".")
     if wanted is None:
         return None
     installed = {canonicalize_name(Requirement(r).name) for r in [*BUILD_TOOLS, *recipe.requires]}
-    installed |= {canonicalize_name(d) for d in step.deps}
+    installed |= {canonicalize_name(d) for d in [*step.deps, *provided]}
     missing = [r for r in wanted if canonicalize_name(Requirement(r).name) not in installed]
     name = f"{step.name}: build backend requires"
     if missing:

@@ -5,6 +5,7 @@ key and the fix."""
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -102,6 +103,11 @@ class Profile:
             pins={str(k): v for k, v in self.versions.items()},
             glibc=self.system_versions.get("GLIBC", "2.35"),
         )
+
+    def provides(self, requirement: str) -> bool:
+        """The requirement (`numpy<2`) names a project the profile's image provides."""
+        name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+        return canonicalize_name(name) in self.provided
 
     def pin(self, name: str) -> str:
         try:
