@@ -6,8 +6,9 @@ byte-compiling run emulated); here every step runs natively.
 
 What the skipped maintainer scripts would have done and a build needs is done here instead: the
 users and groups (base-passwd's master files), the alternatives symlinks (read from the packages'
-postinst), and a dpkg status file so `dpkg -l` and preflight see what is installed. The dynamic
-linker's cache is left to the caller (an `ldconfig` in the container)."""
+postinst), the CA bundle (ca-certificates' update-ca-certificates: without it pip in the root
+cannot start), and a dpkg status file so `dpkg -l` and preflight see what is installed. The dynamic
+linker's cache is left to the caller (the root's own ldconfig)."""
 
 from __future__ import annotations
 
@@ -159,6 +160,15 @@ def unpack(debs: Iterable[Path], root: Path) -> None:
         data.wait()
         if done.returncode != 0 or data.returncode != 0:
             raise RunnerError(f"unpacking {deb.name} failed: {done.stderr.decode(errors='replace').strip()[-300:]}")
+
+
+def ca_bundle(root: Path) -> None:
+    """/etc/ssl/certs/ca-certificates.crt as update-ca-certificates writes it: every certificate
+    ca-certificates ships (all are enabled by default), concatenated in name order."""
+    certs = sorted((root / "usr/share/ca-certificates").rglob("*.crt"))
+    if certs:
+        (root / "etc/ssl/certs").mkdir(parents=True, exist_ok=True)
+        (root / "etc/ssl/certs/ca-certificates.crt").write_bytes(b"".join(c.read_bytes() for c in certs))
 
 
 def control(deb: Path, member: str) -> str:
