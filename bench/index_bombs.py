@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.client
 import io
 import shutil
@@ -29,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from conftest import free_port  # noqa: E402
+from uploads import basic, upload_request  # noqa: E402
 from wheelmaker import make_wheel  # noqa: E402
 
 from jetwheel.index.server.config import add_user  # noqa: E402
@@ -38,10 +37,6 @@ SAMPLES = 20
 PHASE = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
 TMP = Path(tempfile.mkdtemp(prefix="jw-bombs-"))
 META = b"Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n"
-
-
-def auth(user: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{user}-pw".encode()).decode()
 
 
 def zeros_wheel(name: str, inflated: int) -> bytes:
@@ -54,22 +49,12 @@ def zeros_wheel(name: str, inflated: int) -> bytes:
     return buf.getvalue()
 
 
-def body(filename: str, data: bytes) -> bytes:
-    fields = {":action": "file_upload", "sha256_digest": hashlib.sha256(data).hexdigest()}
-    out = b"".join(
-        f'--xXx\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
-    )
-    out += f'--xXx\r\nContent-Disposition: form-data; name="content"; filename="{filename}"\r\n\r\n'.encode()
-    return out + data + b"\r\n--xXx--\r\n"
-
-
-def request(port: int, method: str, path: str, data: bytes | None = None, user: str = "") -> tuple[int, float]:
-    headers = {"Content-Type": "multipart/form-data; boundary=xXx"} if data is not None else {}
-    if user:
-        headers["Authorization"] = auth(user)
+def request(
+    port: int, method: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, float]:
     start = time.monotonic()
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    c.request(method, path, data, headers)
+    c.request(method, path, data, headers or {})
     r = c.getresponse()
     r.read()
     c.close()
@@ -77,7 +62,8 @@ def request(port: int, method: str, path: str, data: bytes | None = None, user: 
 
 
 def upload(port: int, user: str, filename: str, data: bytes) -> tuple[int, float]:
-    return request(port, "POST", "/", body(filename, data), user)
+    body, headers = upload_request(data, filename, basic(user, f"{user}-pw"), filename.split("-")[0])
+    return request(port, "POST", "/", body, headers)
 
 
 def cpu_seconds(pid: int) -> float:

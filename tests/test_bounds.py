@@ -25,7 +25,7 @@ from aiohttp import ClientTimeout
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import free_port
 from packaging.markers import Marker
-from uploads import basic, multipart, run_app, upload_fields
+from uploads import basic, run_app, upload_request
 from wheelmaker import make_wheel
 
 from jetwheel.errors import Abandoned, TooLarge, UploadRejected
@@ -43,7 +43,6 @@ USER, PASSWORD = "ci", "s3cret-pass"
 BUILDER, BUILDER_PASSWORD = "bob", "builder-pass"
 AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 BUILDER_AUTH = "Basic " + base64.b64encode(f"{BUILDER}:{BUILDER_PASSWORD}".encode()).decode()
-CT = {"Content-Type": "multipart/form-data; boundary=xXx"}
 FN = "demo_pkg-1.0-py3-none-any.whl"
 META = b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n"
 
@@ -150,9 +149,8 @@ def test_through_the_app_a_bomb_is_413_with_one_line_and_stores_nothing(index: t
 
     async def body(client: TestClient[Any, Any]) -> None:
         for data in (bomb, many):
-            r = await client.post(
-                "/", data=multipart(upload_fields(data), FN, data), headers={**CT, "Authorization": AUTH}
-            )
+            body, headers = upload_request(data, FN, AUTH)
+            r = await client.post("/", data=body, headers=headers)
             text = await r.text()
             assert r.status == 413 and len(text.strip().splitlines()) == 1, text
         assert "demo-pkg" not in store.projects()
@@ -183,16 +181,15 @@ def test_an_upload_check_never_takes_the_pool_downloads_or_builders_use(
         bombs = []
         for i in range(6):
             w = wheel_in(store.root.parent / f"w{i}", f"bomb{i}")
-            fn = f"bomb{i}-1.0-py3-none-any.whl"
-            data = multipart(upload_fields(w, f"bomb{i}"), fn, w)
-            bombs.append(asyncio.create_task(client.post("/", data=data, headers={**CT, "Authorization": AUTH})))
+            body, headers = upload_request(w, f"bomb{i}-1.0-py3-none-any.whl", AUTH, f"bomb{i}")
+            bombs.append(asyncio.create_task(client.post("/", data=body, headers=headers)))
         await asyncio.sleep(0.5)  # the six are in their checks now
         start = time.monotonic()
         got = await client.get("/packages/existing-1.0-py3-none-any.whl")
         assert got.status == 200 and time.monotonic() - start < 0.5
         start = time.monotonic()
-        data = multipart(upload_fields(builder_wheel, "fine"), "fine-1.0-py3-none-any.whl", builder_wheel)
-        r = await client.post("/", data=data, headers={**CT, "Authorization": BUILDER_AUTH})
+        body, headers = upload_request(builder_wheel, "fine-1.0-py3-none-any.whl", BUILDER_AUTH, "fine")
+        r = await client.post("/", data=body, headers=headers)
         assert r.status == 200, await r.text()
         assert time.monotonic() - start < 0.5
         release.set()
@@ -222,9 +219,9 @@ def test_a_check_ends_when_its_uploader_hangs_up(
 
     async def body(client: TestClient[Any, Any]) -> None:
         await log_in(client, AUTH)
-        data = multipart(upload_fields(w), FN, w)
+        body, headers = upload_request(w, FN, AUTH)
         with pytest.raises(asyncio.TimeoutError):
-            await client.post("/", data=data, headers={**CT, "Authorization": AUTH}, timeout=ClientTimeout(total=0.5))
+            await client.post("/", data=body, headers=headers, timeout=ClientTimeout(total=0.5))
         for _ in range(50):
             if stopped.is_set():
                 break

@@ -1,9 +1,11 @@
 """The door's tasks that had no test of their own, through the real door in-process: each parses,
 calls its workflow, and prints what it returns (index.upload-artifact, index.yank, status,
-policy.from-image, runtime.tarball --upload)."""
+policy.from-image, runtime.tarball --upload). And what every task does with `TASK --help` and a
+mistyped option, through the door and through Invoke's own program on tasks.py (`inv`)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -11,13 +13,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER, Server
+from conftest import PASSWORD, USER, Server, door
+from invoke.collection import Collection
+from invoke.program import Program
 from wheelmaker import make_wheel
 
-from jetwheel.cli import program
+import tasks
+from jetwheel.cli import namespace, program
+from jetwheel.errors import ExitCode
 from jetwheel.verify.policy import Policy, load, save
 
 BUILDER = "localhost/jetwheel-builder:bookworm"
+TASKS = sorted(namespace.task_names)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
@@ -92,3 +99,86 @@ def test_policy_from_image_then_the_runtime_tarball_of_what_it_lacks_uploaded(
     assert lines[2] == f"{server.url}/packages/runtime.tar"
     with urllib.request.urlopen(lines[2]) as r:
         assert r.read() == out.read_bytes()
+
+
+def help_text(capsys: pytest.CaptureFixture[str], door: Program, *argv: str) -> str:
+    """What the program prints for ARGV, which must end in a clean exit."""
+    with pytest.raises(SystemExit) as done:
+        door.run(list(argv))
+    assert not done.value.code, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def own_short_h(task: str) -> bool:
+    # a copy: Invoke pops a task's help texts as it lists its arguments
+    return any("h" in arg.names for arg in copy.deepcopy(namespace[task]).get_arguments())
+
+
+def inv() -> Program:
+    """Invoke's own program on tasks.py, loaded as `inv` loads it."""
+    return Program(namespace=Collection.from_module(tasks), binary="inv[oke]")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_help_after_the_task_is_the_help_before_it_and_runs_nothing(
+    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = help_text(capsys, program(), "jetwheel", "--help", task)
+    assert before.startswith(f"Usage: jetwheel [--core-opts] {task} ")
+    assert help_text(capsys, program(), "jetwheel", task, "--help") == before
+    if not own_short_h(task):  # index.serve's -h is --host, index.adduser's --htpasswd
+        assert help_text(capsys, program(), "jetwheel", task, "-h") == before
+    assert not list(tmp_path.iterdir())
+
+
+# Invoke's own parser, which `inv` runs, refuses a task that still lacks positional arguments before
+# any task runs: for those (dist.server, index.adduser, runtime.tarball) only the door helps.
+@pytest.mark.parametrize("task", [t for t in TASKS if len(namespace[t].positional) <= 1])
+def test_inv_help_after_the_task_is_the_help_before_it_and_runs_nothing(
+    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = help_text(capsys, inv(), "inv", "--help", task)
+    assert before.startswith(f"Usage: inv[oke] [--core-opts] {task} ")
+    assert help_text(capsys, inv(), "inv", task, "--help") == before
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("index.export", "--rot", "out"),
+        ("index.upload-artifact", "-x"),
+        ("index.yank", "--reson", "broken"),
+        ("runtime.tarball", "--paht", "a.whl", "b"),
+    ],
+)
+def test_a_dash_led_positional_is_an_unknown_option_named_in_one_line(
+    argv: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    task, option = argv[0], argv[1]
+    assert door(*argv) == ExitCode.USAGE
+    said = capsys.readouterr()
+    assert said.err.splitlines() == [f"jetwheel: {task}: unknown option {option!r} (see --help {task})"]
+    assert said.out == "" and not list(tmp_path.iterdir())
+
+
+def test_inv_refuses_a_dash_led_positional_before_the_task_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        inv().run(["inv", "index.export", "-x"])
+    assert done.value.code == ExitCode.USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        "jetwheel: index.export: unknown option '-x' (see --help index.export)"
+    ]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_task_s_own_short_h_stays_its_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert door("index.adduser", "alice", "s3cret", "-h") == ExitCode.USAGE  # --htpasswd without its file
+    said = capsys.readouterr()
+    assert "htpasswd" in said.err and said.out == ""

@@ -49,6 +49,15 @@ def upload_fields(data: bytes, name: str = "demo-pkg", version: str = "1.0") -> 
     }
 
 
+def upload_request(
+    content: bytes, filename: str, auth: str, name: str = "demo-pkg", version: str = "1.0"
+) -> tuple[bytes, dict[str, str]]:
+    """One upload's `POST /` body and headers, as `auth`: what aiohttp's test client (`data=`,
+    `headers=`) and http.client (`body`, `headers`) send alike."""
+    headers = {"Content-Type": "multipart/form-data; boundary=xXx", "Authorization": auth}
+    return multipart(upload_fields(content, name, version), filename, content), headers
+
+
 def run_app(store: Store, settings: Settings, body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
     """Run `body` against the app serving `store`, in this process (aiohttp's test client)."""
 

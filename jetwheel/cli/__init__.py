@@ -4,14 +4,19 @@ errors into one clean line and an exit code (`edge.clean_errors`). No decisions 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
+
 from invoke.collection import Collection
 from invoke.exceptions import Exit, ParseError
+from invoke.parser.context import ParserContext
 from invoke.program import Program
 
 from jetwheel import __version__
 from jetwheel.cli.build import build_wheel, cache_ns, demo
 from jetwheel.cli.dist import dist_ns
 from jetwheel.cli.edge import clean_errors
+from jetwheel.cli.flaglike import answer, stray
 from jetwheel.cli.images import aarch64_ns, cuda_ns, podman_ns, sysroot_ns
 from jetwheel.cli.index import index_ns, status
 from jetwheel.cli.sources import sources_ns
@@ -43,7 +48,8 @@ namespace = Collection(
 
 class Door(Program):
     """Invoke's Program whose argument errors exit with ExitCode.USAGE (Invoke's own answer is 1,
-    the code of a failed check)."""
+    the code of a failed check), and where `TASK --help` is `--help TASK` even when the task still
+    lacks a positional argument (flaglike)."""
 
     def parse_core(self, argv: list[str] | None) -> None:
         try:
@@ -55,11 +61,22 @@ class Door(Program):
         try:
             super().parse_tasks()
         except ParseError as e:
+            # a stray taken as a positional is often the cause: a value left over, or one missing
+            self.answer_strays([e.context] if e.context else [])
             raise Exit(str(e), code=ExitCode.USAGE) from None
+        self.answer_strays(self.tasks)
+
+    def answer_strays(self, tasks: Iterable[ParserContext]) -> None:
+        for parsed in tasks:
+            value = stray(arg.value for arg in parsed.positional_args)
+            if value is not None and parsed.name:
+                answer(parsed.name, value, self.print_task_help)
 
 
 def program() -> Program:
-    return Door(namespace=namespace, version=__version__, name="jetwheel", binary="jetwheel")
+    # A copy, as Invoke's loader copies tasks.py's: a Program spends its tasks' help texts (Invoke pops
+    # them while it builds its parser), and a second program in one process printed none.
+    return Door(namespace=copy.deepcopy(namespace), version=__version__, name="jetwheel", binary="jetwheel")
 
 
 def main() -> None:

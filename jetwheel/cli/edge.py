@@ -9,6 +9,7 @@ from typing import ParamSpec, TypeVar
 
 from invoke.exceptions import Exit
 
+from jetwheel.cli.flaglike import refuse_strays
 from jetwheel.errors import ExitCode, JetwheelError, exit_code
 
 P = ParamSpec("P")
@@ -17,7 +18,8 @@ R = TypeVar("R")
 
 def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Typed errors and Ctrl-C become one line on stderr and a non-zero exit, never a traceback. The
-    code is the error's kind's (errors.JetwheelError.code): the one mapping, with no fallback."""
+    code is the error's kind's (errors.JetwheelError.code): the one mapping, with no fallback. A
+    positional argument that looks like an option never reaches the task (flaglike)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -28,7 +30,7 @@ def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             raise Exit("jetwheel: interrupted", code=ExitCode.INTERRUPTED) from None
 
-    return wrapper
+    return refuse_strays(wrapper)
 
 
 def dumps(doc: object) -> str:
