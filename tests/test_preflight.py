@@ -124,12 +124,10 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", str(mnt)], check=True)
 
 
-def test_too_little_disk_fails_naming_what_is_needed(stack_server: Server, tiny_disk: Path) -> None:
+def test_too_little_disk_fails_naming_what_the_recipe_needs(stack_server: Server, tiny_disk: Path) -> None:
+    # no --disk-gb: mini-torch's recipe sets no disk_gb, so the default of 2 GB applies
     checks = run(
-        stack_server,
-        LocalRunner(settings=settings()),
-        "mini-torch",
-        needs=Needs(disk_gb=2, work_root=tiny_disk / "work"),
+        stack_server, LocalRunner(settings=settings()), "mini-torch", needs=Needs(work_root=tiny_disk / "work")
     )
     bad = only_failure(checks)
     assert bad.check == "mini-torch: disk" and "0.0 GB free" in bad.detail and "2 GB needed" in bad.detail

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from jetwheel.errors import RecipeError
-from jetwheel.model.recipe import load_profile, load_recipes
+from jetwheel.model.recipe import load_profile, load_recipe, load_recipes
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+EXAMPLES = RECIPES / "examples"
 
 
 def write(root: Path, name: str, text: str) -> Path:
@@ -28,6 +29,8 @@ def test_real_recipes_load_and_name_every_package_of_the_stack() -> None:
     )
     assert "libtorch*.so" in recipes["torchvision"].exclude
     assert recipes["torch"].env["USE_CUDA"] == "1" and recipes["torch"].env["USE_NCCL"] == "0"
+    # preflight's disk check asks each build for what it needs, not one figure for all
+    assert recipes["torch"].disk_gb > recipes["torchvision"].disk_gb > load_recipe(EXAMPLES / "mini-torch.toml").disk_gb
 
 
 def test_profile_pins_agree_with_vllm_0_8_1_wheel_metadata() -> None:

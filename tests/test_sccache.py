@@ -95,6 +95,22 @@ def test_second_compile_of_cxx_and_cuda_units_is_an_sccache_hit(
     assert re.search(rf"cache hits +{first.misses}\n", out) and re.search(r"remote compiles +0\n", out)
 
 
+@pytest.mark.skipif(shutil.which("sccache") is None, reason="needs sccache")
+def test_a_compiler_nvcc_calls_by_name_is_the_compiler_itself(tmp_path: Path) -> None:
+    # nvcc runs under sccache already; with a cross host compiler it asks `gcc -E` by name for the
+    # host's properties, and a wrapper sending that back to sccache broke the detection of nvcc
+    nvcc = tmp_path / "bin" / "nvcc"
+    nvcc.parent.mkdir()
+    nvcc.write_text('#!/bin/sh\ngcc -O2 -c -x c++ "$JW_SRC/unit.cpp" -o "$JW_WORK/out/unit.o"\n')
+    nvcc.chmod(0o755)
+    cache = Sccache(directory=tmp_path / "sc")
+    runner = LocalRunner(ccache=CompilerCache(enabled=False), settings=settings(), sccache=cache)
+    run_in(tmp_path / "w", runner, step((f"{nvcc}",)))
+    assert (tmp_path / "w" / "out" / "unit.o").is_file()
+    counts = read_counts(cache.directory / "stats")
+    assert counts.steps == 1 and counts.misses == 0 and counts.hits == 0
+
+
 @pytest.mark.skipif(not (shutil.which("sccache") and shutil.which("cmake") and shutil.which("ninja")), reason="cmake")
 def test_a_build_naming_sccache_as_its_own_launcher_compiles_once_through_it(tmp_path: Path) -> None:
     # as vLLM's setup.py does when sccache is on PATH: CMake finds the wrapper as its compiler

@@ -26,6 +26,8 @@ def test_sysroot_plan_builds_nothing_the_image_provides_and_says_so() -> None:
     assert step.env["TORCH_CUDA_ARCH_LIST"] == "8.7"
     assert step.commands[0] == 'python3 -m venv --clear --system-site-packages "$JW_WORK/env"'
     assert "torch==" not in step.commands[2] and "numpy" not in step.commands[2]
+    # Debian's torch pins sympy==1.13.1 in its metadata and ships 1.13.3: build must not check it
+    assert any("-m build --wheel --no-isolation --skip-dependency-check" in c for c in step.commands)
     assert "provided by the image, not built: numpy, torch" in render_plan(plan)
 
 
@@ -33,6 +35,7 @@ def test_other_profiles_keep_isolated_venvs() -> None:
     plan = make_plan(load_recipes(), load_profile("x86-cuda12"), "torchvision", "docker", MACHINE)
     assert [s.name for s in plan.steps] == ["torch", "torchvision"]
     assert "--system-site-packages" not in plan.steps[1].commands[0]
+    assert not any("--skip-dependency-check" in c for c in plan.steps[1].commands)
 
 
 def test_merge_keeps_both_arches_of_multiarch_same_and_prefers_the_host_tool() -> None:

