@@ -40,6 +40,7 @@ from jetwheel.index.server.profiles import ProfileView
 from jetwheel.index.server.reads import Reads, to_simple
 from jetwheel.index.server.throttle import THROTTLE, SharedThrottle
 from jetwheel.index.server.uploads import Uploads
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.store import Store
 from jetwheel.wire import ADMIN, PUBLIC, READ, UPLOAD
 
@@ -60,7 +61,7 @@ class Settings:
     front_secret: str = ""  # set by the nginx front it runs behind: requests bearing it name their client
     # observers of each committed change (the nginx front's tree: front.static.follow), given by whoever
     # starts the server: the server knows no room built on it
-    followers: tuple[Callable[[Store, str], None], ...] = ()
+    followers: tuple[Callable[[Catalog, str], None], ...] = ()
 
 
 @dataclass(frozen=True)

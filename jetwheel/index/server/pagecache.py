@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
 
 
 class PageCache:
@@ -15,7 +15,7 @@ class PageCache:
 
     CAP = 64
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Catalog) -> None:
         self.store = store
         self.gen: tuple[int, ...] | None = None
         self.values: dict[tuple[str, ...], Any] = {}

@@ -11,11 +11,13 @@ Symbolic links in the directory are never followed, listed or served.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,17 @@ class Catalog:
         except FileNotFoundError:
             return (self._dir_mtime, 0, 0)
         return (self._dir_mtime, st.st_mtime_ns, st.st_ino)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """The store's lock (flock, so across processes): held, no change is made through any store
+        of this directory. Every change takes it; so may a reader that needs the store to stand still."""
+        with open(self.state / "lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def files(self) -> dict[str, StoredFile]:
         """Every visible distribution and artifact, by filename. Cached per generation."""

@@ -11,7 +11,6 @@ takes the store's lock, bumps the generation and tells the observers (Store.on_c
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -40,20 +39,9 @@ class Store(Catalog):
         super().__init__(root)
         self.allow_overwrite = allow_overwrite
         self.max_upload = max_upload
-        self._observers: list[Callable[[Store, str], None]] = []
+        self._observers: list[Callable[[Catalog, str], None]] = []
 
     # -- changing ----------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """The store's lock (flock, so across processes): held, no change is made through any store
-        of this directory. Every change takes it; so may a reader that needs the store to stand still."""
-        with open(self.state / "lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def _next_generation(self) -> Path:
         """A new generation file, staged: renaming it over the old one (no space needed) is the bump."""
         return write_staged(self.tmp, str(time.time_ns()).encode())
@@ -62,7 +50,7 @@ class Store(Catalog):
         """Publish a change that has already been made: every reader's next look sees it."""
         os.replace(staged_generation, self.state / "generation")
 
-    def on_change(self, observer: Callable[[Store, str], None]) -> None:
+    def on_change(self, observer: Callable[[Catalog, str], None]) -> None:
         """Call `observer(store, filename)` after each change committed through this store object,
         with the lock held (the nginx front's tree follows the store this way: static.follow).
         The change is already committed when it runs: an observer must not raise."""
