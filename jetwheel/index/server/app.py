@@ -6,10 +6,10 @@ answer them.
     reads.py     /simple/ pages (PEP 503/691) and /packages/ files with METADATA (PEP 658); upstream fallback
     api.py       /api/files, /api/facts, /api/cache (the build side), /api/status, /health
     people.py    the pages for people: / and /profiles/<name>
-    uploads.py   publishing (the legacy upload API), with upload_form.py reading its body
+    uploads.py   publishing (the legacy upload API), with upload_form.py reading its body, into store/publish.py
     admin.py     yank, unyank, delete
 
-Every name has an owner (ownership.py, PEP 541's model): the recipes' names, the build's artifacts
+Every name has an owner (store/ownership.py, PEP 541's model): the recipes' names, the build's artifacts
 and mirrored names are the builders' and admins', others their creator's; only a builder's files
 answer a build-cache lookup; every file says which role published it. Nothing in a request steers
 the server: it connects to no address a request names, and its caches are keyed by its own state only.

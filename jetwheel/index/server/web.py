@@ -16,8 +16,8 @@ from jetwheel.index.server.profiles import Compat, ProfileView
 from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.owners import TRUSTED as BY_TRUSTED
 from jetwheel.index.store.owners import Owner
-from jetwheel.index.store.records import StoredFile
-from jetwheel.wire import TRUSTED
+from jetwheel.index.store.records import StoredFile, VerifyJson
+from jetwheel.wire import TRUSTED, Status
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("jetwheel.index.server", "templates"), autoescape=jinja2.select_autoescape(["html"])
@@ -36,7 +36,7 @@ def _tags(filename: str) -> str:
     )
 
 
-def _first_error(report: Mapping[str, Any]) -> str:
+def _first_error(report: VerifyJson) -> str:
     for f in report.get("findings", []):
         if f.get("severity") == "error":
             return f"{f.get('check')}: {f.get('detail', '')}"[:300]
@@ -66,7 +66,7 @@ def _source(src: Mapping[str, Any]) -> str:
     return text
 
 
-def summary(store: Catalog) -> dict[str, Any]:
+def summary(store: Catalog) -> Status:
     """What `inv status` shows: counts, bytes, failing verify reports, disk free."""
     files = store.files()
     failing = sorted(f.filename for f in files.values() if f.verify and not f.verify.get("passed", True))

@@ -19,7 +19,6 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from packaging.utils import NormalizedName
 
@@ -27,7 +26,7 @@ from jetwheel.digest import chunks
 from jetwheel.errors import UploadRejected
 from jetwheel.index.store.durable import nofollow, write_staged
 from jetwheel.index.store.owners import Owner, read_owners
-from jetwheel.index.store.records import Hashes, StoredFile
+from jetwheel.index.store.records import Hashes, Record, StoredFile
 from jetwheel.index.store.validate import ARTIFACT_SUFFIXES, Distribution, check_filename, inspect_wheel
 
 STATE = ".jetwheel"
@@ -160,7 +159,7 @@ class Catalog:
                 return None
         return StoredFile.from_record(filename, meta)
 
-    def _derive(self, filename: str) -> dict[str, Any] | None:
+    def _derive(self, filename: str) -> Record | None:
         """Rebuild derived data from the file itself."""
         path = self.root / filename
         h = Hashes()
@@ -171,14 +170,14 @@ class Catalog:
                 mtime = os.fstat(f.fileno()).st_mtime
         except OSError:  # gone, or a symbolic link (O_NOFOLLOW)
             return None
-        meta: dict[str, Any] = {"size": h.size, "sha256": h.sha256.hexdigest(), "upload_time": mtime}
+        meta: Record = {"size": h.size, "sha256": h.sha256.hexdigest(), "upload_time": mtime}
         derived = []
         try:
             dist = inspect_wheel(path, filename)
         except UploadRejected:
             if filename.endswith(".whl") or not filename.endswith(ARTIFACT_SUFFIXES):
                 return None  # a wheel that fails its checks is not served, not even as an artifact
-            meta.update(project="", version="")  # an artifact (e.g. the NVPL tarball): served, not listed
+            meta.update({"project": "", "version": ""})  # an artifact (e.g. the NVPL tarball): served, not listed
         else:
             meta.update(describe(dist))
             if dist.metadata is not None:
@@ -190,9 +189,9 @@ class Catalog:
         return meta
 
 
-def describe(dist: Distribution) -> dict[str, Any]:
+def describe(dist: Distribution) -> Record:
     """What a distribution's record says of it, from its name and METADATA."""
-    record: dict[str, Any] = {
+    record: Record = {
         "project": dist.project,
         "version": str(dist.version),
         "requires_python": dist.requires_python,
