@@ -4,6 +4,8 @@ role names. Both sides import this module and nothing else of each other's, so i
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 JSON_V1 = "application/vnd.pypi.simple.v1+json"  # PEP 691
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 
@@ -23,3 +25,16 @@ UNYANK = "/api/files/{filename}/unyank"
 # roles, ordered by what they may do (index.auth)
 PUBLIC, READ, UPLOAD, BUILDER, ADMIN = "public", "read", "upload", "builder", "admin"
 TRUSTED = (BUILDER, ADMIN)  # whose files may stand for a build: owned names, cache keys, facts
+
+
+class Status(TypedDict):
+    """The index's summary at STATUS (what `inv status` shows)."""
+
+    projects: int
+    files: int
+    bytes: int
+    failing_verify: list[str]  # the files whose verify report failed
+    unverified: int  # files of a project that came without a verify report
+    yanked: int
+    disk_free: int
+    disk_total: int

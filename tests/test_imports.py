@@ -199,7 +199,23 @@ def test_closure_follows_chains_of_imports() -> None:
         "jetwheel.index.store.store",
         "jetwheel.index.store.catalog",
         "jetwheel.index.store.durable",
-    } <= closure("jetwheel.index.front.static")
+    } <= closure("jetwheel.index.server.uploads")
+    assert "jetwheel.index.store.durable" in closure("jetwheel.index.front.static")  # through the catalog
+
+
+# What only reads the store takes its read interface (Catalog); only writers import the Store
+READERS = {f"jetwheel.index.server.{m}" for m in ("api", "pagecache", "pages", "people", "profiles", "reads")} | {
+    "jetwheel.index.server.resolve",
+    "jetwheel.index.server.web",
+    "jetwheel.index.front.export",
+    "jetwheel.index.front.static",
+    "jetwheel.index.front.front",
+}
+
+
+def test_the_store_s_readers_import_the_catalog_not_the_store() -> None:
+    assert set(MODULES) >= READERS
+    assert not {m for m in READERS if "jetwheel.index.store.store" in MODULES[m]}
 
 
 def test_verify_and_the_doctor_search_with_one_model_of_ld_so() -> None:

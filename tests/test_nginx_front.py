@@ -24,6 +24,7 @@ from wheelmaker import make_wheel
 
 from jetwheel.index.front import static
 from jetwheel.index.server.config import add_user
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.store import Store
 from jetwheel.workflow.serve import wait_ready
 
@@ -217,7 +218,7 @@ def test_the_store_tells_its_observers_of_each_change_under_its_lock(tmp_path: P
     store = Store(tmp_path / "packages")
     seen: list[tuple[str, bool]] = []
 
-    def observer(changed: Store, filename: str) -> None:
+    def observer(changed: Catalog, filename: str) -> None:
         with pytest.raises(BlockingIOError), open(changed.state_path("lock"), "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the store holds it: this would wait
         seen.append((filename, filename in changed.files()))

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jetwheel import wire
 from jetwheel.errors import JetwheelError, StoreError, UsageError
 from jetwheel.workflow.context import context
 from jetwheel.workflow.profiles import profile_views
@@ -30,7 +31,7 @@ def add_user(user: str, password: str, role: str, htpasswd: str = "", config: st
     return path, cfg.path
 
 
-def index_status(index: str) -> dict[str, Any]:
+def index_status(index: str) -> wire.Status:
     """The index's summary (`/api/status`): projects, files, bytes, failing verify reports, disk."""
     return context(index=index).client.status()
 

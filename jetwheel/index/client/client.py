@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from packaging.requirements import Requirement
@@ -77,11 +77,11 @@ class IndexClient:
     def file_info(self, filename: str) -> dict[str, Any] | None:
         return self._get_json(wire.FILE.format(filename=filename))
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> wire.Status:
         doc = self._get_json(wire.STATUS)
         if doc is None:
             raise PublishError(f"{self.url} has no {wire.STATUS}: is it a jetwheel index?")
-        return doc
+        return cast(wire.Status, doc)
 
     def projects(self) -> list[str]:
         doc = self._get_json(wire.SIMPLE, accept=JSON_V1) or {}

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jetwheel.index.server import pages
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.wire import JSON_V1
 
 NGINX_CONF = """\
@@ -75,7 +75,7 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def export(store: Store, dest: Path, port: int = 8080) -> list[Path]:
+def export(store: Catalog, dest: Path, port: int = 8080) -> list[Path]:
     """Write the static tree; returns every file written. Existing files of removed projects stay
     until the next full export into an empty directory (object stores have no atomic swap)."""
     dest = dest.resolve()

@@ -29,7 +29,7 @@ from jetwheel.errors import StoreError
 from jetwheel.index.front import static
 from jetwheel.index.server.guard import FRONT_HEADER
 from jetwheel.index.server.server import die_with_parent
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
 
 log = logging.getLogger("jetwheel.index.front")
 WORKER_USER = "nobody"
@@ -119,7 +119,7 @@ http {{
 """
 
 
-def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int, secret: str) -> Path:
+def nginx_conf(store: Catalog, listen: str, app_port: int, max_upload: int, secret: str) -> Path:
     """Write the front's nginx.conf under the store's state directory (mode 0600: it holds the
     secret by which the app knows its front); returns its path."""
     run = store.state_path("nginx")
@@ -150,7 +150,7 @@ def nginx_conf(store: Store, listen: str, app_port: int, max_upload: int, secret
     return conf
 
 
-def worker_user(store: Store) -> pwd.struct_passwd | None:
+def worker_user(store: Catalog) -> pwd.struct_passwd | None:
     """Who nginx's workers run as when the front is started as root (None otherwise): never root.
     The store's owner when that is not root; else nobody, who must be able to reach the tree
     (its files are world-readable; every directory on the way must be searchable by others)."""
@@ -197,7 +197,7 @@ def serve_front(
     nginx = shutil.which("nginx")
     if nginx is None:
         raise StoreError("--nginx needs nginx (apt-get install nginx-light)")
-    store = Store(root)
+    store = Catalog(root)
     with store.lock():
         static.sync(store)
     app_port = _loopback_port()

@@ -26,7 +26,7 @@ from packaging.utils import NormalizedName
 from jetwheel.errors import UploadRejected
 from jetwheel.index.front.export import export, place
 from jetwheel.index.server import pages
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.validate import parse_filename
 
 log = logging.getLogger("jetwheel.index.static")
@@ -34,17 +34,17 @@ FORMS = {"json": "index.json", "html": "index.html"}
 V1HTML = "index.v1html"
 
 
-def tree(store: Store) -> Path:
+def tree(store: Catalog) -> Path:
     """The tree's path (a symlink to the current rendering); absent while no front serves."""
     return store.state_path("front")
 
 
-def _fingerprint(store: Store) -> str:
+def _fingerprint(store: Catalog) -> str:
     """What the tree must be rendered from: the store's generation, looked at now."""
     return " ".join(str(n) for n in store.generation(fresh=True))
 
 
-def _mark(store: Store) -> None:
+def _mark(store: Catalog) -> None:
     _replace(store.state_path("front.rendered"), _fingerprint(store).encode())
 
 
@@ -73,7 +73,7 @@ def _write_page(directory: Path, form: str, body: bytes) -> None:
         place(directory / FORMS[form], directory / V1HTML)
 
 
-def sync(store: Store) -> Path:
+def sync(store: Catalog) -> Path:
     """Render the whole tree afresh and switch to it in one rename; the old one is removed. Call
     with the store's lock held, or before anything else writes the store."""
     new = store.state_path(f"front-{time.time_ns()}")
@@ -93,7 +93,7 @@ def sync(store: Store) -> Path:
     return new
 
 
-def follow(store: Store, filename: str) -> None:
+def follow(store: Catalog, filename: str) -> None:
     """The store's hook, called with its lock held after `filename` was added, changed or removed."""
     link = tree(store)
     if not link.is_symlink():
@@ -112,7 +112,7 @@ def _project_of(filename: str) -> NormalizedName | None:
         return None  # an artifact: served, not listed
 
 
-def _render_change(store: Store, root: Path, filename: str) -> None:
+def _render_change(store: Catalog, root: Path, filename: str) -> None:
     info = store.files().get(filename)
     packages = root / "packages"
     project = info.project if info is not None else _project_of(filename)
@@ -138,7 +138,7 @@ def _render_change(store: Store, root: Path, filename: str) -> None:
                 p.unlink()
 
 
-def repair(store: Store) -> bool:
+def repair(store: Catalog) -> bool:
     """Re-render everything if the store changed in a way the hook did not render. True if it did."""
     rendered = store.state_path("front.rendered")
     if rendered.exists() and rendered.read_text() == _fingerprint(store):
@@ -146,12 +146,12 @@ def repair(store: Store) -> bool:
     with store.lock():
         if rendered.exists() and rendered.read_text() == _fingerprint(store):
             return False
-        # a new Store looks at the directory now: `store` may trust its last look for a second
-        sync(Store(store.root))
+        # a new Catalog looks at the directory now: `store` may trust its last look for a second
+        sync(Catalog(store.root))
     return True
 
 
-def stop(store: Store) -> None:
+def stop(store: Catalog) -> None:
     """No front serves the store any more: the hook stops, the tree goes."""
     with contextlib.suppress(FileNotFoundError):
         tree(store).unlink()

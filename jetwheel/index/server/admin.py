@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -26,7 +25,9 @@ class Admin:
     async def delete(self, request: web.Request) -> web.StreamResponse:
         return await self._change(request, lambda f, body: self.store.delete(f))
 
-    async def _change(self, request: web.Request, action: Callable[[str, dict[str, Any]], Any]) -> web.StreamResponse:
+    async def _change(
+        self, request: web.Request, action: Callable[[str, dict[str, object]], object]
+    ) -> web.StreamResponse:
         """`action(filename, the request's JSON object)` in a thread; 400 for a body that is not a
         JSON object, 404 for a file the store does not hold."""
         try:

@@ -10,12 +10,12 @@ from aiohttp import web
 from jetwheel.index.server import web as web_pages
 from jetwheel.index.server.guard import error
 from jetwheel.index.server.reads import send_file
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.wire import TRUSTED
 
 
 class Api:
-    def __init__(self, store: Store, auth_reads: bool) -> None:
+    def __init__(self, store: Catalog, auth_reads: bool) -> None:
         self.store = store
         self.auth_reads = auth_reads
 

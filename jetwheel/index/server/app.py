@@ -6,10 +6,10 @@ answer them.
     reads.py     /simple/ pages (PEP 503/691) and /packages/ files with METADATA (PEP 658); upstream fallback
     api.py       /api/files, /api/facts, /api/cache (the build side), /api/status, /health
     people.py    the pages for people: / and /profiles/<name>
-    uploads.py   publishing (the legacy upload API), with upload_form.py reading its body
+    uploads.py   publishing (the legacy upload API), with upload_form.py reading its body, into store/publish.py
     admin.py     yank, unyank, delete
 
-Every name has an owner (ownership.py, PEP 541's model): the recipes' names, the build's artifacts
+Every name has an owner (store/ownership.py, PEP 541's model): the recipes' names, the build's artifacts
 and mirrored names are the builders' and admins', others their creator's; only a builder's files
 answer a build-cache lookup; every file says which role published it. Nothing in a request steers
 the server: it connects to no address a request names, and its caches are keyed by its own state only.
@@ -40,6 +40,7 @@ from jetwheel.index.server.profiles import ProfileView
 from jetwheel.index.server.reads import Reads, to_simple
 from jetwheel.index.server.throttle import THROTTLE, SharedThrottle
 from jetwheel.index.server.uploads import Uploads
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.store import Store
 from jetwheel.wire import ADMIN, PUBLIC, READ, UPLOAD
 
@@ -60,7 +61,7 @@ class Settings:
     front_secret: str = ""  # set by the nginx front it runs behind: requests bearing it name their client
     # observers of each committed change (the nginx front's tree: front.static.follow), given by whoever
     # starts the server: the server knows no room built on it
-    followers: tuple[Callable[[Store, str], None], ...] = ()
+    followers: tuple[Callable[[Catalog, str], None], ...] = ()
 
 
 @dataclass(frozen=True)

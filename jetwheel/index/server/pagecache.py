@@ -4,9 +4,11 @@ kept until the store's generation changes."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar, cast
 
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
+
+T = TypeVar("T")
 
 
 class PageCache:
@@ -15,15 +17,15 @@ class PageCache:
 
     CAP = 64
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Catalog) -> None:
         self.store = store
         self.gen: tuple[int, ...] | None = None
-        self.values: dict[tuple[str, ...], Any] = {}
+        self.values: dict[tuple[str, ...], object] = {}
 
-    def get(self, key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+    def get(self, key: tuple[str, ...], compute: Callable[[], T]) -> T:
         gen = self.store.generation()
         if gen != self.gen or len(self.values) >= self.CAP:
             self.values, self.gen = {}, gen
         if key not in self.values:
             self.values[key] = compute()
-        return self.values[key]
+        return cast(T, self.values[key])  # a key is always computed by one function

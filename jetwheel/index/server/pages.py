@@ -7,7 +7,6 @@ import html
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 from urllib.parse import quote
 
 from packaging.utils import NormalizedName, parse_sdist_filename, parse_wheel_filename
@@ -69,13 +68,13 @@ def project_html(project: str, files: Sequence[StoredFile], prefix: str = "../..
 
 
 def project_json(project: str, files: Sequence[StoredFile], prefix: str = "../../packages/") -> bytes:
-    entries: list[dict[str, Any]] = []
+    entries: list[dict[str, object]] = []
     versions: set[Version] = set()
     for f in files:
         v = _version_of(f)
         if v is not None:
             versions.add(v)
-        e: dict[str, Any] = {
+        e: dict[str, object] = {
             "filename": f.filename,
             "url": file_url(f.filename, prefix),
             "hashes": {"sha256": f.sha256},

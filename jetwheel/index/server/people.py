@@ -17,11 +17,11 @@ from jetwheel.index.server import web as web_pages
 from jetwheel.index.server.guard import error
 from jetwheel.index.server.pagecache import PageCache
 from jetwheel.index.server.profiles import ProfileView
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
 
 
 class People:
-    def __init__(self, store: Store, cache: PageCache, profiles: Mapping[str, ProfileView], url: str) -> None:
+    def __init__(self, store: Catalog, cache: PageCache, profiles: Mapping[str, ProfileView], url: str) -> None:
         self.store = store
         self.cache = cache
         self.profiles = profiles

@@ -20,7 +20,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from jetwheel.index.server.resolve import resolve
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.target import Target
 
 COMPAT = "compat.json"
@@ -45,7 +45,7 @@ class Compat:
     detail: str
 
 
-def check(store: Store, view: ProfileView, stop: Callable[[], bool] = lambda: False) -> Compat:
+def check(store: Catalog, view: ProfileView, stop: Callable[[], bool] = lambda: False) -> Compat:
     """Would the profile's top requirement install for its target from this store alone?
     In-process over the store's metadata (resolve.py): no pip, no network, no build step; within
     resolve's time budget. A file whose metadata cannot be evaluated is left out and named."""
@@ -60,7 +60,7 @@ def check(store: Store, view: ProfileView, stop: Callable[[], bool] = lambda: Fa
     return Compat(True, f"{view.top} resolves to " + ", ".join(got.installs) + left_out)
 
 
-def read(store: Store) -> tuple[list[int], dict[str, Compat]]:
+def read(store: Catalog) -> tuple[list[int], dict[str, Compat]]:
     """(the store generation it was computed for, results by profile); empty when never computed."""
     try:
         doc = json.loads(store.state_path(COMPAT).read_bytes())
@@ -72,7 +72,7 @@ def read(store: Store) -> tuple[list[int], dict[str, Compat]]:
 
 
 async def refresh(
-    store: Store,
+    store: Catalog,
     profiles: Mapping[str, ProfileView],
     stop: threading.Event | None = None,
     pool: Executor | None = None,
@@ -106,7 +106,7 @@ async def refresh(
 
 
 async def keep_fresh(
-    store: Store, profiles: Mapping[str, ProfileView], stop: threading.Event, settle: float = 2.0
+    store: Catalog, profiles: Mapping[str, ProfileView], stop: threading.Event, settle: float = 2.0
 ) -> None:
     """Run until `stop` is set: once the store has not changed for `settle` seconds and its recorded
     compatibility is for an older generation, compute it again. A failure is logged in one line and

@@ -15,17 +15,17 @@ from jetwheel import wire
 from jetwheel.index.server import pages
 from jetwheel.index.server.guard import error
 from jetwheel.index.server.pagecache import PageCache
-from jetwheel.index.store.store import Store
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.validate import check_filename
 
 
-def simple_pages(store: Store) -> dict[tuple[str, str], tuple[bytes, str]]:
+def simple_pages(store: Catalog) -> dict[tuple[str, str], tuple[bytes, str]]:
     """Every simple page in both forms with its ETag."""
     rendered = pages.render_all(store.projects())
     return {k: (v, '"' + hashlib.sha256(v).hexdigest()[:32] + '"') for k, v in rendered.items()}
 
 
-def send_file(store: Store, path: Path, what: str, content_type: str) -> web.StreamResponse:
+def send_file(store: Catalog, path: Path, what: str, content_type: str) -> web.StreamResponse:
     """A file of the store as the answer, or 404 for one that is missing or a symbolic link (never followed)."""
     if not store.regular_file(path):
         return error(404, f"{what}: no such file")
@@ -34,7 +34,7 @@ def send_file(store: Store, path: Path, what: str, content_type: str) -> web.Str
 
 
 class Reads:
-    def __init__(self, store: Store, cache: PageCache, owned: Callable[[], frozenset[str]], upstream: str) -> None:
+    def __init__(self, store: Catalog, cache: PageCache, owned: Callable[[], frozenset[str]], upstream: str) -> None:
         self.store = store
         self.cache = cache
         self.owned = owned

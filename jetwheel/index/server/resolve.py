@@ -22,8 +22,8 @@ from resolvelib import BaseReporter, Resolver
 from resolvelib.providers import AbstractProvider
 from resolvelib.resolvers import ResolutionError, ResolutionImpossible, ResolutionTooDeep
 
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.records import StoredFile
-from jetwheel.index.store.store import Store
 from jetwheel.target import Target
 
 MAX_ROUNDS = 2000  # resolvelib's bound on backtracking: a guard against pathological metadata
@@ -64,7 +64,7 @@ def _key(name: str, extras: Iterable[str]) -> str:
 
 
 class _Provider(AbstractProvider):  # type: ignore[type-arg]
-    def __init__(self, store: Store, target: Target, deadline: float, stop: Callable[[], bool]) -> None:
+    def __init__(self, store: Catalog, target: Target, deadline: float, stop: Callable[[], bool]) -> None:
         self.store, self.target = store, target
         self.projects = store.projects()
         self.tags = {str(t) for t in target.tags()}
@@ -189,7 +189,7 @@ class _Provider(AbstractProvider):  # type: ignore[type-arg]
 
 
 def resolve(
-    store: Store,
+    store: Catalog,
     requirements: Sequence[str],
     target: Target,
     budget: float = BUDGET,

@@ -5,8 +5,7 @@ same way; every other field in memory, capped; a body that stops sending dropped
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import IO, Any
+from typing import IO
 
 from aiohttp import BodyPartReader, MultipartReader
 
@@ -18,7 +17,6 @@ from jetwheel.index.store.validate import check_filename
 CHUNK = 1 << 16
 MAX_FIELD = 8 << 20  # a form field (provenance, verify report)
 MAX_FACTS = 64 << 20  # a build's facts about the file: gzip'd JSON
-MAX_JSON_DEPTH = 64
 BODY_IDLE = 60.0  # seconds an upload may send nothing before it is dropped
 
 
@@ -64,31 +62,3 @@ async def _read_field(part: BodyPartReader) -> str:
         if len(value) > MAX_FIELD:
             raise UploadRejected(f"form field {part.name!r} is too large (over {MAX_FIELD} bytes)")
     return value.decode("utf-8", errors="replace")
-
-
-def json_field(fields: dict[str, str], key: str) -> dict[str, Any]:
-    """The form field `key` as a JSON object ({} when it was not sent); 400 for anything else."""
-    if key not in fields:
-        return {}
-    try:
-        value = json.loads(fields[key])
-    except (ValueError, RecursionError):
-        raise UploadRejected(f"form field {key!r} is not valid JSON (or nested too deeply)") from None
-    if not isinstance(value, dict):
-        raise UploadRejected(f"form field {key!r} must be a JSON object")
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise UploadRejected(f"form field {key!r} is nested deeper than {MAX_JSON_DEPTH} levels")
-    return value
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth, without recursion (the parser already bounded it by its own stack)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        v, d = todo.pop()
-        deepest = max(deepest, d)
-        if isinstance(v, dict):
-            todo += [(x, d + 1) for x in v.values()]
-        elif isinstance(v, list):
-            todo += [(x, d + 1) for x in v]
-    return deepest

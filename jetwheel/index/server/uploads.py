@@ -1,7 +1,7 @@
-"""Publishing to the index: the legacy upload API (twine, the client), streamed to the store's
-staging, checked, and committed whole or not at all. Who may publish what is ownership.py's rule
-(PEP 541's model), applied under the store's lock; only an admin may overwrite; every file records
-the role that published it."""
+"""Publishing to the index: the legacy upload API (twine, the client, a mirror run, upload-artifact),
+streamed to the store's staging, then handed to the store's one way in (store/publish.py: the
+policy, PEP 541's ownership applied under the store's lock, and the integrity checks), committed
+whole or not at all. Only an admin may overwrite; every file records the role that published it."""
 
 from __future__ import annotations
 
@@ -13,21 +13,19 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from packaging.utils import canonicalize_name
 
-from jetwheel.errors import AlreadyExists, JetwheelError, RefusedByPolicy, Unavailable, UploadRejected
+from jetwheel.errors import AlreadyExists, JetwheelError, Unavailable, UploadRejected
 from jetwheel.index.server.auth import RANK
 from jetwheel.index.server.guard import ROLE, USER, error, refused
-from jetwheel.index.server.ownership import Rules, Uploader, claim, name_key, owner_of
-from jetwheel.index.server.upload_form import BODY_IDLE, MAX_FACTS, json_field, read_parts
+from jetwheel.index.server.upload_form import BODY_IDLE, MAX_FACTS, read_parts
 from jetwheel.index.server.upstream import UpstreamNames
-from jetwheel.index.store.records import Hashes
-from jetwheel.index.store.store import Claim, Store
-from jetwheel.index.store.validate import check_artifact_name
+from jetwheel.index.store.ownership import Rules, Uploader
+from jetwheel.index.store.publish import publish, upstream_question
+from jetwheel.index.store.records import Hashes, StoredFile, Upload
+from jetwheel.index.store.store import Store
 from jetwheel.wire import ADMIN, BUILDER, UPLOAD
 
 log = logging.getLogger("jetwheel.index")
@@ -70,7 +68,7 @@ class Uploads:
         for pool in self.pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _checked(self, request: web.Request, role: str, add: Callable[..., Any]) -> Any:
+    async def _checked(self, request: web.Request, role: str, add: Callable[..., StoredFile]) -> StoredFile:
         """Run `add(stop=...)` in the role's pool; `stop()` turns true when the uploader hangs up
         or the server stops, and the check ends at its next chunk."""
         gone = threading.Event()
@@ -131,48 +129,33 @@ class Uploads:
                         raise UploadRejected("form field 'jetwheel_facts' must be gzip'd JSON")
             if fields.get(":action", "file_upload") != "file_upload":
                 raise UploadRejected(f"unsupported :action {fields.get(':action')!r}")
-            artifact = fields.get("jetwheel_artifact") == "1"
-            uploader = Uploader(request.get(USER, ""), role, fields.get("jetwheel_mirror") == "1")
-            decide = await self._may_publish(filename, artifact, uploader)
-            if not artifact and fields.get("name") and "-" in filename:
-                claimed = canonicalize_name(fields["name"])
-                if claimed != canonicalize_name(filename.split("-", 1)[0]):
-                    raise UploadRejected(f"form name {fields['name']!r} does not match file {filename!r}")
-            add = functools.partial(
-                self.store.add,
+            upload = Upload(
                 tmp,
                 filename,
                 hashes,
                 sha256_digest=fields.get("sha256_digest", ""),
                 md5_digest=fields.get("md5_digest", ""),
-                artifact=artifact,
+                name=fields.get("name", ""),
+                artifact=fields.get("jetwheel_artifact") == "1",
                 facts=facts_tmp if has_facts else None,
+                provenance=fields.get("jetwheel_provenance"),
+                verify=fields.get("jetwheel_verify"),
+            )
+            uploader = Uploader(request.get(USER, ""), role, fields.get("jetwheel_mirror") == "1")
+            rules = Rules(self.owned(), self.artifacts)
+            ask = upstream_question(self.store, upload, uploader, rules) if self.upstream is not None else None
+            add = functools.partial(
+                publish,
+                self.store,
+                upload,
+                uploader,
+                rules,
+                upstream_has=self.upstream is not None and ask is not None and await self.upstream.has(ask),
                 overwrite=self.allow_overwrite and role == ADMIN,
-                published_by=role,
-                claim=decide,
-                provenance=json_field(fields, "jetwheel_provenance"),
-                verify=json_field(fields, "jetwheel_verify"),
             )
             info = await self._checked(request, role, add)
         log.info("stored %s (%d bytes)", info.filename, info.size)
         return web.Response(status=200, text=f"stored {info.filename}\n")
-
-    async def _may_publish(self, filename: str, artifact: bool, uploader: Uploader) -> Claim:
-        """What can be refused before the store's lock, and the ownership check to run under it
-        (ownership.claim), with whether the upstream has the name when that matters."""
-        if uploader.mirror and not uploader.trusted:
-            raise RefusedByPolicy(f"a mirror run needs a builder or admin (this user is {uploader.role})")
-        if artifact:
-            check_artifact_name(filename, sdist_like=uploader.trusted)
-        key = name_key(filename, artifact)
-        rules = Rules(self.owned(), self.artifacts)
-        upstream_has = False
-        new = owner_of(key, self.store.owners(), set(self.store.projects()), rules) is None
-        if new and not artifact and self.upstream is not None and not (uploader.role == ADMIN or uploader.mirror):
-            upstream_has = await self.upstream.has(key)
-        decide = claim(uploader, filename, key, rules, upstream_has)
-        decide(self.store)  # refused here already, the store untouched; decided again under the lock
-        return decide
 
 
 def _nicer(by: int) -> None:

@@ -13,11 +13,11 @@ import jinja2
 from packaging.utils import NormalizedName, parse_wheel_filename
 
 from jetwheel.index.server.profiles import Compat, ProfileView
+from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.owners import TRUSTED as BY_TRUSTED
 from jetwheel.index.store.owners import Owner
-from jetwheel.index.store.records import StoredFile
-from jetwheel.index.store.store import Store
-from jetwheel.wire import TRUSTED
+from jetwheel.index.store.records import StoredFile, VerifyJson
+from jetwheel.wire import TRUSTED, Status
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("jetwheel.index.server", "templates"), autoescape=jinja2.select_autoescape(["html"])
@@ -36,7 +36,7 @@ def _tags(filename: str) -> str:
     )
 
 
-def _first_error(report: Mapping[str, Any]) -> str:
+def _first_error(report: VerifyJson) -> str:
     for f in report.get("findings", []):
         if f.get("severity") == "error":
             return f"{f.get('check')}: {f.get('detail', '')}"[:300]
@@ -66,7 +66,7 @@ def _source(src: Mapping[str, Any]) -> str:
     return text
 
 
-def summary(store: Store) -> dict[str, Any]:
+def summary(store: Catalog) -> Status:
     """What `inv status` shows: counts, bytes, failing verify reports, disk free."""
     files = store.files()
     failing = sorted(f.filename for f in files.values() if f.verify and not f.verify.get("passed", True))
@@ -83,7 +83,7 @@ def summary(store: Store) -> dict[str, Any]:
     }
 
 
-def render_home(store: Store, base: str, profiles: Mapping[str, ProfileView], top: str) -> bytes:
+def render_home(store: Catalog, base: str, profiles: Mapping[str, ProfileView], top: str) -> bytes:
     projects = store.projects()
     files = store.files()
     versions = {p: sorted({f.version for f in fs}, key=_version_key, reverse=True) for p, fs in projects.items()}
@@ -142,7 +142,7 @@ class Row:
     pins_class: str
 
 
-def matrix(store: Store, profile: ProfileView) -> list[Row]:
+def matrix(store: Catalog, profile: ProfileView) -> list[Row]:
     """Per pinned package: the best wheel this index serves for the profile's target and its checks."""
     priority = {t: i for i, t in enumerate(profile.target.tags())}
     by_project = store.projects()
@@ -181,7 +181,7 @@ def matrix(store: Store, profile: ProfileView) -> list[Row]:
 
 
 def render_profile(
-    store: Store, profile: ProfileView, resolved: Compat | None, profiles: Mapping[str, ProfileView]
+    store: Catalog, profile: ProfileView, resolved: Compat | None, profiles: Mapping[str, ProfileView]
 ) -> bytes:
     """`resolved` is None while the index has not yet checked this generation of the store."""
     return (

@@ -11,13 +11,14 @@ Symbolic links in the directory are never followed, listed or served.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from packaging.utils import NormalizedName
 
@@ -25,7 +26,7 @@ from jetwheel.digest import chunks
 from jetwheel.errors import UploadRejected
 from jetwheel.index.store.durable import nofollow, write_staged
 from jetwheel.index.store.owners import Owner, read_owners
-from jetwheel.index.store.records import Hashes, StoredFile
+from jetwheel.index.store.records import Hashes, Record, StoredFile
 from jetwheel.index.store.validate import ARTIFACT_SUFFIXES, Distribution, check_filename, inspect_wheel
 
 STATE = ".jetwheel"
@@ -60,6 +61,17 @@ class Catalog:
         except FileNotFoundError:
             return (self._dir_mtime, 0, 0)
         return (self._dir_mtime, st.st_mtime_ns, st.st_ino)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """The store's lock (flock, so across processes): held, no change is made through any store
+        of this directory. Every change takes it; so may a reader that needs the store to stand still."""
+        with open(self.state / "lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def files(self) -> dict[str, StoredFile]:
         """Every visible distribution and artifact, by filename. Cached per generation."""
@@ -147,7 +159,7 @@ class Catalog:
                 return None
         return StoredFile.from_record(filename, meta)
 
-    def _derive(self, filename: str) -> dict[str, Any] | None:
+    def _derive(self, filename: str) -> Record | None:
         """Rebuild derived data from the file itself."""
         path = self.root / filename
         h = Hashes()
@@ -158,14 +170,14 @@ class Catalog:
                 mtime = os.fstat(f.fileno()).st_mtime
         except OSError:  # gone, or a symbolic link (O_NOFOLLOW)
             return None
-        meta: dict[str, Any] = {"size": h.size, "sha256": h.sha256.hexdigest(), "upload_time": mtime}
+        meta: Record = {"size": h.size, "sha256": h.sha256.hexdigest(), "upload_time": mtime}
         derived = []
         try:
             dist = inspect_wheel(path, filename)
         except UploadRejected:
             if filename.endswith(".whl") or not filename.endswith(ARTIFACT_SUFFIXES):
                 return None  # a wheel that fails its checks is not served, not even as an artifact
-            meta.update(project="", version="")  # an artifact (e.g. the NVPL tarball): served, not listed
+            meta.update({"project": "", "version": ""})  # an artifact (e.g. the NVPL tarball): served, not listed
         else:
             meta.update(describe(dist))
             if dist.metadata is not None:
@@ -177,9 +189,9 @@ class Catalog:
         return meta
 
 
-def describe(dist: Distribution) -> dict[str, Any]:
+def describe(dist: Distribution) -> Record:
     """What a distribution's record says of it, from its name and METADATA."""
-    record: dict[str, Any] = {
+    record: Record = {
         "project": dist.project,
         "version": str(dist.version),
         "requires_python": dist.requires_python,

@@ -11,21 +11,20 @@ takes the store's lock, bumps the generation and tells the observers (Store.on_c
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, cast
 
 from jetwheel.digest import chunks
 from jetwheel.errors import AlreadyExists, NotFound, TooLarge, UploadRejected
 from jetwheel.index.store.catalog import DERIVED, Catalog, describe
 from jetwheel.index.store.durable import fsync_path, refusing_full, remove_abandoned, staging, write_staged
 from jetwheel.index.store.owners import Owner, commit_owners, stage_owners
-from jetwheel.index.store.records import Hashes, StoredFile
-from jetwheel.index.store.validate import check_artifact_name, check_filename, inspect_wheel
+from jetwheel.index.store.records import Hashes, Record, StoredFile, Upload, VerifyJson
+from jetwheel.index.store.validate import check_artifact_name, check_filename, inspect_wheel, json_object
 
 # Who may add a file, decided under the store's lock (so two first uploads of one name cannot both
 # win): given the store, it raises a StoreError to refuse, or returns the owner record a new name gets
@@ -40,20 +39,9 @@ class Store(Catalog):
         super().__init__(root)
         self.allow_overwrite = allow_overwrite
         self.max_upload = max_upload
-        self._observers: list[Callable[[Store, str], None]] = []
+        self._observers: list[Callable[[Catalog, str], None]] = []
 
     # -- changing ----------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """The store's lock (flock, so across processes): held, no change is made through any store
-        of this directory. Every change takes it; so may a reader that needs the store to stand still."""
-        with open(self.state / "lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def _next_generation(self) -> Path:
         """A new generation file, staged: renaming it over the old one (no space needed) is the bump."""
         return write_staged(self.tmp, str(time.time_ns()).encode())
@@ -62,7 +50,7 @@ class Store(Catalog):
         """Publish a change that has already been made: every reader's next look sees it."""
         os.replace(staged_generation, self.state / "generation")
 
-    def on_change(self, observer: Callable[[Store, str], None]) -> None:
+    def on_change(self, observer: Callable[[Catalog, str], None]) -> None:
         """Call `observer(store, filename)` after each change committed through this store object,
         with the lock held (the nginx front's tree follows the store this way: static.follow).
         The change is already committed when it runs: an observer must not raise."""
@@ -73,87 +61,69 @@ class Store(Catalog):
             observer(self, filename)
 
     @contextlib.contextmanager
-    def staging(self) -> Iterator[tuple[Any, Path]]:
+    def staging(self) -> Iterator[tuple[IO[bytes], Path]]:
         """A temp file in the store's filesystem to stream an upload into (durable.staging)."""
         with staging(self.tmp) as staged:
             yield staged
 
-    def add(  # params: the fields of a PyPI upload (hashes, provenance, verify, facts), each its own
+    def add(
         self,
-        staged: Path,
-        filename: str,
-        hashes: Hashes,
+        upload: Upload,
         *,
-        sha256_digest: str = "",
-        md5_digest: str = "",
-        artifact: bool = False,
-        provenance: dict[str, Any] | None = None,
-        verify: dict[str, Any] | None = None,
-        facts: Path | None = None,
-        overwrite: bool | None = None,
         published_by: str = "",
+        overwrite: bool | None = None,
         claim: Claim | None = None,
         stop: Callable[[], bool] = lambda: False,
     ) -> StoredFile:
-        """Commit a staged upload (and its staged facts file). Raises a StoreError, leaving the store
-        as it was, on any fault: DiskFull when the disk is full. `overwrite` (default: the store's
-        allow_overwrite) lets the upload replace a file of the same name. `claim` decides, under the
-        lock, whether this uploader may add to the name (and records a new name's owner); the checks
-        end early once `stop()` is true (the uploader hung up)."""
-        meta, metadata = self._describe(staged, filename, hashes, sha256_digest, md5_digest, artifact, stop)
-        for path in (staged, facts):  # synced once checked: a refused upload costs the disk nothing
+        """Commit a staged upload (and its staged facts file) after its integrity checks: its JSON,
+        name, size, the digests its publisher sent and (a distribution) the wheel itself. Raises a
+        StoreError, leaving the store as it was, on any fault: DiskFull when the disk is full.
+        `overwrite` (default: the store's allow_overwrite) lets the upload replace a file of the
+        same name. `claim` decides, under the lock, whether this uploader may add to the name (and
+        records a new name's owner); the checks end early once `stop()` is true (the uploader hung
+        up). Publishing goes through publish.publish, which applies the index's policy first."""
+        provenance = json_object(upload.provenance, "jetwheel_provenance")
+        verify = cast(VerifyJson, json_object(upload.verify, "jetwheel_verify"))  # as sent: its word only
+        meta, metadata = self._describe(upload, stop)
+        for path in (upload.staged, upload.facts):  # synced once checked: a refused upload costs the disk nothing
             if path is not None:
                 fsync_path(path)
         meta.update(
-            upload_time=time.time(), provenance=provenance or {}, verify=verify or {}, published_by=published_by
+            {"upload_time": time.time(), "provenance": provenance, "verify": verify, "published_by": published_by}
         )
         may_replace = self.allow_overwrite if overwrite is None else overwrite
-        self._commit(staged, filename, meta, metadata, facts, may_replace, claim)
-        info = self._info(filename)
+        self._commit(upload, meta, metadata, may_replace, claim)
+        info = self._info(upload.filename)
         assert info is not None
         return info
 
-    def _describe(  # params: add's upload as received, and when to stop checking it
-        self,
-        staged: Path,
-        filename: str,
-        hashes: Hashes,
-        sha256_digest: str,
-        md5_digest: str,
-        artifact: bool,
-        stop: Callable[[], bool],
-    ) -> tuple[dict[str, Any], bytes | None]:
+    def _describe(self, upload: Upload, stop: Callable[[], bool]) -> tuple[Record, bytes | None]:
         """The upload checked against its name, size and the digests its uploader sent: its record
         (without upload time or claims) and its METADATA (None for an artifact)."""
+        filename, hashes = upload.filename, upload.hashes
         check_filename(filename)
         if hashes.size > self.max_upload:
             raise TooLarge(f"file too large: {hashes.size} bytes > limit {self.max_upload}")
         sha = hashes.sha256.hexdigest()
-        if sha256_digest and sha256_digest.lower() != sha:
+        if upload.sha256_digest and upload.sha256_digest.lower() != sha:
             raise UploadRejected("sha256_digest does not match the uploaded bytes")
-        if md5_digest and md5_digest.lower() != hashes.md5.hexdigest():
+        if upload.md5_digest and upload.md5_digest.lower() != hashes.md5.hexdigest():
             raise UploadRejected("md5_digest does not match the uploaded bytes")
-        if artifact:
-            check_artifact_name(filename, sdist_like=True)  # who may use such a name is the server's rule
-            meta: dict[str, Any] = {"project": "", "version": ""}
+        if upload.artifact:
+            check_artifact_name(filename, sdist_like=True)  # who may use such a name is the policy's rule
+            meta: Record = {"project": "", "version": ""}
             metadata = None
         else:
-            dist = inspect_wheel(staged, filename, stop)
+            dist = inspect_wheel(upload.staged, filename, stop)
             meta, metadata = describe(dist), dist.metadata
-        meta.update(size=hashes.size, sha256=sha)
+        meta.update({"size": hashes.size, "sha256": sha})
         return meta, metadata
 
-    def _commit(  # params: add's checked upload, handed on whole under the lock
-        self,
-        staged: Path,
-        filename: str,
-        meta: dict[str, Any],
-        metadata: bytes | None,
-        facts: Path | None,
-        may_replace: bool,
-        claim: Claim | None = None,
+    def _commit(
+        self, upload: Upload, meta: Record, metadata: bytes | None, may_replace: bool, claim: Claim | None = None
     ) -> None:
         """Under the lock: everything that needs space staged first, then only renames, the file's last."""
+        staged, filename, facts = upload.staged, upload.filename, upload.facts
         target = self.root / filename
         with self.lock():
             if os.path.lexists(target) and not may_replace:
@@ -201,7 +171,7 @@ class Store(Catalog):
         owners[new[0]] = new[1]
         return stage_owners(self.tmp, owners)
 
-    def add_file(self, source: Path, filename: str | None = None, **kw: Any) -> StoredFile:
+    def add_file(self, source: Path, filename: str | None = None, published_by: str = "") -> StoredFile:
         """Add a file from disk (tests and benchmarks fill a store this way): copied through staging like an upload."""
         filename = filename or source.name
         h = Hashes()
@@ -211,9 +181,9 @@ class Store(Catalog):
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-            return self.add(tmp, filename, h, **kw)
+            return self.add(Upload(tmp, filename, h), published_by=published_by)
 
-    def _rewrite_meta(self, filename: str, **changes: Any) -> StoredFile:
+    def _rewrite_meta(self, filename: str, yanked: str | None) -> StoredFile:
         if not self.regular_file(self.root / check_filename(filename)):
             raise NotFound(f"no such file: {filename}")
         with self.lock():
@@ -221,10 +191,10 @@ class Store(Catalog):
             try:
                 if self._info(filename) is None:
                     raise FileNotFoundError(filename)
-                meta = json.loads(self._meta_path(filename).read_bytes())
+                meta: Record = json.loads(self._meta_path(filename).read_bytes())
             except (FileNotFoundError, ValueError):
                 raise NotFound(f"no such file: {filename}") from None
-            meta.update(changes)
+            meta["yanked"] = yanked
             with refusing_full():
                 staged, generation = write_staged(self.tmp, json.dumps(meta).encode()), self._next_generation()
             os.replace(staged, self._meta_path(filename))
@@ -237,10 +207,10 @@ class Store(Catalog):
 
     def yank(self, filename: str, reason: str = "") -> StoredFile:
         """PEP 592: pip skips a yanked file unless it is pinned exactly."""
-        return self._rewrite_meta(filename, yanked=reason)
+        return self._rewrite_meta(filename, reason)
 
     def unyank(self, filename: str) -> StoredFile:
-        return self._rewrite_meta(filename, yanked=None)
+        return self._rewrite_meta(filename, None)
 
     def delete(self, filename: str) -> None:
         target = self.root / check_filename(filename)

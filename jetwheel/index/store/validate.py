@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.message
 import email.parser
 import email.policy
+import json
 import re
 import struct
 import zipfile
@@ -26,6 +27,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from jetwheel.errors import Abandoned, TooLarge, UploadRejected
+from jetwheel.index.store.records import JsonObject
 
 # Files that are not Python distributions but that Triton's Dockerfile fetches by URL (the NVPL slim
 # tarball behind NVPL_SLIM_URL): stored and served, never listed as a project.
@@ -43,6 +45,7 @@ INFLATE_FLOOR = 64 << 20
 # Members of one wheel: torch's has ~11,000. zipfile holds ~570 bytes per member it lists, so the
 # count is taken from the central directory's own bytes before zipfile lists anything.
 MAX_MEMBERS = 50_000
+MAX_JSON_DEPTH = 64  # a JSON object sent along with a file (provenance, verify report)
 MAX_CENTRAL_DIRECTORY = 32 << 20
 READ_CHUNK = 1 << 20
 # bzip2 and lzma inflate far more per byte sent, and far slower, than deflate; no wheel tool uses them
@@ -262,3 +265,31 @@ def inspect_wheel(path: Path, filename: str, stop: Callable[[], bool] = lambda: 
     if not same_version:
         raise UploadRejected(f"METADATA Version {meta_version!r} does not match filename version {version}")
     return Distribution(filename, name, version, kind, raw, requires_python)
+
+
+def json_object(text: str | None, key: str) -> JsonObject:
+    """The form field `key`, sent as `text`, as a JSON object ({} when it was not sent)."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise UploadRejected(f"form field {key!r} is not valid JSON (or nested too deeply)") from None
+    if not isinstance(value, dict):
+        raise UploadRejected(f"form field {key!r} must be a JSON object")
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise UploadRejected(f"form field {key!r} is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value: object) -> int:
+    """Nesting depth, without recursion (the parser already bounded it by its own stack)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, dict):
+            todo += [(x, d + 1) for x in v.values()]
+        elif isinstance(v, list):
+            todo += [(x, d + 1) for x in v]
+    return deepest

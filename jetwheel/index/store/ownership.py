@@ -1,5 +1,5 @@
 # ruff: noqa: RUF002  (a look-alike letter in the docs, on purpose)
-"""Who may add a file to a name: PEP 541's model, decided under the store's lock (store.Claim).
+"""Who may add a file to a name: PEP 541's model, decided under the store's lock (Claim; publish.py applies it).
 
 - A name belongs to whoever created it: a user, or the builder and admin roles together for the
   recipes' names, the build's artifacts, mirrored names and names a builder or admin created.
@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Set
 from dataclasses import dataclass
 
+from jetwheel import wire
 from jetwheel.errors import RefusedByPolicy, UploadRejected
-from jetwheel.index.server.auth import RANK
 from jetwheel.index.store.catalog import Catalog
 from jetwheel.index.store.names import confusable_with
 from jetwheel.index.store.owners import TRUSTED, Owner, artifact_key
 from jetwheel.index.store.store import Claim
 from jetwheel.index.store.validate import parse_filename
-from jetwheel.wire import ADMIN, BUILDER
+from jetwheel.wire import ADMIN
 
 SOURCE_ARCHIVE = "-src.tar.gz"  # sources.archives: every recipe source archive is named <name>-<pin>-src.tar.gz
 
@@ -39,7 +39,7 @@ class Uploader:
 
     @property
     def trusted(self) -> bool:
-        return RANK[self.role] >= RANK[BUILDER]
+        return self.role in wire.TRUSTED  # a builder or admin
 
 
 @dataclass(frozen=True)
