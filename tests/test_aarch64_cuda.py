@@ -91,8 +91,10 @@ def script() -> str:
         " ; ".join(f"( {c} ) & p{j}=$!" for j, c in enumerate(pair)) + " ; wait $p0 && wait ${p1:-$p0}"
         for pair in pairs
     ]
+    # linked by the name the root's Python gives setuptools (sysconfig's LDCXXSHARED), as a wheel's is
     link = (
-        "c++ -shared /b/ext.o -o /b/jw_sysroot.so -Wl,--no-as-needed -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 -lcudart"
+        "aarch64-linux-gnu-g++ -shared /b/ext.o -o /b/jw_sysroot.so "
+        "-Wl,--no-as-needed -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 -lcudart"
     )
     load = (
         'python3 -c \'import torch; torch.ops.load_library("/b/jw_sysroot.so"); '

@@ -13,7 +13,7 @@ from jetwheel.build.preflight_sysroot import sysroot_checks
 from jetwheel.machine import Machine
 from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import debroot
-from jetwheel.runners.sysroot import Need
+from jetwheel.runners.sysroot import NEEDS, Need
 
 MACHINE = Machine(cores=2, memory_gb=24)
 
@@ -113,3 +113,15 @@ def test_preflight_asks_nothing_of_the_index_that_the_image_provides(tmp_path: P
     assert ok is not None and ok.ok, ok
     bad = backend_check(step, recipes["torchvision"], tmp_path)
     assert bad is not None and not bad.ok and "torch" in bad.detail
+
+
+def test_preflight_asks_for_the_compilers_pythons_sysconfig_names(tmp_path: Path) -> None:
+    # setuptools links an extension with sysconfig's LDSHARED (aarch64-linux-gnu-gcc in Debian's
+    # arm64 Python): an image with only cc/c++ compiled torchvision whole, then failed at its link
+    need = next(n for n in NEEDS if "sysconfig" in n.what)
+    python3 = tmp_path / "python3"
+    for named, ok in (("sh", True), ("aarch64-linux-gnu-gcc-none", False)):
+        python3.write_text(f"#!/bin/sh\necho {named}\n")
+        python3.chmod(0o755)
+        done = subprocess.run(["bash", "-c", need.test], env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+        assert (done.returncode == 0) is ok, named

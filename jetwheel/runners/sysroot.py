@@ -32,6 +32,11 @@ NVCC = "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
 TORCH_LIB = "/usr/lib/python3*/*-packages/torch/lib/libtorch_cuda.so"
 FIND_TORCH = "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"
 PY_H = "import sysconfig, os, sys; sys.exit(not os.path.isfile(sysconfig.get_paths()['include'] + '/Python.h'))"
+# the first word of each: setuptools compiles and links extensions with these, not with cc/c++
+SYSCONFIG_CC = (
+    "import sysconfig; print(*{(sysconfig.get_config_var(v) or 'cc').split()[0] "
+    "for v in ('CC', 'CXX', 'LDSHARED', 'LDCXXSHARED')})"
+)
 NEEDS = (
     Need(
         "nvcc (x86_64)",
@@ -62,6 +67,11 @@ NEEDS = (
     Need("libcuda.so.1", "ldconfig -p | grep -q libcuda.so.1", "apt-get install libcuda1:arm64 (loads without a GPU)"),
     Need("pybind11 headers", "[ -f /usr/include/pybind11/pybind11.h ]", "apt-get install pybind11-dev"),
     Need("Python headers", f"python3 -c {shlex.quote(PY_H)}", "apt-get install python3-dev"),
+    Need(
+        "the compilers Python's sysconfig names (x86_64)",
+        f"for c in $(python3 -c {shlex.quote(SYSCONFIG_CC)}); do {_native('$(command -v $c)')} || exit 1; done",
+        "inv sysroot.setup (links aarch64-linux-gnu-gcc/g++ to the cross compilers; setuptools links with them)",
+    ),
     Need(
         "<bits/math-vector.h> nvcc reads",
         f"[ ! -f {MATH_VECTOR} ] || ! grep -q __Float32x4_t {MATH_VECTOR} "

@@ -45,7 +45,7 @@ PYTHON = "3.13"
 
 def inputs() -> str:
     """What the image is made from, as its label says."""
-    return f"{SUITE} [{COMPONENTS}] arm64: {TARGET}; amd64: {HOST_TOOLS} {TOOLKIT}; pypi: {CUDNN}; v3"
+    return f"{SUITE} [{COMPONENTS}] arm64: {TARGET}; amd64: {HOST_TOOLS} {TOOLKIT}; pypi: {CUDNN}; v4"
 
 
 def ensure_sysroot_image(name: str = NAME, engine: str = "podman", cache: Path = CACHE) -> str:
@@ -109,7 +109,10 @@ def toolchain(root: Path) -> None:
     profile.write_text(profile.read_text().replace("x86_64-linux-gnu", TRIPLET))
     local = root / "usr/local/bin"
     local.mkdir(parents=True, exist_ok=True)
-    for link, tool in (("cc", "gcc"), ("gcc", "gcc"), ("c++", "g++"), ("g++", "g++")):
+    # and the names the root's Python was configured with (sysconfig's CC, CXX, LDSHARED:
+    # aarch64-linux-gnu-gcc/g++), which setuptools links extensions with
+    names = ("cc", "gcc"), ("gcc", "gcc"), ("c++", "g++"), ("g++", "g++"), (f"{TRIPLET}-gcc", "gcc")
+    for link, tool in (*names, (f"{TRIPLET}-g++", "g++")):
         (local / link).unlink(missing_ok=True)
         (local / link).symlink_to(f"/usr/bin/{TRIPLET}-{tool}-{GCC}")
     cuda = root / CUDA_HOME.lstrip("/")
