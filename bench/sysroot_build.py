@@ -38,6 +38,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from vllm_cuda import PeakMemory, libraries  # noqa: E402
 
+from jetwheel.runners.docker import WORK  # noqa: E402
 from jetwheel.runners.sysrootimage import NAME as IMAGE  # noqa: E402
 
 PROFILE = "sysroot-trixie-arm64"
@@ -72,7 +73,7 @@ def build(name: str, index: str, sources: str) -> dict[str, object]:
     argv = [sys.executable, "-m", "jetwheel", "build-wheel", name, "--profile", PROFILE, "--runner", "docker"]
     argv += ["--index", index, "--sources", sources]
     start = time.monotonic()
-    with PeakMemory() as peaks:
+    with PeakMemory(cwd=WORK) as peaks:
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     wall = time.monotonic() - start
     record: dict[str, object] = {"build": name, "exit": done.returncode, "wall_seconds": round(wall)}

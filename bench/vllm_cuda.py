@@ -79,10 +79,13 @@ def storage_conf(state: Path) -> None:
 
 class PeakMemory:
     """Peak resident memory of each compiler process (one compile job's cicc, ptxas, cc1plus...),
-    sampled from /proc every 2 s: rootful podman's processes are the host's."""
+    sampled from /proc every 2 s: rootful podman's processes are the host's. With `cwd`, only
+    processes working under that directory (a build container's work directory: another bench's
+    compiles on the same host are not this build's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cwd: str = "") -> None:
         self.peaks: dict[str, int] = {}  # "exe source" -> peak RSS in MiB
+        self.cwd = cwd
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -99,7 +102,7 @@ class PeakMemory:
             for proc in Path("/proc").iterdir():
                 try:
                     exe = (proc / "comm").read_text().strip()
-                    if exe not in COMPILERS:
+                    if exe not in COMPILERS or not os.readlink(proc / "cwd").startswith(self.cwd):
                         continue
                     argv = (proc / "cmdline").read_bytes().split(b"\0")
                     status = (proc / "status").read_text().splitlines()
