@@ -64,18 +64,8 @@ def measure(image: str, root: Path, sysroot: Path | None) -> list[str]:
     """One line per unit: seconds and peak RSS of its largest process, cross and (with a mounted
     sysroot) native, one right after the other."""
     lines, cross_total, native_total = [], 0.0, 0.0
-    cross_argv = [
-        "podman",
-        "run",
-        "--rm",
-        "--arch",
-        "arm64",
-        "-v",
-        f"{root}:/b",
-        "-v",
-        "/usr/bin/time:/opt/time:ro",
-        image,
-    ]
+    arm64 = ["podman", "run", "--rm", "--arch", "arm64"]
+    cross_argv = [*arm64, "-v", f"{root}:/b", "-v", "/usr/bin/time:/opt/time:ro", image]
     for name, (src, flags) in UNITS.items():
         cross = compile_once(cross_argv, f"{NVCC} {flags} /b/{src} -o /b/{name}.o")
         if isinstance(cross, str):
