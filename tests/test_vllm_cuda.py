@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from podman_layer import committed_layer
+from podman_layer import filled_dir
 from realwheels import CACHE as WHEELS
 from realwheels import real_wheel
 from shared_sources import SHARED
@@ -41,13 +41,15 @@ TUS = {
 # setup.py's CMakeExtensions for CUDA >= 12.3, each a `cmake --build --target`
 SETUP_TARGETS = ["_moe_C", "_vllm_fa2_C", "_vllm_fa3_C", "_flashmla_C", "cumem_allocator", "_C"]
 ORIN, JETPACK6_CUDA = 87, "12.6"
+TORCH_VENVS = Path.home() / ".cache" / "jetwheel" / "test-torch-venvs"
 CA = "/etc/ssl/certs/ca-certificates.crt"  # the host's trust (a TLS-inspecting proxy's CA included)
 
 
 @pytest.fixture(scope="module")
-def torch_image() -> str:
-    """The toolchain image with PyPI's torch 2.6.0 (cp312 x86_64, CUDA 12.4) in /v: the headers
-    and CMake files vLLM compiles against. Kept by podman between runs, named by the wheel."""
+def torch_image() -> tuple[str, ...]:
+    """`podman run` arguments: the toolchain image with a venv of PyPI's torch 2.6.0 (cp312 x86_64,
+    CUDA 12.4) mounted at /v, the headers and CMake files vLLM compiles against. The venv is kept
+    between runs in ~/.cache/jetwheel, named by the wheel and the toolchain image it was made in."""
     profile = load_profile(PROFILE)
     with pytest.MonkeyPatch.context() as mp:
         # the profile names `python3.12`; on these machines pyenv provides it
@@ -58,13 +60,13 @@ def torch_image() -> str:
     base_id = subprocess.run(
         ["podman", "image", "inspect", "--format", "{{.Id}}", base], capture_output=True, text=True
     )
-    # named by the wheel and the toolchain image it was installed in
-    name = f"localhost/jetwheel-test-cuda-torch:2.6.0-{sha256_file(wheel)[:12]}-{base_id.stdout.strip()[:12]}"
+    key = f"2.6.0-{sha256_file(wheel)[:12]}-{base_id.stdout.strip()[:12]}"
     # torch's own dependencies (the nvidia-* libraries its import loads) from PyPI
     mount: tuple[str, ...] = ("--network=host", "-v", f"{WHEELS}:/wheels:ro")
     mount += ("-v", f"{CA}:/ca.crt:ro", "-e", "PIP_CERT=/ca.crt") if os.path.exists(CA) else ()
     script = f"python3.12 -m venv /v && /v/bin/pip install -q --find-links /wheels /wheels/{wheel.name}"
-    return committed_layer(name, base, script, mount, shell="bash")
+    venv = filled_dir(TORCH_VENVS / key, base, script, "/v", mount, shell="bash")
+    return ("-v", f"{venv}:/v:ro", base)
 
 
 def configure_and_compile(fa_tree: str, tus: list[str]) -> str:
@@ -113,11 +115,11 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def build(image: str, root: Path, fa_tree: str, tus: list[str]) -> dict[str, float]:
+def build(image: tuple[str, ...], root: Path, fa_tree: str, tus: list[str]) -> dict[str, float]:
     """Configure and compile in a fresh container; seconds per stage (configure, then each unit)."""
     start = time.time_ns()
     done = subprocess.run(
-        ["podman", "run", "--rm", "-v", f"{root}:/b", image, "bash", "-c", configure_and_compile(fa_tree, tus)],
+        ["podman", "run", "--rm", "-v", f"{root}:/b", *image, "bash", "-c", configure_and_compile(fa_tree, tus)],
         capture_output=True,
         text=True,
     )
@@ -136,7 +138,7 @@ def entries(obj: Path) -> list[fatbin.Entry]:
 
 
 @pytest.fixture(scope="module")
-def patched(torch_image: str, trees: Path) -> dict[str, float]:
+def patched(torch_image: tuple[str, ...], trees: Path) -> dict[str, float]:
     return build(torch_image, trees, "flash-attention", list(TUS.values()))
 
 
@@ -155,7 +157,7 @@ def test_vllm_cuda_units_hold_sm87_sass_for_the_orin(patched: dict[str, float], 
 
 
 def test_vllm_cuda_unpatched_flash_attention_gets_sm80_which_verify_refuses(
-    torch_image: str, trees: Path, patched: dict[str, float]
+    torch_image: tuple[str, ...], trees: Path, patched: dict[str, float]
 ) -> None:
     times = build(torch_image, trees, "flash-attention-unpatched", [TUS["fa2"]])
     print(f"vllm_cuda unpatched: {times}")
