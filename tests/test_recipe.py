@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,20 @@ def test_real_recipes_load_and_name_every_package_of_the_stack() -> None:
         "vllm.vllm_flash_attn._vllm_fa2_C",
         "vllm.cumem_allocator",
     )
-    assert "libtorch*.so" in recipes["torchvision"].exclude
     assert recipes["torch"].env["USE_CUDA"] == "1" and recipes["torch"].env["USE_NCCL"] == "0"
     # preflight's disk check asks each build for what it needs, not one figure for all
     assert recipes["torch"].disk_gb > recipes["torchvision"].disk_gb > load_recipe(EXAMPLES / "mini-torch.toml").disk_gb
+
+
+@pytest.mark.parametrize("name", ["torchvision", "torchaudio", "vllm"])
+def test_a_torch_extension_never_carries_the_torch_it_was_built_against(name: str) -> None:
+    # the torch libraries come from the torch installed beside the wheel: PyPI's and JetPack's are
+    # unversioned; Debian's (the arm64 sysroot's) carry their version, and a pattern without the tail
+    # let auditwheel graft the sysroot's libtorch_cuda.so.2.6 into torchvision (verify refused it:
+    # abi, and sm_50-sm_90 SASS without sm_87)
+    exclude = load_recipes(RECIPES)[name].exclude
+    for lib in ("libtorch_cuda.so", "libc10.so", "libtorch_cuda.so.2.6", "libtorch.so.2.6", "libc10_cuda.so.2.6"):
+        assert any(fnmatch.fnmatch(lib, pattern) for pattern in exclude), (name, lib)
 
 
 def test_profile_pins_agree_with_vllm_0_8_1_wheel_metadata() -> None:
