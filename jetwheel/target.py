@@ -28,6 +28,9 @@ class Target:
     # library file name -> (its exported symbols a line each, "name@@VER"/"name@VER"; its version names)
     system_provided: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     system_policy: str = ""  # what system_provided was read from (image@digest, runtime tarball)
+    # projects the target's system provides rather than wheels (a sysroot image's torch): their
+    # libraries are the system's (system_provided), and no wheel of them is looked for
+    provided: tuple[str, ...] = ()
 
     @property
     def machine(self) -> str:

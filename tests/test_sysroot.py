@@ -4,8 +4,12 @@ scripts, and preflight's list of what an image lacks."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
+from typing import ClassVar
+
+from test_runtime import ext_wheel, shared_object
 
 from jetwheel.build.plan import make_plan, render_plan
 from jetwheel.build.preflight_source import backend_check
@@ -14,6 +18,9 @@ from jetwheel.machine import Machine
 from jetwheel.model.recipe import load_profile, load_recipes
 from jetwheel.runners import debroot
 from jetwheel.runners.sysroot import NEEDS, Need
+from jetwheel.target import Target
+from jetwheel.verify import read_wheels, verify_wheel
+from jetwheel.verify.policy import apply, read_dirs
 
 MACHINE = Machine(cores=2, memory_gb=24)
 
@@ -125,3 +132,65 @@ def test_preflight_asks_for_the_compilers_pythons_sysconfig_names(tmp_path: Path
         python3.chmod(0o755)
         done = subprocess.run(["bash", "-c", need.test], env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
         assert (done.returncode == 0) is ok, named
+
+
+class NoWheels:
+    """An index that has nothing; verify must not ask it for what the system provides."""
+
+    url = "http://index.test"
+    asked: ClassVar[list[str]] = []
+
+    def find(self, requirement: str, tags: object) -> None:
+        self.asked.append(requirement)
+        return None
+
+    def download(self, filename: str, dest: Path) -> Path:
+        raise AssertionError(filename)
+
+    def facts(self, filename: str) -> None:
+        return None
+
+
+def test_verify_binds_a_wheel_built_on_the_sysroot_against_the_images_own_libtorch(tmp_path: Path) -> None:
+    """torch is the image's (Debian's libtorch.so.2.6, no wheel on any index): verify takes the
+    image's libraries as the system (workflow/verify.image_target reads them from the image) and
+    passes the extension whose symbols that libtorch exports; one built against a torch whose
+    symbol is gone still fails, naming it; and with the image unread nothing passes by default."""
+
+    def policy_of(code: str, name: str) -> Target:
+        lib = tmp_path / name
+        lib.mkdir()
+        shared_object(lib, "libtorch.so.2.6", code, soname="libtorch.so.2.6")
+        dirs = [str(lib), "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+        return apply(target, read_dirs(Path("/"), dirs, "x86_64", f"{name}@sha256:0"))
+
+    pins = {"torch": "2.6.0", "torchvision": "1.0"}
+    target = Target("3.12", "linux_x86_64", "", "", pins=pins, glibc="2.36", provided=("torch",))
+    built = tmp_path / "built"
+    built.mkdir()
+    shared_object(built, "libtorch.so.2.6", "int _ZN3c108ListType3getEv(void){return 0;}\n", soname="libtorch.so.2.6")
+    ext = shared_object(
+        tmp_path,
+        "ext.so",
+        "int _ZN3c108ListType3getEv(void); int f(void){return _ZN3c108ListType3getEv();}\n",
+        f"-L{built}",
+        "-l:libtorch.so.2.6",
+    )
+    whl = read_wheels([ext_wheel(tmp_path, "torchvision", ext)])[0]
+    whl = dataclasses.replace(whl, requires=("torch==2.6.0",))
+
+    same = verify_wheel(whl, policy_of("int _ZN3c108ListType3getEv(void){return 0;}\n", "image"), source=NoWheels())
+    assert same.passed, [f.detail for f in same.findings]
+    assert NoWheels.asked == []  # torch is never looked for on the index
+
+    other = verify_wheel(whl, policy_of("int _ZN3c104Type3getEv(void){return 0;}\n", "other"), source=NoWheels())
+    assert "abi" in other.failing_checks()
+    assert any("c10::ListType::get" in f.detail for f in other.errors()), [f.detail for f in other.errors()]
+
+    unread = verify_wheel(whl, target, source=NoWheels())
+    assert "abi" in unread.failing_checks() and not any("has no wheel" in f.detail for f in unread.findings)
+
+
+def test_the_sysroot_profiles_target_says_what_the_image_provides() -> None:
+    assert load_profile("sysroot-trixie-arm64").target().provided == ("torch", "numpy")
+    assert load_profile("triton-25.04").target().provided == ()

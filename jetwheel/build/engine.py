@@ -115,8 +115,9 @@ def _quiet(e: Event) -> None:
 @dataclass(frozen=True)
 class BuildRun:
     """One plan's run, resolved once and shared by every step: the plan, its recipes and profile,
-    what the engine needs of the index (small interfaces, build/ports.py), the options and who is
-    told of progress."""
+    what the engine needs of the index (small interfaces, build/ports.py), the options, who is
+    told of progress, and what verify checks the wheels against (the profile's target; for a
+    sysroot profile, with the image's libraries read from its files: workflow/verify.py)."""
 
     plan: Plan
     recipes: Mapping[str, Recipe]
@@ -127,6 +128,7 @@ class BuildRun:
     publish: Publisher
     options: Options
     listener: Listener = _quiet
+    target: Target | None = None  # None: the profile's own
 
     @classmethod
     def on_index(
@@ -138,6 +140,9 @@ class BuildRun:
 
     def telling(self, listener: Listener) -> BuildRun:
         return replace(self, listener=listener)
+
+    def verify_target(self) -> Target:
+        return self.target or self.profile.target()
 
     def position(self, step: BuildStep) -> int:
         """The step's place in the plan, from 1 (a step resized for an engine keeps its name)."""
@@ -312,7 +317,7 @@ def run_step(run: BuildRun, step: BuildStep, runner: Runner) -> StepResult:
         _run_retrying_oom(runner, at, work, run.publish.simple_url, steplog, options)
         resumable = False
         wheel = _built_wheel(step, work / "out")
-        facts, report = _verify(at, wheel, run.profile.target(), recipe, run, work)
+        facts, report = _verify(at, wheel, run.verify_target(), recipe, run, work)
         run.publish.upload(
             wheel,
             provenance=provenance(step, recipe, run.profile, runner, source),

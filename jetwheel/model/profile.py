@@ -102,6 +102,7 @@ class Profile:
             system_versions=dict(self.system_versions),
             pins={str(k): v for k, v in self.versions.items()},
             glibc=self.system_versions.get("GLIBC", "2.35"),
+            provided=tuple(str(n) for n in self.provided),
         )
 
     def provides(self, requirement: str) -> bool:

@@ -98,7 +98,7 @@ def closure(
 ) -> tuple[list[Wheel], list[Finding]]:
     """The dependency wheels pip would install with `wheel`: given ones first, the rest from the
     source. Only names the profile pins are fetched: those are the ones carrying shared libraries
-    we link."""
+    we link; a project the target's system provides (a sysroot's torch) is the system's libraries."""
     have = {w.name: w for w in given}
     have.pop(wheel.name, None)
     findings: list[Finding] = []
@@ -110,7 +110,7 @@ def closure(
         name = canonicalize_name(req.name)
         if (req.marker and not req.marker.evaluate(env)) or name in have or name == wheel.name:
             continue
-        if name not in target.pins or source is None:
+        if name not in target.pins or name in target.provided or source is None:
             continue
         found = source.find(str(req), tags)
         if found is None:

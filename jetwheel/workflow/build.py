@@ -197,6 +197,11 @@ def run_build(planned: Planned, where: Where, req: BuildRequest, listener: Liste
         oom_retry=req.oom_retry,
     )
     run = BuildRun.on_index(planned.plan, planned.recipes, planned.profile, planned.ctx.client, options)
+    if planned.profile.provided:
+        from jetwheel.workflow.verify import image_target
+
+        prof = planned.profile
+        run = dataclasses.replace(run, target=image_target(prof.target(), prof, planned.ctx.settings.cache))
     if where.fleet:
         from jetwheel.build.schedule import run_fleet
 

@@ -10,6 +10,7 @@ from packaging.utils import canonicalize_name
 from jetwheel.build.indexwheels import IndexWheels
 from jetwheel.errors import JetwheelError
 from jetwheel.index.client.client import IndexClient
+from jetwheel.model.profile import Profile
 from jetwheel.target import Target
 from jetwheel.verify import FactCache, Wheel, published_facts, read_wheels, resolve_report, retarget, verify_wheel
 from jetwheel.verify.policy import apply as apply_policy
@@ -27,6 +28,28 @@ def runtime_target(target: Target, policy: str, runtime_tarball: str) -> Target:
             raise JetwheelError("--runtime-tarball needs --policy: the tarball completes a runtime read from its image")
         return target
     return apply_policy(target, runtime_policy(Path(policy), Path(runtime_tarball) if runtime_tarball else None))
+
+
+def image_target(target: Target, profile: Profile, cache: Path) -> Target:
+    """For a profile whose image provides projects (a sysroot's torch, not built): the target with
+    that image's libraries read from its files, so verify binds the wheels' symbols against the very
+    libtorch they were compiled against (Debian's libtorch_cuda.so.2.6 is no wheel on any index).
+    Read once per image digest into `cache`; a target that already has a runtime is left alone."""
+    if not profile.provided or target.system_provided:
+        return target
+    from jetwheel.runners.docker import find_engine
+    from jetwheel.runtime.image import policy_from_image
+    from jetwheel.runtime.imagefs import inspect
+    from jetwheel.verify.policy import load, save
+
+    engine = find_engine()
+    digest = inspect(engine, profile.image).digest
+    path = cache / "policies" / f"{digest.replace(':', '-')}.json"
+    if path.is_file():
+        return apply_policy(target, load(path))
+    policy = policy_from_image(profile.image, engine)
+    save(policy, path)
+    return apply_policy(target, policy)
 
 
 def verify_paths(  # params: one per flag of `verify`
@@ -50,6 +73,7 @@ def verify_paths(  # params: one per flag of `verify`
         raise JetwheelError("nothing to verify: give wheel files (or names on the index), or --resolve")
     recipes = ctx.recipes
     target = runtime_target(retarget(prof.target(arch), platform), policy, runtime_tarball)
+    target = image_target(target, prof, ctx.settings.cache)
     source = IndexWheels(client) if client is not None else None
     cache = FactCache(Path(facts) if facts else ctx.settings.facts)
     with tempfile.TemporaryDirectory(prefix="jetwheel-verify-") as tmp:
