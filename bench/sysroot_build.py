@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -93,7 +94,7 @@ def wheel_url(index: str, name: str) -> str:
     if not found:
         raise SystemExit(f"{index} lists no cp313 linux_aarch64 wheel of {name}")
     url: str = found[-1]
-    return url if "://" in url else f"{index}{url}"
+    return urllib.parse.urljoin(f"{index}/simple/{name}/", url)  # PEP 691: relative to the page
 
 
 def read_wheel(index: str, name: str) -> dict[str, object]:
