@@ -101,7 +101,7 @@ def read_wheel(index: str, name: str) -> dict[str, object]:
     """The published wheel taken back: each .so's ELF machine, each library's SASS/PTX."""
     with tempfile.TemporaryDirectory() as tmp:
         url = wheel_url(index, name)
-        path = Path(tmp) / url.rsplit("/", 1)[-1].split("#")[0]
+        path = Path(tmp) / urllib.parse.unquote(url.rsplit("/", 1)[-1].split("#")[0])
         urllib.request.urlretrieve(url, path)
         kernels = libraries(path)
         with zipfile.ZipFile(path) as zf:
@@ -123,9 +123,11 @@ def import_check(index: str, names: list[str]) -> dict[str, object]:
     script = (
         "set -e; python3 -m venv --system-site-packages /v; "
         f"/v/bin/pip install -q --no-deps --index-url {index}/simple/ --trusted-host {host} {pins}; "
+        # torchvision imports PIL (its one runtime requirement the image lacks), from PyPI in both venvs
+        "/v/bin/pip install -q pillow; "
         'echo "$OURS" > /o.py; /v/bin/python /o.py; '
         "python3 -m venv --system-site-packages /p; "
-        "/p/bin/pip install -q --no-deps --index-url https://pypi.org/simple/ torchvision==0.21.0; "
+        "/p/bin/pip install -q --no-deps --index-url https://pypi.org/simple/ torchvision==0.21.0 pillow; "
         "/p/bin/pip list 2>/dev/null | grep -i torchvision; "
         'echo "$PYPI" > /p.py; /p/bin/python /p.py'
     )
