@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 from pathlib import Path
-from typing import ClassVar
 
 from test_runtime import ext_wheel, shared_object
 
@@ -138,7 +137,9 @@ class NoWheels:
     """An index that has nothing; verify must not ask it for what the system provides."""
 
     url = "http://index.test"
-    asked: ClassVar[list[str]] = []
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
 
     def find(self, requirement: str, tags: object) -> None:
         self.asked.append(requirement)
@@ -179,9 +180,10 @@ def test_verify_binds_a_wheel_built_on_the_sysroot_against_the_images_own_libtor
     whl = read_wheels([ext_wheel(tmp_path, "torchvision", ext)])[0]
     whl = dataclasses.replace(whl, requires=("torch==2.6.0",))
 
-    same = verify_wheel(whl, policy_of("int _ZN3c108ListType3getEv(void){return 0;}\n", "image"), source=NoWheels())
+    index = NoWheels()
+    same = verify_wheel(whl, policy_of("int _ZN3c108ListType3getEv(void){return 0;}\n", "image"), source=index)
     assert same.passed, [f.detail for f in same.findings]
-    assert NoWheels.asked == []  # torch is never looked for on the index
+    assert index.asked == []  # torch is never looked for on the index
 
     other = verify_wheel(whl, policy_of("int _ZN3c104Type3getEv(void){return 0;}\n", "other"), source=NoWheels())
     assert "abi" in other.failing_checks()

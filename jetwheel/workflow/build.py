@@ -26,6 +26,7 @@ from jetwheel.workflow.context import Context, context
 from jetwheel.workflow.profiles import profile_for
 from jetwheel.workflow.sccache import checks as compiler_cache_checks
 from jetwheel.workflow.sccache import resolve as resolve_sccache
+from jetwheel.workflow.verify import image_target
 
 if TYPE_CHECKING:
     from jetwheel.build.schedule import Engine
@@ -197,11 +198,8 @@ def run_build(planned: Planned, where: Where, req: BuildRequest, listener: Liste
         oom_retry=req.oom_retry,
     )
     run = BuildRun.on_index(planned.plan, planned.recipes, planned.profile, planned.ctx.client, options)
-    if planned.profile.provided:
-        from jetwheel.workflow.verify import image_target
-
-        prof = planned.profile
-        run = dataclasses.replace(run, target=image_target(prof.target(), prof, planned.ctx.settings.cache))
+    prof = planned.profile  # an image that provides projects: verify binds against its files
+    run = dataclasses.replace(run, target=image_target(prof.target(), prof, planned.ctx.settings.cache))
     if where.fleet:
         from jetwheel.build.schedule import run_fleet
 

@@ -45,11 +45,9 @@ def image_target(target: Target, profile: Profile, cache: Path) -> Target:
     engine = find_engine()
     digest = inspect(engine, profile.image).digest
     path = cache / "policies" / f"{digest.replace(':', '-')}.json"
-    if path.is_file():
-        return apply_policy(target, load(path))
-    policy = policy_from_image(profile.image, engine)
-    save(policy, path)
-    return apply_policy(target, policy)
+    if not path.is_file():
+        save(policy_from_image(profile.image, engine), path)
+    return apply_policy(target, load(path))
 
 
 def verify_paths(  # params: one per flag of `verify`
