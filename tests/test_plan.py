@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jetwheel.build.plan import make_plan
+from jetwheel.build.plan import make_plan, render_plan
 from jetwheel.errors import PlanError
 from jetwheel.machine import Machine
 from jetwheel.model.locallabel import LocalLabel
@@ -43,14 +43,34 @@ def test_every_step_targets_sm_87_cp312_aarch64_in_the_jetpack_builder() -> None
     assert wheels["vllm"] == "vllm-0.8.1+cu126-cp38-abi3-linux_aarch64.whl"
 
 
-def test_vllm_step_installs_our_torch_family_from_the_index_and_builds_cuda() -> None:
+def test_vllm_step_installs_our_torch_from_the_index_and_builds_cuda() -> None:
     step = vllm_plan().steps[-1]
     install = step.commands[2]
     assert '--index-url "$JW_INDEX"' in install
-    for pin in ("torch==2.6.0", "torchvision==0.21.0", "torchaudio==2.6.0", "pytorch-triton==3.2.0"):
-        assert pin in install
+    assert "torch==2.6.0" in install
+    # what vLLM needs at run time is built before it, but its compile never imports it
+    for runtime in ("torchvision", "torchaudio", "pytorch-triton", "xgrammar"):
+        assert runtime not in install
+    assert step.deps == ("torch",)
     assert step.env["VLLM_TARGET_DEVICE"] == "cuda"
     assert any("use_existing_torch.py" in c for c in step.commands)
+
+
+def test_a_run_time_requirement_is_built_where_pinned_and_named_where_not(tmp_path: Path) -> None:
+    # the sysroot profile pins neither pytorch-triton nor xgrammar (no aarch64 build of either is
+    # reachable there): vLLM builds without them, and the plan says they were not built
+    plan = make_plan(load_recipes(RECIPES), load_profile("sysroot-trixie-arm64"), "vllm", "docker", ORIN)
+    assert [s.name for s in plan.steps] == ["torchaudio", "torchvision", "vllm"]
+    assert plan.unpinned == ("pytorch-triton", "xgrammar")
+    assert "required at run time, not pinned by the profile, not built: pytorch-triton, xgrammar" in render_plan(plan)
+    # a new xgrammar is a new wheel of xgrammar, not of vLLM
+    copy = tmp_path / "recipes"
+    shutil.copytree(RECIPES, copy, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    (copy / "xgrammar.toml").write_text((copy / "xgrammar.toml").read_text() + "\n# changed\n")
+    changed = make_plan(load_recipes(copy), load_profile("triton-25.04", copy), "vllm", "docker", ORIN)
+    keys = {s.name: s.cache_key for s in vllm_plan().steps}
+    new = {s.name: s.cache_key for s in changed.steps}
+    assert keys["xgrammar"] != new["xgrammar"] and keys["vllm"] == new["vllm"]
 
 
 def test_max_jobs_follows_memory_not_cores() -> None:

@@ -12,7 +12,7 @@ import json
 import re
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ class Plan:
     platform: str
     steps: tuple[BuildStep, ...]
     provided: tuple[str, ...] = ()  # projects the image has and the plan does not build
+    unpinned: tuple[str, ...] = ()  # run-time requirements the profile pins no version of: not built
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,31 +57,44 @@ class Plan:
             "platform": self.platform,
             "steps": [s.to_json() for s in self.steps],
             "provided": list(self.provided),
+            "unpinned": list(self.unpinned),
         }
 
 
-def build_order(recipes: Mapping[str, Recipe], target: str) -> list[Recipe]:
+def build_order(recipes: Mapping[str, Recipe], target: str, pinned: Collection[str]) -> list[Recipe]:
     """Dependencies first, each once. Among steps that are ready, the one most others wait on goes
-    first (torch before pytorch-triton), then by name, so plans are reproducible."""
+    first (torch before pytorch-triton), then by name, so plans are reproducible. A recipe's
+    run_deps join the chain where the profile pins them (`pinned`): the index must resolve the
+    stack, but a build never needs them, so a profile that leaves one out builds without it."""
     key = canonicalize_name(target)
     if key not in recipes:
         raise PlanError(f"unknown package {target!r}; recipes exist for: {', '.join(sorted(recipes))}")
+
+    def before(n: str) -> list[str]:
+        return [*recipes[n].deps, *(d for d in recipes[n].run_deps if d in pinned)]
+
     closure: set[str] = set()
     stack: list[str] = [key]
     while stack:
         n = stack.pop()
         if n not in closure:
             closure.add(n)
-            stack.extend(recipes[n].deps)
-    waiting = {n: sum(n in recipes[m].deps for m in closure) for n in closure}
+            stack.extend(before(n))
+    waiting = {n: sum(n in before(m) for m in closure) for n in closure}
     order: list[Recipe] = []
     done: set[str] = set()
     while len(done) < len(closure):
-        ready = [n for n in closure - done if set(recipes[n].deps) <= done]
+        ready = [n for n in closure - done if set(before(n)) <= done]
         n = min(ready, key=lambda x: (-waiting[x], x))
         done.add(n)
         order.append(recipes[n])
     return order
+
+
+def unbuilt(recipes: Mapping[str, Recipe], order: list[Recipe], pinned: Collection[str]) -> tuple[str, ...]:
+    """The run-time requirements of the chain that its profile pins no version of, so no step
+    builds them: the plan names them, for whoever installs the stack."""
+    return tuple(sorted({d for r in order for d in r.run_deps if d not in pinned}))
 
 
 def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str, host_arch: str) -> RunnerKind:
@@ -90,7 +104,7 @@ def default_runner(recipes: Mapping[str, Recipe], profile: Profile, target: str,
     container (docker --arch)."""
     if profile.arch == host_arch:
         return "local"
-    crossable = all(r.cross for r in build_order(recipes, target))
+    crossable = all(r.cross for r in build_order(recipes, target, profile.versions))
     return (
         "cross" if crossable and profile.python_version == f"{sys.version_info[0]}.{sys.version_info[1]}" else "docker"
     )
@@ -271,7 +285,8 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
     chosen = parse_runner(runner)
     steps: list[BuildStep] = []
     keys: dict[str, str] = {}
-    for recipe in build_order(recipes, target):
+    order = build_order(recipes, target, profile.versions)
+    for recipe in order:
         if canonicalize_name(recipe.name) in profile.provided:
             continue  # the image's own build: render_plan names it
         pin = profile.pin(recipe.name)
@@ -322,6 +337,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         platform=profile.platform_tag,
         steps=tuple(steps),
         provided=tuple(sorted(profile.provided)),
+        unpinned=unbuilt(recipes, order, profile.versions),
     )
 
 
@@ -333,6 +349,8 @@ def render_plan(plan: Plan) -> str:
     ]
     if plan.provided:
         lines.append(f"provided by the image, not built: {', '.join(plan.provided)}")
+    if plan.unpinned:
+        lines.append(f"required at run time, not pinned by the profile, not built: {', '.join(plan.unpinned)}")
     for i, s in enumerate(plan.steps, 1):
         lines.append(f"\n[{i}/{len(plan.steps)}] {s.name} {s.version}  ->  {s.wheel}")
         lines.append(f"  runner: {s.runner}   image: {s.image}")

@@ -51,6 +51,9 @@ class Recipe:
     summary: str
     source: Source
     deps: tuple[str, ...]  # other recipes, installed from our index at the profile's pin
+    # other recipes the wheel requires at run time (its Requires-Dist): built before it where the
+    # profile pins them, so the index resolves the stack, but never installed into its build
+    run_deps: tuple[str, ...]
     requires: tuple[str, ...]  # build tools installed into the build env (pip requirement strings)
     frontend: Frontend
     env: Mapping[str, str]
@@ -91,6 +94,7 @@ class _Package:
 @dataclass(frozen=True)
 class _Build:
     deps: tuple[str, ...]
+    run_deps: tuple[str, ...]
     requires: tuple[str, ...]
     frontend: Frontend
     env: dict[str, str]
@@ -125,6 +129,7 @@ def load_recipe(path: Path) -> Recipe:
         summary=package.summary,
         source=source,
         deps=build.deps,
+        run_deps=build.run_deps,
         requires=build.requires,
         frontend=build.frontend,
         env=build.env,
@@ -237,6 +242,7 @@ def _build(top: Table) -> _Build:
     how much disk the whole build."""
     build = top.table("build")
     deps = tuple(canonicalize_name(d) for d in build.strings("deps"))
+    run_deps = tuple(canonicalize_name(d) for d in build.strings("run_deps"))
     requires = build.strings("requires")
     frontend = _frontend(top.path, build.get("frontend", str, "build"))
     env = build.mapping("env")
@@ -248,7 +254,7 @@ def _build(top: Table) -> _Build:
     abi3 = build.get("abi3", str, "")
     build.done()
     patches = tuple(_patch(top.path, "build.patches", p) for p in patch_names)
-    return _Build(deps, requires, frontend, env, pre, patches, job_memory_gb, disk_gb, cross, abi3)
+    return _Build(deps, run_deps, requires, frontend, env, pre, patches, job_memory_gb, disk_gb, cross, abi3)
 
 
 def _frontend(path: Path, value: str) -> Frontend:
@@ -319,11 +325,12 @@ def load_recipes(root: Path | None = None) -> dict[str, Recipe]:
             raise RecipeError(f"{path}: package {recipe.name!r} is also defined in {recipes[recipe.key].path}")
         recipes[recipe.key] = recipe
     for r in recipes.values():
-        for d in r.deps:
-            if d not in recipes:
-                raise RecipeError(
-                    f"{r.path}: build.deps names {d!r}, which has no recipe; add recipes/{d}.toml or remove it"
-                )
+        for key, names in (("deps", r.deps), ("run_deps", r.run_deps)):
+            for d in names:
+                if d not in recipes:
+                    raise RecipeError(
+                        f"{r.path}: build.{key} names {d!r}, which has no recipe; add recipes/{d}.toml or remove it"
+                    )
     _check_acyclic(recipes)
     return recipes
 
@@ -338,7 +345,7 @@ def _check_acyclic(recipes: Mapping[str, Recipe]) -> None:
             cycle = " -> ".join([*trail[trail.index(name) :], name])
             raise RecipeError(f"{recipes[name].path}: dependency cycle {cycle}; remove one of these build.deps")
         state[name] = 1
-        for d in recipes[name].deps:
+        for d in (*recipes[name].deps, *recipes[name].run_deps):
             visit(d, [*trail, name])
         state[name] = 2
 
