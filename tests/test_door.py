@@ -1,15 +1,17 @@
 """The door's tasks that had no test of their own, through the real door in-process: each parses,
 calls its workflow, and prints what it returns (index.upload-artifact, index.yank, status,
-policy.from-image, runtime.tarball --upload). And what every task does with `TASK --help` and a
-mistyped option, through the door and through Invoke's own program on tasks.py (`inv`)."""
+policy.from-image, runtime.tarball --upload). And what every task does with `TASK --help`, `TASK -h`
+and a mistyped option, through the door and through Invoke's own program on tasks.py (`inv`)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import shutil
+import socket
 import subprocess
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -102,16 +104,12 @@ def test_policy_from_image_then_the_runtime_tarball_of_what_it_lacks_uploaded(
 
 
 def help_text(capsys: pytest.CaptureFixture[str], door: Program, *argv: str) -> str:
-    """What the program prints for ARGV, which must end in a clean exit."""
+    """What the program prints for ARGV, which must end in a clean exit and print nothing on stderr."""
     with pytest.raises(SystemExit) as done:
         door.run(list(argv))
-    assert not done.value.code, capsys.readouterr().err
-    return capsys.readouterr().out
-
-
-def own_short_h(task: str) -> bool:
-    # a copy: Invoke pops a task's help texts as it lists its arguments
-    return any("h" in arg.names for arg in copy.deepcopy(namespace[task]).get_arguments())
+    said = capsys.readouterr()
+    assert not done.value.code and not said.err, said.err
+    return said.out
 
 
 def inv() -> Program:
@@ -119,30 +117,58 @@ def inv() -> Program:
     return Program(namespace=Collection.from_module(tasks), binary="inv[oke]")
 
 
+# each door by the name it is called by: the jetwheel program, and Invoke's own on tasks.py
+DOORS: dict[str, Callable[[], Program]] = {"jetwheel": program, "inv[oke]": inv}
+
+
+@pytest.fixture
+def nothing_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An empty working directory that stays empty; no task runs and nothing connects anywhere."""
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"not while reading argv: {args[1:]}")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Program, "execute", refused)
+    monkeypatch.setattr(socket.socket, "connect", refused)
+    yield
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+@pytest.mark.parametrize("binary", DOORS)
 @pytest.mark.parametrize("task", TASKS)
 def test_help_after_the_task_is_the_help_before_it_and_runs_nothing(
-    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    task: str, binary: str, flag: str, nothing_runs: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    before = help_text(capsys, program(), "jetwheel", "--help", task)
-    assert before.startswith(f"Usage: jetwheel [--core-opts] {task} ")
-    assert help_text(capsys, program(), "jetwheel", task, "--help") == before
-    if not own_short_h(task):  # index.serve's -h is --host, index.adduser's --htpasswd
-        assert help_text(capsys, program(), "jetwheel", task, "-h") == before
-    assert not list(tmp_path.iterdir())
+    before = help_text(capsys, DOORS[binary](), binary, "--help", task)
+    assert before.startswith(f"Usage: {binary} [--core-opts] {task} ")
+    assert help_text(capsys, DOORS[binary](), binary, task, flag) == before
 
 
-# Invoke's own parser, which `inv` runs, refuses a task that still lacks positional arguments before
-# any task runs: for those (dist.server, index.adduser, runtime.tarball) only the door helps.
-@pytest.mark.parametrize("task", [t for t in TASKS if len(namespace[t].positional) <= 1])
-def test_inv_help_after_the_task_is_the_help_before_it_and_runs_nothing(
-    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("binary", DOORS)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("dist.server", "scheduler:8786", "--help"),  # two positional arguments still missing
+        ("index.export", "-x", "-h"),  # a mistyped option before it
+        ("index.yank", "f.whl", "--reason", "--help"),  # an option still waiting for its value
+        ("index.export", "--help", "out", "--bogus"),  # the rest is not read
+        ("build-wheel", "demo", "-h"),  # a task's name as a value
+    ],
+)
+def test_help_anywhere_after_the_task_is_its_help(
+    binary: str, argv: tuple[str, ...], nothing_runs: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    before = help_text(capsys, inv(), "inv", "--help", task)
-    assert before.startswith(f"Usage: inv[oke] [--core-opts] {task} ")
-    assert help_text(capsys, inv(), "inv", task, "--help") == before
-    assert not list(tmp_path.iterdir())
+    before = help_text(capsys, DOORS[binary](), binary, "--help", argv[0])
+    assert help_text(capsys, DOORS[binary](), binary, *argv) == before
+
+
+def test_no_task_option_takes_h_from_the_help() -> None:
+    # Invoke gives an option the first free letter of its name; parsing.HelpTask keeps -h free (a copy:
+    # Invoke pops a task's help texts as it lists its arguments)
+    taken = [task for task in TASKS if any("h" in a.names for a in copy.deepcopy(namespace[task]).get_arguments())]
+    assert taken == []
 
 
 @pytest.mark.parametrize(
@@ -178,7 +204,12 @@ def test_inv_refuses_a_dash_led_positional_before_the_task_runs(
     assert not list(tmp_path.iterdir())
 
 
-def test_a_task_s_own_short_h_stays_its_option(capsys: pytest.CaptureFixture[str]) -> None:
-    assert door("index.adduser", "alice", "s3cret", "-h") == ExitCode.USAGE  # --htpasswd without its file
+@pytest.mark.parametrize(("binary", "code"), [("jetwheel", ExitCode.USAGE), ("inv[oke]", 1)])
+def test_a_value_of_the_wrong_kind_is_one_line_and_runs_nothing(
+    binary: str, code: int, nothing_runs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        DOORS[binary]().run([binary, "index.serve", "--port", "80a"])
+    assert done.value.code == code
     said = capsys.readouterr()
-    assert "htpasswd" in said.err and said.out == ""
+    assert said.err.splitlines() == ["'index.serve': --port takes int, not '80a'"] and said.out == ""

@@ -16,15 +16,18 @@ from jetwheel import __version__
 from jetwheel.cli.build import build_wheel, cache_ns, demo
 from jetwheel.cli.dist import dist_ns
 from jetwheel.cli.edge import clean_errors
-from jetwheel.cli.flaglike import answer, stray
+from jetwheel.cli.flaglike import refuse, stray
 from jetwheel.cli.images import aarch64_ns, cuda_ns, podman_ns, sysroot_ns
 from jetwheel.cli.index import index_ns, status
+from jetwheel.cli.parsing import install
 from jetwheel.cli.sources import sources_ns
 from jetwheel.cli.triton import policy_ns, runtime_ns, triton_ns
 from jetwheel.cli.verify import doctor, verify
 from jetwheel.errors import ExitCode
 
 __all__ = ["Door", "clean_errors", "main", "namespace", "program"]
+
+install()  # `TASK --help` for the door and for `inv` alike (cli.parsing)
 
 namespace = Collection(
     build_wheel,
@@ -48,8 +51,8 @@ namespace = Collection(
 
 class Door(Program):
     """Invoke's Program whose argument errors exit with ExitCode.USAGE (Invoke's own answer is 1,
-    the code of a failed check), and where `TASK --help` is `--help TASK` even when the task still
-    lacks a positional argument (flaglike)."""
+    the code of a failed check), and where a positional value that looks like an option is refused
+    before any task runs (flaglike). `TASK --help` is the parser's (cli.parsing)."""
 
     def parse_core(self, argv: list[str] | None) -> None:
         try:
@@ -64,13 +67,14 @@ class Door(Program):
             # a stray taken as a positional is often the cause: a value left over, or one missing
             self.answer_strays([e.context] if e.context else [])
             raise Exit(str(e), code=ExitCode.USAGE) from None
-        self.answer_strays(self.tasks)
+        if not self.args.help.value:  # help was asked for: the values given before it are not read
+            self.answer_strays(self.tasks)
 
     def answer_strays(self, tasks: Iterable[ParserContext]) -> None:
         for parsed in tasks:
             value = stray(arg.value for arg in parsed.positional_args)
             if value is not None and parsed.name:
-                answer(parsed.name, value, self.print_task_help)
+                refuse(parsed.name, value)
 
 
 def program() -> Program:

@@ -1,12 +1,10 @@
 """Positional values that look like options. Invoke's parser hands a task's missing positional
-argument the next token whatever it is (`jetwheel index.export --help` exported into ./--help).
-Such a `--help`, or `-h`, asks for the task's help: a task with an -h of its own never gets `-h` as a
-value, the parser takes it as that option first. Any other value that starts with `-` is a mistyped
-option: one line, a usage exit, and the task does not run."""
+argument the next token whatever it is: a value that starts with `-` is a mistyped option (one line,
+a usage exit, and the task does not run). `--help` and `-h` never get here: cli.parsing reads them
+as the task's help first."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 from collections.abc import Callable, Iterable
@@ -19,19 +17,14 @@ from jetwheel.errors import ExitCode
 P = ParamSpec("P")
 R = TypeVar("R")
 
-HELP = frozenset({"--help", "-h"})
-
 
 def stray(values: Iterable[object]) -> str | None:
     """The first value that starts with `-`, if any."""
     return next((v for v in values if isinstance(v, str) and v.startswith("-")), None)
 
 
-def answer(task: str, value: str, print_help: Callable[[str], None]) -> NoReturn:
-    """Print the task's help for a help flag, else refuse the value; either way the task does not run."""
-    if value in HELP:
-        print_help(task)
-        raise Exit
+def refuse(task: str, value: str) -> NoReturn:
+    """The task does not run: VALUE is an option it does not have."""
     raise Exit(f"jetwheel: {task}: unknown option {value!r} (see --help {task})", code=ExitCode.USAGE)
 
 
@@ -46,7 +39,7 @@ def refuse_strays(fn: Callable[P, R]) -> Callable[P, R]:
         bound = signature.bind_partial(*args, **kwargs).arguments
         value = stray(bound.get(name) for name in positional)
         if value is not None:
-            answer(_task_name(wrapper), value, _invoke_task_help)
+            refuse(_task_name(wrapper), value)
         return fn(*args, **kwargs)
 
     return wrapper
@@ -56,13 +49,3 @@ def _task_name(body: Callable[..., object]) -> str:
     from jetwheel.cli import namespace
 
     return next(name for name in namespace.task_names if namespace[name].body is body)
-
-
-def _invoke_task_help(task: str) -> None:
-    """`inv --help TASK`'s text: Invoke's program on a copy of the collection (as its loader copies
-    tasks.py's), under Invoke's name."""
-    from invoke.program import Program
-
-    from jetwheel.cli import namespace
-
-    Program(namespace=copy.deepcopy(namespace), binary="inv[oke]").run(["inv", "--help", task], exit=False)

@@ -11,6 +11,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from jetwheel.cli.edge import clean_errors, dumps
+from jetwheel.cli.parsing import HelpTask
 from jetwheel.errors import UsageError
 
 
@@ -34,6 +35,7 @@ def status(c: Context, index: str = "", json: bool = False) -> None:
 
 
 @task(
+    klass=HelpTask,
     help={
         "config": "index config file (default: ./index/config.toml in a checkout, else the XDG data dir's)",
         "root": "directory of distribution files (default: the config's, ./index/packages in a checkout)",
@@ -52,7 +54,7 @@ def status(c: Context, index: str = "", json: bool = False) -> None:
         "client_timeout": "seconds a client may take to send a request's headers, and an idle connection "
         "stays open (default 15 and 30)",
         "nginx": "nginx answers the reads from a tree kept rendered on every change; the app behind it",
-    }
+    },
 )
 @clean_errors
 def serve(
@@ -146,13 +148,14 @@ def export(
 
 
 @task(
+    klass=HelpTask,
     help={
         "user": "user name",
         "password": "password",
         "role": "read, upload (the default) or admin (may also yank, delete and overwrite)",
         "htpasswd": "file (default: the index config's)",
         "config": "index config file that gets the role (default: the index's)",
-    }
+    },
 )
 @clean_errors
 def adduser(c: Context, user: str, password: str, role: str = "upload", htpasswd: str = "", config: str = "") -> None:
