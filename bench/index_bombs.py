@@ -31,6 +31,7 @@ from uploads import basic, upload_request  # noqa: E402
 from wheelmaker import make_wheel  # noqa: E402
 
 from jetwheel.index.server.config import add_user  # noqa: E402
+from jetwheel.workflow.serve import wait_ready  # noqa: E402
 
 BOMBERS = 6
 SAMPLES = 20
@@ -110,13 +111,8 @@ def start(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
             *("--root", str(tmp / "packages"), "--host", "127.0.0.1", "--port", str(port), "--htpasswd", str(ht)),
         ]
     )
-    for _ in range(150):
-        try:
-            request(port, "GET", "/health")
-            return proc, port
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start")
+    wait_ready(f"http://127.0.0.1:{port}", proc)
+    return proc, port
 
 
 def ms(xs: list[float]) -> str:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from jetwheel.index.server.throttle import THROTTLE, SharedThrottle
 from jetwheel.index.store import validate
 from jetwheel.index.store.store import Store
 from jetwheel.target import Target
+from jetwheel.workflow.serve import wait_ready
 
 USER, PASSWORD = "ci", "s3cret-pass"
 BUILDER, BUILDER_PASSWORD = "bob", "builder-pass"
@@ -409,14 +409,7 @@ def test_the_server_stops_within_5_s_of_sigterm_during_a_long_profile_check(tmp_
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", SERVE, str(store.root), str(port)], stderr=subprocess.PIPE)
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("the server did not start")
+        wait_ready(f"http://127.0.0.1:{port}", proc)
         time.sleep(4)  # the checker settles 2 s, then starts its check: under way now
         assert not store.state_path(compat.COMPAT).exists()
         start = time.monotonic()
