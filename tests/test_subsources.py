@@ -51,7 +51,10 @@ def test_vllm_plan_pins_three_sub_sources_with_the_patch_and_reaches_no_github()
     step = plan.steps[-1]
     subs = {s.name: s for s in step.source.subs}
     assert {n: (s.env, s.commit, s.sha256[:16]) for n, s in subs.items()} == PINS
-    assert [Path(p).name for p in subs["flash-attention"].patches] == ["flash-attention-sm87.patch"]
+    assert [Path(p).name for p in subs["flash-attention"].patches] == [
+        "flash-attention-sm87.patch",
+        "flash-attention-python-3.13.patch",
+    ]
     assert not subs["cutlass"].patches and not any(s.url for s in subs.values())
     exports = (
         'export VLLM_CUTLASS_SRC_DIR="$JW_WORK/sub/cutlass" VLLM_FLASH_ATTN_SRC_DIR="$JW_WORK/sub/flash-attention" '
