@@ -71,7 +71,10 @@ def test_vllm_plan_pins_three_sub_sources_with_the_patch_and_reaches_no_github()
     assert "sub-source flash-attention: env=VLLM_FLASH_ATTN_SRC_DIR" in text
     assert "patches=flash-attention-sm87.patch" in text
     # the patch is part of the cache key (through the recipe's digest)
-    assert step.to_json()["source"]["subs"][1]["patches"] == ["flash-attention-sm87.patch"]
+    assert step.to_json()["source"]["subs"][1]["patches"] == [
+        "flash-attention-sm87.patch",
+        "flash-attention-python-3.13.patch",
+    ]
 
 
 def test_a_sub_source_table_is_validated(tmp_path: Path) -> None:
