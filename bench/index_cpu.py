@@ -26,8 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +36,9 @@ from conftest import free_port  # noqa: E402
 from uploads import basic, upload_request  # noqa: E402
 from wheelmaker import make_wheel  # noqa: E402
 
+from jetwheel.errors import JetwheelError  # noqa: E402
 from jetwheel.index.server.config import add_user  # noqa: E402
+from jetwheel.workflow.serve import wait_ready  # noqa: E402
 
 USER, PASSWORD = "bench", "bench"
 ROUNDS = 9
@@ -67,15 +67,10 @@ class Served:
         self.proc = subprocess.Popen(
             [*cmd, "--workers", "1"], cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2).close()
-                break
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"the server of {tree} did not start") from None
-                time.sleep(0.2)
+        try:
+            wait_ready(f"http://127.0.0.1:{self.port}", self.proc, timeout=60)
+        except JetwheelError as e:  # its output goes nowhere: say which tree's server it was
+            raise RuntimeError(f"the server of {tree} did not start: {e}") from None
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
     def get(self, path: str, accept: str = "*/*") -> bytes:

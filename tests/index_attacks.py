@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wheelmaker import make_wheel
 
 from jetwheel.index.server.config import add_user
+from jetwheel.workflow.serve import wait_ready
 
 TMP = Path(sys.argv[1])
 results: list[tuple[str, bool, str]] = []
@@ -119,13 +120,8 @@ def serve(root: Path, *extra: str, nofile: int | None = None) -> tuple[subproces
         preexec_fn=limit,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1).close()
-            return proc, url
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start")
+    wait_ready(url, proc)
+    return proc, url
 
 
 UP = basic("up", "up-pw")
