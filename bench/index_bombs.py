@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import http.client
-import io
 import shutil
 import statistics
 import subprocess
@@ -20,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,7 +26,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from conftest import free_port  # noqa: E402
 from uploads import basic, upload_request  # noqa: E402
-from wheelmaker import make_wheel  # noqa: E402
+from wheelmaker import make_wheel, zeros_wheel  # noqa: E402
 
 from jetwheel.index.server.config import add_user  # noqa: E402
 from jetwheel.workflow.serve import wait_ready  # noqa: E402
@@ -37,17 +35,6 @@ BOMBERS = 6
 SAMPLES = 20
 PHASE = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
 TMP = Path(tempfile.mkdtemp(prefix="jw-bombs-"))
-META = b"Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n"
-
-
-def zeros_wheel(name: str, inflated: int) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(f"{name}-1.0.dist-info/METADATA", META % name.encode())
-        with zf.open(f"{name}/zeros.bin", "w", force_zip64=True) as f:
-            for _ in range(inflated >> 20):
-                f.write(bytes(1 << 20))
-    return buf.getvalue()
 
 
 def request(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wheelmaker import make_wheel
+from wheelmaker import make_wheel, zeros_wheel
 
 from jetwheel.index.server.config import add_user
 from jetwheel.workflow.serve import wait_ready
@@ -554,17 +554,6 @@ def issue_18(root: Path) -> None:
 
 
 main()
-
-
-def zeros_wheel(name: str, inflated: int) -> bytes:
-    """A valid wheel with one member of `inflated` zero bytes (deflate: ~1,000x smaller)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-        with zf.open(f"{name}/zeros.bin", "w", force_zip64=True) as f:
-            for _ in range(inflated >> 20):
-                f.write(bytes(1 << 20))
-    return buf.getvalue()
 
 
 def issue_29(root: Path) -> None:

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import free_port
 from packaging.markers import Marker
 from uploads import basic, run_app, upload_request
-from wheelmaker import make_wheel
+from wheelmaker import make_wheel, zeros_wheel
 
 from jetwheel.errors import Abandoned, TooLarge, UploadRejected
 from jetwheel.index.server import profiles as compat
@@ -45,19 +45,6 @@ AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 BUILDER_AUTH = "Basic " + base64.b64encode(f"{BUILDER}:{BUILDER_PASSWORD}".encode()).decode()
 FN = "demo_pkg-1.0-py3-none-any.whl"
 META = b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n"
-
-
-def zeros_wheel(inflated: int) -> bytes:
-    """A valid wheel whose one data member is `inflated` zero bytes (deflate: ~1,000x smaller)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("demo_pkg-1.0.dist-info/METADATA", META)
-        zf.writestr("demo_pkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
-        with zf.open("demo_pkg/zeros.bin", "w", force_zip64=True) as f:
-            block = bytes(1 << 20)
-            for _ in range(inflated >> 20):
-                f.write(block)
-    return buf.getvalue()
 
 
 def many_members_wheel(count: int) -> bytes:
@@ -93,7 +80,8 @@ def index(tmp_path: Path) -> Iterator[tuple[Store, Settings]]:
 
 def test_a_wheel_inflating_past_its_budget_is_413_from_its_headers_without_inflating(tmp_path: Path) -> None:
     bomb = tmp_path / FN
-    bomb.write_bytes(zeros_wheel(128 << 20))  # ~130 kB declaring 128 MiB: past 64 MiB and 50x
+    # ~130 kB declaring 128 MiB: past 64 MiB and 50x
+    bomb.write_bytes(zeros_wheel("demo-pkg", 128 << 20, tag="py3-none-any"))
     assert validate.inflate_budget(bomb.stat().st_size) == validate.INFLATE_FLOOR
     start = time.process_time()
     with pytest.raises(UploadRejected) as e:
@@ -102,7 +90,8 @@ def test_a_wheel_inflating_past_its_budget_is_413_from_its_headers_without_infla
     assert time.process_time() - start < 0.1  # refused from the headers: nothing inflated
     ok = tmp_path / "ok" / FN
     ok.parent.mkdir()
-    ok.write_bytes(zeros_wheel(32 << 20))  # under the 64 MiB floor: a real wheel of that shape passes
+    # under the 64 MiB floor: a real wheel of that shape passes
+    ok.write_bytes(zeros_wheel("demo-pkg", 32 << 20, tag="py3-none-any"))
     assert validate.inspect_wheel(ok, FN).project == "demo-pkg"
     bz = tmp_path / "bz" / FN
     bz.parent.mkdir()
@@ -130,7 +119,7 @@ def test_a_wheel_of_too_many_members_is_413_before_zipfile_lists_them(
 
 def test_a_check_stops_at_its_next_chunk_when_told(tmp_path: Path) -> None:
     wheel = tmp_path / FN
-    wheel.write_bytes(zeros_wheel(48 << 20))
+    wheel.write_bytes(zeros_wheel("demo-pkg", 48 << 20, tag="py3-none-any"))
     calls = []
 
     def stop() -> bool:
@@ -144,7 +133,7 @@ def test_a_check_stops_at_its_next_chunk_when_told(tmp_path: Path) -> None:
 
 def test_through_the_app_a_bomb_is_413_with_one_line_and_stores_nothing(index: tuple[Store, Settings]) -> None:
     store, settings = index
-    bomb = zeros_wheel(128 << 20)
+    bomb = zeros_wheel("demo-pkg", 128 << 20, tag="py3-none-any")
     many = many_members_wheel(validate.MAX_MEMBERS + 1)
 
     async def body(client: TestClient[Any, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Small but real wheels for index tests: a zip with METADATA, WHEEL and RECORD, as bdist_wheel writes."""
+"""Small but real wheels for index tests: a zip with METADATA, WHEEL and RECORD, as bdist_wheel writes;
+and zip bombs of one member of zeros."""
 
 from __future__ import annotations
 
@@ -54,3 +55,20 @@ def make_wheel(
     path = dest / f"{dist}-{version}-{tag}.whl"
     path.write_bytes(buf.getvalue())
     return path
+
+
+def zeros_wheel(name: str, inflated: int, *, tag: str | None = None) -> bytes:
+    """NAME 1.0 as a zip bomb: METADATA and one member of `inflated` zero bytes (rounded down to
+    whole MiB), deflated about 1,000x, its size declared in zip64 headers. With `tag`, a WHEEL file
+    too (a wheel that passes the checks when under the budget); the index's checks need none."""
+    dist = name.replace("-", "_")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{dist}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        if tag is not None:
+            zf.writestr(f"{dist}-1.0.dist-info/WHEEL", f"Wheel-Version: 1.0\nTag: {tag}\n")
+        with zf.open(f"{dist}/zeros.bin", "w", force_zip64=True) as f:
+            block = bytes(1 << 20)
+            for _ in range(inflated >> 20):
+                f.write(block)
+    return buf.getvalue()
