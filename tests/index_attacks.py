@@ -553,9 +553,6 @@ def issue_18(root: Path) -> None:
         proc.wait()
 
 
-main()
-
-
 def issue_29(root: Path) -> None:
     proc, url = serve(root, "--workers", "1")
     served = wheel("served", "1.0")
@@ -613,3 +610,6 @@ def issue_29(root: Path) -> None:
     check("--workers 2: one throttle (401 x10, then 429)", statuses.count(401) == 10, f"401 x{statuses.count(401)}")
     proc.terminate()
     proc.wait()
+
+
+main()
