@@ -74,7 +74,7 @@ def build(name: str, index: str, sources: str) -> dict[str, object]:
     argv = [sys.executable, "-m", "jetwheel", "build-wheel", name, "--profile", PROFILE, "--runner", "docker"]
     argv += ["--index", index, "--sources", sources]
     start = time.monotonic()
-    with PeakMemory(cwd=WORK) as peaks:
+    with PeakMemory(cwd=WORK, container=f"jetwheel-{name}-") as peaks:
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     wall = time.monotonic() - start
     record: dict[str, object] = {"build": name, "exit": done.returncode, "wall_seconds": round(wall)}

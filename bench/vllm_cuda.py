@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,11 +82,15 @@ class PeakMemory:
     """Peak resident memory of each compiler process (one compile job's cicc, ptxas, cc1plus...),
     sampled from /proc every 2 s: rootful podman's processes are the host's. With `cwd`, only
     processes working under that directory (a build container's work directory: another bench's
-    compiles on the same host are not this build's)."""
+    compiles on the same host are not this build's); with `container`, also every compiler in a
+    container whose name starts so (a compiler that sccache's server starts works in a directory
+    of its own, not the build's: the whole aarch64 builds' records had no cicc before this)."""
 
-    def __init__(self, cwd: str = "") -> None:
+    def __init__(self, cwd: str = "", container: str = "") -> None:
         self.peaks: dict[str, int] = {}  # "exe source" -> peak RSS in MiB
         self.cwd = cwd
+        self.container = container
+        self.names: dict[str, str] = {}  # container id -> name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -97,12 +102,25 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
 
+    def ours(self, proc: Path) -> bool:
+        if os.readlink(proc / "cwd").startswith(self.cwd):
+            return True
+        found = re.search(r"libpod-([0-9a-f]{64})", (proc / "cgroup").read_text()) if self.container else None
+        if found is None:
+            return False
+        if found.group(1) not in self.names:  # a container started since the last look
+            listed = subprocess.run(
+                ["podman", "ps", "--no-trunc", "--format", "{{.ID}} {{.Names}}"], capture_output=True, text=True
+            )
+            self.names.update(line.split(" ", 1) for line in listed.stdout.splitlines() if " " in line)
+        return self.names.get(found.group(1), "").startswith(self.container)
+
     def _run(self) -> None:
         while not self._stop.wait(2):
             for proc in Path("/proc").iterdir():
                 try:
                     exe = (proc / "comm").read_text().strip()
-                    if exe not in COMPILERS or not os.readlink(proc / "cwd").startswith(self.cwd):
+                    if exe not in COMPILERS or not self.ours(proc):
                         continue
                     argv = (proc / "cmdline").read_bytes().split(b"\0")
                     status = (proc / "status").read_text().splitlines()
