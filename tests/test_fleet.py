@@ -4,6 +4,7 @@ services, one of them killed mid-step."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -77,6 +78,13 @@ def test_critical_path_is_the_longest_chain() -> None:
     _r, _p, plan = fleet_plan()
     secs = {"mini-torch": 10.0, "mini-vision": 5.0, "mini-audio": 7.0, "mini-text": 3.0, "mini-llm": 4.0}
     assert critical_path(plan, secs) == 21.0
+    # a step published after another it only requires at run time still waits for it (verify
+    # resolves its requirements on the index), though nothing of it is installed into the build
+    llm = next(s for s in plan.steps if s.name == "mini-llm")
+    later = dataclasses.replace(
+        plan, steps=(*plan.steps[:-1], dataclasses.replace(llm, deps=("mini-torch",), after=llm.deps))
+    )
+    assert critical_path(later, secs) == 21.0
 
 
 def test_no_engine_for_a_step_fails_before_anything_runs(server: Server, tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ def test_vllm_step_installs_our_torch_from_the_index_and_builds_cuda() -> None:
     for runtime in ("torchvision", "torchaudio", "pytorch-triton", "xgrammar"):
         assert runtime not in install
     assert step.deps == ("torch",)
+    assert step.after == ("pytorch-triton", "torchaudio", "torchvision", "xgrammar")  # published first
     assert step.env["VLLM_TARGET_DEVICE"] == "cuda"
     assert any("use_existing_torch.py" in c for c in step.commands)
 
@@ -62,6 +63,7 @@ def test_a_run_time_requirement_is_built_where_pinned_and_named_where_not(tmp_pa
     plan = make_plan(load_recipes(RECIPES), load_profile("sysroot-trixie-arm64"), "vllm", "docker", ORIN)
     assert [s.name for s in plan.steps] == ["torchaudio", "torchvision", "vllm"]
     assert plan.unpinned == ("pytorch-triton", "xgrammar")
+    assert plan.steps[-1].after == ("torchaudio", "torchvision")
     assert "required at run time, not pinned by the profile, not built: pytorch-triton, xgrammar" in render_plan(plan)
     # a new xgrammar is a new wheel of xgrammar, not of vLLM
     copy = tmp_path / "recipes"

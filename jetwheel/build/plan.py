@@ -328,6 +328,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
                 source=source,
                 wheel=wheel_name(recipe, profile, version),
                 cache_key=key,
+                after=tuple(sorted(d for d in recipe.run_deps if d in keys)),
             )
         )
     return Plan(

@@ -26,6 +26,9 @@ class BuildStep:
     source: StepSource
     wheel: str  # the expected repaired wheel filename
     cache_key: str
+    # canonical names of the steps that must be published first though nothing of theirs is
+    # installed (the recipe's run_deps in the plan): verify resolves the wheel's requirements
+    after: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "source": self.source.to_json()}
