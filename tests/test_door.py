@@ -213,3 +213,7 @@ def test_a_value_of_the_wrong_kind_is_one_line_and_runs_nothing(
     assert done.value.code == code
     said = capsys.readouterr()
     assert said.err.splitlines() == ["'index.serve': --port takes int, not '80a'"] and said.out == ""
+    # a dashed option is named as it is typed, so that retyping it works
+    with pytest.raises(SystemExit):
+        DOORS[binary]().run([binary, "index.serve", "--max-upload-mb", "8x"])
+    assert capsys.readouterr().err.splitlines() == ["'index.serve': --max-upload-mb takes int, not '8x'"]

@@ -3,8 +3,9 @@
 Invoke 3.0.3's parser hands a task's unfilled positional argument the next token before it looks
 for the core `--help` in it, then refuses the task for the positional arguments still missing
 (pyinvoke/invoke#982): `index.export --help` exported into ./--help, `dist.server --help` was an
-error. Here `--help` and `-h` after a task name ask for that task's help, wherever they stand and
-whatever the task still lacks, and a value that does not cast to its option's kind is a parse error
+error. Here `--help` and `-h` after a task name ask for that task's help, after any of its options
+and whatever it still lacks (an unknown option or a bad value before them is still that one-line
+error), and a value that does not cast to its option's kind is a parse error
 (one line), not a ValueError's traceback. `inv` builds Invoke's own Parser, which makes its machine
 by the module's name: install() replaces that name, so both doors parse alike.
 """
@@ -63,7 +64,8 @@ class HelpFirstMachine(ParseMachine):
             if arg is None:
                 raise
             where = f"{self.context.name!r}: " if self.context.name else ""
-            self.error(f"{where}--{arg.name} takes {arg.kind.__name__}, not {value!r}")
+            # names[0] is the option as typed (--memory-gb); name is its Python twin (memory_gb)
+            self.error(f"{where}--{arg.names[0]} takes {arg.kind.__name__}, not {value!r}")
 
 
 # Invoke's state machine library gives each class its own states, from the declarations in its body
