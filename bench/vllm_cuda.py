@@ -113,6 +113,7 @@ class PeakMemory:
                 ["podman", "ps", "--no-trunc", "--format", "{{.ID}} {{.Names}}"], capture_output=True, text=True
             )
             self.names.update(line.split(" ", 1) for line in listed.stdout.splitlines() if " " in line)
+            self.names.setdefault(found.group(1), "")  # not ours to list (another storage): asked once
         return self.names.get(found.group(1), "").startswith(self.container)
 
     def _run(self) -> None:

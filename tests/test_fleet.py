@@ -9,6 +9,7 @@ import io
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,13 +17,14 @@ import pytest
 from conftest import Server, door, install_and_run, start_server, stop_server
 from podman_engines import podman_services
 
-from jetwheel.build.engine import BuildRun, Event, Options
+from jetwheel.build.engine import BuildRun, Event, Options, StepResult
 from jetwheel.build.plan import Plan, make_plan
-from jetwheel.build.schedule import Engine, connect, critical_path, engine_names, refusal, run_fleet, sized
+from jetwheel.build.schedule import Engine, _Board, connect, critical_path, engine_names, refusal, run_fleet, sized
 from jetwheel.errors import PlanError
 from jetwheel.machine import Machine, this_machine
 from jetwheel.model.profile import Profile
 from jetwheel.model.recipe import Recipe, load_profile, load_recipes
+from jetwheel.model.step import BuildStep
 from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.runners.baseimage import BUILDER, ensure_base_image
 from jetwheel.runners.probe import EngineFacts, probe
@@ -85,6 +87,29 @@ def test_critical_path_is_the_longest_chain() -> None:
         plan, steps=(*plan.steps[:-1], dataclasses.replace(llm, deps=("mini-torch",), after=llm.deps))
     )
     assert critical_path(later, secs) == 21.0
+
+
+def test_a_step_is_handed_out_only_after_what_it_requires_at_run_time_is_published() -> None:
+    _r, _p, plan = fleet_plan()
+    llm = next(s for s in plan.steps if s.name == "mini-llm")
+    # mini-llm installs only mini-torch, but requires the three branches at run time
+    steps = tuple(s if s is not llm else dataclasses.replace(s, deps=("mini-torch",), after=s.deps) for s in plan.steps)
+    board = _Board(dataclasses.replace(plan, steps=steps), {s.name: {"e"} for s in steps})
+    first = board.take("e")
+    assert first is not None and first.name == "mini-torch"
+    board.finish(first, StepResult(first, "published", first.wheel))
+    branches = [board.take("e") for _ in BRANCHES]
+    assert sorted(b.name for b in branches if b) == list(BRANCHES)
+    handed: list[BuildStep | None] = []
+    waiter = threading.Thread(target=lambda: handed.append(board.take("e")))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # its build needs nothing more, but verify would miss the branches
+    for b in branches:
+        assert b is not None
+        board.finish(b, StepResult(b, "published", b.wheel))
+    waiter.join(5)
+    assert [h.name for h in handed if h] == ["mini-llm"]
 
 
 def test_no_engine_for_a_step_fails_before_anything_runs(server: Server, tmp_path: Path) -> None:

@@ -68,7 +68,8 @@ LABEL = '[package]\nname = "a"\nlocal_version = {}\nlocal_version_unless_cuda = 
     [
         (BASE + "[build]\nfrobnicate = 1\n", "build.frobnicate: unknown key"),
         ('[package]\nname = "a"\n[source]\nurl = "https://x/a-1.tar.gz"\n', "source.sha256 is missing"),
-        (BASE + '[build]\ndeps = ["nothere"]\n', "'nothere', which has no recipe"),
+        (BASE + '[build]\ndeps = ["nothere"]\n', "build.deps names 'nothere', which has no recipe"),
+        (BASE + '[build]\nrun_deps = ["nothere"]\n', "build.run_deps names 'nothere', which has no recipe"),
         ('[package]\nname = "a"\n[source\n', "malformed TOML"),
         ('[package]\n[source]\npath = "."\n', "package.name is missing"),
         (BASE + "[repair]\nmanylinux = false\n", "repair.reason is missing"),
@@ -92,6 +93,12 @@ def test_dependency_cycle_is_named(tmp_path: Path) -> None:
     write(tmp_path, "a.toml", '[package]\nname = "a"\n[source]\npath = "."\n[build]\ndeps = ["b"]\n')
     write(tmp_path, "b.toml", '[package]\nname = "b"\n[source]\npath = "."\n[build]\ndeps = ["a"]\n')
     with pytest.raises(RecipeError, match="dependency cycle a -> b -> a"):
+        load_recipes(tmp_path)
+    # through what a wheel requires at run time too: the plan orders by both
+    write(tmp_path, "b.toml", '[package]\nname = "b"\n[source]\npath = "."\n[build]\nrun_deps = ["a"]\n')
+    with pytest.raises(
+        RecipeError, match=r"dependency cycle a -> b -> a; remove one of these build\.deps or build\.run_deps"
+    ):
         load_recipes(tmp_path)
 
 

@@ -91,7 +91,7 @@ def build_order(recipes: Mapping[str, Recipe], target: str, pinned: Collection[s
     return order
 
 
-def unbuilt(recipes: Mapping[str, Recipe], order: list[Recipe], pinned: Collection[str]) -> tuple[str, ...]:
+def unpinned(order: list[Recipe], pinned: Collection[str]) -> tuple[str, ...]:
     """The run-time requirements of the chain that its profile pins no version of, so no step
     builds them: the plan names them, for whoever installs the stack."""
     return tuple(sorted({d for r in order for d in r.run_deps if d not in pinned}))
@@ -338,7 +338,7 @@ def make_plan(recipes: Mapping[str, Recipe], profile: Profile, target: str, runn
         platform=profile.platform_tag,
         steps=tuple(steps),
         provided=tuple(sorted(profile.provided)),
-        unpinned=unbuilt(recipes, order, profile.versions),
+        unpinned=unpinned(order, profile.versions),
     )
 
 
@@ -368,6 +368,8 @@ def render_plan(plan: Plan) -> str:
             )
         if s.deps:
             lines.append(f"  installs from the index first: {', '.join(s.deps)}")
+        if s.after:
+            lines.append(f"  required at run time, published first: {', '.join(s.after)}")
         lines.append("  env:")
         lines += [f"    {k}={shlex.quote(v)}" for k, v in sorted(s.env.items())]
         lines.append("  commands:")

@@ -343,7 +343,9 @@ def _check_acyclic(recipes: Mapping[str, Recipe]) -> None:
             return
         if state.get(name) == 1:
             cycle = " -> ".join([*trail[trail.index(name) :], name])
-            raise RecipeError(f"{recipes[name].path}: dependency cycle {cycle}; remove one of these build.deps")
+            raise RecipeError(
+                f"{recipes[name].path}: dependency cycle {cycle}; remove one of these build.deps or build.run_deps"
+            )
         state[name] = 1
         for d in (*recipes[name].deps, *recipes[name].run_deps):
             visit(d, [*trail, name])
