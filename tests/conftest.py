@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import prefetch
 import pytest
 
 from jetwheel.build.engine import Options, run_plan
@@ -26,6 +27,11 @@ from jetwheel.workflow.context import settings
 from jetwheel.workflow.serve import wait_ready
 
 USER, PASSWORD = "ci", "s3cret-pass"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The images the selected tests need begin in the background now (tests/prefetch.py)."""
+    prefetch.start(item.path.stem for item in session.items)
 
 
 def door(*argv: str) -> int:
