@@ -31,7 +31,8 @@ USER, PASSWORD = "ci", "s3cret-pass"
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The images the selected tests need begin in the background now (tests/prefetch.py)."""
-    prefetch.start(item.path.stem for item in session.items)
+    if not session.config.option.collectonly:
+        prefetch.start(item.path.stem for item in session.items)
 
 
 def door(*argv: str) -> int:

@@ -4,6 +4,7 @@ torch takes minutes (under qemu, or from 2 GB of CUDA wheels), so the tests that
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -32,13 +33,19 @@ def filled_dir(path: Path, image: str, script: str, at: str, run_args: tuple[str
     costs no `podman commit` (minutes, and its size again in /var/tmp) and no image."""
     if (path / ".done").exists():
         return path
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    made = subprocess.run(
-        ["podman", "run", "--rm", "-v", f"{path}:{at}", *run_args, image, shell, "-c", script],
-        capture_output=True,
-        text=True,
-    )
-    assert made.returncode == 0, made.stderr[-2000:]
-    (path / ".done").touch()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a second caller (tests/prefetch.py's thread) waits, then finds it filled
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (path / ".done").exists():
+            return path
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        made = subprocess.run(
+            ["podman", "run", "--rm", "-v", f"{path}:{at}", *run_args, image, shell, "-c", script],
+            capture_output=True,
+            text=True,
+        )
+        assert made.returncode == 0, made.stderr[-2000:]
+        (path / ".done").touch()
     return path

@@ -1,40 +1,22 @@
-"""The images the selected tests will need, made in one background thread from the start of the
-session, while the first tests run: each is minutes of single-threaded work (apt, dpkg-deb, xz,
-`podman import`) and downloads, which a 2-core CI machine otherwise spends with its second core
-idle. Each image's own code takes a file lock, so a test that needs an image still being made
-waits for it and then finds it; a prefetch that fails is left to that test to make again and report.
-Ordered by when pytest reaches them (files run by name): the first file (test_aarch64) makes its
-own arm64 base image meanwhile."""
+"""The images the selected tests will need (and the CUDA image's torch venv), made in one
+background thread from the start of the session, while the first tests run: each is minutes of
+single-threaded work (apt, dpkg-deb, xz, `podman import`) and downloads, which a 2-core CI machine
+otherwise spends with its second core idle. The code that makes each image, venv and wheel takes
+a file lock, so a test that needs one still being made waits for it and then finds it; a prefetch
+that fails is left to that test to make again and report. Ordered by when pytest reaches them
+(files run by name): the first file (test_aarch64) makes its own arm64 base image meanwhile."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 from collections.abc import Callable, Iterable
 
+import cudatorch
+
 from jetwheel.errors import JetwheelError
-from jetwheel.model.recipe import load_profile
 from jetwheel.runners.baseimage import ensure_base_image
-from jetwheel.runners.cudaimage import ensure_cuda_image
 from jetwheel.runners.emulation import ensure_emulation
 from jetwheel.runners.sysrootimage import ensure_sysroot_image
-
-
-def _python312() -> str:
-    """The profile's `python3.12` as a path (pyenv's 3.12.1 on these machines): the CUDA image
-    copies it, and this thread must not set PYENV_VERSION in the environment every test shares."""
-    exe = load_profile("x86-cuda12").python_exe
-    for env in (os.environ, {**os.environ, "PYENV_VERSION": "3.12.1"}):
-        done = subprocess.run([exe, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, env=env)
-        if done.returncode == 0:
-            return done.stdout.strip()
-    return exe  # ensure_cuda_image names what is missing
-
-
-def _cuda() -> None:
-    ensure_cuda_image(_python312(), load_profile("x86-cuda12").image)
-
 
 # test file -> the image it needs that takes minutes to make, in the order pytest reaches them
 MAKERS: tuple[tuple[frozenset[str], Callable[[], object]], ...] = (
@@ -43,7 +25,7 @@ MAKERS: tuple[tuple[frozenset[str], Callable[[], object]], ...] = (
         frozenset({"test_docker_runner", "test_doctor", "test_doctor_foreign", "test_door", "test_fleet"}),
         ensure_base_image,
     ),
-    (frozenset({"test_vllm_cuda"}), _cuda),
+    (frozenset({"test_vllm_cuda"}), cudatorch.torch_image),
 )
 
 
@@ -63,7 +45,7 @@ def start(files: Iterable[str]) -> threading.Thread | None:
         for make in makers:
             try:
                 make()
-            except Exception:
+            except Exception:  # the test that needs it makes it again, and says why it cannot
                 continue
 
     thread = threading.Thread(target=run, name="image-prefetch", daemon=True)

@@ -8,24 +8,18 @@ The whole build (about 100 units, hours on 2 cores) is bench/vllm_cuda.py's."""
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import cudatorch
 import pytest
-from podman_layer import filled_dir
-from realwheels import CACHE as WHEELS
-from realwheels import real_wheel
 from shared_sources import SHARED
 
 from jetwheel.build.plan import make_plan
-from jetwheel.digest import sha256_file
 from jetwheel.machine import this_machine
 from jetwheel.model.recipe import load_profile, load_recipes
-from jetwheel.runners.cudaimage import ensure_cuda_image
 from jetwheel.sources.fetch import Lookup, fetch_source
 from jetwheel.sources.subsources import fetch_sub
 from jetwheel.verify import fatbin
@@ -41,32 +35,12 @@ TUS = {
 # setup.py's CMakeExtensions for CUDA >= 12.3, each a `cmake --build --target`
 SETUP_TARGETS = ["_moe_C", "_vllm_fa2_C", "_vllm_fa3_C", "_flashmla_C", "cumem_allocator", "_C"]
 ORIN, JETPACK6_CUDA = 87, "12.6"
-TORCH_VENVS = Path.home() / ".cache" / "jetwheel" / "test-torch-venvs"
-CA = "/etc/ssl/certs/ca-certificates.crt"  # the host's trust (a TLS-inspecting proxy's CA included)
 
 
 @pytest.fixture(scope="module")
 def torch_image() -> tuple[str, ...]:
-    """`podman run` arguments: the toolchain image with a venv of PyPI's torch 2.6.0 (cp312 x86_64,
-    CUDA 12.4) mounted at /v, the headers and CMake files vLLM compiles against. The venv is kept
-    between runs in ~/.cache/jetwheel, named by the wheel and the toolchain image it was made in."""
-    profile = load_profile(PROFILE)
-    with pytest.MonkeyPatch.context() as mp:
-        # the profile names `python3.12`; on these machines pyenv provides it
-        if shutil.which("pyenv") and subprocess.run(["python3.12", "--version"], capture_output=True).returncode:
-            mp.setenv("PYENV_VERSION", "3.12.1")
-        base = ensure_cuda_image(profile.python_exe, profile.image)
-    wheel = real_wheel("torch", "2.6.0", "3.12", "x86_64")
-    base_id = subprocess.run(
-        ["podman", "image", "inspect", "--format", "{{.Id}}", base], capture_output=True, text=True
-    )
-    key = f"2.6.0-{sha256_file(wheel)[:12]}-{base_id.stdout.strip()[:12]}"
-    # torch's own dependencies (the nvidia-* libraries its import loads) from PyPI
-    mount: tuple[str, ...] = ("--network=host", "-v", f"{WHEELS}:/wheels:ro")
-    mount += ("-v", f"{CA}:/ca.crt:ro", "-e", "PIP_CERT=/ca.crt") if os.path.exists(CA) else ()
-    script = f"python3.12 -m venv /v && /v/bin/pip install -q --find-links /wheels /wheels/{wheel.name}"
-    venv = filled_dir(TORCH_VENVS / key, base, script, "/v", mount, shell="bash")
-    return ("-v", f"{venv}:/v:ro", base)
+    """`podman run` arguments: the toolchain image with PyPI's torch 2.6.0 venv at /v (tests/cudatorch.py)."""
+    return cudatorch.torch_image()
 
 
 def configure_and_compile(fa_tree: str, tus: list[str]) -> str:
