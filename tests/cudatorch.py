@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from podman_layer import filled_dir
+from pythons import python312
 from realwheels import CACHE as WHEELS
 from realwheels import real_wheel
 
@@ -19,17 +20,6 @@ from jetwheel.runners.cudaimage import ensure_cuda_image
 PROFILE = "x86-cuda12"
 TORCH_VENVS = Path.home() / ".cache" / "jetwheel" / "test-torch-venvs"
 CA = "/etc/ssl/certs/ca-certificates.crt"  # the host's trust (a TLS-inspecting proxy's CA included)
-
-
-def python312() -> str:
-    """The profile's `python3.12` as a path (pyenv's 3.12.1 on these machines): the CUDA image
-    copies it. Found without setting PYENV_VERSION in the environment every test shares."""
-    exe = load_profile(PROFILE).python_exe
-    for env in (os.environ, {**os.environ, "PYENV_VERSION": "3.12.1"}):
-        done = subprocess.run([exe, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, env=env)
-        if done.returncode == 0:
-            return done.stdout.strip()
-    return exe  # ensure_cuda_image names what is missing
 
 
 def torch_image() -> tuple[str, ...]:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pythons import python312
 from realwheels import CACHE as WHEELS
 from realwheels import PYPI, real_wheel
 
@@ -41,15 +42,6 @@ PURE = [
     "pillow==11.0.0",
 ]
 TARGET = Target(PYTHON, "linux_x86_64", "", "", glibc="2.28")
-
-
-def python312() -> str:
-    """A CPython 3.12 interpreter (pyenv's on these machines)."""
-    pyenv = sorted((Path.home() / ".pyenv" / "versions").glob("3.12*/bin/python3.12"))
-    for exe in (*map(str, pyenv), shutil.which("python3.12")):
-        if exe and subprocess.run([exe, "-c", ""], capture_output=True).returncode == 0:
-            return exe
-    raise RuntimeError("the doctor's real environments need a CPython 3.12 (python3.12)")
 
 
 def _pip(*args: str) -> None:
