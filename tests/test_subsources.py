@@ -134,7 +134,7 @@ def test_preflight_checks_sub_sources_and_their_patches_from_a_local_dir(tmp_pat
         ("vllm: sub-source FlashMLA", True),
         ("vllm: sub-source FlashMLA patches", True),
     ]
-    assert checks[3].detail == "1 apply cleanly" and str(SOURCES / "cutlass-3.8.0.tar.gz") in checks[0].detail
+    assert checks[3].detail == "2 apply cleanly" and str(SOURCES / "cutlass-3.8.0.tar.gz") in checks[0].detail
     assert not (tmp_path / "sub" / "cutlass").exists()  # nothing to patch: hashed only
     assert [p.name for p in (tmp_path / "sub" / "flash-attention").iterdir()] == ["CMakeLists.txt"]
     # a patch that does not apply, and an archive the source directory lacks, each fail naming the fix

@@ -142,7 +142,9 @@ SHELL_SETUP = r"""if [ -n "${JW_SCCACHE:-}" ]; then
     export PATH="$jw_sc_bin:$PATH"
     sccache --start-server >/dev/null
     jw_sccache_done() {
-      sccache --show-stats --stats-format json > "$JW_SCCACHE_STATS/$(date +%s)-$$.json" 2>/dev/null || true
+      # a name no other step takes: in containers $$ repeats, and two quick steps end in one second
+      jw_sc_id="$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo $$)"
+      sccache --show-stats --stats-format json > "$JW_SCCACHE_STATS/$(date +%s)-$jw_sc_id.json" 2>/dev/null || true
       sccache --stop-server >/dev/null 2>&1 || true
     }
     trap jw_sccache_done EXIT
