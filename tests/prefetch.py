@@ -22,7 +22,12 @@ from jetwheel.runners.sysrootimage import ensure_sysroot_image
 MAKERS: tuple[tuple[frozenset[str], Callable[[], object]], ...] = (
     (frozenset({"test_aarch64_cuda"}), ensure_sysroot_image),
     (
-        frozenset({"test_docker_runner", "test_doctor", "test_doctor_foreign", "test_door", "test_fleet"}),
+        frozenset(
+            {
+                *("test_docker_runner", "test_doctor", "test_doctor_foreign", "test_door", "test_fleet"),
+                *("test_hours", "test_images", "test_preflight", "test_runtime", "test_sccache", "test_triton"),
+            }
+        ),
         ensure_base_image,
     ),
     (frozenset({"test_vllm_cuda"}), cudatorch.torch_image),

@@ -139,7 +139,7 @@ def critical_path(plan: Plan, seconds: dict[str, float]) -> float:
     finish: dict[str, float] = {}
     for s in plan.steps:  # dependencies first
         finish[canonicalize_name(s.name)] = seconds.get(s.name, 0.0) + max(
-            (finish[d] for d in (*s.deps, *s.after)), default=0.0
+            (finish[d] for d in s.waits_for), default=0.0
         )
     return max(finish.values(), default=0.0)
 
@@ -166,7 +166,7 @@ class _Board:
                 if self.error is not None or not self.pending or engine not in self.live:
                     return None
                 for s in self.pending:
-                    if engine not in self.allowed[s.name] or not {*s.deps, *s.after} <= self.done:
+                    if engine not in self.allowed[s.name] or not s.waits_for <= self.done:
                         continue
                     # a step that died on this engine goes elsewhere if any other live engine may take it
                     if engine in self.avoid.get(s.name, set()) and (self.allowed[s.name] & self.live) - {engine}:

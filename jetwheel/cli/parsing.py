@@ -64,7 +64,7 @@ class HelpFirstMachine(ParseMachine):
             if arg is None:
                 raise
             where = f"{self.context.name!r}: " if self.context.name else ""
-            # names[0] is the option as typed (--memory-gb); name is its Python twin (memory_gb)
+            # names[0] is the option's long name as users type it (memory-gb); name is its Python twin (memory_gb)
             self.error(f"{where}--{arg.names[0]} takes {arg.kind.__name__}, not {value!r}")
 
 

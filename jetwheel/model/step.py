@@ -30,5 +30,10 @@ class BuildStep:
     # installed (the recipe's run_deps in the plan): verify resolves the wheel's requirements
     after: tuple[str, ...] = ()
 
+    @property
+    def waits_for(self) -> frozenset[str]:
+        """The steps published before this one starts: what it installs and what it requires."""
+        return frozenset((*self.deps, *self.after))
+
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "source": self.source.to_json()}
