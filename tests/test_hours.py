@@ -19,7 +19,7 @@ import pytest
 from conftest import Server, start_server, stop_server
 from invoke.program import Program
 
-from jetwheel.build.engine import Event, Options, run_plan
+from jetwheel.build.engine import Event, Options, prepare_work, run_plan
 from jetwheel.build.plan import make_plan
 from jetwheel.build.progress import CompileProgress, PlainProgress
 from jetwheel.cli import namespace
@@ -30,6 +30,7 @@ from jetwheel.runners import DockerRunner, LocalRunner
 from jetwheel.runners.base import MARK, StepLog, failed
 from jetwheel.runners.baseimage import ensure_base_image
 from jetwheel.runners.ccache import CompilerCache
+from jetwheel.sources.fetch import Lookup
 from jetwheel.workflow.context import settings
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -157,6 +158,22 @@ def test_a_compile_killed_part_way_resumes_where_it_stopped(server: Server, tmp_
     # ninja prints [6/13] as the sixth compile starts: it may or may not have finished when killed
     assert ninja_totals(second)[0] <= PARTS + 2 - PARTS // 2
     assert [p.name for p in (tmp_path / "work").iterdir() if not p.name.startswith(".")] == []  # cleaned on success
+
+
+def test_a_build_killed_outright_still_resumes(tmp_path: Path) -> None:
+    # a session's end or a power cut kills the process with no cleanup run: its work directory
+    # must resume all the same (an hours-long vLLM build was once redone from nothing this way)
+    root = recipes_with(tmp_path)
+    recipes, profile = load_recipes(root), load_profile("mini", root)
+    step = make_plan(recipes, profile, "mini-ninja", "local", this_machine()).steps[0]
+    work = tmp_path / "work" / "mini-ninja"
+    resumed, _ = prepare_work(step, recipes["mini-ninja"], work, Lookup())
+    assert not resumed
+    (work / "src" / "build").mkdir()
+    (work / "src" / "build" / "part0.o").write_text("compiled before the kill")
+    # the killed run never returned: the next run prepares the same directory
+    resumed, _ = prepare_work(step, recipes["mini-ninja"], work, Lookup())
+    assert resumed and (work / "src" / "build" / "part0.o").read_text() == "compiled before the kill"
 
 
 @pytest.fixture

@@ -218,7 +218,10 @@ class _Place:
         self.listener(Event("bytes", self.step.name, self.index, self.total, what, done, size))
 
 
-KEPT = ".jetwheel-kept"  # in a work directory left by a failed or interrupted run: resume in it
+# in a work directory whose source is whole, from the moment it is: a run killed outright (the
+# session's end, a power cut, SIGKILL) never reaches its cleanup, and its next run must still
+# resume in what it compiled. Only a run that ends cleanly (published, or lost its engine) removes it.
+KEPT = ".jetwheel-kept"
 
 
 def work_dir(root: Path, step: BuildStep) -> Path:
@@ -227,7 +230,7 @@ def work_dir(root: Path, step: BuildStep) -> Path:
 
 
 def prepare_work(step: BuildStep, recipe: Recipe, work: Path, lookup: Lookup) -> tuple[bool, FetchedSource]:
-    """Make the work directory ready; (True, ...) when it resumes one a failed run left (its source
+    """Make the work directory ready; (True, ...) when it resumes one a failed or killed run left (its source
     and finished commands intact). Kept directories of the step's other cache keys are removed: at
     most one kept directory per step bounds the disk this costs. The source's origin is recorded in
     the directory so a resumed build publishes the same provenance."""
@@ -236,7 +239,6 @@ def prepare_work(step: BuildStep, recipe: Recipe, work: Path, lookup: Lookup) ->
             shutil.rmtree(stale, ignore_errors=True)
     record = work / "source.json"
     if (work / KEPT).exists() and record.is_file():
-        (work / KEPT).unlink()
         kept = json.loads(record.read_text())
         return True, FetchedSource(work / "src", **{**kept, "subs": tuple(tuple(s) for s in kept.get("subs", ()))})
     shutil.rmtree(work, ignore_errors=True)
@@ -255,6 +257,7 @@ def prepare_work(step: BuildStep, recipe: Recipe, work: Path, lookup: Lookup) ->
     record.write_text(
         json.dumps({"sha256": source.sha256, "origin": source.origin, "commit": source.commit, "subs": subs})
     )
+    (work / KEPT).touch()
     return False, source
 
 
@@ -372,10 +375,10 @@ def _verify(at: _Place, wheel: Path, target: Target, recipe: Recipe, run: BuildR
 
 
 def _leave(runner: Runner, step: BuildStep, work: Path, resumable: bool, keep: bool) -> None:
-    """Mark the work directory for the next run to resume in, or discard it (kept on request)."""
-    if resumable:
-        (work / KEPT).touch()
-    else:
+    """Leave the work directory for the next run to resume in, or discard it (kept on request, but
+    not resumed)."""
+    if not resumable:
+        (work / KEPT).unlink(missing_ok=True)
         runner.discard(step)
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
