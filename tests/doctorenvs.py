@@ -81,12 +81,21 @@ def _shared_nvidia() -> Path:
     return site
 
 
+def ready(root: Path) -> bool:
+    """A cached venv made whole and still whole: one copied or moved from another HOME keeps
+    absolute links (its python, the shared CUDA libraries) that point nowhere."""
+    if not (root / ".done").exists():
+        return False
+    links = [*root.glob("bin/*"), *root.glob("lib/python3*/site-packages/*")]
+    return all(p.exists() for p in links if p.is_symlink())
+
+
 def venv(name: str, stack: list[tuple[str, str]]) -> Path:
     """The python of a cached venv holding `stack` (name, version) from PyPI, the shared CUDA
     libraries, and the pure-Python modules the imports run."""
     root = ENVS / name
     python = root / "bin" / "python"
-    if (root / ".done").exists():
+    if ready(root):
         return python
     shutil.rmtree(root, ignore_errors=True)
     subprocess.run([python312(), "-m", "venv", "--without-pip", str(root)], check=True)
@@ -201,7 +210,7 @@ def pip_venv(name: str, reqs: list[str], nvidia_from: Path | None = None) -> Pat
     linked in, not downloaded again."""
     root = ENVS / name
     python = root / "bin" / "python"
-    if (root / ".done").exists():
+    if ready(root):
         return python
     shutil.rmtree(root, ignore_errors=True)
     subprocess.run([python312(), "-m", "venv", str(root)], check=True)
