@@ -103,7 +103,8 @@ def test_ctrl_c_during_a_build_is_one_line_and_publishes_nothing(stack_server: S
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env=dict(os.environ, JETWHEEL_RECIPES=str(root)),
+        # its own HOME: the interrupted build's work directory is kept, and not in the user's cache
+        env=dict(os.environ, JETWHEEL_RECIPES=str(root), HOME=str(tmp_path / "home")),
         # Ctrl-C at a terminal: a test run started in the background (`cmd &` in a script) inherits
         # SIGINT ignored, and Python then never raises KeyboardInterrupt
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
