@@ -96,7 +96,7 @@ def test_second_compile_of_cxx_and_cuda_units_is_an_sccache_hit(
 
 
 @pytest.mark.skipif(shutil.which("sccache") is None, reason="needs sccache")
-def test_a_compiler_nvcc_calls_by_name_is_the_compiler_itself(tmp_path: Path) -> None:
+def test_a_compiler_nvcc_calls_by_name_is_the_compiler_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # nvcc runs under sccache already; with a cross host compiler it asks `gcc -E` by name for the
     # host's properties, and a wrapper sending that back to sccache broke the detection of nvcc
     nvcc = tmp_path / "bin" / "nvcc"
@@ -104,11 +104,14 @@ def test_a_compiler_nvcc_calls_by_name_is_the_compiler_itself(tmp_path: Path) ->
     nvcc.write_text('#!/bin/sh\ngcc -O2 -c -x c++ "$JW_SRC/unit.cpp" -o "$JW_WORK/out/unit.o"\n')
     nvcc.chmod(0o755)
     cache = Sccache(directory=tmp_path / "sc")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where the step's server puts its socket
     runner = LocalRunner(ccache=CompilerCache(enabled=False), settings=settings(), sccache=cache)
     run_in(tmp_path / "w", runner, step((f"{nvcc}",)))
     assert (tmp_path / "w" / "out" / "unit.o").is_file()
     counts = read_counts(cache.directory / "stats")
     assert counts.steps == 1 and counts.misses == 0 and counts.hits == 0
+    assert list((tmp_path / "tmp").glob("jw-sccache-*")) == []  # a socket per local step was left in /tmp
 
 
 @pytest.mark.skipif(not (shutil.which("sccache") and shutil.which("cmake") and shutil.which("ninja")), reason="cmake")

@@ -146,6 +146,7 @@ SHELL_SETUP = r"""if [ -n "${JW_SCCACHE:-}" ]; then
       jw_sc_id="$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo $$)"
       sccache --show-stats --stats-format json > "$JW_SCCACHE_STATS/$(date +%s)-$jw_sc_id.json" 2>/dev/null || true
       sccache --stop-server >/dev/null 2>&1 || true
+      rm -f "$SCCACHE_SERVER_UDS"  # the server leaves its socket behind: one per local step, in /tmp
     }
     trap jw_sccache_done EXIT
     unset CCACHE_DIR
