@@ -110,7 +110,9 @@ class PeakMemory:
             return False
         if found.group(1) not in self.names:  # a container started since the last look
             listed = subprocess.run(
-                ["podman", "ps", "--no-trunc", "--format", "{{.ID}} {{.Names}}"], capture_output=True, text=True
+                ["podman", "ps", "--all", "--no-trunc", "--format", "{{.ID}} {{.Names}}"],
+                capture_output=True,
+                text=True,
             )
             self.names.update(line.split(" ", 1) for line in listed.stdout.splitlines() if " " in line)
             self.names.setdefault(found.group(1), "")  # not ours to list (another storage): asked once
