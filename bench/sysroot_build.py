@@ -16,8 +16,9 @@ Usage (vLLM takes hours on 2 cores; a build resumes in its kept work directory w
 
 `--sources DIR` holds the reproducible archives (`inv sources.fetch torchvision --from
 shared/sources/vision-0.21.0.tar.gz --out DIR`, the same for torchaudio; vLLM's sub-sources as
-they are in shared/sources). `--import-only` skips the builds. Each finished build appends a record
-to bench/results/sysroot_build.jsonl, the import check one record of its own."""
+they are in shared/sources). `--import-only` skips the builds (the published wheels are still read
+back). Each build appends a record to bench/results/sysroot_build.jsonl, the import check one of its
+own."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ PROFILE = "sysroot-trixie-arm64"
 RESULTS = ROOT / "bench" / "results" / "sysroot_build.jsonl"
 CA = "/etc/ssl/certs/ca-certificates.crt"  # the host's trust (a TLS-inspecting proxy's CA included)
 AARCH64 = 183  # e_machine
-PINS = {"torchvision": "0.21.0+cu124", "torchaudio": "2.6.0+cu124", "vllm": "0.8.1+cu124"}
+# vLLM's wheel carries no local label: its version is setuptools-scm's, pinned by the recipe
+PINS = {"torchvision": "0.21.0+cu124", "torchaudio": "2.6.0+cu124", "vllm": "0.8.1"}
 # what each check prints, one line each; a failure prints its exception and goes on
 CHECKS = {
     "torchvision": (
@@ -86,13 +88,13 @@ def build(name: str, index: str, sources: str) -> dict[str, object]:
 
 
 def wheel_url(index: str, name: str) -> str:
-    """The cp313 linux_aarch64 wheel of `name` the index lists (PEP 691 JSON)."""
+    """The linux_aarch64 wheel of `name` the index lists (PEP 691 JSON): cp313, or abi3 (vLLM's)."""
     req = urllib.request.Request(f"{index}/simple/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         files = json.load(r)["files"]
-    found = [f["url"] for f in files if f["filename"].endswith("-cp313-cp313-linux_aarch64.whl")]
+    found = [f["url"] for f in files if re.search(r"-(cp313-cp313|cp3\d+-abi3)-linux_aarch64\.whl$", f["filename"])]
     if not found:
-        raise SystemExit(f"{index} lists no cp313 linux_aarch64 wheel of {name}")
+        raise LookupError(f"{index} lists no cp313 or abi3 linux_aarch64 wheel of {name}")
     url: str = found[-1]
     return urllib.parse.urljoin(f"{index}/simple/{name}/", url)  # PEP 691: relative to the page
 
@@ -158,14 +160,14 @@ def main() -> None:
     index = args.index.rstrip("/")
     built = []
     for name in args.names:
-        if not args.import_only:
-            entry = build(name, index, args.sources)
-            if entry["exit"] != 0:
-                record(entry)
-                continue
-            entry.update(read_wheel(index, name))
-            record(entry)
-        built.append(name)
+        entry = {"build": name, "exit": 0, "built_now": False} if args.import_only else build(name, index, args.sources)
+        if entry["exit"] == 0:
+            try:  # the build's record is written whatever reading its wheel back does
+                entry.update(read_wheel(index, name))
+                built.append(name)
+            except (OSError, LookupError) as e:
+                entry["read_error"] = str(e)
+        record(entry)
     if built:
         record(import_check(index, built))
 

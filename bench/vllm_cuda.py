@@ -114,7 +114,8 @@ class PeakMemory:
                 capture_output=True,
                 text=True,
             )
-            self.names.update(line.split(" ", 1) for line in listed.stdout.splitlines() if " " in line)
+            pairs = (line.split(" ", 1) for line in listed.stdout.splitlines() if " " in line)
+            self.names.update({cid: name for cid, name in pairs})
             self.names.setdefault(found.group(1), "")  # not ours to list (another storage): asked once
         return self.names.get(found.group(1), "").startswith(self.container)
 
