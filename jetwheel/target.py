@@ -25,8 +25,9 @@ class Target:
     pins: dict[str, str] = field(default_factory=dict)
     glibc: str = "2.35"
     # read from a runtime image (verify/policy.py), in place of system_libs' patterns when given:
-    # library file name -> (its exported symbols a line each, "name@@VER"/"name@VER"; its version names)
-    system_provided: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # library file name -> (its exported symbols a line each, "name@@VER"/"name@VER"; its version
+    # names; its DT_NEEDED, which ld.so searches too: _C finds cublasGemmEx through libtorch_cuda's)
+    system_provided: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     system_policy: str = ""  # what system_provided was read from (image@digest, runtime tarball)
     # projects the target's system provides rather than wheels (a sysroot image's torch): their
     # libraries are the system's (system_provided), and no wheel of them is looked for

@@ -17,7 +17,7 @@ from jetwheel.model.recipe import load_profile
 from jetwheel.runtime.image import policy_from_image
 from jetwheel.target import Target
 from jetwheel.verify import read_wheels, retarget, verify_wheel
-from jetwheel.verify.policy import Policy, apply, load, save
+from jetwheel.verify.policy import Policy, apply, load, read_dirs, save
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 BUILDER = "localhost/jetwheel-builder:bookworm"
@@ -158,6 +158,31 @@ def test_verify_uses_the_image_policy_exactly(builder_policy: Path, fakes: Path,
     assert done.returncode == 1 and "needs libcusparseLt.so.0" in done.stdout
 
 
+def test_a_symbol_binds_through_a_runtime_librarys_own_dependencies(tmp_path: Path) -> None:
+    """As vLLM's _C against the sysroot's torch: it links libtorch_cuda (the runtime's) but not
+    libcublas, and binds cublasGemmEx all the same, through libtorch_cuda's DT_NEEDED: ld.so searches
+    the whole breadth-first closure. A policy without the runtime's DT_NEEDED failed that wheel."""
+    root = tmp_path / "root"
+    lib = root / "usr" / "lib"
+    lib.mkdir(parents=True)
+    shutil.copy2("/lib/x86_64-linux-gnu/libc.so.6", lib)  # the C library every runtime has
+    shared_object(lib, "libgemm.so.12", "int gemm_ex(void){return 0;}\n", soname="libgemm.so.12")
+    shared_object(
+        lib, "libtorchy.so.2", "int torchy(void){return 1;}\n", f"-L{lib}", "-l:libgemm.so.12", soname="libtorchy.so.2"
+    )
+    ext = shared_object(
+        tmp_path, "ext.so", "int gemm_ex(void); int f(void){return gemm_ex();}\n", f"-L{lib}", "-l:libtorchy.so.2"
+    )
+    policy = read_dirs(root, ["/usr/lib"], "x86_64", "a runtime root")
+    assert policy.files["/usr/lib/libtorchy.so.2"].needed[0] == "libgemm.so.12"
+    wheel = read_wheels([ext_wheel(tmp_path, "binds", ext)])[0]
+    assert verify_wheel(wheel, apply(x86_triton(), policy)).passed
+    # the same runtime with no libgemm: the reference binds nowhere, and verify says so
+    (lib / "libgemm.so.12").unlink()
+    report = verify_wheel(wheel, apply(x86_triton(), read_dirs(root, ["/usr/lib"], "x86_64", "a runtime root")))
+    assert any("undefined symbol gemm_ex" in f.detail for f in report.findings), report.to_json()
+
+
 @needs_podman
 def test_the_gpu_driver_is_the_hosts_even_with_an_image_policy(builder_policy: Path, tmp_path: Path) -> None:
     """libcuda.so.1 is mounted into the container by the NVIDIA runtime, never in the image's files:
@@ -194,11 +219,11 @@ def test_triton_profile_fails_a_wheel_needing_cusparselt_unless_something_ships_
 
 def test_a_policy_file_that_is_not_one_is_one_clean_error(tmp_path: Path) -> None:
     bad = tmp_path / "p.json"
-    bad.write_text('{"format": 1, "names": {"libx.so": "/lib/libx.so"}, "files": {}, "sources": [], "machine": "x"}')
+    bad.write_text('{"format": 2, "names": {"libx.so": "/lib/libx.so"}, "files": {}, "sources": [], "machine": "x"}')
     with pytest.raises(JetwheelError, match="names point at files the policy lacks"):
         load(bad)
     bad.write_text('{"format": 9}')
-    with pytest.raises(JetwheelError, match="policy format 9, this jetwheel reads 1"):
+    with pytest.raises(JetwheelError, match="policy format 9, this jetwheel reads 2"):
         load(bad)
     bad.write_text("[]")
     with pytest.raises(JetwheelError, match="not a jetwheel policy file"):

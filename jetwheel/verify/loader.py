@@ -155,8 +155,8 @@ class Loader:
         provided = self.target.system_provided.get(name)
         if provided is not None:
             if name not in self.system_elves:
-                exports, verdefs = provided
-                info = Symbols("", name, (), (), (), exports, "", verdefs)
+                exports, verdefs, needed = provided
+                info = Symbols("", name, needed, (), (), exports, "", verdefs)
                 self.system_elves[name] = WheelElf(f"<{self.target.system_policy}>/{name}", info, ())
             return Found("system", self.system_elves[name])
         patterns = self.system(name)
@@ -184,17 +184,19 @@ class Loader:
         """e's DT_NEEDED closure, breadth first (ld.so's symbol search order)."""
         out: list[tuple[str, Found]] = []
         chain: list[WheelElf] = []
-        queue, seen = [(e, chain, n) for n in e.info.needed], set(e.info.needed)
+        queue, seen = [(e, chain, n, False) for n in e.info.needed], set(e.info.needed)
         while queue:
-            parent, loaders, name = queue.pop(0)
+            parent, loaders, name, systems = queue.pop(0)
             found = self.find(parent, name, loaders)
+            if systems and found.kind == "missing":
+                continue  # a system library's own dependency the runtime's directories lack: its business
             out.append((name, found))
             if found.elf is not None:
                 below = [parent, *loaders]
                 for n in found.elf.info.needed:
                     if n not in seen:
                         seen.add(n)
-                        queue.append((found.elf, below, n))
+                        queue.append((found.elf, below, n, found.kind == "system"))
         return out
 
 

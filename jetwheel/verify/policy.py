@@ -23,7 +23,7 @@ from jetwheel.target import Target
 from jetwheel.verify import elf
 from jetwheel.verify.wheel import is_shared_object
 
-FORMAT = 1
+FORMAT = 2  # 2: each library's DT_NEEDED (a format-1 file lacks them: read the image again)
 # ld.so's own default directories, and Debian/Ubuntu's multiarch ones (ld.so.conf names those too)
 STANDARD_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64")
 TRIPLETS = {"aarch64": "aarch64-linux-gnu", "x86_64": "x86_64-linux-gnu"}
@@ -37,6 +37,7 @@ class Library:
     soname: str
     exports: str  # as elf.Symbols.exports: "name", "name@@VER" (default) or "name@VER" (hidden), a line each
     verdefs: tuple[str, ...]
+    needed: tuple[str, ...] = ()  # its DT_NEEDED: ld.so searches a library's dependencies too
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,9 @@ class Policy:
     def provides(self, name: str) -> bool:
         return name in self.names
 
-    def provided(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        """name -> (exports, verdefs): the form Target carries."""
-        return {n: (self.files[p].exports, self.files[p].verdefs) for n, p in self.names.items()}
+    def provided(self) -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
+        """name -> (exports, verdefs, needed): the form Target carries."""
+        return {n: (self.files[p].exports, self.files[p].verdefs, self.files[p].needed) for n, p in self.names.items()}
 
     def merged(self, other: Policy) -> Policy:
         """This runtime with `other`'s libraries added (a runtime tarball unpacked into it); a name
@@ -77,7 +78,12 @@ class Policy:
             "machine": self.machine,
             "names": dict(sorted(self.names.items())),
             "files": {
-                p: {"soname": lib.soname, "verdefs": list(lib.verdefs), "exports": lib.exports.split("\n")}
+                p: {
+                    "soname": lib.soname,
+                    "needed": list(lib.needed),
+                    "verdefs": list(lib.verdefs),
+                    "exports": lib.exports.split("\n"),
+                }
                 for p, lib in sorted(self.files.items())
             },
         }
@@ -101,7 +107,8 @@ def load(path: Path) -> Policy:
         if doc.get("format") != FORMAT:
             raise JetwheelError(f"{path}: policy format {doc.get('format')!r}, this jetwheel reads {FORMAT}")
         files = {
-            p: Library(str(f["soname"]), "\n".join(f["exports"]), tuple(f["verdefs"])) for p, f in doc["files"].items()
+            p: Library(str(f["soname"]), "\n".join(f["exports"]), tuple(f["verdefs"]), tuple(f["needed"]))
+            for p, f in doc["files"].items()
         }
         names = {str(n): str(p) for n, p in doc["names"].items()}
         bad = sorted(set(names.values()) - set(files))
@@ -268,6 +275,6 @@ def read_dirs(root: Path, dirs: Iterable[str], machine: str, source: str) -> Pol
                 if info is None or info.machine != machine:
                     skipped.add(real)
                     continue
-                files[real] = Library(info.soname, info.exports, info.verdefs)
+                files[real] = Library(info.soname, info.exports, info.verdefs, info.needed)
             names[entry] = real
     return Policy((source,), machine, files, names)

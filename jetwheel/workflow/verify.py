@@ -40,11 +40,12 @@ def image_target(target: Target, profile: Profile, cache: Path) -> Target:
     from jetwheel.runners.docker import find_engine
     from jetwheel.runtime.image import policy_from_image
     from jetwheel.runtime.imagefs import inspect
+    from jetwheel.verify.policy import FORMAT as POLICY_FORMAT
     from jetwheel.verify.policy import load, save
 
     engine = find_engine()
     digest = inspect(engine, profile.image).digest
-    path = cache / "policies" / f"{digest.replace(':', '-')}.json"
+    path = cache / "policies" / f"{digest.replace(':', '-')}.v{POLICY_FORMAT}.json"  # an older format is read again
     if not path.is_file():
         save(policy_from_image(profile.image, engine), path)
     return apply_policy(target, load(path))
