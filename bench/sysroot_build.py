@@ -139,8 +139,12 @@ def import_check(index: str, names: list[str]) -> dict[str, object]:
     argv += ["-e", f"PYPI={pypi}", IMAGE, "bash", "-c", script]
     start = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True)
-    lines = [x for x in (done.stdout + done.stderr).splitlines() if x.strip() and not x.startswith("  ")]
-    return {"import": names, "exit": done.returncode, "seconds": round(time.monotonic() - start), "said": lines[-25:]}
+    printed = [x for x in done.stdout.splitlines() if x.strip() and not x.startswith("  ")]
+    # pip's complaints go to stderr (vLLM installed without its dependency tree: dozens of lines);
+    # what the checks print is stdout, kept whole
+    errors = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("  ")]
+    seconds = round(time.monotonic() - start)
+    return {"import": names, "exit": done.returncode, "seconds": seconds, "said": printed, "stderr_tail": errors[-5:]}
 
 
 def record(entry: dict[str, object]) -> None:
